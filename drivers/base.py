@@ -1,0 +1,240 @@
+"""The driver contract, and the one supervisor that runs every link.
+
+A *link* is one physical connection (a TCP endpoint, a serial port, an OPC-UA
+session) shared by every device configured on it. Each link is owned by one
+asyncio task, so requests on it are serialised without locks. A link
+implements :class:`Link`: ``connect``, ``poll`` (wait for and read what is
+due) and ``close``. :func:`run_link` owns reconnection for all protocols the
+same way: on :class:`~edge_agent.errors.DeviceUnavailable` it marks every
+device of the link down (a comms-lost event, bad readings), closes, backs off
+with jitter and reconnects; comms-restored is emitted on the first good poll.
+
+Per-device trouble behind a healthy link (one dead unit id on a gateway) is
+the link's own business: it reports it through :class:`PollResult.events`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from edge_agent.configkit import Table
+from edge_agent.errors import DeviceUnavailable
+from edge_agent.model import CommsEvent, CommsState, Reading, ReadingSink
+
+log = logging.getLogger("edge_agent.drivers")
+
+
+class DeviceConfig(Protocol):
+    """What every protocol's device config has in common."""
+
+    @property
+    def name(self) -> str:
+        """Device name (``devices.<name>`` in the config)."""
+
+    @property
+    def protocol(self) -> str:
+        """The ``protocol`` value that selected the driver."""
+
+    @property
+    def tag_names(self) -> tuple[str, ...]:
+        """Names of the configured tags."""
+
+
+@dataclass(slots=True)
+class PollResult:
+    """What one ``poll`` produced: readings (one device per batch) and comms events."""
+
+    batches: list[list[Reading]] = field(default_factory=list)
+    events: list[CommsEvent] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class DeviceDiagnostics:
+    """Per-device counters shown by ``edge-agent status`` and health telemetry."""
+
+    requests: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    rtt_min_ms: float | None = None
+    rtt_max_ms: float | None = None
+    rtt_sum_ms: float = 0.0
+    rtt_count: int = 0
+    last_good_ts: float | None = None
+    skipped_cycles: int = 0
+    comms: str = "unknown"
+
+    def record_rtt(self, ms: float) -> None:
+        """Add one round-trip time sample."""
+        self.rtt_count += 1
+        self.rtt_sum_ms += ms
+        self.rtt_min_ms = ms if self.rtt_min_ms is None else min(self.rtt_min_ms, ms)
+        self.rtt_max_ms = ms if self.rtt_max_ms is None else max(self.rtt_max_ms, ms)
+
+    def record_error(self, kind: str) -> None:
+        """Count one error of a kind (timeout, illegal_address, decode, ...)."""
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view."""
+        avg = self.rtt_sum_ms / self.rtt_count if self.rtt_count else None
+        return {
+            "comms": self.comms,
+            "requests": self.requests,
+            "errors": dict(self.errors),
+            "rtt_ms": {"min": self.rtt_min_ms, "avg": avg, "max": self.rtt_max_ms},
+            "last_good_ts": self.last_good_ts,
+            "skipped_cycles": self.skipped_cycles,
+        }
+
+
+class Link(Protocol):
+    """One physical connection and the devices on it."""
+
+    @property
+    def name(self) -> str:
+        """Human name of the link (endpoint or port), for logs."""
+
+    @property
+    def device_names(self) -> tuple[str, ...]:
+        """Devices served by this link."""
+
+    async def connect(self) -> None:
+        """Open the connection. Raise DeviceUnavailable when it cannot be opened."""
+
+    async def poll(self) -> PollResult:
+        """Wait until something is due, read it, return readings and events.
+
+        Raise DeviceUnavailable when the link itself is lost.
+        """
+
+    async def close(self) -> None:
+        """Close the connection; never raises."""
+
+    def diagnostics(self) -> Mapping[str, DeviceDiagnostics]:
+        """Per-device diagnostics."""
+
+
+@dataclass(frozen=True, slots=True)
+class DriverSpec:
+    """Registry entry for one ``protocol`` value."""
+
+    protocol: str
+    parse_device: Callable[[str, Table], DeviceConfig]
+    build_links: Callable[[Sequence[DeviceConfig]], list[Link]]
+    describe_plan: Callable[[Sequence[DeviceConfig]], str] | None = None
+
+
+class Backoff:
+    """Exponential backoff with full jitter, bounded."""
+
+    def __init__(self, initial_s: float = 0.5, max_s: float = 30.0, factor: float = 2.0) -> None:
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self.factor = factor
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        """Delay before the next attempt: uniform in [cap/2, cap] of the current step."""
+        cap = min(self.max_s, self.initial_s * self.factor**self.attempt)
+        self.attempt += 1
+        return random.uniform(cap / 2, cap)
+
+    def reset(self) -> None:
+        """Start over after a success."""
+        self.attempt = 0
+
+
+class GridClock:
+    """Fixed-grid schedule: ticks at ``origin + k * interval`` forever, without drift.
+
+    When the caller falls behind, missed ticks are skipped and counted, never
+    bunched (a 1 s poll that took 3.5 s resumes on the next grid point).
+    """
+
+    def __init__(self, interval_s: float, *, now: float | None = None) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval must be > 0")
+        self.interval_s = interval_s
+        start = time.monotonic() if now is None else now
+        self.origin = start
+        self.k = 0
+        self.skipped = 0
+
+    def next_due(self) -> float:
+        """Monotonic time of the next tick."""
+        return self.origin + self.k * self.interval_s
+
+    def advance(self, now: float) -> int:
+        """Move past ``now``; return how many ticks were skipped since the last one run."""
+        k_now = int((now - self.origin) // self.interval_s)
+        skipped = max(0, k_now - self.k)
+        self.skipped += skipped
+        self.k = k_now + 1
+        return skipped
+
+
+def bad_batch(device: str, tags: Sequence[str], reason: str) -> list[Reading]:
+    """Readings with quality bad for every tag of a device (comms loss)."""
+    from edge_agent.model import Quality
+
+    ts, mono = time.time(), time.monotonic()
+    return [
+        Reading(device=device, tag=t, value=None, ts=ts, mono=mono, quality=Quality.BAD, reason=reason)
+        for t in tags
+    ]
+
+
+async def run_link(
+    link: Link,
+    sink: ReadingSink,
+    *,
+    tags_by_device: Mapping[str, Sequence[str]],
+    backoff: Backoff | None = None,
+) -> None:
+    """Supervise one link until cancelled: connect, poll, and reconnect with backoff.
+
+    Logs once when the link is lost and once when it is restored.
+    """
+    backoff = backoff or Backoff()
+    connected = False
+    down_reason: str | None = None
+    try:
+        while True:
+            try:
+                if not connected:
+                    await link.connect()
+                    connected = True
+                result = await link.poll()
+            except DeviceUnavailable as exc:
+                reason = str(exc) or type(exc).__name__
+                if down_reason is None:
+                    log.warning("Link lost link=%s reason=%r", link.name, reason)
+                    now, mono = time.time(), time.monotonic()
+                    for dev in link.device_names:
+                        sink.put_comms(CommsEvent(device=dev, state=CommsState.DOWN, ts=now, mono=mono, reason=reason))
+                        sink.put_readings(bad_batch(dev, tags_by_device.get(dev, ()), reason))
+                down_reason = reason
+                if connected:
+                    await link.close()
+                    connected = False
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            if down_reason is not None:
+                log.info("Link restored link=%s", link.name)
+                now, mono = time.time(), time.monotonic()
+                for dev in link.device_names:
+                    sink.put_comms(CommsEvent(device=dev, state=CommsState.UP, ts=now, mono=mono))
+                down_reason = None
+            backoff.reset()
+            for event in result.events:
+                sink.put_comms(event)
+            for batch in result.batches:
+                sink.put_readings(batch)
+    finally:
+        if connected:
+            await link.close()

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``edge-agent`` CLI, one module each (see :mod:`edge_agent.cli`)."""

@@ -1,0 +1,77 @@
+"""Small typed value objects that cross the pipeline's seams.
+
+A :class:`Reading` leaves a driver, a :class:`CommsEvent` reports a link
+state change; both are immutable and carry the wall-clock time the response
+arrived plus the monotonic time (for clock correction on devices without an
+RTC). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeAlias
+
+Value: TypeAlias = bool | int | float | str | list[bool] | list[int] | list[float] | list[str] | None
+
+
+class Quality(str, enum.Enum):
+    """Quality of one reading."""
+
+    GOOD = "good"
+    BAD = "bad"
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reading:
+    """One tag value as the driver saw it.
+
+    Attributes:
+        device: Device name from the config (``devices.<name>``).
+        tag: Tag name within the device.
+        value: Decoded, scaled value; ``None`` when quality is not good.
+        ts: Wall-clock UNIX time (seconds, UTC) when the response arrived.
+        mono: ``time.monotonic()`` when the response arrived.
+        quality: Good, bad or stale.
+        reason: Why the quality is not good (``timeout``, ``illegal address`` ...).
+        source_ts: Timestamp the source gave the value (OPC-UA SourceTimestamp), if any.
+    """
+
+    device: str
+    tag: str
+    value: Value
+    ts: float
+    mono: float
+    quality: Quality = Quality.GOOD
+    reason: str = ""
+    source_ts: float | None = None
+
+
+class CommsState(str, enum.Enum):
+    """Link state of a device as seen by the agent."""
+
+    UP = "up"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommsEvent:
+    """A device lost or regained communication. The calculator turns loss into unknown time."""
+
+    device: str
+    state: CommsState
+    ts: float
+    mono: float
+    reason: str = ""
+
+
+class ReadingSink(Protocol):
+    """Where drivers put what they read. Implementations never block the caller."""
+
+    def put_readings(self, readings: Sequence[Reading]) -> None:
+        """Accept one batch of readings (one device, one poll or notification burst)."""
+
+    def put_comms(self, event: CommsEvent) -> None:
+        """Accept a comms lost/restored event."""

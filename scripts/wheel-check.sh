@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Build the wheel, install it into a fresh venv outside the tree, and run the
+# console scripts from another directory, so a package missing from the wheel
+# (flat layout, three packages) fails here and not on a gateway.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$root/.venv/bin/python" -m pip wheel -q --no-deps -w "$tmp/dist" "$root"
+python3 -m venv "$tmp/venv"
+"$tmp/venv/bin/pip" install -q "$tmp"/dist/*.whl
+cd "$tmp"
+"$tmp/venv/bin/edge-agent" --version
+for f in "$root"/config/*.toml; do
+  "$tmp/venv/bin/edge-agent" check-config "$f" >/dev/null
+  echo "check-config ok: $(basename "$f")"
+done
+"$tmp/venv/bin/edge-agent-sim" list-scenarios >/dev/null
+"$tmp/venv/bin/edge-agent-sim" describe --scenario steady >/dev/null
+echo "wheel-check ok"

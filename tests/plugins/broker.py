@@ -1,0 +1,1 @@
+"""Fixture plugin: broker (filled in by its owner)."""

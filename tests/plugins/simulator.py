@@ -1,0 +1,1 @@
+"""Fixture plugin: simulator (filled in by its owner)."""
