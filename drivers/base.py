@@ -7,10 +7,17 @@ implements :class:`Link`: ``connect``, ``poll`` (wait for and read what is
 due) and ``close``. :func:`run_link` owns reconnection for all protocols the
 same way: on :class:`~edge_agent.errors.DeviceUnavailable` it marks every
 device of the link down (a comms-lost event, bad readings), closes, backs off
-with jitter and reconnects; comms-restored is emitted on the first good poll.
+with jitter and reconnects; comms-up is emitted on the first good poll after
+every (re)connect, including the very first one.
 
 Per-device trouble behind a healthy link (one dead unit id on a gateway) is
 the link's own business: it reports it through :class:`PollResult.events`.
+``run_link`` forwards a comms event only when it changes a device's state,
+so the sink sees strictly alternating up/down per device.
+
+Guarantees: ``run_link`` never returns except by cancellation, closes the
+link on the way out, and never polls while a previous poll is pending (one
+task per link). :class:`GridClock` never drifts and never bunches ticks.
 """
 
 from __future__ import annotations
@@ -19,13 +26,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edge_agent.configkit import Table
 from edge_agent.errors import DeviceUnavailable
-from edge_agent.model import CommsEvent, CommsState, Reading, ReadingSink
+from edge_agent.model import CommsEvent, CommsState, Reading, ReadingSink, Value
 
 log = logging.getLogger("edge_agent.drivers")
 
@@ -119,14 +126,42 @@ class Link(Protocol):
         """Per-device diagnostics."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProbeResult:
+    """Outcome of test-reading one configured tag once (``check-config --probe``).
+
+    Attributes:
+        device: Device name.
+        tag: Tag name.
+        ok: Whether the tag was read and decoded.
+        value: The decoded value when ``ok``.
+        reason: Why not ``ok`` (``timeout``, ``illegal address``, ``decode error: ...``).
+    """
+
+    device: str
+    tag: str
+    ok: bool
+    value: Value = None
+    reason: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class DriverSpec:
-    """Registry entry for one ``protocol`` value."""
+    """Registry entry for one ``protocol`` value.
+
+    ``probe_devices`` (optional) connects to every given device and reads each
+    tag once; ``check-config --probe`` prints its results. ``check_devices``
+    (optional, no I/O) validates what one device table cannot see alone, such
+    as devices sharing a serial port with different line settings; it returns
+    ``(dotted key path, message)`` pairs for the loader to report.
+    """
 
     protocol: str
     parse_device: Callable[[str, Table], DeviceConfig]
     build_links: Callable[[Sequence[DeviceConfig]], list[Link]]
     describe_plan: Callable[[Sequence[DeviceConfig]], str] | None = None
+    probe_devices: Callable[[Sequence[DeviceConfig]], Awaitable[list[ProbeResult]]] | None = None
+    check_devices: Callable[[Sequence[DeviceConfig]], list[tuple[str, str]]] | None = None
 
 
 class Backoff:
@@ -184,7 +219,9 @@ def bad_batch(device: str, tags: Sequence[str], reason: str) -> list[Reading]:
 
     ts, mono = time.time(), time.monotonic()
     return [
-        Reading(device=device, tag=t, value=None, ts=ts, mono=mono, quality=Quality.BAD, reason=reason)
+        Reading(
+            device=device, tag=t, value=None, ts=ts, mono=mono, quality=Quality.BAD, reason=reason
+        )
         for t in tags
     ]
 
@@ -198,25 +235,50 @@ async def run_link(
 ) -> None:
     """Supervise one link until cancelled: connect, poll, and reconnect with backoff.
 
+    Comms events reach the sink only on a change of state per device (run_link
+    de-duplicates what the link reports and what it infers itself):
+
+    * link lost (connect failed, ``DeviceUnavailable`` from ``poll``): every
+      device not already down gets a DOWN event and one batch of bad readings;
+    * first good poll after a (re)connect, including the very first one:
+      every device the link did not itself report on in that poll gets UP;
+    * events the link reports in ``PollResult.events`` (one unit id lost or
+      restored behind a healthy link) are forwarded.
+
     Logs once when the link is lost and once when it is restored.
     """
     backoff = backoff or Backoff()
     connected = False
+    fresh = True
     down_reason: str | None = None
+    state: dict[str, CommsState] = {}
+
+    def transition(event: CommsEvent) -> bool:
+        if state.get(event.device) is event.state:
+            return False
+        state[event.device] = event.state
+        sink.put_comms(event)
+        return True
+
     try:
         while True:
             try:
                 if not connected:
                     await link.connect()
                     connected = True
+                    fresh = True
                 result = await link.poll()
             except DeviceUnavailable as exc:
                 reason = str(exc) or type(exc).__name__
                 if down_reason is None:
                     log.warning("Link lost link=%s reason=%r", link.name, reason)
-                    now, mono = time.time(), time.monotonic()
-                    for dev in link.device_names:
-                        sink.put_comms(CommsEvent(device=dev, state=CommsState.DOWN, ts=now, mono=mono, reason=reason))
+                now, mono = time.time(), time.monotonic()
+                for dev in link.device_names:
+                    if transition(
+                        CommsEvent(
+                            device=dev, state=CommsState.DOWN, ts=now, mono=mono, reason=reason
+                        )
+                    ):
                         sink.put_readings(bad_batch(dev, tags_by_device.get(dev, ()), reason))
                 down_reason = reason
                 if connected:
@@ -226,13 +288,17 @@ async def run_link(
                 continue
             if down_reason is not None:
                 log.info("Link restored link=%s", link.name)
-                now, mono = time.time(), time.monotonic()
-                for dev in link.device_names:
-                    sink.put_comms(CommsEvent(device=dev, state=CommsState.UP, ts=now, mono=mono))
                 down_reason = None
             backoff.reset()
+            reported = {e.device for e in result.events}
+            if fresh:
+                fresh = False
+                now, mono = time.time(), time.monotonic()
+                for dev in link.device_names:
+                    if dev not in reported:
+                        transition(CommsEvent(device=dev, state=CommsState.UP, ts=now, mono=mono))
             for event in result.events:
-                sink.put_comms(event)
+                transition(event)
             for batch in result.batches:
                 sink.put_readings(batch)
     finally:

@@ -1,0 +1,111 @@
+"""KPI calculator benchmarks: month replay throughput and live per-sample CPU cost.
+
+Prints figures with their method. Samples are generated in memory,
+deterministically (no I/O, no randomness). CPU time is measured with
+``time.process_time`` (this process only). Bounded to well under 3 minutes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import time
+
+from edge_agent.kpi import KpiProfile, MachineCalculator, Sample
+from edge_agent.kpi.calendar import WindowKind, day_window, month_window, shift_windows, windows_containing
+from edge_agent.kpi.engine import evaluate
+from edge_agent.kpi.prepare import prepare
+from edge_agent.kpi.profile import Shift
+from edge_agent.kpi.replay import to_spans
+
+PROFILE = KpiProfile(
+    ideal_cycle_time_s=1.8,
+    timezone="Europe/Paris",
+    max_gap_s=5,
+    shifts=(
+        Shift(name="A", start_min=6 * 60, end_min=14 * 60),
+        Shift(name="B", start_min=14 * 60, end_min=22 * 60),
+    ),
+)
+
+
+def month_samples(year: int, month: int, limit: int | None = None) -> list[Sample]:
+    """One sample per second over a local month: running, a 150 s stop every hour, 1 part / 2 s."""
+    window = month_window(PROFILE, year, month)
+    t0 = int(window.start)
+    n = int(window.end - window.start) if limit is None else limit
+    out: list[Sample] = []
+    total = 0
+    run = 1
+    for i in range(n):
+        phase = i % 3600
+        if phase == 1800:
+            run = 0
+        elif phase == 1950:
+            run = 1
+        if run and i % 2 == 0:
+            total += 1
+        out.append(Sample(t=t0 + i, run=run, fault=0 if run else 101, good=total - total // 50, total=total))
+    return out
+
+
+def bench_replay() -> None:
+    """Replay throughput: prepare + one sweep over a month for month, day and shift windows."""
+    c0 = time.process_time()
+    samples = month_samples(2024, 5)
+    c1 = time.process_time()
+    windows = [month_window(PROFILE, 2024, 5)]
+    windows += [day_window(PROFILE, dt.date(2024, 5, d)) for d in range(1, 32)]
+    windows += shift_windows(PROFILE, dt.date(2024, 5, 1), dt.date(2024, 5, 31))
+    points, markers = prepare(PROFILE, samples)
+    c2 = time.process_time()
+    records = evaluate(PROFILE, points, markers, to_spans(windows))
+    c3 = time.process_time()
+    n = len(samples)
+    month = records[windows[0].name].as_dict()
+    print(f"replay: {n:,} samples (1 s, May 2024 Europe/Paris), {len(windows)} windows (month, 31 days, 62 shifts)")
+    print(f"  prepare (correct/sort/dedupe) {c2 - c1:6.2f} s CPU  {n / (c2 - c1):12,.0f} samples/s")
+    print(f"  sweep (all windows)           {c3 - c2:6.2f} s CPU  {n / (c3 - c2):12,.0f} samples/s")
+    print(f"  replay total                  {c3 - c1:6.2f} s CPU  {n / (c3 - c1):12,.0f} samples/s  (target >= 500,000)")
+    print(f"  (building {n:,} Sample objects took {c1 - c0:.2f} s CPU, {1e6 * (c1 - c0) / n:.2f} us each; not included)")
+    print(f"  month availability={month['availability']} oee={month['oee']} stops={month['stops']}")
+
+
+def bench_live(hours: int = 24) -> None:
+    """Live cost: add() per sample, plus the timer work a runtime does (close_due, revisions, so-far)."""
+    samples = month_samples(2024, 5, limit=hours * 3600)
+    calc = MachineCalculator(PROFILE, allowed_lateness_s=120)
+    add_cpu = timer_cpu = 0.0
+    for i, s in enumerate(samples):
+        c0 = time.process_time()
+        for kind in (WindowKind.HOUR, WindowKind.SHIFT, WindowKind.DAY):
+            for w in windows_containing(PROFILE, kind, s.t):
+                calc.open_window(*w)
+        calc.add(s)
+        c1 = time.process_time()
+        add_cpu += c1 - c0
+        if i % 10 == 0:
+            calc.close_due(s.t)
+            calc.revisions()
+        if i % 60 == 0:
+            for name in calc.window_names():
+                calc.record(name, now=s.t)
+        timer_cpu += time.process_time() - c1
+    n = len(samples)
+    print(f"live: {n:,} samples of 1 s ({hours} h), hour/shift/day windows opened per sample")
+    print(f"  open_window + add            {1e6 * add_cpu / n:8.2f} us CPU per sample")
+    print(f"  close_due+revisions / 10 s, so-far records / 60 s: {1e6 * timer_cpu / n:8.2f} us CPU per sample (amortised)")
+    print(f"  total                        {1e6 * (add_cpu + timer_cpu) / n:8.2f} us CPU per sample "
+          f"= {100 * (add_cpu + timer_cpu) / n:.3f} % of one core at 1 sample/s")
+
+
+def main() -> None:
+    """Run the KPI benchmarks and print their figures."""
+    print(f"KPI benchmarks on {platform.python_implementation()} {platform.python_version()}, "
+          f"CPU time via time.process_time")
+    bench_replay()
+    bench_live()
+
+
+if __name__ == "__main__":
+    main()

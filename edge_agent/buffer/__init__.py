@@ -1,0 +1,12 @@
+"""Durable SQLite buffer: readings, events, summaries, calculator state and the MQTT outbox.
+
+Public API (see ``docs/pipeline.md``): :class:`Buffer`, :class:`StorageConfig`,
+:func:`parse_storage`, :class:`Priority`, :class:`OutboxRow`. Everything else in
+the package is an implementation detail.
+"""
+
+from edge_agent.buffer.config import StorageConfig, SyncMode, parse_storage
+from edge_agent.buffer.outbox import OutboxRow, Priority
+from edge_agent.buffer.store import Buffer
+
+__all__ = ["Buffer", "StorageConfig", "SyncMode", "parse_storage", "OutboxRow", "Priority"]

@@ -1,0 +1,136 @@
+"""The outbox: messages waiting for a broker acknowledgement, as SQL on a writer connection.
+
+Every message the agent publishes is first a row here (``seq INTEGER PRIMARY KEY
+AUTOINCREMENT``: one monotonically increasing sequence per agent, never reused).
+KPI records and stop events are also kept in their own tables keyed by
+``record_key`` and marked ``published`` when their outbox row is acknowledged, so
+retention can keep unpublished summaries and drop old published ones.
+
+These functions run on the buffer's writer thread only; they do not commit unless
+stated and know nothing about MQTT. Guarantees: :func:`insert` commits before it
+returns (with the configured ``synchronous`` mode), :func:`fetch` returns rows in
+``seq`` order, :func:`ack` is idempotent.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class Priority(enum.IntEnum):
+    """Message priority: under the disk budget the lowest goes first."""
+
+    LOW = 0  # raw telemetry
+    MEDIUM = 1  # health
+    HIGH = 2  # KPI records and stop events: never evicted
+
+
+# Message kinds whose payload is also kept as a record (table, record key required).
+RECORD_TABLES: dict[str, str] = {"kpi": "kpi_records", "stop": "stop_events"}
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One message waiting to be published (``data`` is the JSON text of the payload data)."""
+
+    seq: int
+    kind: str
+    priority: int
+    topic: str
+    data: str
+    created: float
+    retain: bool
+
+
+def insert(
+    con: sqlite3.Connection,
+    *,
+    kind: str,
+    priority: int,
+    topic: str,
+    data: str,
+    created: float,
+    retain: bool,
+    record_key: str | None,
+) -> int:
+    """Insert one message (and its kpi/stop record) in one committed transaction; return its seq."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        cur = con.execute(
+            "INSERT INTO outbox(kind, priority, topic, data, created, retain, record_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kind, int(priority), topic, data, created, int(retain), record_key),
+        )
+        seq = int(cur.lastrowid or 0)
+        table = RECORD_TABLES.get(kind)
+        if table is not None:
+            key = record_key if record_key is not None else f"seq:{seq}"
+            # A new revision of the same record replaces the stored one (keyed by record_key).
+            con.execute(
+                f"INSERT INTO {table}(record_key, created, seq, data, published) "  # noqa: S608 - fixed table names
+                "VALUES (?, ?, ?, ?, NULL) ON CONFLICT(record_key) DO UPDATE SET "
+                "created = excluded.created, seq = excluded.seq, data = excluded.data, "
+                "published = NULL",
+                (key, created, seq, data),
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    return seq
+
+
+def fetch(
+    con: sqlite3.Connection, *, after: int, limit: int, max_seq: int | None = None
+) -> list[OutboxRow]:
+    """Rows with ``after < seq (<= max_seq)`` in seq order, at most ``limit``."""
+    if limit <= 0:
+        return []
+    if max_seq is None:
+        cur = con.execute(
+            "SELECT seq, kind, priority, topic, data, created, retain FROM outbox "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        )
+    else:
+        cur = con.execute(
+            "SELECT seq, kind, priority, topic, data, created, retain FROM outbox "
+            "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            (after, max_seq, limit),
+        )
+    return [OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in cur]
+
+
+def ack(con: sqlite3.Connection, seqs: Iterable[int], now: float) -> int:
+    """Delete acknowledged rows and mark their records published; returns rows deleted."""
+    params = [(s,) for s in seqs]
+    if not params:
+        return 0
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        before = con.total_changes
+        con.executemany("DELETE FROM outbox WHERE seq = ?", params)
+        deleted = con.total_changes - before
+        stamped = [(now, s) for (s,) in params]
+        for table in RECORD_TABLES.values():
+            con.executemany(
+                f"UPDATE {table} SET published = ? WHERE seq = ? AND published IS NULL",  # noqa: S608
+                stamped,
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    return deleted
+
+
+def bounds(con: sqlite3.Connection) -> tuple[int, int, int]:
+    """``(count, min seq, last seq ever allocated)`` of the outbox (0 when empty)."""
+    count, low = con.execute("SELECT count(*), coalesce(min(seq), 0) FROM outbox").fetchone()
+    row = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+    return int(count), int(low), int(row[0]) if row else 0

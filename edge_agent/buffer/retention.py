@@ -1,0 +1,155 @@
+"""Retention: delete rows by age per table, and keep the database under its page budget.
+
+Runs on the buffer's writer thread. Two mechanisms:
+
+* :func:`prune_by_age` deletes raw readings, comms events and intervals older than
+  their retention, and *published* KPI records / stop events older than theirs.
+  Unpublished summaries and outbox rows are never aged out.
+* :func:`prune_to_budget` frees pages until the used page count is under a target,
+  in a fixed order (the contract with operators, documented in ``docs/pipeline.md``):
+  raw readings (oldest first) → published summaries → comms events → unpublished
+  low-priority outbox rows (telemetry) → unpublished medium-priority rows (health)
+  → state intervals. High-priority outbox rows (KPI records, stop events) are never
+  evicted: if only they remain the caller reports :class:`StorageFull`.
+
+Every deleted row is counted in a :class:`DropCounts` under a stable key
+(``readings``, ``kpi_records``, ``outbox:telemetry`` ...), which health telemetry
+reads. Nothing here sleeps or spawns threads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass
+
+from edge_agent.buffer.config import HOUR_S, StorageConfig
+from edge_agent.buffer.outbox import Priority
+
+DropCounts = Counter[str]
+
+# Rows deleted per statement while freeing space: large enough to free pages fast,
+# small enough that one transaction stays short on an SD card.
+CHUNK_ROWS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class PageUsage:
+    """Page accounting of the main database file."""
+
+    page_count: int
+    free_pages: int
+
+    @property
+    def used(self) -> int:
+        """Pages holding data (the freelist is reusable without growing the file)."""
+        return self.page_count - self.free_pages
+
+
+def page_usage(con: sqlite3.Connection) -> PageUsage:
+    """Current page count and freelist length."""
+    pages = int(con.execute("PRAGMA page_count").fetchone()[0])
+    free = int(con.execute("PRAGMA freelist_count").fetchone()[0])
+    return PageUsage(pages, free)
+
+
+def _delete(con: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> int:
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        cur = con.execute(sql, params)
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    return max(cur.rowcount, 0)
+
+
+def prune_by_age(
+    con: sqlite3.Connection, config: StorageConfig, now: float, expired: DropCounts
+) -> int:
+    """Delete rows older than their retention (counted in ``expired``); returns rows deleted."""
+    total = 0
+    steps = (
+        ("readings", "DELETE FROM readings WHERE ts < ?", config.readings_retention_h),
+        ("comms_events", "DELETE FROM comms_events WHERE ts < ?", config.events_retention_h),
+        (
+            "intervals",
+            "DELETE FROM intervals WHERE coalesce(end, start) < ?",
+            config.events_retention_h,
+        ),
+        (
+            "kpi_records",
+            "DELETE FROM kpi_records WHERE published IS NOT NULL AND created < ?",
+            config.summaries_retention_h,
+        ),
+        (
+            "stop_events",
+            "DELETE FROM stop_events WHERE published IS NOT NULL AND created < ?",
+            config.summaries_retention_h,
+        ),
+    )
+    for key, sql, hours in steps:
+        n = _delete(con, sql, (now - hours * HOUR_S,))
+        if n:
+            expired[key] += n
+            total += n
+    return total
+
+
+def _oldest_chunk(table: str, where: str = "", order: str = "rowid") -> str:
+    cond = f"WHERE {where}" if where else ""
+    return (
+        f"DELETE FROM {table} WHERE rowid IN "  # noqa: S608 - fixed identifiers only
+        f"(SELECT rowid FROM {table} {cond} ORDER BY {order} LIMIT ?)"
+    )
+
+
+def _outbox_kinds(con: sqlite3.Connection, priority: int, limit: int) -> Counter[str]:
+    rows = con.execute(
+        "SELECT kind, count(*) FROM "
+        "(SELECT kind FROM outbox WHERE priority = ? ORDER BY seq LIMIT ?) GROUP BY kind",
+        (priority, limit),
+    ).fetchall()
+    return Counter({str(kind): int(n) for kind, n in rows})
+
+
+def prune_to_budget(con: sqlite3.Connection, target_pages: int, drops: DropCounts) -> bool:
+    """Delete rows in eviction order until used pages <= ``target_pages``.
+
+    Returns:
+        True when the target was reached, False when only never-evicted rows remain.
+    """
+    steps: tuple[tuple[str, str, str, str, int | None], ...] = (
+        ("readings", "readings", "", "id", None),
+        ("kpi_records", "kpi_records", "published IS NOT NULL", "created", None),
+        ("stop_events", "stop_events", "published IS NOT NULL", "created", None),
+        ("comms_events", "comms_events", "", "id", None),
+        ("outbox", "outbox", f"priority = {int(Priority.LOW)}", "seq", int(Priority.LOW)),
+        ("outbox", "outbox", f"priority = {int(Priority.MEDIUM)}", "seq", int(Priority.MEDIUM)),
+        ("intervals", "intervals", "", "id", None),
+    )
+    for key, table, where, order, priority in steps:
+        while page_usage(con).used > target_pages:
+            kinds = _outbox_kinds(con, priority, CHUNK_ROWS) if priority is not None else None
+            n = _delete(con, _oldest_chunk(table, where, order), (CHUNK_ROWS,))
+            if n == 0:
+                break
+            if kinds is not None:
+                for kind, count in kinds.items():
+                    drops[f"outbox:{kind}"] += count
+            else:
+                drops[key] += n
+        if page_usage(con).used <= target_pages:
+            return True
+    return page_usage(con).used <= target_pages
+
+
+def release_free_pages(con: sqlite3.Connection, max_pages: int) -> None:
+    """Give freelist pages back to the filesystem (incremental vacuum, then checkpoint).
+
+    ``executescript`` is required: ``execute("PRAGMA incremental_vacuum(N)")`` frees
+    only one page because the module steps the statement once.
+    """
+    con.executescript(f"PRAGMA incremental_vacuum({int(max_pages)});")
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -1,0 +1,279 @@
+"""The :class:`Buffer`: the agent's asyncio-facing durable store (one SQLite file).
+
+What it does: accepts readings, comms events and state intervals without blocking
+(batched by the writer thread), stores every outgoing message in the outbox
+before anything publishes it, hands the uplink rows in ``seq`` order and deletes
+them on acknowledgement, keeps the calculator's state blobs, and reports sizes,
+backlog, drop counts and the disk-full condition in :meth:`Buffer.stats`.
+
+What it does not do: talk MQTT, build message envelopes, or compute anything.
+
+Guarantees:
+
+* ``await publish(...)`` returns only after the row is committed
+  (``synchronous=FULL`` by default), so a summary that was handed over survives a
+  crash or power cut; its ``seq`` is unique and increasing per database, never reused.
+* Rows are never evicted from the outbox while they are high priority (KPI, stop).
+* The event loop never waits on a commit: every SQLite call runs on the writer
+  thread; coroutines await its futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edge_agent.buffer import outbox
+from edge_agent.buffer.config import StorageConfig
+from edge_agent.buffer.outbox import OutboxRow, Priority
+from edge_agent.buffer.schema import open_database, plan_size
+from edge_agent.buffer.writer import Writer, interval_row
+from edge_agent.model import CommsEvent, Reading
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def dumps(data: Mapping[str, Any]) -> str:
+    """Compact JSON; NaN/Infinity are refused (they are not JSON; the calculator emits null)."""
+    return json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
+class Buffer:
+    """Durable SQLite buffer and outbox for one agent.
+
+    Args:
+        config: The ``[storage]`` section.
+        agent_id: The agent's id (recorded for diagnostics; the envelope is built by the uplink).
+        clock: Wall clock (UNIX seconds), injectable for tests.
+    """
+
+    def __init__(
+        self, config: StorageConfig, agent_id: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self.agent_id = agent_id
+        self._clock = clock
+        self._writer: Writer | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self.moved_aside: Path | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def open(self) -> None:
+        """Open the database (create, migrate, replace a corrupt file) and start the writer.
+
+        Raises:
+            StorageFull: The disk is full even for an empty database.
+            RuntimeError: The file's schema is newer than this agent.
+            sqlite3.Error: Any other failure to open (permissions, locked).
+        """
+        con, moved = await asyncio.to_thread(open_database, self.config.path, self.config.max_bytes)
+        self.moved_aside = moved
+        self._writer = Writer(con, self.config, clock=self._clock)
+        self._writer.start()
+
+    async def close(self) -> None:
+        """Flush queued rows, stop the writer thread and close the database."""
+        writer = self._writer
+        if writer is None:
+            return
+        self._writer = None
+        await asyncio.to_thread(writer.stop)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether :meth:`open` succeeded and :meth:`close` was not called."""
+        return self._writer is not None
+
+    def _w(self) -> Writer:
+        if self._writer is None:
+            raise RuntimeError("buffer is not open")
+        return self._writer
+
+    async def _call(self, fn: Callable[[Any], T]) -> T:
+        future: Future[T] = self._w().submit(fn)
+        return await asyncio.wrap_future(future)
+
+    # -- ingest (non-blocking) ---------------------------------------------------------
+    def add_readings(self, readings: Sequence[Reading]) -> None:
+        """Queue readings for a batched commit (when the queue is full the newest are dropped)."""
+        self._w().put("readings", list(readings))
+
+    def add_comms(self, event: CommsEvent) -> None:
+        """Queue one comms lost/restored event."""
+        self._w().put("comms_events", [event])
+
+    def add_intervals(self, machine: str, intervals: Sequence[Mapping[str, Any]]) -> None:
+        """Queue machine state intervals (dicts; ``start``/``end`` UNIX seconds are indexed)."""
+        self._w().put("intervals", [interval_row(machine, i) for i in intervals])
+
+    async def flush(self) -> None:
+        """Wait until every row queued so far is committed (or held in RAM if the disk is full)."""
+        await asyncio.wrap_future(self._w().flush_rows())
+
+    # -- outbox --------------------------------------------------------------------------
+    async def publish(
+        self,
+        kind: str,
+        topic: str,
+        data: Mapping[str, Any],
+        *,
+        priority: int,
+        retain: bool = False,
+        record_key: str | None = None,
+    ) -> int:
+        """Store one message durably in the outbox (committed before return) and return its seq.
+
+        Args:
+            kind: Message kind (``kpi``, ``stop``, ``health``, ``telemetry`` ...).
+            topic: Full MQTT topic (see :class:`edge_agent.uplink.TopicTemplates`).
+            data: The ``data`` part of the envelope (JSON-serialisable, no NaN).
+            priority: :class:`Priority` value; ``HIGH`` rows are never evicted.
+            retain: Publish with the retain flag.
+            record_key: For ``kpi``/``stop``: the record identity (machine+window+revision);
+                a later message with the same key replaces the stored record.
+
+        Raises:
+            StorageFull: The row cannot be stored (disk full, or budget full of
+                never-evicted rows). The caller keeps the data and retries.
+            ValueError: ``data`` is not JSON-serialisable.
+        """
+        writer = self._w()
+        text = dumps(data)
+        created = self._clock()
+
+        def insert(con: Any) -> int:
+            seq = outbox.insert(
+                con,
+                kind=kind,
+                priority=int(priority),
+                topic=topic,
+                data=text,
+                created=created,
+                retain=retain,
+                record_key=record_key,
+            )
+            writer.outbox_count += 1
+            writer.last_seq = seq
+            return seq
+
+        seq = await self._call(writer.durable(insert))
+        for listener in list(self._listeners):
+            listener()
+        return seq
+
+    def on_publish(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` on the loop after each committed publish; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    async def fetch_outbox(
+        self, *, after: int, limit: int, max_seq: int | None = None
+    ) -> list[OutboxRow]:
+        """Outbox rows with ``seq > after`` (and ``<= max_seq``) in seq order, at most ``limit``."""
+        return await self._call(
+            lambda con: outbox.fetch(con, after=after, limit=limit, max_seq=max_seq)
+        )
+
+    async def ack(self, seqs: Sequence[int]) -> int:
+        """Delete acknowledged rows (marking their records published); returns rows deleted."""
+        writer = self._w()
+        items = list(seqs)
+        now = self._clock()
+
+        def job(con: Any) -> int:
+            deleted = outbox.ack(con, items, now)
+            writer.outbox_count -= deleted
+            return deleted
+
+        return await self._call(job)
+
+    @property
+    def last_seq(self) -> int:
+        """The highest seq ever allocated (0 when none)."""
+        return self._w().last_seq
+
+    @property
+    def backlog(self) -> int:
+        """Rows in the outbox (not yet acknowledged)."""
+        return self._w().outbox_count
+
+    # -- calculator state ----------------------------------------------------------------
+    async def save_state(self, key: str, value: Mapping[str, Any]) -> None:
+        """Store a JSON blob under ``key`` (durable commit)."""
+        writer = self._w()
+        text = dumps(value)
+        now = self._clock()
+
+        def job(con: Any) -> None:
+            con.execute(
+                "INSERT INTO state(key, value, updated) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
+                (key, text, now),
+            )
+
+        await self._call(writer.durable(job))
+
+    async def load_state(self, key: str) -> dict[str, Any] | None:
+        """The blob stored under ``key``, or None."""
+
+        def job(con: Any) -> str | None:
+            row = con.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        text = await self._call(job)
+        if text is None:
+            return None
+        value = json.loads(text)
+        return value if isinstance(value, dict) else None
+
+    # -- health ----------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Sizes, backlog, drop counts per table/kind, disk-full flag and last error.
+
+        Keys: ``db_bytes``, ``wal_bytes``, ``max_bytes``, ``page_cap``, ``free_pages``,
+        ``queued_rows``, ``held_rows``, ``backlog``, ``last_seq``, ``written`` (rows per
+        table), ``dropped`` (``readings`` = evicted under budget, ``outbox:<kind>``,
+        ``readings:queue_full``, ``readings:memory_full`` ...), ``expired`` (rows aged out
+        by retention), ``disk_full``, ``full_reason`` (``budget``/``disk``/``""``),
+        ``last_error``, ``moved_aside`` (path of a corrupt file replaced at open).
+        """
+        w = self._w()
+        usage = w.usage
+        size = plan_size(self.config.max_bytes)
+        return {
+            "db_bytes": usage.page_count * 4096,
+            "wal_bytes": w.wal_bytes(),
+            "max_bytes": self.config.max_bytes,
+            "page_cap": size.max_page_count,
+            "free_pages": usage.free_pages,
+            "queued_rows": w.queued,
+            "held_rows": w.held,
+            "backlog": w.outbox_count,
+            "last_seq": w.last_seq,
+            "written": dict(w.written),
+            "dropped": dict(w.dropped),
+            "expired": dict(w.expired),
+            "disk_full": w.disk_full,
+            "full_reason": w.full_reason,
+            "last_error": w.last_error,
+            "moved_aside": str(self.moved_aside) if self.moved_aside else None,
+        }
+
+    async def run_maintenance(self) -> None:
+        """Run retention and size checks now (they also run every second on their own)."""
+
+        def job(_con: Any) -> None:
+            self._w().maintain(force=True)
+
+        await self._call(job)
+
+
+__all__ = ["Buffer", "Priority", "dumps"]

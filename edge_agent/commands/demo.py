@@ -1,0 +1,199 @@
+"""``edge-agent demo``: simulators + a private broker + the agent, with a live terminal view.
+
+Starts the bundled PLC simulators (scenario ``demo``: machines with different
+behaviour, played faster than real time), a private MQTT broker (Mosquitto
+if installed, else amqtt), the agent on ``config/demo.toml`` with the
+simulator and broker ports filled in, and a subscriber that counts what
+really arrives at the broker. Ctrl-C stops everything cleanly. The demo is
+the only agent code that imports ``simulators``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import tomli
+
+from edge_agent.cli import EXIT_FAILURE, EXIT_OK
+
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``demo`` sub-command."""
+    p = sub.add_parser(
+        "demo",
+        help="run the agent against the bundled simulators with a live view",
+        description="Run simulators, a private MQTT broker and the agent together; show live states, "
+        "KPIs and published messages. Ctrl-C stops.",
+        epilog="Examples:\n  edge-agent demo\n  edge-agent demo --duration 30 --plain",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", default=None, help="demo TOML (default: the bundled config/demo.toml)")
+    p.add_argument("--speed", type=float, default=10.0, help="simulated seconds per real second (default 10)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--plain", action="store_true", help="print plain lines instead of redrawing the screen")
+    p.add_argument("--state-dir", default=None, help="keep the demo's buffer here (default: a temp dir)")
+    p.set_defaults(func=_demo)
+
+
+class Counter:
+    """Counts messages arriving at the broker, per kind (paho thread → lock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_kind: dict[str, int] = {}
+        self.last: dict[str, Any] = {}
+
+    def on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+        """Paho callback (its own thread)."""
+        try:
+            payload = json.loads(message.payload)
+            kind = str(payload.get("kind", "?"))
+        except (ValueError, AttributeError):
+            kind = "status"
+            payload = None
+        with self.lock:
+            self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
+            if payload is not None:
+                self.last[kind] = payload
+
+
+def _subscribe(port: int, counter: Counter) -> Any:
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-demo-view-{time.time_ns()}")
+    client.on_message = counter.on_message
+    client.on_connect = lambda c, *_: c.subscribe("#", qos=1)
+    client.connect("127.0.0.1", port, keepalive=30)
+    client.loop_start()
+    return client
+
+
+def _render(rt: Any, counter: Counter, broker: str, started: float) -> str:
+    lines = [
+        f"edge-agent demo: {time.time() - started:5.0f} s  (broker: {broker}; Ctrl-C to stop)",
+        "",
+        f"{'machine':<10} {'state':<9} {'fault':>5} {'since':>7} {'avail':>7} {'perf':>7} {'qual':>7} {'OEE':>7} "
+        f"{'down s':>7} {'stops':>5}",
+    ]
+    now = time.time()
+    for name, mr in rt.machines.items():
+        rec: dict[str, Any] = {}
+        with contextlib.suppress(Exception):
+            names = [n for n in mr.calc.window_names() if n.startswith("day:")]
+            if names:
+                rec = mr.calc.record(names[0], now=now).as_dict()
+        since = f"{now - mr.since:5.0f} s" if mr.since else "      -"
+
+        def pct(key: str, rec: dict[str, Any] = rec) -> str:
+            v = rec.get(key)
+            return f"{100 * v:6.1f}%" if isinstance(v, int | float) else "      -"
+
+        lines.append(
+            f"{name:<10} {mr.state:<9} {mr.fault or '':>5} {since:>7} {pct('availability')} {pct('performance')} "
+            f"{pct('quality')} {pct('oee')} {rec.get('downtime_total_s', 0):7.0f} {rec.get('stops', 0):5}"
+        )
+    with counter.lock:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(counter.by_kind.items())) or "none yet"
+    lines += ["", f"messages received at the broker: {counts}"]
+    backlog = rt.uplink.state().get("backlog") if rt.uplink is not None else "?"
+    lines.append(f"uplink backlog: {backlog}; devices up: {sum(1 for s in rt.comms.values() if s == 'up')}"
+                 f"/{len(rt.comms)}")
+    return "\n".join(lines)
+
+
+async def _run_demo(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config
+    from edge_agent.demo_broker import DemoBroker
+    from edge_agent.runtime import Runtime
+    from simulators.host import SimulatorHost
+    from simulators.scenario import load_scenario
+
+    template_path = Path(args.config) if args.config else DEMO_CONFIG
+    with open(template_path, "rb") as fh:
+        template = tomli.load(fh)
+    state_ctx = tempfile.TemporaryDirectory(prefix="edge-demo-") if args.state_dir is None else None
+    state_dir = Path(args.state_dir) if args.state_dir else Path(state_ctx.name)  # type: ignore[union-attr]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    scenario = load_scenario("demo")
+    try:
+        async with SimulatorHost(
+            scenario, speed=args.speed, seed=1, modbus_tcp=("127.0.0.1", 0), opcua=None
+        ) as sim, DemoBroker() as broker:
+            config_path = state_dir / "agent.toml"
+            config_path.write_text(_patched(template, sim.modbus_port, broker.port, state_dir))
+            config = load_config(config_path)
+            rt = Runtime(config, install_signals=False)
+            agent = asyncio.create_task(rt.run(), name="agent")
+            counter = Counter()
+            view = await asyncio.to_thread(_subscribe, broker.port, counter)
+            started = time.time()
+            try:
+                while not stop.is_set() and not agent.done():
+                    if args.duration is not None and time.time() - started >= args.duration:
+                        break
+                    text = _render(rt, counter, broker.kind, started)
+                    if args.plain:
+                        print(text + "\n", flush=True)
+                    else:
+                        sys.stdout.write("\x1b[H\x1b[2J" + text + "\n")
+                        sys.stdout.flush()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=2.0 if args.plain else 1.0)
+            finally:
+                rt.request_stop()
+                code = await agent
+                view.loop_stop()
+                view.disconnect()
+            print(_render(rt, counter, broker.kind, started))
+            return EXIT_OK if code == 0 else EXIT_FAILURE
+    finally:
+        if state_ctx is not None:
+            state_ctx.cleanup()
+
+
+def _patched(template: dict[str, Any], modbus_port: int, mqtt_port: int, state_dir: Path) -> str:
+    """The demo TOML with the real ports and state dir filled in (rendered back to TOML)."""
+    template = json.loads(json.dumps(template, default=str))
+    template.setdefault("agent", {})["state_dir"] = str(state_dir)
+    template.setdefault("mqtt", {})["port"] = mqtt_port
+    template["mqtt"]["host"] = "127.0.0.1"
+    for dev in template.get("devices", {}).values():
+        if dev.get("protocol") == "modbus_tcp":
+            dev["endpoint"] = f"127.0.0.1:{modbus_port}"
+    return _to_toml(template)
+
+
+def _to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """Minimal TOML writer for the demo's own config (tables, scalars, arrays of scalars/tables)."""
+    scalars: list[str] = []
+    tables: list[str] = []
+    for key, value in data.items():
+        qkey = key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+        path = f"{prefix}.{qkey}" if prefix else qkey
+        if isinstance(value, dict):
+            tables.append(f"\n[{path}]\n" + _to_toml(value, path))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for item in value:
+                tables.append(f"\n[[{path}]]\n" + _to_toml(item, path))
+        else:
+            scalars.append(f"{qkey} = {json.dumps(value)}")
+    return "\n".join(scalars) + "".join(tables) + "\n"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    return asyncio.run(_run_demo(args))

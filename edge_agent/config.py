@@ -1,0 +1,248 @@
+"""Load and validate the agent's TOML configuration as a whole.
+
+One file describes the agent (identity, site, state directory), storage,
+the MQTT uplink, reporting windows, devices (delegated to the driver chosen
+by ``protocol``) and machines (signals and KPI parameters). Everything is
+validated before anything starts: every problem is collected with the file,
+the dotted key path and what was expected, unknown keys are errors, and
+cross-references (a machine reading ``press1.speed``) are checked.
+:func:`load_config` raises :class:`~edge_agent.errors.ConfigError` carrying
+all problems, or returns an immutable :class:`AgentConfig`. No network or
+device I/O happens here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from drivers import registry
+from drivers.base import DeviceConfig
+from edge_agent.buffer import StorageConfig, parse_storage
+from edge_agent.configkit import Issues, Table, load_toml
+from edge_agent.machines import MachineConfig, parse_machine
+from edge_agent.telemetry import POLICY_KEYS, PublishPolicy, parse_publish_policy
+from edge_agent.uplink import MqttConfig, parse_mqtt
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+WINDOW_KINDS = ("hour", "shift", "day", "month")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentSection:
+    """``[agent]``: who this agent is and where it keeps its state."""
+
+    id: str
+    site: str
+    area: str
+    state_dir: Path
+    log_level: str = "info"
+    status_interval_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportingConfig:
+    """``[reporting]``: which KPI windows run live and how often 'so far' records go out."""
+
+    interval_s: float = 60.0
+    allowed_lateness_s: float = 900.0
+    windows: tuple[str, ...] = WINDOW_KINDS
+    contract_start: datetime | None = None
+    contract_end: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthConfig:
+    """``[health]``: health telemetry cadence."""
+
+    interval_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TelemetryConfig:
+    """``[telemetry]``: cadence of per-device tag-value messages."""
+
+    interval_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentConfig:
+    """The whole validated configuration."""
+
+    file: Path
+    agent: AgentSection
+    storage: StorageConfig
+    mqtt: MqttConfig
+    reporting: ReportingConfig
+    health: HealthConfig
+    telemetry: TelemetryConfig
+    devices: Mapping[str, DeviceConfig]
+    publish: Mapping[tuple[str, str], PublishPolicy] = field(default_factory=dict)
+    machines: Mapping[str, MachineConfig] = field(default_factory=dict)
+
+
+def _name_problem(kind: str) -> Any:
+    def check(name: str) -> str | None:
+        if _NAME.match(name):
+            return None
+        return f"{kind} name {name!r}: use letters, digits, '_' or '-' (it appears in MQTT topics)"
+
+    return check
+
+
+def _parse_agent(table: Table | None, base_dir: Path, issues: Issues) -> AgentSection:
+    t = table or Table({}, "agent", issues)
+    if table is None:
+        issues.add("agent", "missing, expected a table with at least id and site")
+    agent_id = t.get_str("id", check=_name_problem("agent id"))
+    site = t.get_str("site", check=_name_problem("site"))
+    area = t.get_str("area", "", nonempty=False)
+    # systemd's StateDirectory= sets $STATE_DIRECTORY; an explicit key wins.
+    default_state = os.environ.get("STATE_DIRECTORY", "state")
+    state_raw = t.get_str("state_dir", default_state)
+    state_dir = Path(state_raw)
+    if not state_dir.is_absolute():
+        state_dir = (base_dir / state_dir).resolve()
+    level = t.get_str("log_level", "info", choices=LOG_LEVELS)
+    status_interval = t.get_float("status_interval_s", 2.0, min=0.5, max=3600)
+    t.finish()
+    return AgentSection(
+        id=agent_id, site=site, area=area, state_dir=state_dir, log_level=level,
+        status_interval_s=status_interval,
+    )
+
+
+def _parse_instant(t: Table, key: str) -> datetime | None:
+    if not t.has(key):
+        return None
+    raw = t.get_raw(key)
+    if isinstance(raw, datetime) and raw.tzinfo is not None:
+        return raw
+    t.error(key, "expected an offset date-time such as 2026-01-01T00:00:00Z")
+    return None
+
+
+def _parse_reporting(table: Table | None, issues: Issues) -> ReportingConfig:
+    t = table or Table({}, "reporting", issues)
+    interval = t.get_float("interval_s", 60.0, min=1.0, max=86400)
+    lateness = t.get_float("allowed_lateness_s", 900.0, min=0.0, max=7 * 86400)
+    windows = t.get_list(
+        "windows",
+        lambda v: v if v in WINDOW_KINDS else None,
+        list(WINDOW_KINDS),
+        expected="one of " + ", ".join(repr(k) for k in WINDOW_KINDS),
+    )
+    start = _parse_instant(t, "contract_start")
+    end = _parse_instant(t, "contract_end")
+    if (start is None) != (end is None):
+        t.error("contract_end" if end is None else "contract_start",
+                "contract_start and contract_end go together")
+    elif start is not None and end is not None and end <= start:
+        t.error("contract_end", "expected an instant after contract_start")
+    t.finish()
+    return ReportingConfig(
+        interval_s=interval, allowed_lateness_s=lateness, windows=tuple(dict.fromkeys(windows)),
+        contract_start=start, contract_end=end,
+    )
+
+
+def _split_policy_keys(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Separate the driver-independent publishing keys from the driver's own keys."""
+    policy = {k: v for k, v in raw.items() if k in POLICY_KEYS}
+    rest = {k: v for k, v in raw.items() if k not in POLICY_KEYS}
+    return policy, rest
+
+
+def _parse_devices(
+    root: Table, issues: Issues
+) -> tuple[dict[str, DeviceConfig], dict[tuple[str, str], PublishPolicy]]:
+    specs = registry()
+    devices: dict[str, DeviceConfig] = {}
+    publish: dict[tuple[str, str], PublishPolicy] = {}
+    for name, dev in root.tables("devices"):
+        if not _NAME.match(name):
+            issues.add(dev.path, _name_problem("device")(name))
+        protocol = dev.data.get("protocol")
+        if protocol not in specs:
+            dev.get_str("protocol", choices=tuple(sorted(specs)))
+            continue
+        # Publishing policy keys are the same for every protocol: read them here so
+        # drivers stay protocol-only, then hand the driver a table without them.
+        dev_policy_raw, dev_rest = _split_policy_keys(dev.data)
+        device_default = parse_publish_policy(Table(dev_policy_raw, dev.path, issues), default=None)
+        tags_raw = dev_rest.get("tags")
+        tag_policies: dict[str, PublishPolicy | None] = {}
+        if isinstance(tags_raw, dict):
+            cleaned: dict[str, Any] = {}
+            for tag, tag_raw in tags_raw.items():
+                if isinstance(tag_raw, dict):
+                    pol_raw, tag_rest = _split_policy_keys(tag_raw)
+                    tag_policies[tag] = parse_publish_policy(
+                        Table(pol_raw, f"{dev.path}.tags.{tag}", issues), default=device_default
+                    )
+                    cleaned[tag] = tag_rest
+                else:
+                    cleaned[tag] = tag_raw
+            dev_rest = {**dev_rest, "tags": cleaned}
+        config = specs[protocol].parse_device(name, Table(dev_rest, dev.path, issues))
+        devices[name] = config
+        for tag in config.tag_names:
+            policy = tag_policies.get(tag, device_default)
+            if policy is not None and policy.publishes:
+                publish[(name, tag)] = policy
+    if not devices and not issues.items:
+        issues.add("devices", "no devices configured, expected at least one [devices.<name>] table")
+    return devices, publish
+
+
+def _check_refs(machines: Mapping[str, MachineConfig], devices: Mapping[str, DeviceConfig], issues: Issues) -> None:
+    for name, machine in machines.items():
+        for ref in machine.refs:
+            device, _, tag = ref.partition(".")
+            if ref == "?.?":
+                continue
+            if device not in devices:
+                issues.add(f"machines.{name}", f"reads {ref!r} but there is no device {device!r}"
+                           f" (devices: {', '.join(sorted(devices)) or 'none'})")
+            elif tag not in devices[device].tag_names:
+                known = ", ".join(devices[device].tag_names)
+                issues.add(f"machines.{name}", f"reads {ref!r} but device {device!r} has no tag {tag!r} (tags: {known})")
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Load, validate and return the configuration, or raise ConfigError with every problem."""
+    file = Path(path)
+    issues = Issues(str(file))
+    data = load_toml(file, issues)
+    issues.raise_if_any()
+    root = Table(data, "", issues)
+    base_dir = file.resolve().parent
+    agent = _parse_agent(root.table("agent"), base_dir, issues)
+    storage = parse_storage(root.table("storage"), state_dir=agent.state_dir)
+    mqtt = parse_mqtt(root.table("mqtt"), base_dir=base_dir)
+    reporting = _parse_reporting(root.table("reporting"), issues)
+    health_t = root.table("health") or Table({}, "health", issues)
+    health = HealthConfig(interval_s=health_t.get_float("interval_s", 60.0, min=1.0, max=86400))
+    health_t.finish()
+    tele_t = root.table("telemetry") or Table({}, "telemetry", issues)
+    telemetry = TelemetryConfig(interval_s=tele_t.get_float("interval_s", 1.0, min=0.1, max=86400))
+    tele_t.finish()
+    devices, publish = _parse_devices(root, issues)
+    machines: dict[str, MachineConfig] = {}
+    for name, mt in root.tables("machines"):
+        if not _NAME.match(name):
+            issues.add(mt.path, _name_problem("machine")(name))
+        machines[name] = parse_machine(name, mt)
+    _check_refs(machines, devices, issues)
+    root.finish()
+    issues.raise_if_any()
+    return AgentConfig(
+        file=file, agent=agent, storage=storage, mqtt=mqtt, reporting=reporting, health=health, telemetry=telemetry,
+        devices=devices, publish=publish, machines=machines,
+    )

@@ -1,0 +1,132 @@
+"""The calculator's input value: one machine sample, and its JSONL form.
+
+A :class:`Sample` carries the run bit, fault code and raw cumulative counters
+read at one instant (spec §3.1). ``quality == "bad"`` means the read failed
+and no other field is trusted. ``mono_s``/``synced`` are optional clock
+evidence used for correction (spec §3.2). The JSON form is the one of the
+vector files (``t`` as ISO 8601 with 'Z'). Nothing here interprets samples.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_agent.kpi.timeutil import MS_PER_S, format_instant, parse_instant, seconds_to_ms
+
+QUALITY_GOOD = "good"
+QUALITY_BAD = "bad"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sample:
+    """One reading of a machine's run bit, fault code and counters.
+
+    Attributes:
+        t: UTC epoch seconds; stored internally as integer milliseconds (``t_ms``).
+        run: 1 = running, 0 = not running.
+        fault: fault code, 0 = none.
+        good: raw cumulative good-part counter.
+        total: raw cumulative total-part counter.
+        quality: "good", or "bad" when the read failed (no other field is trusted).
+        mono_s: monotonic seconds since boot when the sample was taken, if known.
+        synced: whether the wall clock was NTP-synchronised, if known.
+    """
+
+    t: float
+    run: int = 0
+    fault: int = 0
+    good: int = 0
+    total: int = 0
+    quality: str = QUALITY_GOOD
+    mono_s: float | None = None
+    synced: bool | None = None
+    t_ms: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.t):
+            raise ValueError("t must be finite")
+        if self.quality not in (QUALITY_GOOD, QUALITY_BAD):
+            raise ValueError(f"quality must be 'good' or 'bad', got {self.quality!r}")
+        object.__setattr__(self, "t_ms", seconds_to_ms(self.t))
+
+    @classmethod
+    def at_ms(cls, t_ms: int, **fields: Any) -> Sample:
+        """Build a sample from an integer epoch-millisecond time."""
+        return cls(t=t_ms / MS_PER_S, **fields)
+
+    @property
+    def is_bad(self) -> bool:
+        """Whether the read failed (no field but ``t`` is trusted)."""
+        return self.quality == QUALITY_BAD
+
+
+_KEYS = {"t", "run", "fault", "good", "total", "quality", "mono_s", "synced"}
+
+
+def _int(obj: dict[str, Any], key: str, default: int = 0) -> int:
+    value = obj.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key!r} must be an integer, got {value!r}")
+    return value
+
+
+def sample_from_json(obj: Any) -> Sample:
+    """Build a sample from a vector-format JSON object.
+
+    Raises:
+        ValueError: naming the offending field when the object is malformed.
+    """
+    if not isinstance(obj, dict):
+        raise ValueError("expected a JSON object")
+    unknown = set(obj) - _KEYS
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(unknown)}")
+    if not isinstance(obj.get("t"), str):
+        raise ValueError("'t' must be an ISO 8601 UTC time string such as '2024-05-13T06:00:00Z'")
+    try:
+        t_ms = parse_instant(obj["t"])
+    except ValueError:
+        raise ValueError(f"'t' is not an ISO 8601 UTC time with offset: {obj['t']!r}") from None
+    quality = obj.get("quality", QUALITY_GOOD)
+    if quality not in (QUALITY_GOOD, QUALITY_BAD):
+        raise ValueError(f"'quality' must be 'good' or 'bad', got {quality!r}")
+    bad = quality == QUALITY_BAD
+    run = _int(obj, "run")
+    if not bad and run not in (0, 1):
+        raise ValueError(f"'run' must be 0 or 1, got {run!r}")
+    mono = obj.get("mono_s")
+    if mono is not None and (isinstance(mono, bool) or not isinstance(mono, int | float)):
+        raise ValueError(f"'mono_s' must be a number, got {mono!r}")
+    synced = obj.get("synced")
+    if synced is not None and not isinstance(synced, bool):
+        raise ValueError(f"'synced' must be true or false, got {synced!r}")
+    return Sample.at_ms(
+        t_ms,
+        run=run,
+        fault=_int(obj, "fault"),
+        good=_int(obj, "good"),
+        total=_int(obj, "total"),
+        quality=quality,
+        mono_s=float(mono) if mono is not None else None,
+        synced=synced,
+    )
+
+
+def sample_to_json(sample: Sample) -> dict[str, Any]:
+    """The vector-format JSON object of a sample (optional fields only when set)."""
+    out: dict[str, Any] = {
+        "t": format_instant(sample.t_ms),
+        "run": sample.run,
+        "fault": sample.fault,
+        "good": sample.good,
+        "total": sample.total,
+    }
+    if sample.is_bad:
+        out["quality"] = QUALITY_BAD
+    if sample.mono_s is not None:
+        out["mono_s"] = sample.mono_s
+    if sample.synced is not None:
+        out["synced"] = sample.synced
+    return out

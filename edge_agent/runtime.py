@@ -1,0 +1,566 @@
+"""The runtime: wires drivers, buffer, calculator and uplink together and supervises them.
+
+Data flow (each arrow a bounded hand-over)::
+
+    link tasks (one per TCP endpoint / serial port / OPC-UA session)
+      └─ QueueSink (bounded; drop-newest counted) ─► processor task
+            ├─ Buffer.add_readings / add_comms       (batched SQLite writer)
+            ├─ SampleBuilder → MachineCalculator     (pure KPI engine)
+            │     └─ stop events ─► outbox
+            └─ TelemetryEngine                       (per-tag publish policies)
+    reporter task: so-far, final and revised KPI records, state intervals,
+                   calculator state ─► buffer / outbox
+    uplink task:   outbox ─► MQTT (QoS 1, PUBACK deletes the row)
+    health, status-file and watchdog tasks
+
+The runtime only wires and supervises: protocol code lives in ``drivers``,
+KPI rules in ``edge_agent.kpi``, durability in ``edge_agent.buffer``.
+Guarantees: SIGTERM/SIGINT stop every task, flush the buffer and exit 0
+within the unit's stop timeout; SIGHUP reloads the file and applies a valid
+one (links whose devices did not change keep running), an invalid one is
+logged and the old configuration kept. Time the agent was not running is
+never counted as machine time: a clean stop feeds a ``quality = "bad"``
+sample, and a start after a crash does the same at the last known sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drivers import registry
+from drivers.base import DeviceConfig, Link, run_link
+from edge_agent import __version__, sdnotify
+from edge_agent.buffer import Buffer
+from edge_agent.clock import clock_synced
+from edge_agent.config import AgentConfig, load_config
+from edge_agent.errors import ConfigError
+from edge_agent.health import HealthCollector
+from edge_agent.kpi import MachineCalculator, Sample
+from edge_agent.kpi.calendar import WindowKind, windows_containing
+from edge_agent.machines import MachineConfig, SampleBuilder
+from edge_agent.model import CommsEvent, CommsState, Quality, Reading
+from edge_agent.telemetry import TelemetryEngine
+from edge_agent.uplink import Uplink
+
+log = logging.getLogger("edge_agent.runtime")
+
+PRIORITY_EVENT = 0  # KPI records and stop events: published first, evicted last
+PRIORITY_HEALTH = 5
+PRIORITY_TELEMETRY = 9
+QUEUE_MAX_ITEMS = 10_000
+
+
+class QueueSink:
+    """The drivers' sink: a bounded queue; when full the newest batch is dropped and counted."""
+
+    def __init__(self, maxsize: int = QUEUE_MAX_ITEMS) -> None:
+        self.queue: asyncio.Queue[list[Reading] | CommsEvent] = asyncio.Queue(maxsize)
+        self.dropped_readings = 0
+        self.dropped_events = 0
+
+    def put_readings(self, readings: Sequence[Reading]) -> None:
+        """Queue one batch; never blocks the driver."""
+        try:
+            self.queue.put_nowait(list(readings))
+        except asyncio.QueueFull:
+            self.dropped_readings += len(readings)
+
+    def put_comms(self, event: CommsEvent) -> None:
+        """Queue a comms event; never blocks the driver."""
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped_events += 1
+
+
+@dataclass(slots=True)
+class _LinkTask:
+    key: tuple[Any, ...]
+    link: Link
+    task: asyncio.Task[None]
+
+
+@dataclass(slots=True)
+class MachineRuntime:
+    """Live state of one machine: its sample builder, calculator and current state."""
+
+    config: MachineConfig
+    builder: SampleBuilder
+    calc: MachineCalculator
+    window_ends: dict[str, float] = field(default_factory=dict)
+    state: str = "unknown"
+    fault: int | None = None
+    since: float | None = None
+    last_t: float | None = None
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    finals: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class TagView:
+    """Last value of a tag, for status.json."""
+
+    value: Any
+    quality: str
+    ts: float
+    reason: str
+
+
+class Runtime:
+    """Runs one agent configuration until asked to stop."""
+
+    def __init__(self, config: AgentConfig, *, install_signals: bool = True) -> None:
+        self.config = config
+        self.install_signals = install_signals
+        self.sink = QueueSink()
+        self.stop_event = asyncio.Event()
+        self.reload_event = asyncio.Event()
+        self.links: dict[tuple[Any, ...], _LinkTask] = {}
+        self.machines: dict[str, MachineRuntime] = {}
+        self.tags: dict[str, dict[str, TagView]] = {}
+        self.comms: dict[str, str] = dict.fromkeys(config.devices, "unknown")
+        self.started_at = time.time()
+        self.heartbeat = sdnotify.Heartbeat()
+        self.buffer: Buffer | None = None
+        self.uplink: Uplink | None = None
+        self.uplink_task: asyncio.Task[None] | None = None
+        self.telemetry: TelemetryEngine | None = None
+        self.health = HealthCollector(state_dir=config.agent.state_dir)
+        self.published_counts: dict[str, int] = {}
+        self.processed = 0
+
+    # -- lifecycle -------------------------------------------------------------
+    async def run(self) -> int:
+        """Start everything, wait for a stop signal, stop everything cleanly. Returns an exit code."""
+        cfg = self.config
+        cfg.agent.state_dir.mkdir(parents=True, exist_ok=True)
+        self.buffer = Buffer(cfg.storage, agent_id=cfg.agent.id)
+        await self.buffer.open()
+        self.uplink = Uplink(cfg.mqtt, self.buffer, agent_id=cfg.agent.id, site=cfg.agent.site)
+        self.telemetry = self._make_telemetry(cfg)
+        await self._setup_machines(cfg)
+        loop = asyncio.get_running_loop()
+        if self.install_signals:
+            loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
+            loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
+            loop.add_signal_handler(signal.SIGHUP, self.reload_event.set)
+        self.uplink_task = asyncio.create_task(self.uplink.run(), name="uplink")
+        self._apply_links(cfg.devices)
+        helpers = [
+            asyncio.create_task(self._process(), name="processor"),
+            asyncio.create_task(self._report_loop(), name="reporter"),
+            asyncio.create_task(self._health_loop(), name="health"),
+            asyncio.create_task(self._telemetry_loop(), name="telemetry"),
+            asyncio.create_task(self._status_loop(), name="status"),
+            asyncio.create_task(self._reload_loop(), name="reload"),
+            asyncio.create_task(sdnotify.watchdog_loop(self.heartbeat.is_alive), name="watchdog"),
+        ]
+        sdnotify.ready(self._status_line())
+        log.info("Agent started id=%s devices=%d machines=%d", cfg.agent.id, len(cfg.devices), len(self.machines))
+        stop_wait = asyncio.create_task(self.stop_event.wait(), name="stop-wait")
+        try:
+            pending: set[asyncio.Task[Any]] = {stop_wait, *helpers}
+            while not self.stop_event.is_set():
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not stop_wait and not task.cancelled() and task.exception() is not None:
+                        # A supervisor task died: stop (systemd restarts us) rather than limp on.
+                        log.error("Task failed task=%s", task.get_name(), exc_info=task.exception())
+                        return 1
+            return 0
+        finally:
+            stop_wait.cancel()
+            sdnotify.stopping()
+            await self._shutdown(helpers)
+
+    def request_stop(self) -> None:
+        """Ask the runtime to stop (used by the demo and tests)."""
+        self.stop_event.set()
+
+    async def _shutdown(self, helpers: list[asyncio.Task[Any]]) -> None:
+        for lt in list(self.links.values()):
+            lt.task.cancel()
+        await asyncio.gather(*(lt.task for lt in self.links.values()), return_exceptions=True)
+        self.links.clear()
+        # Drain what the drivers already handed over, then stop the processor.
+        await self._drain_queue()
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        now, mono = time.time(), time.monotonic()
+        for mr in self.machines.values():
+            # Our own downtime is unknown, not machine downtime.
+            mr.calc.add(Sample(t=now, run=0, fault=0, good=0, total=0, quality="bad", mono_s=mono,
+                               synced=clock_synced()))
+        with contextlib.suppress(Exception):
+            await self._report_once(final_flush=True)
+        if self.uplink is not None:
+            with contextlib.suppress(Exception):
+                await self.uplink.stop()
+        if self.uplink_task is not None:
+            self.uplink_task.cancel()
+            await asyncio.gather(self.uplink_task, return_exceptions=True)
+        if self.buffer is not None:
+            await self.buffer.close()
+        log.info("Agent stopped id=%s", self.config.agent.id)
+
+    # -- machines and calculators -----------------------------------------------
+    @staticmethod
+    def _make_telemetry(cfg: AgentConfig) -> TelemetryEngine | None:
+        if not cfg.publish:
+            return None
+        return TelemetryEngine(cfg.publish, publish_interval_s=cfg.telemetry.interval_s)
+
+    async def _setup_machines(self, cfg: AgentConfig) -> None:
+        assert self.buffer is not None
+        for name, mc in cfg.machines.items():
+            self.machines[name] = await self._new_machine(mc)
+
+    async def _new_machine(self, mc: MachineConfig) -> MachineRuntime:
+        assert self.buffer is not None
+        lateness = self.config.reporting.allowed_lateness_s
+        saved = await self.buffer.load_state(f"calc:{mc.name}")
+        calc: MachineCalculator | None = None
+        if saved is not None and saved.get("profile_hash") == _profile_hash(mc):
+            try:
+                calc = MachineCalculator.from_state(mc.kpi, saved["state"])
+            except Exception:  # noqa: BLE001 - a bad snapshot must not stop the agent
+                log.exception("Discarding unreadable calculator state machine=%s", mc.name)
+        if calc is None:
+            calc = MachineCalculator(mc.kpi, allowed_lateness_s=lateness)
+        elif saved is not None and saved.get("last_t") is not None:
+            # Restart after a crash: from the last sample we processed until the first new
+            # one, we know nothing. Say so explicitly rather than hold the old state.
+            t = float(saved["last_t"]) + 0.001
+            calc.add(Sample(t=t, run=0, fault=0, good=0, total=0, quality="bad", mono_s=None, synced=None))
+        return MachineRuntime(config=mc, builder=SampleBuilder(mc), calc=calc)
+
+    def _open_windows(self, mr: MachineRuntime, t: float) -> None:
+        """Open the report windows that hold ``t`` (cheap: recomputed only when one ends)."""
+        rep = self.config.reporting
+        for kind in rep.windows:
+            if t < mr.window_ends.get(kind, float("-inf")):
+                continue
+            windows = windows_containing(mr.config.kpi, WindowKind(kind), t)
+            for w in windows:
+                mr.calc.open_window(w.name, w.start, w.end)
+            # Outside every shift there is no window: look again a minute later.
+            mr.window_ends[kind] = min((w.end for w in windows), default=t + 60.0)
+        if rep.contract_start is not None and rep.contract_end is not None and "contract" not in mr.window_ends:
+            start, end = rep.contract_start.timestamp(), rep.contract_end.timestamp()
+            name = f"contract:{rep.contract_start.isoformat()}/{rep.contract_end.isoformat()}"
+            mr.calc.open_window(name, start, end)
+            mr.window_ends["contract"] = end
+
+    # -- processing -------------------------------------------------------------
+    async def _process(self) -> None:
+        while True:
+            item = await self.sink.queue.get()
+            await self._handle(item)
+
+    async def _drain_queue(self) -> None:
+        while not self.sink.queue.empty():
+            await self._handle(self.sink.queue.get_nowait())
+
+    async def _handle(self, item: list[Reading] | CommsEvent) -> None:
+        assert self.buffer is not None
+        self.heartbeat.beat()
+        self.processed += 1
+        if isinstance(item, CommsEvent):
+            self.buffer.add_comms(item)
+            self.comms[item.device] = "up" if item.state is CommsState.UP else "down"
+            return
+        if not item:
+            return
+        self.buffer.add_readings(item)
+        device = item[0].device
+        views = self.tags.setdefault(device, {})
+        for r in item:
+            views[r.tag] = TagView(r.value, r.quality.value, r.ts, r.reason)
+        if any(r.quality is Quality.GOOD for r in item):
+            self.comms[device] = "up"
+        if self.telemetry is not None:
+            self.telemetry.ingest(item)
+        t = max(r.ts for r in item)
+        mono = max(r.mono for r in item)
+        synced = clock_synced()
+        for mr in self.machines.values():
+            if not mr.builder.update(item):
+                continue
+            sample = mr.builder.sample(t=t, mono=mono, synced=synced)
+            self._open_windows(mr, t)
+            for ev in mr.calc.add(sample):
+                await self._publish_stop(mr, ev)
+            self._track_state(mr, sample)
+
+    def _track_state(self, mr: MachineRuntime, sample: Sample) -> None:
+        if sample.quality != "good":
+            state, fault = "unknown", None
+        elif sample.run:
+            state, fault = "running", sample.fault or None
+        else:
+            state, fault = "stopped", sample.fault
+        if state != mr.state or (state == "stopped" and fault != mr.fault):
+            mr.since = sample.t
+        mr.state, mr.fault, mr.last_t = state, fault, sample.t
+
+    async def _publish(self, kind: str, topic: str, data: dict[str, Any], priority: int, *,
+                       retain: bool = False, record_key: str | None = None) -> None:
+        assert self.buffer is not None
+        await self.buffer.publish(kind, topic, data, priority=priority, retain=retain, record_key=record_key)
+        self.published_counts[kind] = self.published_counts.get(kind, 0) + 1
+
+    async def _publish_stop(self, mr: MachineRuntime, event: Any) -> None:
+        assert self.uplink is not None
+        data = event.as_dict()
+        data["machine"] = mr.config.name
+        code = data.get("fault")
+        if code:
+            data["fault_name"] = mr.config.fault_names.get(int(code))
+        topic = self.uplink.topics.stop(machine=mr.config.name)
+        await self._publish("stop", topic, data, PRIORITY_EVENT)
+
+    # -- reporting --------------------------------------------------------------
+    async def _report_loop(self) -> None:
+        interval = self.config.reporting.interval_s
+        while True:
+            await asyncio.sleep(interval)
+            await self._report_once()
+            self.heartbeat.beat()
+
+    async def _report_once(self, *, final_flush: bool = False) -> None:
+        assert self.buffer is not None
+        assert self.uplink is not None
+        now = time.time()
+        for mr in self.machines.values():
+            records = []
+            closed = mr.calc.close_due(now)
+            mr.finals.update(r.name for r in closed)
+            records.extend(closed)
+            records.extend(mr.calc.revisions())
+            names = mr.calc.window_names()
+            mr.finals.intersection_update(names)
+            for name in names:
+                if name not in mr.finals:
+                    # "So far": cut at now, so the rest of the window is not reported as unknown.
+                    records.append(mr.calc.record(name, now=now))
+            for rec in records:
+                data = rec.as_dict()
+                data["machine"] = mr.config.name
+                kind = data["name"].split(":", 1)[0]
+                topic = self.uplink.topics.kpi(machine=mr.config.name, window_kind=kind)
+                key = f"{mr.config.name}|{data['name']}|{data['revision']}|{data.get('final')}"
+                await self._publish("kpi", topic, data, PRIORITY_EVENT, record_key=key)
+                if kind == "day":
+                    mr.latest["today"] = data
+                elif kind == "shift":
+                    mr.latest["shift"] = data
+            intervals = [iv.as_dict() for iv in mr.calc.drain_intervals()]
+            if intervals:
+                self.buffer.add_intervals(mr.config.name, intervals)
+            await self.buffer.save_state(
+                f"calc:{mr.config.name}",
+                {"profile_hash": _profile_hash(mr.config), "last_t": mr.last_t, "state": mr.calc.to_state()},
+            )
+        if final_flush:
+            await self._telemetry_once(now)
+
+    async def _telemetry_loop(self) -> None:
+        interval = self.config.telemetry.interval_s
+        while True:
+            await asyncio.sleep(interval)
+            await self._telemetry_once(time.time())
+
+    async def _telemetry_once(self, now: float) -> None:
+        if self.telemetry is None or self.uplink is None:
+            return
+        for msg in self.telemetry.due(now):
+            topic = self.uplink.topics.telemetry(device=msg.device)
+            await self._publish("telemetry", topic, msg.data, PRIORITY_TELEMETRY)
+
+    async def _health_loop(self) -> None:
+        assert self.uplink is not None
+        interval = self.config.health.interval_s
+        while True:
+            await asyncio.sleep(interval)
+            data = self.health_snapshot()
+            await self._publish("health", self.uplink.topics.health(), data, PRIORITY_HEALTH)
+            sdnotify.status(self._status_line())
+
+    def health_snapshot(self) -> dict[str, Any]:
+        """Health telemetry payload (``data`` part)."""
+        assert self.buffer is not None
+        assert self.uplink is not None
+        data = self.health.collect()
+        data["buffer"] = self.buffer.stats()
+        data["uplink"] = self.uplink.state()
+        data["devices"] = self._device_diagnostics()
+        data["pipeline"] = {
+            "dropped_readings": self.sink.dropped_readings,
+            "dropped_events": self.sink.dropped_events,
+            "queue_depth": self.sink.queue.qsize(),
+        }
+        return data
+
+    def _device_diagnostics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for lt in self.links.values():
+            for dev, diag in lt.link.diagnostics().items():
+                d = diag.as_dict()
+                d["comms"] = self.comms.get(dev, "unknown")
+                out[dev] = d
+        return out
+
+    def _status_line(self) -> str:
+        up = sum(1 for s in self.comms.values() if s == "up")
+        backlog = self.uplink.state().get("backlog") if self.uplink is not None else None
+        return f"devices up {up}/{len(self.comms)}, backlog {backlog}"
+
+    # -- status file --------------------------------------------------------------
+    async def _status_loop(self) -> None:
+        interval = self.config.agent.status_interval_s
+        path = self.config.agent.state_dir / "status.json"
+        while True:
+            try:
+                snapshot = self.status_snapshot()
+                await asyncio.to_thread(_write_atomic, path, snapshot)
+            except Exception:  # noqa: BLE001 - status is best effort, never fatal
+                log.exception("Could not write status file path=%s", path)
+            self.heartbeat.beat()
+            await asyncio.sleep(interval)
+
+    def status_snapshot(self) -> dict[str, Any]:
+        """The technician's view, written to ``status.json`` for ``edge-agent status``."""
+        assert self.uplink is not None
+        assert self.buffer is not None
+        diags = self._device_diagnostics()
+        devices: dict[str, Any] = {}
+        for name, dev in self.config.devices.items():
+            devices[name] = {
+                "protocol": dev.protocol,
+                "comms": self.comms.get(name, "unknown"),
+                "diagnostics": diags.get(name, {}),
+                "tags": {t: {"value": v.value, "quality": v.quality, "ts": v.ts, "reason": v.reason}
+                         for t, v in self.tags.get(name, {}).items()},
+            }
+        machines = {
+            name: {"state": mr.state, "fault": mr.fault,
+                   "fault_name": mr.config.fault_names.get(mr.fault) if mr.fault else None,
+                   "since": mr.since, "today": mr.latest.get("today"), "shift": mr.latest.get("shift")}
+            for name, mr in self.machines.items()
+        }
+        return {
+            "written_at": time.time(),
+            "interval_s": self.config.agent.status_interval_s,
+            "agent": {"id": self.config.agent.id, "version": __version__, "pid": os.getpid(),
+                      "started_at": self.started_at, "uptime_s": time.time() - self.started_at},
+            "devices": devices,
+            "machines": machines,
+            "uplink": self.uplink.state(),
+            "buffer": self.buffer.stats(),
+            "health": self.health.collect(),
+            "published": dict(self.published_counts),
+        }
+
+    # -- links and reload -----------------------------------------------------------
+    def _apply_links(self, devices: dict[str, DeviceConfig] | Any) -> None:
+        """Start links for ``devices``; keep running links whose devices are unchanged."""
+        specs = registry()
+        by_protocol: dict[str, list[DeviceConfig]] = {}
+        for dev in devices.values():
+            by_protocol.setdefault(dev.protocol, []).append(dev)
+        wanted: dict[tuple[Any, ...], Link] = {}
+        for protocol, devs in by_protocol.items():
+            for link in specs[protocol].build_links(devs):
+                key = (protocol, tuple(sorted((d, repr(devices[d])) for d in link.device_names)))
+                wanted[key] = link
+        for key in [k for k in self.links if k not in wanted]:
+            old = self.links.pop(key)
+            log.info("Stopping link link=%s", old.link.name)
+            old.task.cancel()
+        for key, link in wanted.items():
+            if key in self.links:
+                continue
+            tags = {d: devices[d].tag_names for d in link.device_names}
+            task = asyncio.create_task(run_link(link, self.sink, tags_by_device=tags), name=f"link:{link.name}")
+            self.links[key] = _LinkTask(key=key, link=link, task=task)
+        self.comms = {d: self.comms.get(d, "unknown") for d in devices}
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await self.reload_event.wait()
+            self.reload_event.clear()
+            sdnotify.reloading()
+            try:
+                await self.reload()
+            finally:
+                sdnotify.ready(self._status_line())
+
+    async def reload(self) -> bool:
+        """Re-read the config file; apply it if valid, else keep the running one. True if applied."""
+        try:
+            new = await asyncio.to_thread(load_config, self.config.file)
+        except ConfigError as exc:
+            log.error("Reload rejected, keeping the running configuration:\n%s", exc)
+            return False
+        old = self.config
+        if new.storage != old.storage or new.agent.state_dir != old.agent.state_dir or new.agent.id != old.agent.id:
+            log.warning("Reload: [agent] identity and [storage] changes need a restart; keeping the old ones")
+        self.config = AgentConfig(
+            file=old.file, agent=old.agent, storage=old.storage, mqtt=new.mqtt, reporting=new.reporting,
+            health=new.health, telemetry=new.telemetry, devices=new.devices, publish=new.publish, machines=new.machines,
+        )
+        self._apply_links(dict(new.devices))
+        for name in [m for m in self.machines if m not in new.machines]:
+            del self.machines[name]
+        for name, mc in new.machines.items():
+            current = self.machines.get(name)
+            if current is None or current.config != mc:
+                self.machines[name] = await self._new_machine(mc)
+        self.telemetry = self._make_telemetry(self.config)
+        if new.mqtt != old.mqtt and self.buffer is not None:
+            log.info("Reload: restarting the uplink with the new [mqtt] settings")
+            if self.uplink is not None:
+                await self.uplink.stop()
+            if self.uplink_task is not None:
+                self.uplink_task.cancel()
+                await asyncio.gather(self.uplink_task, return_exceptions=True)
+            self.uplink = Uplink(new.mqtt, self.buffer, agent_id=old.agent.id, site=old.agent.site)
+            self.uplink_task = asyncio.create_task(self.uplink.run(), name="uplink")
+        log.info("Configuration reloaded devices=%d machines=%d", len(new.devices), len(new.machines))
+        return True
+
+
+def _profile_hash(mc: MachineConfig) -> str:
+    from edge_agent.kpi import profile_hash
+
+    return profile_hash(mc.kpi)
+
+
+def _write_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, default=str, separators=(",", ":"))
+    os.replace(tmp, path)
+
+
+def run_agent(config: AgentConfig, *, on_started: Callable[[Runtime], None] | None = None) -> int:
+    """Run the agent in a fresh event loop until SIGTERM/SIGINT."""
+
+    async def main() -> int:
+        rt = Runtime(config)
+        if on_started is not None:
+            on_started(rt)
+        return await rt.run()
+
+    return asyncio.run(main())

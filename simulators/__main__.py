@@ -1,0 +1,7 @@
+"""``python -m simulators`` runs the ``edge-agent-sim`` command line."""
+
+import sys
+
+from simulators.cli import main
+
+sys.exit(main())

@@ -1,0 +1,140 @@
+"""The shared supervisor (run_link), GridClock and Backoff of drivers.base, scripted link."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+
+from drivers.base import Backoff, DeviceDiagnostics, GridClock, PollResult, run_link
+from edge_agent.errors import DeviceUnavailable
+from edge_agent.model import CommsEvent, CommsState, Quality, Reading
+from tests.drivers.test_contract import RecordingSink
+
+Step = PollResult | DeviceUnavailable
+
+
+class ScriptedLink:
+    """A Link whose connect/poll outcomes follow a script, then block until cancelled."""
+
+    def __init__(self, connects: list[bool], polls: list[Step]) -> None:
+        self.connects = connects
+        self.polls = polls
+        self.closed = 0
+        self.done = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        """Link name."""
+        return "scripted"
+
+    @property
+    def device_names(self) -> tuple[str, ...]:
+        """Two devices."""
+        return ("a", "b")
+
+    async def connect(self) -> None:
+        """Succeed or fail as scripted."""
+        if self.connects and not self.connects.pop(0):
+            raise DeviceUnavailable("refused")
+
+    async def poll(self) -> PollResult:
+        """Return or raise as scripted; block once the script is done."""
+        if not self.polls:
+            self.done.set()
+            await asyncio.Event().wait()
+        step = self.polls.pop(0)
+        if isinstance(step, DeviceUnavailable):
+            raise step
+        return step
+
+    async def close(self) -> None:
+        """Count closes."""
+        self.closed += 1
+
+    def diagnostics(self) -> Mapping[str, DeviceDiagnostics]:
+        """No diagnostics."""
+        return {}
+
+
+def reading(device: str) -> Reading:
+    return Reading(device=device, tag="t", value=1, ts=1.0, mono=1.0)
+
+
+async def run_script(link: ScriptedLink) -> RecordingSink:
+    sink = RecordingSink()
+    task = asyncio.create_task(
+        run_link(link, sink, tags_by_device={"a": ("t",), "b": ("t",)}, backoff=Backoff(0.0, 0.0))
+    )
+    await asyncio.wait_for(link.done.wait(), 5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return sink
+
+
+async def test_first_good_poll_reports_up_for_every_device() -> None:
+    """The first successful poll emits UP for each device before its readings."""
+    sink = await run_script(
+        ScriptedLink([True], [PollResult(batches=[[reading("a")], [reading("b")]])])
+    )
+    assert [(e.device, e.state) for e in sink.events] == [
+        ("a", CommsState.UP),
+        ("b", CommsState.UP),
+    ]
+    assert len(sink.readings) == 2
+
+
+async def test_link_loss_and_retries_emit_one_down_and_one_up() -> None:
+    """Repeated failures give one DOWN per device with bad readings; recovery gives one UP."""
+    poll_ok = PollResult(batches=[[reading("a")]])
+    link = ScriptedLink([True, False, False, True], [poll_ok, DeviceUnavailable("reset"), poll_ok])
+    sink = await run_script(link)
+    assert sink.states("a") == [CommsState.UP, CommsState.DOWN, CommsState.UP]
+    assert sink.states("b") == [CommsState.UP, CommsState.DOWN, CommsState.UP]
+    bad = [r for r in sink.readings if r.quality is Quality.BAD]
+    assert sorted(r.device for r in bad) == ["a", "b"]
+    assert all(r.reason == "reset" for r in bad)
+    assert link.closed >= 1
+
+
+async def test_device_reported_down_by_the_link_is_not_duplicated() -> None:
+    """A unit the link reports DOWN gets no UP on reconnect and no second DOWN on link loss."""
+    down_b = CommsEvent(device="b", state=CommsState.DOWN, ts=1.0, mono=1.0, reason="timeout")
+    link = ScriptedLink(
+        [True, True],
+        [PollResult(events=[down_b]), DeviceUnavailable("reset"), PollResult(events=[down_b])],
+    )
+    sink = await run_script(link)
+    assert sink.states("a") == [CommsState.UP, CommsState.DOWN, CommsState.UP]
+    assert sink.states("b") == [CommsState.DOWN]
+
+
+def test_grid_clock_counts_skipped_ticks_without_bunching() -> None:
+    """A poll that overruns by 3.5 intervals skips three ticks and resumes on the grid."""
+    clock = GridClock(1.0, now=100.0)
+    assert clock.next_due() == 100.0
+    assert clock.advance(100.01) == 0
+    assert clock.next_due() == 101.0
+    assert clock.advance(104.5) == 3
+    assert clock.next_due() == 105.0
+    assert clock.skipped == 3
+
+
+def test_grid_clock_does_not_drift_over_hours() -> None:
+    """After 36 000 ticks of 1 s with jittered wake-ups, the next tick is exactly on the grid."""
+    clock = GridClock(1.0, now=0.0)
+    for k in range(36_000):
+        clock.advance(k + 0.003 * (k % 7))
+    assert clock.next_due() == 36_000.0
+    assert clock.skipped == 0
+
+
+def test_backoff_grows_with_jitter_and_resets() -> None:
+    """Delays stay within [cap/2, cap], the cap doubles up to max, and reset starts over."""
+    backoff = Backoff(initial_s=1.0, max_s=8.0)
+    caps = [1.0, 2.0, 4.0, 8.0, 8.0]
+    for cap in caps:
+        assert cap / 2 <= backoff.next_delay() <= cap
+    backoff.reset()
+    assert backoff.next_delay() <= 1.0

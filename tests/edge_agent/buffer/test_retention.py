@@ -1,0 +1,155 @@
+"""Disk budget and retention: eviction order, drop counting, disk-full hold and recovery."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge_agent.buffer import Buffer, Priority, StorageConfig
+from edge_agent.buffer.schema import plan_size
+from edge_agent.errors import StorageFull
+
+from .helpers import count, readings
+
+BIG = {"blob": "x" * 3000}  # ~ one page per outbox row
+
+
+def small(tmp_path: Path, **kw: object) -> StorageConfig:
+    return StorageConfig(
+        path=tmp_path / "b.db", max_mb=1, flush_interval_ms=10, flush_rows=1000, **kw
+    )  # type: ignore[arg-type]
+
+
+async def fill_with_kpis(buf: Buffer) -> list[int]:
+    """Publish large KPI rows until the budget refuses one (bounded: 1 MiB holds far fewer)."""
+    seqs: list[int] = []
+    for i in range(1000):
+        try:
+            seqs.append(
+                await buf.publish("kpi", "t", BIG, priority=Priority.HIGH, record_key=f"k{i}")
+            )
+        except StorageFull:
+            return seqs
+    pytest.fail("the budget never filled")
+
+
+def file_pages(path: Path) -> int:
+    return path.stat().st_size // 4096
+
+
+async def test_budget_evicts_oldest_readings_first_and_keeps_summaries(tmp_path: Path) -> None:
+    """Over budget, the oldest readings are deleted and counted; unpublished KPI rows all stay."""
+    cfg = small(tmp_path)
+    buf = Buffer(cfg, "gw1")
+    await buf.open()
+    try:
+        kpi = [
+            await buf.publish("kpi", "t", {"i": i}, priority=Priority.HIGH, record_key=f"k{i}")
+            for i in range(20)
+        ]
+        for chunk in range(40):
+            buf.add_readings(readings(1000, start=1_800_000_000.0 + chunk * 1000))
+            await buf.flush()
+        await buf.run_maintenance()
+        stats = buf.stats()
+        assert stats["dropped"]["readings"] > 0
+        assert stats["db_bytes"] <= plan_size(cfg.max_bytes).max_page_count * 4096
+        assert file_pages(cfg.path) <= plan_size(cfg.max_bytes).max_page_count
+        assert count(cfg.path, "outbox", "kind = 'kpi'") == len(kpi)
+        assert count(cfg.path, "kpi_records") == len(kpi)
+        # The newest readings survived, the oldest went first.
+        con = sqlite3.connect(cfg.path)
+        low, high = con.execute("SELECT min(ts), max(ts) FROM readings").fetchone()
+        con.close()
+        assert high == 1_800_000_000.0 + 39 * 1000 + 999
+        assert low > 1_800_000_000.0
+        assert stats["written"]["readings"] == 40_000
+        assert count(cfg.path, "readings") + stats["dropped"]["readings"] == 40_000
+    finally:
+        await buf.close()
+
+
+async def test_low_priority_telemetry_is_evicted_before_kpi(tmp_path: Path) -> None:
+    """With no readings to drop, unpublished telemetry goes (counted per kind); KPIs stay."""
+    cfg = small(tmp_path)
+    buf = Buffer(cfg, "gw1")
+    await buf.open()
+    try:
+        for i in range(10):
+            await buf.publish("kpi", "t", BIG, priority=Priority.HIGH, record_key=f"k{i}")
+        for _ in range(260):
+            await buf.publish("telemetry", "t", BIG, priority=Priority.LOW)
+        await buf.run_maintenance()
+        stats = buf.stats()
+        assert stats["dropped"].get("outbox:telemetry", 0) > 0
+        assert count(cfg.path, "outbox", "kind = 'kpi'") == 10
+        assert stats["backlog"] == count(cfg.path, "outbox")
+    finally:
+        await buf.close()
+
+
+async def test_full_of_kpi_raises_storage_full_holds_readings_and_recovers(tmp_path: Path) -> None:
+    """Only never-evicted rows left: StorageFull, readings wait in RAM, an ack recovers."""
+    cfg = small(tmp_path)
+    buf = Buffer(cfg, "gw1")
+    await buf.open()
+    try:
+        seqs = await fill_with_kpis(buf)
+        assert buf.stats()["disk_full"] is True
+        assert buf.stats()["full_reason"] == "budget"
+        buf.add_readings(readings(2000))
+        await buf.flush()
+        assert buf.stats()["held_rows"] == 2000
+        assert count(cfg.path, "outbox") == len(seqs)  # nothing unpublished was lost
+
+        await buf.ack(seqs[: len(seqs) // 2])  # the uplink delivered half: space returns
+        await buf.flush()
+        stats = buf.stats()
+        assert stats["disk_full"] is False
+        assert stats["held_rows"] == 0
+        assert count(cfg.path, "readings") == 2000
+        assert await buf.publish("kpi", "t", {}, priority=Priority.HIGH) > seqs[-1]
+    finally:
+        await buf.close()
+
+
+async def test_memory_hold_is_bounded(tmp_path: Path) -> None:
+    """While writes fail, held rows are capped at memory_max_rows and the excess is counted."""
+    cfg = small(tmp_path, memory_max_rows=100)
+    buf = Buffer(cfg, "gw1")
+    await buf.open()
+    try:
+        await fill_with_kpis(buf)
+        buf.add_readings(readings(2000))
+        await buf.flush()
+        stats = buf.stats()
+        assert stats["dropped"]["readings:memory_full"] == 1900
+        # The 100 kept rows are either still held or were written once a retry fitted them.
+        assert stats["held_rows"] + count(cfg.path, "readings") == 100
+    finally:
+        await buf.close()
+
+
+async def test_age_retention_keeps_unpublished_summaries(tmp_path: Path) -> None:
+    """Old readings and old published summaries expire; an old unpublished summary stays."""
+    now = [1_800_000_000.0 - 7200]
+    cfg = StorageConfig(path=tmp_path / "b.db", readings_retention_h=1, summaries_retention_h=1)
+    buf = Buffer(cfg, "gw1", clock=lambda: now[0])
+    await buf.open()
+    try:
+        buf.add_readings(readings(10, start=now[0]))
+        old_published = await buf.publish("kpi", "t", {}, priority=Priority.HIGH, record_key="a")
+        await buf.publish("kpi", "t", {}, priority=Priority.HIGH, record_key="b")
+        await buf.ack([old_published])
+        now[0] += 7200
+        buf.add_readings(readings(5, start=now[0]))
+        await buf.flush()
+        await buf.run_maintenance()
+        assert count(cfg.path, "readings") == 5
+        assert count(cfg.path, "kpi_records") == 1
+        assert count(cfg.path, "kpi_records", "record_key = 'b'") == 1
+        assert buf.stats()["expired"] == {"readings": 10, "kpi_records": 1}
+    finally:
+        await buf.close()

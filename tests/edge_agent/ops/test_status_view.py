@@ -1,0 +1,193 @@
+"""Rendering of the status snapshot: staleness, tables, tolerance to odd content."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_agent.status_view import (
+    SnapshotError,
+    format_age,
+    format_table,
+    is_stale,
+    load_snapshot,
+    render,
+)
+
+FIXTURE = Path(__file__).parent / "data" / "status.json"
+
+
+@pytest.fixture
+def snapshot() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(FIXTURE.read_text())
+    return data
+
+
+def test_missing_file_names_the_path_and_next_steps(tmp_path: Path) -> None:
+    """A missing snapshot raises SnapshotError naming the file and what to check."""
+    path = tmp_path / "status.json"
+    with pytest.raises(SnapshotError) as info:
+        load_snapshot(path)
+    assert str(path) in str(info.value)
+    assert "not running" in str(info.value)
+    assert "journalctl -u edge-agent" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"), [("{not json", "not valid JSON"), ("[1, 2]", "not a status")]
+)
+def test_damaged_file_is_reported(tmp_path: Path, text: str, needle: str) -> None:
+    """Invalid JSON or a non-object raises SnapshotError with a readable reason."""
+    path = tmp_path / "status.json"
+    path.write_text(text)
+    with pytest.raises(SnapshotError, match=needle):
+        load_snapshot(path)
+
+
+def test_fixture_loads(snapshot: dict[str, Any]) -> None:
+    """The fixture in the agreed snapshot format loads as a dict."""
+    assert load_snapshot(FIXTURE) == snapshot
+
+
+@pytest.mark.parametrize(
+    ("age", "interval", "stale"),
+    [(0.5, 2, False), (5.9, 2, False), (6.1, 2, True), (25.0, 10, False), (31.0, 10, True)],
+)
+def test_staleness_is_three_intervals(
+    snapshot: dict[str, Any], age: float, interval: float, stale: bool
+) -> None:
+    """A snapshot is stale once it is older than three times its write interval."""
+    snapshot["interval_s"] = interval
+    assert is_stale(snapshot, snapshot["written_at"] + age) is stale
+
+
+def test_undated_snapshot_is_stale() -> None:
+    """Without written_at the snapshot cannot be trusted and counts as stale."""
+    assert is_stale({"interval_s": 2}, 1e9)
+    assert is_stale({"written_at": "yesterday"}, 1e9)
+
+
+def test_render_fresh_snapshot(snapshot: dict[str, Any]) -> None:
+    """A fresh snapshot shows devices, tags, machines with KPIs, uplink, buffer, host, no alarm."""
+    text = render(snapshot, now=snapshot["written_at"] + 1.0)
+    assert "AGENT NOT RUNNING" not in text
+    assert "agent=gw-hall2" in text
+    assert "clock: synced" in text
+    lines = text.splitlines()
+    oven = next(line for line in lines if line.strip().startswith("oven") and "opcua" in line)
+    assert "DOWN" in oven
+    assert "timeout=41" in oven
+    assert "1h00m ago" in oven
+    press = next(line for line in lines if "modbus_tcp" in line)
+    assert "3.4 ms" in press
+    assert "48.0 ms" in press
+    assert "timeout=3" in press
+    assert "illegal_address" not in press  # zero counts are noise
+    tag = next(line for line in lines if "zone1_temp" in line)
+    assert "BAD" in tag
+    assert "timeout" in tag
+    assert any("temperature" in line and "71.25" in line for line in lines)
+    machine = next(line for line in lines if line.strip().startswith("press1") and "%" in line)
+    for figure in ("91.2%", "85.0%", "99.0%", "76.8%", "53m05s", " 7"):
+        assert figure in machine
+    stopped = next(line for line in lines if "STOPPED" in line)
+    assert "17" in stopped
+    assert "DISCONNECTED" in text
+    assert "backlog=1250" in text
+    assert "last error: connection refused" in text
+    assert "dropped.readings=12" in text
+    assert "disk free 12.0 GiB" in text
+    assert "temp 48.3 °C" in text
+
+
+def test_render_stale_snapshot_is_loud(snapshot: dict[str, Any]) -> None:
+    """A stale snapshot is announced as 'agent not running or hung' with its age."""
+    text = render(snapshot, now=snapshot["written_at"] + 300)
+    assert "AGENT NOT RUNNING OR HUNG" in text
+    assert "5m00s old" in text
+
+
+def test_render_unsynced_clock_warns(snapshot: dict[str, Any]) -> None:
+    """An unsynchronised clock is called out, because timestamps may be wrong."""
+    snapshot["health"]["clock_synced"] = False
+    assert "NOT SYNCED" in render(snapshot, now=snapshot["written_at"])
+
+
+def test_tables_are_aligned(snapshot: dict[str, Any]) -> None:
+    """Every row of a table starts its columns at the header's offsets."""
+    lines = format_table(("A", "LONG HEADER", "C"), [["xxxxx", "y", "z"], ["1", "22", "333"]])
+    offsets = [line.index("LONG HEADER") for line in lines[:1]]
+    assert lines[1][offsets[0]] == "y"
+    assert lines[2][offsets[0] : offsets[0] + 2] == "22"
+    assert lines[0].index("C") == lines[1].index("z") == lines[2].index("333")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "-"),
+        (-3, "in future"),
+        (0.2, "<1s"),
+        (42.9, "42s"),
+        (185, "3m05s"),
+        (7380, "2h03m"),
+        (352800, "4d02h"),
+        (float("nan"), "-"),
+    ],
+)
+def test_format_age(seconds: float | None, text: str) -> None:
+    """Durations render compactly at the right unit."""
+    assert format_age(seconds) == text
+
+
+def test_render_empty_snapshot() -> None:
+    """An empty object renders placeholders and the stale alarm instead of raising."""
+    text = render({}, now=1e9)
+    assert "(none configured)" in text
+    assert "(no readings yet)" in text
+    assert "no timestamp" in text
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+_sections = (
+    "written_at",
+    "interval_s",
+    "agent",
+    "devices",
+    "machines",
+    "uplink",
+    "buffer",
+    "health",
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(_sections), _json, max_size=8), st.floats(0, 2e9))
+def test_render_never_raises_on_odd_content(data: dict[str, Any], now: float) -> None:
+    """Any JSON content in any section renders to text without an exception."""
+    assert render(data, now=now).endswith("\n")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from(["devices", "machines"]),
+    st.dictionaries(st.text(min_size=1, max_size=5), _json, min_size=1, max_size=3),
+)
+def test_render_tolerates_odd_entries(section: str, entries: dict[str, Any]) -> None:
+    """Devices or machines with unexpected shapes still render (agent/CLI version skew)."""
+    base: dict[str, Any] = json.loads(FIXTURE.read_text())
+    data = copy.deepcopy(base)
+    data[section] = entries
+    assert "edge-agent status" in render(data, now=data["written_at"])

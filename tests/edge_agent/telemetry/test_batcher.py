@@ -1,0 +1,196 @@
+"""Tests for per-device batching: one message per device per publish interval."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jsonschema
+import pytest
+
+from edge_agent.model import Quality
+from edge_agent.telemetry import PublishMode, PublishPolicy, TelemetryEngine, TelemetryMessage
+from edge_agent.telemetry.batcher import DeviceBatch, encode_value
+from tests.edge_agent.telemetry.helpers import rd, samples_of
+
+Check = Callable[[list[TelemetryMessage]], list[dict[str, Any]]]
+
+EVERY = PublishPolicy(mode=PublishMode.EVERY)
+CHANGE = PublishPolicy(mode=PublishMode.CHANGE)
+AGG = PublishPolicy(mode=PublishMode.AGGREGATE, aggregate_s=1.0)
+NONE = PublishPolicy(mode=PublishMode.NONE)
+
+
+def two_devices() -> TelemetryEngine:
+    return TelemetryEngine(
+        {
+            ("press1", "temp"): EVERY,
+            ("press1", "state"): CHANGE,
+            ("press1", "vib"): AGG,
+            ("press1", "count"): NONE,
+            ("oven", "temp"): EVERY,
+        },
+        publish_interval_s=5.0,
+    )
+
+
+def test_device_tags_share_one_message(check: Check) -> None:
+    """All tags of a device, whatever their mode, travel in one message per interval."""
+    eng = two_devices()
+    assert eng.due(1000.0) == []
+    for i in range(5):
+        ts = 1000.1 + i
+        eng.ingest(
+            [
+                rd("temp", 20.0 + i, ts),
+                rd("state", "run", ts),
+                rd("vib", 0.1 * i, ts),
+                rd("count", i, ts),
+            ]
+        )
+        eng.ingest([rd("temp", 100 + i, ts, device="oven")])
+        assert eng.due(ts + 0.5) == []
+    data = check(eng.due(1005.0))
+    assert [d["device"] for d in data] == ["press1", "oven"]
+    press, oven = data
+    assert list(press["samples"]) == ["temp", "state"]
+    assert len(press["samples"]["temp"]) == 5
+    assert len(press["samples"]["state"]) == 1
+    assert [w["count"] for w in press["aggregates"]["vib"]] == [1, 1, 1, 1]
+    assert "count" not in press["samples"]
+    assert [s[1] for s in samples_of([oven], "temp")] == [100, 101, 102, 103, 104]
+
+
+def test_first_due_flushes_then_once_per_interval(check: Check) -> None:
+    """Messages come at most once per aligned interval; nothing pending means no message."""
+    eng = two_devices()
+    eng.ingest([rd("temp", 1, 1000.2)])
+    assert [m.device for m in eng.due(1000.3)] == ["press1"]
+    eng.ingest([rd("temp", 2, 1000.4)])
+    assert eng.due(1004.99) == []
+    (message,) = eng.due(1005.0)
+    assert message.values == 1
+    assert eng.due(1010.0) == []
+    assert eng.stats.messages == 2
+    assert eng.stats.values == 2
+
+
+def test_backwards_clock_step_flushes_and_realigns() -> None:
+    """After the clock steps back by more than an interval, due publishes at once."""
+    eng = two_devices()
+    eng.due(2000.0)
+    eng.ingest([rd("temp", 1, 1000.0)])
+    assert [m.device for m in eng.due(1000.1)] == ["press1"]
+    eng.ingest([rd("temp", 1, 1000.2)])
+    assert eng.due(1004.9) == []
+    assert len(eng.due(1005.0)) == 1
+
+
+def test_unknown_devices_and_tags_are_ignored() -> None:
+    """Readings of unconfigured devices/tags and `none` tags produce nothing."""
+    eng = two_devices()
+    eng.ingest(
+        [rd("temp", 1, 1000.0, device="ghost"), rd("other", 1, 1000.0), rd("count", 1, 1000.0)]
+    )
+    assert eng.due(1001.0) == []
+    assert eng.stats.ingested == 3
+
+
+def test_overflow_drops_whole_batches_and_counts_them(check: Check) -> None:
+    """Past max_pending_readings between flushes, batches are dropped and counted."""
+    eng = TelemetryEngine({("press1", "temp"): EVERY}, 1.0, max_pending_readings=10)
+    eng.ingest([rd("temp", i, 1000.0 + i / 100) for i in range(6)])
+    eng.ingest([rd("temp", i, 1000.1 + i / 100) for i in range(6)])
+    assert eng.stats.dropped_overflow == 6
+    assert eng.pending_values == 6
+    (data,) = check(eng.due(1001.0))
+    assert len(data["samples"]["temp"]) == 6
+    eng.ingest([rd("temp", i, 1001.1 + i / 100) for i in range(6)])
+    assert eng.stats.dropped_overflow == 6
+    assert eng.pending_values == 6
+
+
+def test_sample_encoding_is_compact_and_strict_json(check: Check) -> None:
+    """Samples are [dt_ms, value(, quality(, reason))] relative to whole-second t0."""
+    eng = TelemetryEngine({("press1", "v"): EVERY}, 1.0)
+    eng.ingest(
+        [
+            rd("v", 1.5, 1000.2504),
+            rd("v", math.nan, 1000.5),
+            rd("v", [1.0, math.inf], 1000.6),
+            rd("v", None, 1000.7, quality=Quality.BAD, reason="illegal address"),
+            rd("v", 3, 1000.8, quality=Quality.STALE),
+        ]
+    )
+    (data,) = check(eng.due(1001.0))
+    assert data == {
+        "device": "press1",
+        "t0": 1000,
+        "samples": {
+            "v": [
+                [250, 1.5],
+                [500, "NaN"],
+                [600, [1.0, "Infinity"]],
+                [700, None, "bad", "illegal address"],
+                [800, 3, "stale"],
+            ]
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1.0, 1.0),
+        (-math.inf, "-Infinity"),
+        ("x", "x"),
+        (True, True),
+        (None, None),
+        ([1, 2], [1, 2]),
+    ],
+)
+def test_encode_value(value: Any, expected: Any) -> None:
+    """encode_value only rewrites non-finite floats, also inside lists."""
+    assert encode_value(value) == expected
+
+
+def test_device_batch_build_empties_it() -> None:
+    """build() returns None when empty and leaves nothing behind after a message."""
+    batch = DeviceBatch("press1", ["a"])
+    assert batch.build(1.0) is None
+    sink = batch.sink("a")
+    sink(rd("a", 1, 1.0))
+    batch.add_aggregate("b", {"start": 0.0, "end": 1.0, "count": 1, "good_ratio": 1.0})
+    assert batch.pending_values == 2
+    message = batch.build(2.0)
+    assert message is not None
+    assert message.values == 2
+    assert batch.pending_values == 0
+    assert batch.build(3.0) is None
+    sink(rd("a", 2, 3.5))
+    assert batch.pending_values == 1
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"device": "press1"},
+        {"device": "press1", "samples": {"t": [[0, 1]]}},
+        {"device": "press1", "t0": 1, "samples": {"t": [[0, 1, "good"]]}},
+        {"device": "press1", "t0": 1, "samples": {"t": [[0.5, 1]]}},
+        {
+            "device": "press1",
+            "aggregates": {"t": [{"start": 0, "end": 1, "count": 0, "good_ratio": 1}]},
+        },
+        {
+            "device": "press1",
+            "aggregates": {"t": [{"start": 0, "end": 1, "count": 1, "good_ratio": 1, "min": 1}]},
+        },
+        {"device": "press1", "t0": 1, "samples": {"t": [[0, 1]]}, "extra": 1},
+    ],
+)
+def test_schema_rejects_malformed_data(data: dict[str, Any], telemetry_validator: Any) -> None:
+    """The schema is strict enough to catch empty, mis-shaped or incomplete data parts."""
+    with pytest.raises(jsonschema.ValidationError):
+        telemetry_validator.validate(data)
