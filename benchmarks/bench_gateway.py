@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import math
 import os
 import shutil
 import signal
@@ -162,6 +163,7 @@ class _Counter:
         self.values = 0
         self.messages = 0
         self.newest = 0.0
+        self.by_second: dict[int, int] = {}  # whole second of sample time -> values
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-counter")
@@ -180,19 +182,31 @@ class _Counter:
         data = body["data"]
         n = 0
         newest = 0.0
+        seconds: dict[int, int] = {}
+        t0 = data.get("t0", 0)
         for samples in data.get("samples", {}).values():
             n += len(samples)
-            newest = max(newest, data["t0"] + samples[-1][0] / 1000.0)
+            newest = max(newest, t0 + samples[-1][0] / 1000.0)
+            for sample in samples:
+                second = t0 + sample[0] // 1000
+                seconds[second] = seconds.get(second, 0) + 1
         for windows in data.get("aggregates", {}).values():
             n += len(windows)
         with self._lock:
             self.values += n
             self.messages += 1
             self.newest = max(self.newest, newest)
+            for second, count in seconds.items():
+                self.by_second[second] = self.by_second.get(second, 0) + count
 
     def snapshot(self) -> tuple[int, float]:
         with self._lock:
             return self.values, self.newest
+
+    def sampled_between(self, start: int, end: int) -> int:
+        """Values whose sample time falls in whole seconds ``[start, end)``."""
+        with self._lock:
+            return sum(self.by_second.get(s, 0) for s in range(start, end))
 
     def close(self) -> None:
         self.client.disconnect()
@@ -200,7 +214,13 @@ class _Counter:
 
 
 def _config(
-    devices: int, registers: int, ports: list[int], mqtt_port: int, state: Path, publish: str
+    devices: int,
+    registers: int,
+    ports: list[int],
+    mqtt_port: int,
+    state: Path,
+    publish: str,
+    interval_s: float,
 ) -> str:
     lines = [
         "[agent]",
@@ -214,7 +234,7 @@ def _config(
         f"port = {mqtt_port}",
         "",
         "[telemetry]",
-        "interval_s = 1.0",
+        f"interval_s = {interval_s}",
         "",
     ]
     for d in range(devices):
@@ -240,6 +260,7 @@ class GatewayResult:
     devices: int
     registers: int
     publish: str
+    interval_s: float
     seconds: float
     received_per_s: float
     cpu_us_per_value: float
@@ -255,12 +276,18 @@ class GatewayResult:
 
 
 def run_gateway(
-    devices: int, registers: int, seconds: float, *, publish: str = "every"
+    devices: int,
+    registers: int,
+    seconds: float,
+    *,
+    publish: str = "every",
+    interval_s: float = 1.0,
 ) -> GatewayResult:
     """Run one load-generator + agent + broker + subscriber measurement.
 
     With ``publish = "none"`` nothing is forwarded: the CPU figure is then per
-    *polled* value, the baseline cost of polling, buffering and KPIs.
+    *polled* value, the baseline cost of polling and buffering. ``interval_s``
+    is the telemetry publish interval (values per message = R x interval_s).
     """
     import psutil  # type: ignore[import-untyped,unused-ignore]
 
@@ -301,7 +328,9 @@ def run_gateway(
             _wait_port(mqtt_port, START_TIMEOUT_S)
             counter = _Counter(mqtt_port)
             cfg = work / "agent.toml"
-            cfg.write_text(_config(devices, registers, ports, mqtt_port, work / "state", publish))
+            cfg.write_text(
+                _config(devices, registers, ports, mqtt_port, work / "state", publish, interval_s)
+            )
             log = (work / "agent.log").open("wb")
             # Without a systemd watchdog the runtime's watchdog task returns at once and
             # (at the time of writing) that ends the agent; a long watchdog period keeps it
@@ -327,30 +356,38 @@ def run_gateway(
                 time.sleep(0.1)
             time.sleep(seconds / 2)  # warm-up
             cpu0 = sum(ps.cpu_times()[:2])
-            values0, _ = counter.snapshot()
             (req0, s0), t0 = _server_stats(stats), time.monotonic()
+            wall0 = time.time()
             rss_max = 0
             end = t0 + seconds
             while time.monotonic() < end:
                 rss_max = max(rss_max, ps.memory_info().rss)
                 time.sleep(0.5)
             cpu1 = sum(ps.cpu_times()[:2])
-            values1, newest = counter.snapshot()
+            _, newest = counter.snapshot()
             (req1, s1), t1 = _server_stats(stats), time.monotonic()
-            lag = time.time() - newest
+            wall1 = time.time()
+            lag = wall1 - newest
             peak = _vm_hwm_bytes(agent.pid)
             elapsed = t1 - t0
-            received = values1 - values0
+            # The received rate counts values by their *sample* time inside whole seconds of
+            # the window (after waiting for their messages), so a long publish interval
+            # does not quantise it.
+            first, last = math.ceil(wall0), math.floor(wall1)
+            if publish != "none":
+                time.sleep(interval_s + 2.0)
+            rate = counter.sampled_between(first, last) / max(last - first, 1)
             # R <= 125: one request per device and poll; the server's own clock times its count.
             polled = (req1 - req0) / max(s1 - s0, 1e-9) * elapsed * registers
             return GatewayResult(
                 devices=devices,
                 registers=registers,
                 publish=publish,
+                interval_s=interval_s,
                 seconds=elapsed,
-                received_per_s=received / elapsed,
+                received_per_s=rate,
                 cpu_us_per_value=(cpu1 - cpu0)
-                / max(polled if publish == "none" else received, 1)
+                / max(polled if publish == "none" else rate * elapsed, 1)
                 * 1e6,
                 rss_mb=rss_max / 2**20,
                 peak_rss_mb=peak / 2**20,
@@ -427,26 +464,28 @@ def main() -> None:
         print(line)
     print(
         "gateway end to end: separate load-generator process, `edge-agent run` (1 s poll, "
-        "1 s telemetry interval), private mosquitto, paho subscriber counting values; "
+        "telemetry interval 'int. s'), private mosquitto, paho subscriber counting values; "
         f"warm-up {seconds / 2:.0f} s, window {seconds:.0f} s; CPU = agent user+system "
         '(psutil) / values received (publish = "none": / values polled); peak RSS = VmHWM; '
         "lag = now - newest received sample time"
     )
     print(
-        f"  {'D x R':>9} {'publish':>7} {'expected/s':>10} {'received/s':>10} "
+        f"  {'D x R':>9} {'publish':>7} {'int. s':>6} {'expected/s':>10} {'received/s':>10} "
         f"{'CPU us/value':>12} {'RSS MB':>7} {'peak MB':>7} {'req/poll':>8} {'lag s':>6}"
     )
-    runs = [(d, r, "every") for d, r in SIZES] + [(*SIZES[-1], "none")]
-    for devices, registers, publish in runs:
+    big_d, big_r = SIZES[-1]
+    runs = [(d, r, "every", 1.0) for d, r in SIZES]
+    runs += [(big_d, big_r, "every", 5.0), (big_d, big_r, "none", 1.0)]
+    for devices, registers, publish, interval_s in runs:
         try:
-            r = run_gateway(devices, registers, seconds, publish=publish)
+            r = run_gateway(devices, registers, seconds, publish=publish, interval_s=interval_s)
         except Exception as exc:  # report the size and go on with the others
             print(f"  {devices:>4} x {registers:<3} {publish:>7} FAILED: {exc}")
             continue
         expected = r.expected_per_s if publish != "none" else 0
         lag = f"{r.lag_s:>6.2f}" if r.received_per_s else f"{'-':>6}"
         print(
-            f"  {devices:>4} x {registers:<3} {publish:>7} {expected:>10} "
+            f"  {devices:>4} x {registers:<3} {publish:>7} {interval_s:>6.0f} {expected:>10} "
             f"{r.received_per_s:>10.0f} {r.cpu_us_per_value:>12.2f} {r.rss_mb:>7.1f} "
             f"{r.peak_rss_mb:>7.1f} {r.requests_per_poll:>8.2f} {lag}",
             flush=True,

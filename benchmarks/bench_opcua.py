@@ -54,7 +54,9 @@ async def _serve(port: int) -> None:
     for m in range(MACHINES):
         obj = await server.nodes.objects.add_object(ua.NodeId(f"M{m}", ns), f"M{m}")
         for v in range(VARIABLES):
-            node = await obj.add_variable(ua.NodeId(f"M{m}.V{v}", ns), f"V{v}", 0.0, ua.VariantType.Double)
+            node = await obj.add_variable(
+                ua.NodeId(f"M{m}.V{v}", ns), f"V{v}", 0.0, ua.VariantType.Double
+            )
             ids.append(node.nodeid)
     async with server:
         print("READY", flush=True)
@@ -65,7 +67,9 @@ async def _serve(port: int) -> None:
         while not stdin_closed.done():
             k += 1
             for i, nid in enumerate(ids):
-                await server.write_attribute_value(nid, ua.DataValue(ua.Variant(float(k + i), ua.VariantType.Double)))
+                await server.write_attribute_value(
+                    nid, ua.DataValue(ua.Variant(float(k + i), ua.VariantType.Double))
+                )
             next_t += CHANGE_PERIOD_S
             await asyncio.sleep(max(0.0, next_t - loop.time()))
 
@@ -91,16 +95,22 @@ async def _measure(port: int) -> dict[str, float]:
     links = []
     for m in range(MACHINES):
         tags = tuple(
-            OpcuaTag(name=f"v{v}", node=parse_node_id(f"nsu={NS_URI};s=M{m}.V{v}")) for v in range(VARIABLES)
+            OpcuaTag(name=f"v{v}", node=parse_node_id(f"nsu={NS_URI};s=M{m}.V{v}"))
+            for v in range(VARIABLES)
         )
         # A distinct endpoint path per machine gives one session each, like 20 PLCs.
         device = OpcuaDevice(
-            name=f"m{m}", endpoint=f"opc.tcp://127.0.0.1:{port}/bench/m{m}", tags=tags, interval_ms=100
+            name=f"m{m}",
+            endpoint=f"opc.tcp://127.0.0.1:{port}/bench/m{m}",
+            tags=tags,
+            interval_ms=100,
         )
         links.append(OpcuaLink([device]))
     sink = _CountingSink()
     tasks = [
-        asyncio.create_task(run_link(link, sink, tags_by_device={}, backoff=Backoff(initial_s=0.2, max_s=1.0)))
+        asyncio.create_task(
+            run_link(link, sink, tags_by_device={}, backoff=Backoff(initial_s=0.2, max_s=1.0))
+        )
         for link in links
     ]
     try:
@@ -149,19 +159,33 @@ def main() -> None:
             server.kill()
             server.wait(5)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("OPC-UA driver: 20 sessions x 10 Double variables, all changing every 100 ms (server in another process)")
+    print(
+        "OPC-UA driver: 20 sessions x 10 Double variables, all changing every 100 ms "
+        "(server in another process)"
+    )
     print(
         f"  notifications delivered: {figures['notifications']:.0f} in {MEASURE_S:.0f} s "
         f"({figures['rate_per_s']:.0f}/s, expected {MACHINES * VARIABLES / CHANGE_PERIOD_S:.0f}/s)"
     )
-    print(f"  client CPU: {figures['cpu_s']:.2f} s = {figures['cpu_pct_one_core']:.1f} % of one core")
-    print(f"  CPU per notification (end to end, notification -> Reading in sink): {figures['us_per_notification']:.1f} us")
-    print(f"  client peak RSS: {rss_mb:.0f} MB; comms events: {figures['comms_events']:.0f} (20 UP expected)")
-    print("  method: time.process_time() of the client process over the window / readings delivered; ru_maxrss")
+    print(
+        f"  client CPU: {figures['cpu_s']:.2f} s = {figures['cpu_pct_one_core']:.1f} % of one core"
+    )
+    print(
+        "  CPU per notification (end to end, notification -> Reading in sink): "
+        f"{figures['us_per_notification']:.1f} us"
+    )
+    print(
+        f"  client peak RSS: {rss_mb:.0f} MB; "
+        f"comms events: {figures['comms_events']:.0f} (20 UP expected)"
+    )
+    print(
+        "  method: time.process_time() of the client process over the window / readings "
+        "delivered; peak RSS = ru_maxrss"
+    )
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--serve":  # noqa: PLR2004
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
         asyncio.run(_serve(int(sys.argv[2])))
     else:
         main()

@@ -188,7 +188,8 @@ class GridClock:
     """Fixed-grid schedule: ticks at ``origin + k * interval`` forever, without drift.
 
     When the caller falls behind, missed ticks are skipped and counted, never
-    bunched (a 1 s poll that took 3.5 s resumes on the next grid point).
+    bunched: after a 1 s poll that took 3.5 s, the overdue tick (3 s) runs once,
+    at once, two ticks are counted as skipped, and the next run is at 4 s.
     """
 
     def __init__(self, interval_s: float, *, now: float | None = None) -> None:

@@ -13,6 +13,7 @@ device I/O happens here.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -160,7 +161,7 @@ def _split_policy_keys(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
 
 
 def _parse_devices(
-    root: Table, issues: Issues
+    root: Table, issues: Issues, state_dir: Path
 ) -> tuple[dict[str, DeviceConfig], dict[tuple[str, str], PublishPolicy]]:
     specs = registry()
     devices: dict[str, DeviceConfig] = {}
@@ -191,11 +192,20 @@ def _parse_devices(
                     cleaned[tag] = tag_raw
             dev_rest = {**dev_rest, "tags": cleaned}
         config = specs[protocol].parse_device(name, Table(dev_rest, dev.path, issues))
+        if dataclasses.is_dataclass(config) and any(f.name == "state_dir" for f in dataclasses.fields(config)):
+            # Drivers that keep files per device (OPC-UA certificates, trust list) keep them
+            # under the agent's state directory, not a directory of their own.
+            config = dataclasses.replace(config, state_dir=state_dir)  # type: ignore[type-var]
         devices[name] = config
         for tag in config.tag_names:
             policy = tag_policies.get(tag, device_default)
             if policy is not None and policy.publishes:
                 publish[(name, tag)] = policy
+    for protocol, spec in specs.items():
+        if spec.check_devices is None:
+            continue
+        for key, message in spec.check_devices([d for d in devices.values() if d.protocol == protocol]):
+            issues.add(key, message)
     if not devices and not issues.items:
         issues.add("devices", "no devices configured, expected at least one [devices.<name>] table")
     return devices, publish
@@ -233,7 +243,7 @@ def load_config(path: str | Path) -> AgentConfig:
     tele_t = root.table("telemetry") or Table({}, "telemetry", issues)
     telemetry = TelemetryConfig(interval_s=tele_t.get_float("interval_s", 1.0, min=0.1, max=86400))
     tele_t.finish()
-    devices, publish = _parse_devices(root, issues)
+    devices, publish = _parse_devices(root, issues, agent.state_dir)
     machines: dict[str, MachineConfig] = {}
     for name, mt in root.tables("machines"):
         if not _NAME.match(name):

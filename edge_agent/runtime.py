@@ -130,7 +130,10 @@ class Runtime:
         self.tags: dict[str, dict[str, TagView]] = {}
         self.comms: dict[str, str] = dict.fromkeys(config.devices, "unknown")
         self.started_at = time.time()
-        self.heartbeat = sdnotify.Heartbeat()
+        # Stages that run on a timer whatever the devices do; a processor idle because every
+        # PLC is off is not a hang, so it is not a stage.
+        self.heartbeat = sdnotify.Heartbeat(max(60.0, 3 * config.reporting.interval_s,
+                                                 3 * config.agent.status_interval_s))
         self.buffer: Buffer | None = None
         self.uplink: Uplink | None = None
         self.uplink_task: asyncio.Task[None] | None = None
@@ -154,8 +157,15 @@ class Runtime:
             loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
             loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
             loop.add_signal_handler(signal.SIGHUP, self.reload_event.set)
+            freeze_s = os.environ.get("EDGE_AGENT_DEBUG_FREEZE_S")
+            if freeze_s:
+                # Diagnostic for checking a device's watchdog set-up: SIGUSR2 blocks the event
+                # loop for this many seconds, so systemd must see the pings stop.
+                loop.add_signal_handler(signal.SIGUSR2, time.sleep, float(freeze_s))
         self.uplink_task = asyncio.create_task(self.uplink.run(), name="uplink")
         self._apply_links(cfg.devices)
+        self.heartbeat.register("status")
+        self.heartbeat.register("reporter")
         helpers = [
             asyncio.create_task(self._process(), name="processor"),
             asyncio.create_task(self._report_loop(), name="reporter"),
@@ -274,7 +284,6 @@ class Runtime:
 
     async def _handle(self, item: list[Reading] | CommsEvent) -> None:
         assert self.buffer is not None
-        self.heartbeat.beat()
         self.processed += 1
         if isinstance(item, CommsEvent):
             self.buffer.add_comms(item)
@@ -336,7 +345,7 @@ class Runtime:
         while True:
             await asyncio.sleep(interval)
             await self._report_once()
-            self.heartbeat.beat()
+            self.heartbeat.beat("reporter")
 
     async def _report_once(self, *, final_flush: bool = False) -> None:
         assert self.buffer is not None
@@ -436,7 +445,7 @@ class Runtime:
                 await asyncio.to_thread(_write_atomic, path, snapshot)
             except Exception:  # noqa: BLE001 - status is best effort, never fatal
                 log.exception("Could not write status file path=%s", path)
-            self.heartbeat.beat()
+            self.heartbeat.beat("status")
             await asyncio.sleep(interval)
 
     def status_snapshot(self) -> dict[str, Any]:

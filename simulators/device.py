@@ -4,13 +4,17 @@ A :class:`MachineDevice` wraps a :class:`~simulators.model.Machine` for the
 front ends. It rebuilds the Modbus register and bit images only when the
 model changed (version or sim time), keeps the writable scratch area, and
 answers the per-request quirk questions (outage mode, response delay, busy).
-It does not advance the model: the host's tick loop does that, so every
-front end sees the same instant. Not thread-safe; use from the event loop.
+With a ``now`` callable (the host passes its clock) every access first
+advances the model to the current sim time, so a Modbus reply shows the
+state at the instant it is built, not as of the last tick; the model is
+event-driven, so this changes nothing in the truth. Not thread-safe; use
+from the event loop.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from simulators.model import Machine, Snapshot
 from simulators.registers import (
@@ -31,10 +35,14 @@ class MachineDevice:
         machine: The model; its current state is what the device shows.
         busy_seed: Seed of the generator deciding "server busy" replies (wire
             behaviour only, never part of the truth file).
+        now: Current sim time; when given, the model is advanced on every access.
     """
 
-    def __init__(self, machine: Machine, busy_seed: int = 0) -> None:
+    def __init__(
+        self, machine: Machine, busy_seed: int = 0, now: Callable[[], float] | None = None
+    ) -> None:
         self.machine = machine
+        self._now = now
         self.spec: MachineSpec = machine.spec
         self.holes = frozenset(self.spec.quirks.holes)
         self.response_delay_s = self.spec.quirks.response_delay_ms / 1000.0
@@ -47,9 +55,15 @@ class MachineDevice:
         self._bits: list[bool] = [False] * COIL_COUNT
         self._writes = 0
 
+    def sync(self) -> None:
+        """Advance the model to the current sim time (no-op without ``now``)."""
+        if self._now is not None:
+            self.machine.advance_to(self._now())
+
     @property
     def outage_mode(self) -> OutageMode | None:
         """How the device is failing to communicate, or None when it answers."""
+        self.sync()
         return self.machine.outage_mode
 
     def busy(self) -> bool:
@@ -58,6 +72,7 @@ class MachineDevice:
         return rate > 0 and self._busy_rng.random() < rate
 
     def _refresh(self) -> None:
+        self.sync()
         m = self.machine
         key = (m.version, m.t, self._writes)
         if key == self._key:

@@ -128,7 +128,7 @@ class SimulatorHost:
         self.devices: dict[str, MachineDevice] = {}
         for spec in self.scenario.machines:
             m = Machine(spec, seed=seed, wall_ts=self.clock.wall_ts, record=self.truth.record)
-            self.devices[spec.id] = MachineDevice(m, busy_seed=seed)
+            self.devices[spec.id] = MachineDevice(m, busy_seed=seed, now=self.clock.now)
         self._handles = {k: MachineHandle(self, d) for k, d in self.devices.items()}
         self.modbus: ModbusTcpServer | None = None
         self.rtu: ModbusRtuServer | None = None

@@ -7,6 +7,6 @@ the package is an implementation detail.
 
 from edge_agent.buffer.config import StorageConfig, SyncMode, parse_storage
 from edge_agent.buffer.outbox import OutboxRow, Priority
-from edge_agent.buffer.store import Buffer
+from edge_agent.buffer.store import Buffer, Outgoing
 
-__all__ = ["Buffer", "StorageConfig", "SyncMode", "parse_storage", "OutboxRow", "Priority"]
+__all__ = ["Buffer", "Outgoing", "StorageConfig", "SyncMode", "parse_storage", "OutboxRow", "Priority"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -45,43 +45,49 @@ class OutboxRow:
     retain: bool
 
 
-def insert(
-    con: sqlite3.Connection,
-    *,
-    kind: str,
-    priority: int,
-    topic: str,
-    data: str,
-    created: float,
-    retain: bool,
-    record_key: str | None,
-) -> int:
-    """Insert one message (and its kpi/stop record) in one committed transaction; return its seq."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewMessage:
+    """A message to store (``data`` already serialised to JSON text)."""
+
+    kind: str
+    priority: int
+    topic: str
+    data: str
+    created: float
+    retain: bool = False
+    record_key: str | None = None
+
+
+def insert(con: sqlite3.Connection, messages: Sequence[NewMessage]) -> list[int]:
+    """Insert messages (and their kpi/stop records) in one committed transaction; return seqs."""
+    seqs: list[int] = []
     con.execute("BEGIN IMMEDIATE")
     try:
-        cur = con.execute(
-            "INSERT INTO outbox(kind, priority, topic, data, created, retain, record_key) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (kind, int(priority), topic, data, created, int(retain), record_key),
-        )
-        seq = int(cur.lastrowid or 0)
-        table = RECORD_TABLES.get(kind)
-        if table is not None:
-            key = record_key if record_key is not None else f"seq:{seq}"
-            # A new revision of the same record replaces the stored one (keyed by record_key).
-            con.execute(
-                f"INSERT INTO {table}(record_key, created, seq, data, published) "  # noqa: S608 - fixed table names
-                "VALUES (?, ?, ?, ?, NULL) ON CONFLICT(record_key) DO UPDATE SET "
-                "created = excluded.created, seq = excluded.seq, data = excluded.data, "
-                "published = NULL",
-                (key, created, seq, data),
+        for m in messages:
+            cur = con.execute(
+                "INSERT INTO outbox(kind, priority, topic, data, created, retain, record_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (m.kind, int(m.priority), m.topic, m.data, m.created, int(m.retain), m.record_key),
             )
+            seq = int(cur.lastrowid or 0)
+            seqs.append(seq)
+            table = RECORD_TABLES.get(m.kind)
+            if table is not None:
+                key = m.record_key if m.record_key is not None else f"seq:{seq}"
+                # A new revision of the same record replaces the stored one (keyed by record_key).
+                con.execute(
+                    f"INSERT INTO {table}(record_key, created, seq, data, published) "  # noqa: S608
+                    "VALUES (?, ?, ?, ?, NULL) ON CONFLICT(record_key) DO UPDATE SET "
+                    "created = excluded.created, seq = excluded.seq, data = excluded.data, "
+                    "published = NULL",
+                    (key, m.created, seq, m.data),
+                )
         con.execute("COMMIT")
     except BaseException:
         if con.in_transaction:
             con.execute("ROLLBACK")
         raise
-    return seq
+    return seqs
 
 
 def fetch(

@@ -26,12 +26,13 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from edge_agent.buffer import outbox
 from edge_agent.buffer.config import StorageConfig
-from edge_agent.buffer.outbox import OutboxRow, Priority
+from edge_agent.buffer.outbox import NewMessage, OutboxRow, Priority
 from edge_agent.buffer.schema import open_database, plan_size
 from edge_agent.buffer.writer import Writer, interval_row
 from edge_agent.model import CommsEvent, Reading
@@ -39,6 +40,18 @@ from edge_agent.model import CommsEvent, Reading
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outgoing:
+    """One message for :meth:`Buffer.publish_many` (same fields as :meth:`Buffer.publish`)."""
+
+    kind: str
+    topic: str
+    data: Mapping[str, Any]
+    priority: int
+    retain: bool = False
+    record_key: str | None = None
 
 
 def dumps(data: Mapping[str, Any]) -> str:
@@ -143,31 +156,55 @@ class Buffer:
         Raises:
             StorageFull: The row cannot be stored (disk full, or budget full of
                 never-evicted rows). The caller keeps the data and retries.
-            ValueError: ``data`` is not JSON-serialisable.
+            ValueError: ``data`` contains NaN or Infinity.
+            TypeError: ``data`` is not JSON-serialisable.
+        """
+        seqs = await self.publish_many(
+            [
+                Outgoing(
+                    kind=kind,
+                    topic=topic,
+                    data=data,
+                    priority=priority,
+                    retain=retain,
+                    record_key=record_key,
+                )
+            ]
+        )
+        return seqs[0]
+
+    async def publish_many(self, messages: Sequence[Outgoing]) -> list[int]:
+        """Store several messages in one durable commit (one fsync); returns their seqs in order.
+
+        Same guarantees and errors as :meth:`publish`; either all are stored or none.
         """
         writer = self._w()
-        text = dumps(data)
         created = self._clock()
-
-        def insert(con: Any) -> int:
-            seq = outbox.insert(
-                con,
-                kind=kind,
-                priority=int(priority),
-                topic=topic,
-                data=text,
+        rows = [
+            NewMessage(
+                kind=m.kind,
+                priority=int(m.priority),
+                topic=m.topic,
+                data=dumps(m.data),
                 created=created,
-                retain=retain,
-                record_key=record_key,
+                retain=m.retain,
+                record_key=m.record_key,
             )
-            writer.outbox_count += 1
-            writer.last_seq = seq
-            return seq
+            for m in messages
+        ]
+        if not rows:
+            return []
 
-        seq = await self._call(writer.durable(insert))
+        def insert(con: Any) -> list[int]:
+            seqs = outbox.insert(con, rows)
+            writer.outbox_count += len(seqs)
+            writer.last_seq = seqs[-1]
+            return seqs
+
+        seqs = await self._call(writer.durable(insert))
         for listener in list(self._listeners):
             listener()
-        return seq
+        return seqs
 
     def on_publish(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener()`` on the loop after each committed publish; returns an unsubscribe."""
@@ -276,4 +313,4 @@ class Buffer:
         await self._call(job)
 
 
-__all__ = ["Buffer", "Priority", "dumps"]
+__all__ = ["Buffer", "Outgoing", "Priority", "dumps"]

@@ -91,32 +91,57 @@ def resolve_state_dir(
     env = os.environ if environ is None else environ
     if state_dir is not None:
         return state_dir
-    if config is None and default_config.is_file():
-        config = default_config
-    candidates: list[Path] = []
     if config is not None:
-        issues = Issues(str(config))
-        doc = load_toml(config, issues)
-        issues.raise_if_any()
-        agent = doc.get("agent", {})
-        value = agent.get("state_dir") if isinstance(agent, dict) else None
-        if value is not None:
-            if not isinstance(value, str) or not value:
-                issues.add("agent.state_dir", "expected a non-empty string (a directory path)")
-                issues.raise_if_any()
-            path = Path(str(value))
-            return path if path.is_absolute() else config.parent / path
+        configured = _state_dir_from_config(config)
+    elif _is_file(default_config):
+        config = default_config
+        try:
+            configured = _state_dir_from_config(config)
+        except ConfigError:
+            # Nobody asked for this file: a broken installed config must not hide the status.
+            configured = None
+    else:
+        configured = None
+    if configured is not None:
+        return configured
     # systemd sets STATE_DIRECTORY for the service (and for `systemd-run -p StateDirectory=`).
     from_env = env.get("STATE_DIRECTORY", "").split(":")[0]
     if from_env:
         return Path(from_env)
-    if config is not None:
-        candidates.append(config.parent / "state")
+    candidates = [config.parent / "state"] if config is not None else []
     candidates.append(DEFAULT_STATE_DIR)
     for candidate in candidates:
-        if (candidate / STATUS_FILE).exists():
+        if _is_file(candidate / STATUS_FILE):
             return candidate
     return DEFAULT_STATE_DIR
+
+
+def _is_file(path: Path) -> bool:
+    """``Path.is_file`` that says False instead of raising (e.g. EACCES under /var/lib/private)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _state_dir_from_config(config: Path) -> Path | None:
+    """``[agent].state_dir`` of a config file (relative to its directory), or None if unset.
+
+    Raises:
+        edge_agent.errors.ConfigError: Unreadable file, invalid TOML, or a non-string value.
+    """
+    issues = Issues(str(config))
+    doc = load_toml(config, issues)
+    issues.raise_if_any()
+    agent = doc.get("agent", {})
+    value = agent.get("state_dir") if isinstance(agent, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        issues.add("agent.state_dir", "expected a non-empty string (a directory path)")
+        issues.raise_if_any()
+    path = Path(str(value))
+    return path if path.is_absolute() else config.parent / path
 
 
 def _show_once(path: Path, *, as_json: bool, out: TextIO, clear: bool) -> int:

@@ -264,3 +264,23 @@ def link_skips(sink: Any) -> int:
     """Live readings missing from the 1 s sequence (gaps of about 2 s or more)."""
     monos = [r.mono for r in sink.good("live", "a")]
     return sum(round(b - a) - 1 for a, b in itertools.pairwise(monos))
+
+
+async def test_slow_device_skips_ticks_instead_of_bunching(
+    model: Model, tcp_server: TcpServer
+) -> None:
+    """A 250 ms reply on a 100 ms grid never overlaps polls; missed ticks are counted, not run."""
+    unit = model.unit(1)
+    unit.holding[0] = 1
+    unit.delay_s = 0.25
+    dev = tcp(
+        tcp_server, interval_ms=100, timeout_ms=1000, tags={"a": {"table": "holding", "address": 0}}
+    )
+    (link,) = build_links([dev])
+    async with running([link]) as sink:
+        await sink.wait_for(lambda: len(sink.good("m1", "a")) >= 5, 10, "five slow reads")
+    starts = [r.t for r in model.log]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # Never a new request while one is pending, and no burst of catch-up requests afterwards.
+    assert all(0.24 <= g < 0.35 for g in gaps), gaps
+    assert link.diagnostics()["m1"].skipped_cycles >= len(starts) - 1

@@ -10,6 +10,7 @@ namespaces so its index differs between two server instances.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import socket
 import uuid
@@ -37,7 +38,13 @@ def free_port() -> int:
 class _Users(UserManager):
     """Accept anonymous and one username/password pair; reject wrong passwords."""
 
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None) -> Any:
+    def get_user(
+        self,
+        iserver: Any,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: Any = None,
+    ) -> Any:
         from asyncua.crypto.permission_rules import User, UserRole
 
         if username is None:
@@ -48,7 +55,7 @@ class _Users(UserManager):
 
 
 class Collector:
-    """A ReadingSink that records everything and lets a test wait for a condition, bounded in time."""
+    """A ReadingSink that records everything; tests wait for a condition, bounded in time."""
 
     def __init__(self) -> None:
         self.readings: list[Any] = []
@@ -74,10 +81,8 @@ class Collector:
             if remaining <= 0:
                 raise AssertionError(f"condition not met within {timeout} s")
             self._changed.clear()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
 
     def values(self, tag: str) -> list[Any]:
         """Good values of one tag, in arrival order."""
@@ -96,18 +101,22 @@ class SimServer:
     async def write(self, name: str, value: Any, variant: ua.VariantType | None = None) -> None:
         """Write a value (server side) with a fresh SourceTimestamp."""
         node = self.nodes[name]
-        dv = ua.DataValue(ua.Variant(value, variant) if variant else ua.Variant(value),
-                          SourceTimestamp=dt.datetime.now(dt.timezone.utc))
+        dv = ua.DataValue(
+            ua.Variant(value, variant) if variant else ua.Variant(value),
+            SourceTimestamp=dt.datetime.now(dt.timezone.utc),
+        )
         await node.write_value(dv)
 
     async def write_status(self, name: str, code: int, value: Any, variant: ua.VariantType) -> None:
         """Write a value with a non-good status code (as a gateway reports a sensor fault)."""
         stamp = dt.datetime.now(dt.timezone.utc)
-        dv = ua.DataValue(ua.Variant(value, variant), StatusCode=ua.StatusCode(code), SourceTimestamp=stamp)
+        dv = ua.DataValue(
+            ua.Variant(value, variant), StatusCode=ua.StatusCode(code), SourceTimestamp=stamp
+        )
         await self.nodes[name].write_value(dv)
 
     def silence_subscriptions(self) -> int:
-        """Stop every server-side publishing loop while sessions stay up ("connected but silent")."""
+        """Stop every server-side publishing loop; sessions stay up ("connected but silent")."""
         subs = self.server.iserver.subscription_service.subscriptions.values()
         for sub in subs:
             if sub._task is not None:
@@ -131,7 +140,9 @@ async def start_server(
     await server.init()
     endpoint = f"opc.tcp://127.0.0.1:{port}/test/"
     server.set_endpoint(endpoint)
-    server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken, ua.X509IdentityToken])
+    server.set_identity_tokens(
+        [ua.AnonymousIdentityToken, ua.UserNameIdentityToken, ua.X509IdentityToken]
+    )
     if security is not None:
         assert cert_dir is not None
         from asyncua.crypto.cert_gen import setup_self_signed_certificate
@@ -139,7 +150,14 @@ async def start_server(
 
         key, cert = cert_dir / "server-key.pem", cert_dir / "server-cert.der"
         uri = "urn:edge-agent:test-server"
-        await setup_self_signed_certificate(key, cert, uri, "localhost", [ExtendedKeyUsageOID.SERVER_AUTH], {"commonName": "test-server"})
+        await setup_self_signed_certificate(
+            key,
+            cert,
+            uri,
+            "localhost",
+            [ExtendedKeyUsageOID.SERVER_AUTH],
+            {"commonName": "test-server"},
+        )
         await server.set_application_uri(uri)
         server.set_security_policy(security)
         await server.load_certificate(str(cert))
@@ -150,18 +168,58 @@ async def start_server(
     objects = server.nodes.objects
     m1 = await objects.add_object(ua.NodeId("M1", ns), ua.QualifiedName("M1", ns))
     sim = SimServer(server=server, endpoint=endpoint, ns=ns)
-    sim.nodes["good"] = await m1.add_variable(ua.NodeId("M1.GoodCount", ns), ua.QualifiedName("GoodCount", ns), 0, ua.VariantType.UInt32)
-    sim.nodes["running"] = await m1.add_variable(ua.NodeId("M1.Running", ns), ua.QualifiedName("Running", ns), False)
-    sim.nodes["numeric"] = await m1.add_variable(ua.NodeId(1001, ns), ua.QualifiedName("Numeric", ns), -5, ua.VariantType.Int16)
-    sim.nodes["guid"] = await m1.add_variable(ua.NodeId(GUID, ns, ua.NodeIdType.Guid), ua.QualifiedName("ByGuid", ns), 7, ua.VariantType.Int32)
-    sim.nodes["opaque"] = await m1.add_variable(ua.NodeId(OPAQUE, ns, ua.NodeIdType.ByteString), ua.QualifiedName("ByOpaque", ns), "bytes", ua.VariantType.String)
-    sim.nodes["name"] = await m1.add_variable(ua.NodeId("M1.Product", ns), ua.QualifiedName("Product", ns), "widget")
-    sim.nodes["when"] = await m1.add_variable(ua.NodeId("M1.LastStop", ns), ua.QualifiedName("LastStop", ns), dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
-    sim.nodes["array"] = await m1.add_variable(ua.NodeId("M1.Temps", ns), ua.QualifiedName("Temps", ns), [1.5, 2.5, 3.5], ua.VariantType.Double)
-    temp = await m1.add_variable(ua.NodeId("M1.Temperature", ns), ua.QualifiedName("Temperature", ns), 20.5, ua.VariantType.Double, datatype=ua.NodeId(ua.ObjectIds.Double))
-    eu = ua.EUInformation(NamespaceUri="http://www.opcfoundation.org/UA/units/un/cefact", UnitId=4408652, DisplayName=ua.LocalizedText("°C"), Description=ua.LocalizedText("degree Celsius"))
+    sim.nodes["good"] = await m1.add_variable(
+        ua.NodeId("M1.GoodCount", ns), ua.QualifiedName("GoodCount", ns), 0, ua.VariantType.UInt32
+    )
+    sim.nodes["running"] = await m1.add_variable(
+        ua.NodeId("M1.Running", ns), ua.QualifiedName("Running", ns), False
+    )
+    sim.nodes["numeric"] = await m1.add_variable(
+        ua.NodeId(1001, ns), ua.QualifiedName("Numeric", ns), -5, ua.VariantType.Int16
+    )
+    sim.nodes["guid"] = await m1.add_variable(
+        ua.NodeId(GUID, ns, ua.NodeIdType.Guid),
+        ua.QualifiedName("ByGuid", ns),
+        7,
+        ua.VariantType.Int32,
+    )
+    sim.nodes["opaque"] = await m1.add_variable(
+        ua.NodeId(OPAQUE, ns, ua.NodeIdType.ByteString),
+        ua.QualifiedName("ByOpaque", ns),
+        "bytes",
+        ua.VariantType.String,
+    )
+    sim.nodes["name"] = await m1.add_variable(
+        ua.NodeId("M1.Product", ns), ua.QualifiedName("Product", ns), "widget"
+    )
+    sim.nodes["when"] = await m1.add_variable(
+        ua.NodeId("M1.LastStop", ns),
+        ua.QualifiedName("LastStop", ns),
+        dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+    )
+    sim.nodes["array"] = await m1.add_variable(
+        ua.NodeId("M1.Temps", ns),
+        ua.QualifiedName("Temps", ns),
+        [1.5, 2.5, 3.5],
+        ua.VariantType.Double,
+    )
+    temp = await m1.add_variable(
+        ua.NodeId("M1.Temperature", ns),
+        ua.QualifiedName("Temperature", ns),
+        20.5,
+        ua.VariantType.Double,
+        datatype=ua.NodeId(ua.ObjectIds.Double),
+    )
+    eu = ua.EUInformation(
+        NamespaceUri="http://www.opcfoundation.org/UA/units/un/cefact",
+        UnitId=4408652,
+        DisplayName=ua.LocalizedText("°C"),
+        Description=ua.LocalizedText("degree Celsius"),
+    )
     await temp.add_property(0, "EngineeringUnits", ua.Variant(eu, ua.VariantType.ExtensionObject))
-    await temp.add_property(0, "EURange", ua.Variant(ua.Range(Low=0.0, High=200.0), ua.VariantType.ExtensionObject))
+    await temp.add_property(
+        0, "EURange", ua.Variant(ua.Range(Low=0.0, High=200.0), ua.VariantType.ExtensionObject)
+    )
     sim.nodes["temp"] = temp
     for node in sim.nodes.values():
         await node.set_writable()

@@ -76,9 +76,11 @@ def test_sample_parses_into_typed_frozen_config() -> None:
     assert device.identity is Identity.USERNAME
     assert device.tag_names == ("good", "temp")
     good, temp = device.tags
-    assert good.node is not None and good.node.id_type is IdType.STRING
+    assert good.node is not None
+    assert good.node.id_type is IdType.STRING
     assert good.node.namespace_uri == "urn:edge-agent:simulator"
-    assert temp.browse_path is not None and str(temp.browse_path) == "Objects/M1/Temperature"
+    assert temp.browse_path is not None
+    assert str(temp.browse_path) == "Objects/M1/Temperature"
     assert (temp.sampling_interval_ms, temp.queue_size, temp.deadband) == (500.0, 1, 0.5)
     assert temp.deadband_type is DeadbandType.ABSOLUTE
     with pytest.raises(AttributeError):
@@ -122,7 +124,9 @@ def test_state_dir_defaults_and_binding() -> None:
         ({"tags": None}, "devices.line1.tags", "missing"),
     ],
 )
-def test_device_errors_name_key_path_and_expectation(changes: dict[str, Any], path: str, fragment: str) -> None:
+def test_device_errors_name_key_path_and_expectation(
+    changes: dict[str, Any], path: str, fragment: str
+) -> None:
     """Every invalid device key is reported with file, dotted key path and expectation."""
     _, problems = _parse(_with(**changes))
     assert any(p.startswith(f"agent.toml: {path}:") and fragment in p for p in problems), problems
@@ -137,7 +141,11 @@ def test_device_errors_name_key_path_and_expectation(changes: dict[str, Any], pa
         ({"browse_path": "Objects//A"}, "tags.t.browse_path", "empty segment"),
         ({"node": "ns=2;s=A", "queue_size": 0}, "tags.t.queue_size", "from 1 to"),
         ({"node": "ns=2;s=A", "deadband": -1}, "tags.t.deadband", ">= 0.0"),
-        ({"node": "ns=2;s=A", "deadband": 150, "deadband_type": "percent"}, "tags.t.deadband", "0 to 100"),
+        (
+            {"node": "ns=2;s=A", "deadband": 150, "deadband_type": "percent"},
+            "tags.t.deadband",
+            "0 to 100",
+        ),
         ({"node": "ns=2;s=A", "deadband_type": "relative"}, "tags.t.deadband_type", "'absolute'"),
         ({"node": "ns=2;s=A", "nodeid": "x"}, "tags.t.nodeid", "unknown key"),
     ],
@@ -150,7 +158,9 @@ def test_tag_errors_name_key_path(tag: dict[str, Any], path: str, fragment: str)
 
 def test_all_errors_reported_at_once() -> None:
     """Several mistakes in one device are all reported, not just the first."""
-    _, problems = _parse(_with(mode="x", endpoint="tcp://y", colour="red", tags={"t": {"node": "bad"}}))
+    _, problems = _parse(
+        _with(mode="x", endpoint="tcp://y", colour="red", tags={"t": {"node": "bad"}})
+    )
     assert len(problems) >= 4
 
 
@@ -167,7 +177,9 @@ def test_devices_group_into_sessions_by_endpoint_and_security() -> None:
     groups = group_devices(devices)
     assert [[d.name for d in g] for g in groups] == [["line1", "line2"], ["line3"]]
     plan = describe_plan(devices)
-    assert "session opc.tcp://127.0.0.1:4840/edge-sim/ security=Basic256Sha256/SignAndEncrypt" in plan
+    assert (
+        "session opc.tcp://127.0.0.1:4840/edge-sim/ security=Basic256Sha256/SignAndEncrypt" in plan
+    )
     assert "temp: Objects/M1/Temperature sampling=500ms queue=1 deadband=0.5 absolute" in plan
 
 

@@ -58,7 +58,7 @@ def test_structures_are_decode_errors() -> None:
     ],
 )
 def test_status_severity_maps_to_quality(code: int, quality: Quality, reason: str) -> None:
-    """Good -> good, Uncertain -> stale, Bad -> bad; the reason is the status name (info bits ignored)."""
+    """Good -> good, Uncertain -> stale, Bad -> bad; the reason is the status name."""
     assert quality_of(code) == (quality, reason)
 
 
@@ -66,8 +66,16 @@ def test_reading_carries_source_timestamp_and_drops_value_when_not_good() -> Non
     """A reading keeps the SourceTimestamp; a bad status yields no value and the status name."""
     good = ua.DataValue(ua.Variant(7, ua.VariantType.UInt32), SourceTimestamp=TS)
     r = reading_from("m1", "good", good, ts=1.0, mono=2.0)
-    assert (r.value, r.quality, r.source_ts, r.ts, r.mono) == (7, Quality.GOOD, TS.timestamp(), 1.0, 2.0)
-    bad = ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadNoCommunication), SourceTimestamp=TS)
+    assert (r.value, r.quality, r.source_ts, r.ts, r.mono) == (
+        7,
+        Quality.GOOD,
+        TS.timestamp(),
+        1.0,
+        2.0,
+    )
+    bad = ua.DataValue(
+        StatusCode=ua.StatusCode(ua.StatusCodes.BadNoCommunication), SourceTimestamp=TS
+    )
     r = reading_from("m1", "good", bad, ts=1.0, mono=2.0)
     assert (r.value, r.quality, r.reason) == (None, Quality.BAD, "BadNoCommunication")
     only_server = ua.DataValue(ua.Variant(1.0), ServerTimestamp=TS)
@@ -78,4 +86,5 @@ def test_unsupported_value_is_bad_reading_not_exception() -> None:
     """A structure value becomes a bad reading with the reason, so one tag cannot stop the link."""
     dv = ua.DataValue(ua.Variant(ua.Range(Low=0.0, High=1.0), ua.VariantType.ExtensionObject))
     r = reading_from("m1", "r", dv, ts=1.0, mono=2.0)
-    assert r.quality is Quality.BAD and "unsupported" in r.reason
+    assert r.quality is Quality.BAD
+    assert "unsupported" in r.reason

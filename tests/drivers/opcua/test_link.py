@@ -7,6 +7,7 @@ test asserts on); each test opens and closes its own session.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -34,8 +35,17 @@ def node(text: str) -> OpcuaTag:
     return OpcuaTag(name=text, node=parse_node_id(text))
 
 
-def device(sim: SimServer, *tags: OpcuaTag, mode: Mode = Mode.SUBSCRIBE, interval_ms: int = 100) -> OpcuaDevice:
-    return OpcuaDevice(name="m1", endpoint=sim.endpoint, tags=tags, mode=mode, interval_ms=interval_ms, watchdog_s=5)
+def device(
+    sim: SimServer, *tags: OpcuaTag, mode: Mode = Mode.SUBSCRIBE, interval_ms: int = 100
+) -> OpcuaDevice:
+    return OpcuaDevice(
+        name="m1",
+        endpoint=sim.endpoint,
+        tags=tags,
+        mode=mode,
+        interval_ms=interval_ms,
+        watchdog_s=5,
+    )
 
 
 async def collect(link: OpcuaLink, want: int, timeout: float = 5.0) -> list[Reading]:
@@ -50,11 +60,13 @@ async def collect(link: OpcuaLink, want: int, timeout: float = 5.0) -> list[Read
 
 
 async def test_every_node_id_form_resolves_and_reads(sim: SimServer) -> None:
-    """ns= string/numeric, GUID, opaque, nsu= and browse-path addresses all resolve and deliver values."""
+    """ns=/nsu= string, numeric, GUID, opaque and browse-path addresses all deliver values."""
     tags = (
         OpcuaTag(name="by_index", node=parse_node_id(f"ns={sim.ns};s=M1.Running")),
         OpcuaTag(name="numeric", node=parse_node_id(f"nsu={NS_URI};i=1001")),
-        OpcuaTag(name="guid", node=parse_node_id(f"nsu={NS_URI};g=72962b91-fa75-4ae6-8d28-b404dc7daf63")),
+        OpcuaTag(
+            name="guid", node=parse_node_id(f"nsu={NS_URI};g=72962b91-fa75-4ae6-8d28-b404dc7daf63")
+        ),
         OpcuaTag(name="opaque", node=parse_node_id(f"nsu={NS_URI};b=AQJvcGFxdWU=")),
         OpcuaTag(name="path", browse_path=parse_browse_path(f"Objects/{sim.ns}:M1/Product")),
         OpcuaTag(name="when", node=parse_node_id(f"nsu={NS_URI};s=M1.LastStop")),
@@ -103,7 +115,7 @@ async def test_subscription_keeps_order_and_source_timestamps(sim: SimServer) ->
 
 
 async def test_unresolvable_tags_are_bad_and_others_keep_running(sim: SimServer) -> None:
-    """An unknown node, namespace or browse path yields a bad reading with the reason; good tags flow."""
+    """An unknown node, namespace or path gives a bad reading with the reason; others flow."""
     tags = (
         OpcuaTag(name="ok", node=parse_node_id(f"nsu={NS_URI};s=M1.Product")),
         OpcuaTag(name="unknown", node=parse_node_id(f"nsu={NS_URI};s=Nope")),
@@ -126,32 +138,41 @@ async def test_unresolvable_tags_are_bad_and_others_keep_running(sim: SimServer)
 
 async def test_poll_mode_reads_all_tags_in_one_request_per_tick(sim: SimServer) -> None:
     """Poll mode issues one Read per grid tick for all tags, and ticks stay on the grid."""
-    tags = (node(f"nsu={NS_URI};s=M1.Product"), node(f"nsu={NS_URI};i=1001"), node(f"nsu={NS_URI};s=M1.Temps"))
+    tags = (
+        node(f"nsu={NS_URI};s=M1.Product"),
+        node(f"nsu={NS_URI};i=1001"),
+        node(f"nsu={NS_URI};s=M1.Temps"),
+    )
     link = OpcuaLink([device(sim, *tags, mode=Mode.POLL, interval_ms=100)])
     await link.connect()
     monos: list[float] = []
     try:
         for _ in range(5):
             result = await link.poll()
-            assert len(result.batches) == 1 and len(result.batches[0]) == 3
+            assert len(result.batches) == 1
+            assert len(result.batches[0]) == 3
             monos.append(result.batches[0][0].mono)
     finally:
         await link.close()
     assert link.diagnostics()["m1"].requests == 5
-    gaps = [b - a for a, b in zip(monos, monos[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(monos)]
     assert all(0.05 < g < 0.2 for g in gaps), gaps
     assert 0.35 < monos[-1] - monos[0] < 0.5
 
 
 async def test_status_codes_map_to_quality(sim: SimServer) -> None:
-    """Bad and Uncertain statuses written by the server arrive as bad/stale readings with the status name."""
+    """Bad and Uncertain statuses arrive as bad/stale readings with the status name."""
     tag = OpcuaTag(name="running", node=parse_node_id(f"nsu={NS_URI};s=M1.Running"), queue_size=10)
     link = OpcuaLink([device(sim, tag)])
     await link.connect()
     try:
         await collect(link, 1)
-        await sim.write_status("running", ua.StatusCodes.BadNoCommunication, False, ua.VariantType.Boolean)
-        await sim.write_status("running", ua.StatusCodes.UncertainLastUsableValue, False, ua.VariantType.Boolean)
+        await sim.write_status(
+            "running", ua.StatusCodes.BadNoCommunication, False, ua.VariantType.Boolean
+        )
+        await sim.write_status(
+            "running", ua.StatusCodes.UncertainLastUsableValue, False, ua.VariantType.Boolean
+        )
         await sim.write("running", True)
         readings = await collect(link, 3)
     finally:
@@ -188,7 +209,13 @@ async def test_absolute_deadband_filters_small_changes(sim: SimServer) -> None:
 
 async def test_engineering_units_are_tag_metadata(sim: SimServer) -> None:
     """EUInformation and EURange of an AnalogItem-style variable appear in the tag metadata."""
-    link = OpcuaLink([device(sim, OpcuaTag(name="temp", browse_path=parse_browse_path("Objects/M1/Temperature")))])
+    link = OpcuaLink(
+        [
+            device(
+                sim, OpcuaTag(name="temp", browse_path=parse_browse_path("Objects/M1/Temperature"))
+            )
+        ]
+    )
     await link.connect()
     await link.close()
     meta = link.tag_metadata()["m1"]["temp"]
@@ -200,6 +227,8 @@ async def test_engineering_units_are_tag_metadata(sim: SimServer) -> None:
 async def test_connect_to_closed_port_is_device_unavailable() -> None:
     """A refused connection raises DeviceUnavailable naming the endpoint (run_link retries it)."""
     endpoint = f"opc.tcp://127.0.0.1:{free_port()}/x"
-    link = OpcuaLink([OpcuaDevice(name="m1", endpoint=endpoint, tags=(node("ns=2;s=A"),), timeout_ms=500)])
+    link = OpcuaLink(
+        [OpcuaDevice(name="m1", endpoint=endpoint, tags=(node("ns=2;s=A"),), timeout_ms=500)]
+    )
     with pytest.raises(DeviceUnavailable, match=endpoint):
         await link.connect()

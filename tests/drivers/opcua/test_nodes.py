@@ -12,23 +12,40 @@ from drivers.opcua.nodes import IdType, NodeRef, parse_browse_path, parse_node_i
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("ns=2;s=M1.GoodCount", NodeRef(id_type=IdType.STRING, identifier="M1.GoodCount", namespace_index=2)),
+        (
+            "ns=2;s=M1.GoodCount",
+            NodeRef(id_type=IdType.STRING, identifier="M1.GoodCount", namespace_index=2),
+        ),
         ("ns=2;i=1001", NodeRef(id_type=IdType.NUMERIC, identifier=1001, namespace_index=2)),
         ("i=2258", NodeRef(id_type=IdType.NUMERIC, identifier=2258)),
         (
             "ns=3;g=72962B91-FA75-4AE6-8D28-B404DC7DAF63",
-            NodeRef(id_type=IdType.GUID, identifier="72962b91-fa75-4ae6-8d28-b404dc7daf63", namespace_index=3),
+            NodeRef(
+                id_type=IdType.GUID,
+                identifier="72962b91-fa75-4ae6-8d28-b404dc7daf63",
+                namespace_index=3,
+            ),
         ),
-        ("ns=2;b=AQJvcGFxdWU=", NodeRef(id_type=IdType.OPAQUE, identifier="AQJvcGFxdWU=", namespace_index=2)),
+        (
+            "ns=2;b=AQJvcGFxdWU=",
+            NodeRef(id_type=IdType.OPAQUE, identifier="AQJvcGFxdWU=", namespace_index=2),
+        ),
         (
             "nsu=urn:edge-agent:simulator;s=M1.Good;Count",
-            NodeRef(id_type=IdType.STRING, identifier="M1.Good;Count", namespace_uri="urn:edge-agent:simulator"),
+            NodeRef(
+                id_type=IdType.STRING,
+                identifier="M1.Good;Count",
+                namespace_uri="urn:edge-agent:simulator",
+            ),
         ),
-        ("nsu=http://x.org/UA/;i=5", NodeRef(id_type=IdType.NUMERIC, identifier=5, namespace_uri="http://x.org/UA/")),
+        (
+            "nsu=http://x.org/UA/;i=5",
+            NodeRef(id_type=IdType.NUMERIC, identifier=5, namespace_uri="http://x.org/UA/"),
+        ),
     ],
 )
 def test_parse_node_id_accepts_every_form(text: str, expected: NodeRef) -> None:
-    """Every NodeId form (numeric, string, GUID, opaque, ns= and nsu=) parses to the right reference."""
+    """Every NodeId form (numeric, string, GUID, opaque, ns=, nsu=) parses correctly."""
     assert parse_node_id(text) == expected
 
 
@@ -61,9 +78,9 @@ def test_parse_node_id_rejects_with_expectation(text: str, fragment: str) -> Non
 
 @given(
     ns=st.integers(min_value=1, max_value=65535),
-    ident=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40).filter(
-        lambda s: s == s.strip() and s != ""
-    ),
+    ident=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40
+    ).filter(lambda s: s == s.strip() and s != ""),
 )
 def test_string_node_id_round_trips(ns: int, ident: str) -> None:
     """Rendering a parsed string NodeId and parsing it again gives the same reference."""

@@ -1,4 +1,4 @@
-"""Integration tests of reconnection: server restart, namespace re-resolution, silent-subscription watchdog.
+"""Integration tests of reconnection: server restart, namespaces, silent-subscription watchdog.
 
 Each test owns its server (they stop and restart it). The link runs under
 :func:`drivers.base.run_link`, the same supervisor the agent uses, with a
@@ -29,19 +29,30 @@ TAGS = (
 
 
 def _device(endpoint: str, watchdog_s: float = 5.0) -> OpcuaDevice:
-    return OpcuaDevice(name="m1", endpoint=endpoint, tags=TAGS, interval_ms=100, watchdog_s=watchdog_s, timeout_ms=1000)
+    return OpcuaDevice(
+        name="m1",
+        endpoint=endpoint,
+        tags=TAGS,
+        interval_ms=100,
+        watchdog_s=watchdog_s,
+        timeout_ms=1000,
+    )
 
 
 async def test_server_restart_resubscribes_and_reresolves_namespaces() -> None:
-    """After a restart with a different namespace index the link re-subscribes; DOWN, bad, UP in order."""
+    """After a restart with a new namespace index the link re-subscribes; DOWN, bad, UP."""
     port = free_port()
     sim = await start_server(port, filler_namespaces=0)
     assert sim.ns == 2
     link = OpcuaLink([_device(sim.endpoint)])
     sink = Collector()
     task = asyncio.create_task(
-        run_link(link, sink, tags_by_device={"m1": link.device_names and ("good", "product")},
-                 backoff=Backoff(initial_s=0.1, max_s=0.3))
+        run_link(
+            link,
+            sink,
+            tags_by_device={"m1": link.device_names and ("good", "product")},
+            backoff=Backoff(initial_s=0.1, max_s=0.3),
+        )
     )
     try:
         await sink.wait_for(lambda s: 0 in s.values("good") and "widget" in s.values("product"))
@@ -72,12 +83,17 @@ async def test_server_restart_resubscribes_and_reresolves_namespaces() -> None:
 
 
 async def test_connected_but_silent_subscription_rebuilds_session() -> None:
-    """No data and no keepalive beyond watchdog_s -> DeviceUnavailable, then a new session delivers data."""
+    """No data and no keepalive beyond watchdog_s rebuilds the session, which delivers data."""
     sim = await start_server(free_port())
     link = OpcuaLink([_device(sim.endpoint, watchdog_s=1.0)])
     sink = Collector()
     task = asyncio.create_task(
-        run_link(link, sink, tags_by_device={"m1": ("good", "product")}, backoff=Backoff(initial_s=0.1, max_s=0.2))
+        run_link(
+            link,
+            sink,
+            tags_by_device={"m1": ("good", "product")},
+            backoff=Backoff(initial_s=0.1, max_s=0.2),
+        )
     )
     try:
         await sink.wait_for(lambda s: 0 in s.values("good"))

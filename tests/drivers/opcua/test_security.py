@@ -27,7 +27,14 @@ from drivers.opcua.security import UntrustedServerCertificate, application_uri_o
 from edge_agent.commands.opcua import run_trust
 from edge_agent.errors import DeviceUnavailable
 from edge_agent.model import Quality
-from tests.drivers.opcua.server_kit import NS_URI, PASSWORD, USER, SimServer, free_port, start_server
+from tests.drivers.opcua.server_kit import (
+    NS_URI,
+    PASSWORD,
+    USER,
+    SimServer,
+    free_port,
+    start_server,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -37,12 +44,15 @@ POLICIES = [
     ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
     ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
 ]
+PASSWORD_ENV = "TEST_OPCUA_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
 TAG = OpcuaTag(name="product", node=parse_node_id(f"nsu={NS_URI};s=M1.Product"))
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def secure_sim(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SimServer]:
-    server = await start_server(free_port(), security=POLICIES, cert_dir=tmp_path_factory.mktemp("server"))
+    server = await start_server(
+        free_port(), security=POLICIES, cert_dir=tmp_path_factory.mktemp("server")
+    )
     yield server
     await server.stop()
 
@@ -52,13 +62,19 @@ async def trusted_state(secure_sim: SimServer, tmp_path_factory: pytest.TempPath
     """A state directory whose trust list holds the server certificate (via the trust command)."""
     state = tmp_path_factory.mktemp("state")
     rc = await asyncio.to_thread(
-        run_trust, secure_sim.endpoint, state / "opcua" / "trusted", assume_yes=True, stdout=io.StringIO()
+        run_trust,
+        secure_sim.endpoint,
+        state / "opcua" / "trusted",
+        assume_yes=True,
+        stdout=io.StringIO(),
     )
     assert rc == 0
     return state
 
 
-def _device(sim: SimServer, state: Path, policy: SecurityPolicy, mode: SecurityMode, **kw: object) -> OpcuaDevice:
+def _device(
+    sim: SimServer, state: Path, policy: SecurityPolicy, mode: SecurityMode, **kw: object
+) -> OpcuaDevice:
     return OpcuaDevice(
         name="m1",
         endpoint=sim.endpoint,
@@ -105,13 +121,15 @@ async def test_secured_sessions_read_values(
     """Each policy/mode/identity combination connects to a trusted server and reads a good value."""
     extra: dict[str, object] = {"identity": identity}
     if identity is Identity.USERNAME:
-        monkeypatch.setenv("TEST_OPCUA_PASSWORD", PASSWORD)
-        extra.update(username=USER, password_env="TEST_OPCUA_PASSWORD")
+        monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+        extra.update(username=USER, password_env=PASSWORD_ENV)
     assert await _read_once(_device(secure_sim, trusted_state, policy, mode, **extra)) == "widget"
 
 
-async def test_client_certificate_created_once_with_matching_uri(secure_sim: SimServer, trusted_state: Path) -> None:
-    """The client key/cert are created in the state dir on first use (key 0600) and reused afterwards."""
+async def test_client_certificate_created_once_with_matching_uri(
+    secure_sim: SimServer, trusted_state: Path
+) -> None:
+    """The client key/cert are created in the state dir once (key 0600) and then reused."""
     device = _device(secure_sim, trusted_state, SecurityPolicy.BASIC256SHA256, SecurityMode.SIGN)
     await _read_once(device)
     cert_path, key_path = device.resolved_certificate, device.resolved_private_key
@@ -120,21 +138,26 @@ async def test_client_certificate_created_once_with_matching_uri(secure_sim: Sim
     await _read_once(device)
     assert cert_path.read_bytes() == first
     uri = application_uri_of(x509.load_der_x509_certificate(first))
-    assert uri is not None and uri.endswith(":edge-agent")
+    assert uri is not None
+    assert uri.endswith(":edge-agent")
 
 
 async def test_untrusted_server_certificate_is_rejected_with_thumbprint(
     secure_sim: SimServer, tmp_path: Path
 ) -> None:
     """An empty trust list rejects the server, naming its thumbprint and the trust command."""
-    device = _device(secure_sim, tmp_path, SecurityPolicy.BASIC256SHA256, SecurityMode.SIGN_AND_ENCRYPT)
+    device = _device(
+        secure_sim, tmp_path, SecurityPolicy.BASIC256SHA256, SecurityMode.SIGN_AND_ENCRYPT
+    )
     link = OpcuaLink([device])
     with pytest.raises(UntrustedServerCertificate) as info:
         await link.connect()
     server_cert = secure_sim.server.iserver.certificate
     message = str(info.value)
     assert thumbprint(server_cert) in message
-    assert f"edge-agent opcua trust --endpoint {secure_sim.endpoint} --state-dir {tmp_path}" in message
+    assert (
+        f"edge-agent opcua trust --endpoint {secure_sim.endpoint} --state-dir {tmp_path}" in message
+    )
     assert isinstance(info.value, DeviceUnavailable)  # run_link retries: trusting later heals it
 
 
@@ -142,7 +165,7 @@ async def test_wrong_password_is_device_unavailable(
     secure_sim: SimServer, trusted_state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A rejected password fails the connect with the server's status name, never the password."""
-    monkeypatch.setenv("TEST_OPCUA_PASSWORD", "wrong-password")
+    monkeypatch.setenv(PASSWORD_ENV, "wrong-password")
     device = _device(
         secure_sim,
         trusted_state,
@@ -150,7 +173,7 @@ async def test_wrong_password_is_device_unavailable(
         SecurityMode.SIGN_AND_ENCRYPT,
         identity=Identity.USERNAME,
         username=USER,
-        password_env="TEST_OPCUA_PASSWORD",
+        password_env=PASSWORD_ENV,
     )
     with pytest.raises(DeviceUnavailable, match="Bad") as info:
         await OpcuaLink([device]).connect()
@@ -158,9 +181,11 @@ async def test_wrong_password_is_device_unavailable(
 
 
 async def test_trust_refuses_without_confirmation(secure_sim: SimServer, tmp_path: Path) -> None:
-    """Without --yes and without a terminal nothing is trusted; a 'yes' answer on a terminal trusts."""
+    """Without --yes and a terminal nothing is trusted; 'yes' typed on a terminal trusts."""
     out = io.StringIO()
-    rc = await asyncio.to_thread(run_trust, secure_sim.endpoint, tmp_path / "trusted", stdout=out, stdin=io.StringIO("y\n"))
+    rc = await asyncio.to_thread(
+        run_trust, secure_sim.endpoint, tmp_path / "trusted", stdout=out, stdin=io.StringIO("y\n")
+    )
     assert rc == 1
     assert "refusing to trust without --yes" in out.getvalue()
     assert not (tmp_path / "trusted").exists() or not any((tmp_path / "trusted").iterdir())
@@ -170,9 +195,13 @@ async def test_trust_refuses_without_confirmation(secure_sim: SimServer, tmp_pat
             return True
 
     out = io.StringIO()
-    rc = await asyncio.to_thread(run_trust, secure_sim.endpoint, tmp_path / "trusted", stdout=out, stdin=Tty("yes\n"))
+    rc = await asyncio.to_thread(
+        run_trust, secure_sim.endpoint, tmp_path / "trusted", stdout=out, stdin=Tty("yes\n")
+    )
     assert rc == 0
     text = out.getvalue()
-    assert "Thumbprint:" in text and "Valid until:" in text and "Trusted:" in text
+    assert "Thumbprint:" in text
+    assert "Valid until:" in text
+    assert "Trusted:" in text
     assert len(list((tmp_path / "trusted").iterdir())) == 1
     assert "trusted endpoint=" in (tmp_path / "trust-audit.log").read_text()

@@ -249,3 +249,20 @@ async def test_fresh_database_is_migrated_with_wal_and_incremental_vacuum(
         assert con.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
     finally:
         con.close()
+
+
+async def test_publish_many_is_one_atomic_commit(config: StorageConfig) -> None:
+    """publish_many stores all messages with consecutive seqs, or none when one is invalid."""
+    from edge_agent.buffer import Outgoing
+
+    buf = await opened(config)
+    try:
+        batch = [Outgoing(kind="telemetry", topic="t", data={"i": i}, priority=Priority.LOW) for i in range(5)]
+        seqs = await buf.publish_many(batch)
+        assert seqs == [1, 2, 3, 4, 5]
+        with pytest.raises(ValueError, match="JSON"):
+            await buf.publish_many([*batch, Outgoing(kind="kpi", topic="t", data={"x": float("inf")}, priority=2)])
+        assert buf.backlog == 5
+        assert count(config.path, "outbox") == 5
+    finally:
+        await buf.close()

@@ -129,6 +129,12 @@ def test_resolution_order(tmp_path: Path) -> None:
     assert resolve(state_dir=None, config=None, environ={}, default_config=absent) in (
         status_cmd.DEFAULT_STATE_DIR,
     )
+    # A broken installed config is ignored when the technician did not name it.
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[agent\n")
+    assert resolve(state_dir=None, config=None, environ=env, default_config=broken) == Path(
+        "/var/lib/edge-agent-x"
+    )
 
 
 def test_config_and_state_dir_are_exclusive(tmp_path: Path) -> None:
