@@ -23,7 +23,9 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}"
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -33,7 +35,10 @@ def main(argv: list[str]) -> int:
     selected = argv or available
     unknown = [n for n in selected if n not in available]
     if unknown:
-        print(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(available)}", file=sys.stderr)
+        print(
+            f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(available)}",
+            file=sys.stderr,
+        )
         return 2
     print(f"machine: {_machine()}")
     failed = []
@@ -42,7 +47,7 @@ def main(argv: list[str]) -> int:
         t0 = time.perf_counter()
         try:
             importlib.import_module(f"benchmarks.bench_{name}").main()
-        except Exception as exc:  # noqa: BLE001 - report and continue with the others
+        except Exception as exc:
             print(f"bench {name} FAILED: {exc!r}")
             failed.append(name)
         print(f"=== bench {name} took {time.perf_counter() - t0:.1f} s ===", flush=True)

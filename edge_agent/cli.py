@@ -38,32 +38,32 @@ LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 def configure_logging(verbosity: int, level_name: str | None = None) -> None:
     """Log to stderr in a line format journald reads (it adds its own timestamps)."""
-    if level_name:
-        level = getattr(logging, level_name.upper(), logging.INFO)
-    else:
-        level = logging.WARNING
+    level = getattr(logging, level_name.upper(), logging.INFO) if level_name else logging.WARNING
     if verbosity == 1:
         level = min(level, logging.INFO)
-    elif verbosity >= 2:  # noqa: PLR2004
+    elif verbosity >= 2:
         level = logging.DEBUG
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
-    # Libraries are chatty at INFO (asyncua logs every request, pymodbus dumps frames on
-    # errors); keep them at WARNING unless -vv.
+    # Libraries are chatty (asyncua logs every request, pymodbus logs every timeout at ERROR
+    # with a frame dump). The drivers log each loss and recovery once in their own words,
+    # so the libraries stay quiet unless -vvv.
     for noisy in ("asyncua", "pymodbus"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 3 else logging.ERROR)  # noqa: PLR2004
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 3 else logging.CRITICAL)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every available sub-command."""
     parser = argparse.ArgumentParser(
         prog="edge-agent",
-        description="Edge data agent: PLC drivers, local buffer, machine-state/OEE calculator, MQTT uplink.",
+        description="Edge data agent: PLC drivers, buffer, state/OEE calculator, MQTT uplink.",
         epilog="Examples:\n  edge-agent check-config /etc/edge-agent/agent.toml\n"
         "  edge-agent run -c /etc/edge-agent/agent.toml\n  edge-agent demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv debug)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

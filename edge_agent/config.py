@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from drivers import registry
 from drivers.base import DeviceConfig
@@ -114,7 +114,11 @@ def _parse_agent(table: Table | None, base_dir: Path, issues: Issues) -> AgentSe
     status_interval = t.get_float("status_interval_s", 2.0, min=0.5, max=3600)
     t.finish()
     return AgentSection(
-        id=agent_id, site=site, area=area, state_dir=state_dir, log_level=level,
+        id=agent_id,
+        site=site,
+        area=area,
+        state_dir=state_dir,
+        log_level=level,
         status_interval_s=status_interval,
     )
 
@@ -142,14 +146,19 @@ def _parse_reporting(table: Table | None, issues: Issues) -> ReportingConfig:
     start = _parse_instant(t, "contract_start")
     end = _parse_instant(t, "contract_end")
     if (start is None) != (end is None):
-        t.error("contract_end" if end is None else "contract_start",
-                "contract_start and contract_end go together")
+        t.error(
+            "contract_end" if end is None else "contract_start",
+            "contract_start and contract_end go together",
+        )
     elif start is not None and end is not None and end <= start:
         t.error("contract_end", "expected an instant after contract_start")
     t.finish()
     return ReportingConfig(
-        interval_s=interval, allowed_lateness_s=lateness, windows=tuple(dict.fromkeys(windows)),
-        contract_start=start, contract_end=end,
+        interval_s=interval,
+        allowed_lateness_s=lateness,
+        windows=tuple(dict.fromkeys(windows)),
+        contract_start=start,
+        contract_end=end,
     )
 
 
@@ -192,10 +201,10 @@ def _parse_devices(
                     cleaned[tag] = tag_raw
             dev_rest = {**dev_rest, "tags": cleaned}
         config = specs[protocol].parse_device(name, Table(dev_rest, dev.path, issues))
-        if dataclasses.is_dataclass(config) and any(f.name == "state_dir" for f in dataclasses.fields(config)):
+        if "state_dir" in getattr(type(config), "__dataclass_fields__", {}):
             # Drivers that keep files per device (OPC-UA certificates, trust list) keep them
             # under the agent's state directory, not a directory of their own.
-            config = dataclasses.replace(config, state_dir=state_dir)  # type: ignore[type-var]
+            config = dataclasses.replace(cast(Any, config), state_dir=state_dir)
         devices[name] = config
         for tag in config.tag_names:
             policy = tag_policies.get(tag, device_default)
@@ -204,25 +213,35 @@ def _parse_devices(
     for protocol, spec in specs.items():
         if spec.check_devices is None:
             continue
-        for key, message in spec.check_devices([d for d in devices.values() if d.protocol == protocol]):
+        for key, message in spec.check_devices(
+            [d for d in devices.values() if d.protocol == protocol]
+        ):
             issues.add(key, message)
     if not devices and not issues.items:
         issues.add("devices", "no devices configured, expected at least one [devices.<name>] table")
     return devices, publish
 
 
-def _check_refs(machines: Mapping[str, MachineConfig], devices: Mapping[str, DeviceConfig], issues: Issues) -> None:
+def _check_refs(
+    machines: Mapping[str, MachineConfig], devices: Mapping[str, DeviceConfig], issues: Issues
+) -> None:
     for name, machine in machines.items():
         for ref in machine.refs:
             device, _, tag = ref.partition(".")
             if ref == "?.?":
                 continue
             if device not in devices:
-                issues.add(f"machines.{name}", f"reads {ref!r} but there is no device {device!r}"
-                           f" (devices: {', '.join(sorted(devices)) or 'none'})")
+                issues.add(
+                    f"machines.{name}",
+                    f"reads {ref!r} but there is no device {device!r}"
+                    f" (devices: {', '.join(sorted(devices)) or 'none'})",
+                )
             elif tag not in devices[device].tag_names:
                 known = ", ".join(devices[device].tag_names)
-                issues.add(f"machines.{name}", f"reads {ref!r} but device {device!r} has no tag {tag!r} (tags: {known})")
+                issues.add(
+                    f"machines.{name}",
+                    f"reads {ref!r} but device {device!r} has no tag {tag!r} (tags: {known})",
+                )
 
 
 def load_config(path: str | Path) -> AgentConfig:
@@ -253,6 +272,14 @@ def load_config(path: str | Path) -> AgentConfig:
     root.finish()
     issues.raise_if_any()
     return AgentConfig(
-        file=file, agent=agent, storage=storage, mqtt=mqtt, reporting=reporting, health=health, telemetry=telemetry,
-        devices=devices, publish=publish, machines=machines,
+        file=file,
+        agent=agent,
+        storage=storage,
+        mqtt=mqtt,
+        reporting=reporting,
+        health=health,
+        telemetry=telemetry,
+        devices=devices,
+        publish=publish,
+        machines=machines,
     )

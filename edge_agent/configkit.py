@@ -105,7 +105,7 @@ class Table:
         """Whether the key is present (does not mark it used)."""
         return key in self.data
 
-    def keys(self) -> list[str]:
+    def key_names(self) -> list[str]:
         """Keys present in the table."""
         return list(self.data)
 
@@ -136,7 +136,7 @@ class Table:
             expected = "one of " + ", ".join(repr(c) for c in choices)
         present, value = self._fetch(key, default, expected)
         if not present:
-            return "" if default is REQUIRED else value  # type: ignore[no-any-return]
+            return "" if default is REQUIRED else value
         if not isinstance(value, str) or (nonempty and not value):
             self._bad(key, expected if not nonempty else f"{expected} (non-empty)", value)
             return ""
@@ -152,17 +152,17 @@ class Table:
         key: str,
         default: Any = REQUIRED,
         *,
-        min: int | None = None,  # noqa: A002 - reads naturally at call sites
-        max: int | None = None,  # noqa: A002
+        min: int | None = None,
+        max: int | None = None,
     ) -> int:
         """An integer within optional inclusive bounds (booleans are not integers)."""
         expected = "an integer" + _bounds(min, max)
         present, value = self._fetch(key, default, expected)
         if not present:
-            return 0 if default is REQUIRED else value  # type: ignore[no-any-return]
+            return 0 if default is REQUIRED else value
         if isinstance(value, bool) or not isinstance(value, int):
             self._bad(key, expected, value)
-            return 0 if default is REQUIRED or default is None else default  # type: ignore[no-any-return]
+            return 0 if default is REQUIRED or default is None else default
         if (min is not None and value < min) or (max is not None and value > max):
             self._bad(key, expected, value)
         return value
@@ -172,15 +172,15 @@ class Table:
         key: str,
         default: Any = REQUIRED,
         *,
-        min: float | None = None,  # noqa: A002
-        max: float | None = None,  # noqa: A002
+        min: float | None = None,
+        max: float | None = None,
         positive: bool = False,
     ) -> float:
         """A finite number (an integer is accepted and converted)."""
         expected = "a number" + (" > 0" if positive else _bounds(min, max))
         present, value = self._fetch(key, default, expected)
         if not present:
-            return 0.0 if default is REQUIRED else value  # type: ignore[no-any-return]
+            return 0.0 if default is REQUIRED else value
         if isinstance(value, bool) or not isinstance(value, int | float):
             self._bad(key, expected, value)
             return 0.0
@@ -198,7 +198,7 @@ class Table:
         """A boolean (``true``/``false``, not 0/1 or strings)."""
         present, value = self._fetch(key, default, "true or false")
         if not present:
-            return False if default is REQUIRED else value  # type: ignore[no-any-return]
+            return False if default is REQUIRED else value
         if not isinstance(value, bool):
             self._bad(key, "true or false", value)
             return False
@@ -210,7 +210,7 @@ class Table:
         expected = "one of " + ", ".join(repr(v) for v in values)
         present, value = self._fetch(key, default, expected)
         if not present:
-            return next(iter(cls)) if default is REQUIRED else default  # type: ignore[no-any-return]
+            return next(iter(cls)) if default is REQUIRED else default
         for member in cls:
             if value == member.value:
                 return member
@@ -236,7 +236,9 @@ class Table:
         for i, raw in enumerate(value):
             converted = item(raw)
             if converted is None:
-                self.issues.add(f"{self.key_path(key)}[{i}]", f"expected {expected}, got {describe(raw)}")
+                self.issues.add(
+                    f"{self.key_path(key)}[{i}]", f"expected {expected}, got {describe(raw)}"
+                )
             else:
                 out.append(converted)
         return out

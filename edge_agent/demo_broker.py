@@ -54,21 +54,28 @@ class DemoBroker:
         if binary is not None:
             self._tmp = tempfile.TemporaryDirectory(prefix="edge-demo-broker-")
             conf = Path(self._tmp.name) / "mosquitto.conf"
-            conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-            self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own binary lookup
+            conf.write_text(
+                f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            )
+            self._proc = subprocess.Popen(  # noqa: S603, ASYNC220 - fixed argv; a start, not a wait
                 [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
             self.kind = "mosquitto"
         else:
             try:
-                from amqtt.broker import Broker  # type: ignore[import-not-found,unused-ignore]
+                from amqtt.broker import Broker
             except ImportError as exc:
                 raise RuntimeError(
-                    "No MQTT broker for the demo: install Mosquitto (sudo apt-get install mosquitto) "
+                    "No MQTT broker for the demo: install Mosquitto "
+                    "(sudo apt-get install mosquitto) "
                     "or the demo extra (pip install 'edge-agent[demo]')"
                 ) from exc
-            config = {"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
-                      "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}}
+            config = {
+                "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+                "plugins": {
+                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                },
+            }
             self._amqtt = Broker(config)
             await self._amqtt.start()
             self.kind = "amqtt"
@@ -78,7 +85,10 @@ class DemoBroker:
     async def _wait_ready(self) -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
+            ):
                 return
             if self._proc is not None and self._proc.poll() is not None:
                 break
@@ -86,7 +96,10 @@ class DemoBroker:
         raise RuntimeError(f"demo broker ({self.kind}) did not start on 127.0.0.1:{self.port}")
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if self._proc is not None:
             self._proc.send_signal(signal.SIGTERM)

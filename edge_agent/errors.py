@@ -36,11 +36,11 @@ class ConfigError(AgentError):
         super().__init__("\n".join(str(i) for i in self.issues))
 
 
-class DeviceUnavailable(AgentError):  # noqa: N818 - domain name, not an "Error" suffix by design
+class DeviceUnavailable(AgentError):
     """Transient: the device does not answer (timeout, refused, closed). Retried with backoff."""
 
 
-class DeviceBusy(AgentError):  # noqa: N818
+class DeviceBusy(AgentError):
     """The device answered 'busy'; retry soon without counting it as comms loss."""
 
 
@@ -55,7 +55,7 @@ class DecodeError(AgentError):
     """A value could not be decoded for one tag (wrong length, invalid UTF-8, NaN policy)."""
 
 
-class StorageFull(AgentError):  # noqa: N818
+class StorageFull(AgentError):
     """The buffer reached its disk budget or the disk is full."""
 
 

@@ -23,6 +23,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 Lookup = Mapping[str, object]
 Evaluator = Callable[[Lookup], object]
@@ -31,7 +32,7 @@ _TOKEN = re.compile(
     r"\s*(?:(?P<num>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)|(?P<op><=|>=|==|!=|<|>|\(|\)|\[|\]|,)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*)?))"
 )
-_CMP: dict[str, Callable[[object, object], bool]] = {
+_CMP: dict[str, Callable[[Any, Any], Any]] = {
     "<": operator.lt,
     "<=": operator.le,
     ">": operator.gt,
@@ -63,7 +64,7 @@ def _tokenize(text: str) -> list[str]:
             break
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise ExprError(f"unexpected character at position {pos}: {text[pos:pos + 10]!r}")
+            raise ExprError(f"unexpected character at position {pos}: {text[pos : pos + 10]!r}")
         tokens.append(m.group(0).strip())
         pos = m.end()
     return tokens

@@ -18,8 +18,8 @@ Guarantees:
 * :meth:`~HealthCollector.collect` never blocks on purpose: ``cpu_percent`` is
   called without ``interval`` (primed once in the constructor, so the first
   real figure is meaningful), and the rest are single syscalls or small
-  sysfs/procfs reads. It takes well under a millisecond on a desktop CPU
-  (see ``docs/operations.md``), so it is safe to call on the event loop.
+  sysfs/procfs reads: about 0.26 ms per call on the development VM (see
+  ``docs/bench-operations.md``), so it is safe to call on the event loop.
 * It never raises for a missing metric: a failing probe yields ``None`` and a
   failing slot provider yields ``None`` (and is logged once per provider).
 * The returned dict matches the ``data`` part of ``schemas/health.schema.json``.

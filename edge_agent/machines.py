@@ -121,7 +121,9 @@ class MachineConfig:
         return tuple(dict.fromkeys(r.split(".", 1)[0] for r in self.refs))
 
 
-def _parse_signal(table: Table, key: str, kinds: tuple[str, ...], *, required: bool) -> Signal | None:
+def _parse_signal(
+    table: Table, key: str, kinds: tuple[str, ...], *, required: bool
+) -> Signal | None:
     """Parse one signal key. ``kinds`` lists the table forms allowed for this signal."""
     if not table.has(key):
         if required:
@@ -162,8 +164,8 @@ def _parse_signal(table: Table, key: str, kinds: tuple[str, ...], *, required: b
         codes: dict[int, int] = {}
         codes_table = sub.table("codes")
         if codes_table is not None:
-            for bit_text in codes_table.keys():
-                if not bit_text.isdigit() or int(bit_text) > 63:  # noqa: PLR2004
+            for bit_text in codes_table.key_names():
+                if not bit_text.isdigit() or int(bit_text) > 63:
                     codes_table.error(bit_text, "expected a bit number 0..63 as key")
                     codes_table.get_raw(bit_text)
                     continue
@@ -171,8 +173,11 @@ def _parse_signal(table: Table, key: str, kinds: tuple[str, ...], *, required: b
             codes_table.finish()
         signal = AlarmWordSignal(ref=ref, codes=codes)
     elif form == "sum":
-        parts = sub.get_list("sum", lambda v: v if isinstance(v, str) and _is_ref(v) else None,
-                             expected='a tag reference "device.tag"')
+        parts = sub.get_list(
+            "sum",
+            lambda v: v if isinstance(v, str) and _is_ref(v) else None,
+            expected='a tag reference "device.tag"',
+        )
         if not parts:
             sub.error("sum", "expected at least one tag reference")
         signal = SumSignal(parts=tuple(parts))
@@ -196,11 +201,13 @@ def parse_machine(name: str, table: Table) -> MachineConfig:
     good = _parse_signal(table, "good", ("tag",), required=True)
     total = _parse_signal(table, "total", ("tag", "sum"), required=True)
     kpi_table = table.table("kpi", required=True)
-    kpi = parse_profile(kpi_table if kpi_table is not None else Table({}, table.key_path("kpi"), table.issues))
+    kpi = parse_profile(
+        kpi_table if kpi_table is not None else Table({}, table.key_path("kpi"), table.issues)
+    )
     names: dict[int, str] = {}
     names_table = table.table("fault_names")
     if names_table is not None:
-        for code_text in names_table.keys():
+        for code_text in names_table.key_names():
             if not code_text.lstrip("-").isdigit():
                 names_table.error(code_text, "expected an integer fault code as key")
                 names_table.get_raw(code_text)
@@ -228,7 +235,7 @@ def _as_int(value: object) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, float) and math.isfinite(value):
-        return int(round(value))
+        return round(value)
     return None
 
 
@@ -256,15 +263,32 @@ class SampleBuilder:
         """The machine's sample now; quality bad when any signal is unknown or too old."""
         for ref in self.refs:
             meta = self.meta.get(ref)
-            if meta is None or meta[0] is not Quality.GOOD or mono - meta[1] > self.machine.signal_max_age_s:
-                return Sample(t=t, run=0, fault=0, good=0, total=0, quality="bad", mono_s=mono, synced=synced)
+            if (
+                meta is None
+                or meta[0] is not Quality.GOOD
+                or mono - meta[1] > self.machine.signal_max_age_s
+            ):
+                return Sample(
+                    t=t, run=0, fault=0, good=0, total=0, quality="bad", mono_s=mono, synced=synced
+                )
         run = self._run()
         fault = self._fault()
         good = self._counter(self.machine.good)
         total = self._counter(self.machine.total)
         if run is None or fault is None or good is None or total is None:
-            return Sample(t=t, run=0, fault=0, good=0, total=0, quality="bad", mono_s=mono, synced=synced)
-        return Sample(t=t, run=run, fault=fault, good=good, total=total, quality="good", mono_s=mono, synced=synced)
+            return Sample(
+                t=t, run=0, fault=0, good=0, total=0, quality="bad", mono_s=mono, synced=synced
+            )
+        return Sample(
+            t=t,
+            run=run,
+            fault=fault,
+            good=good,
+            total=total,
+            quality="good",
+            mono_s=mono,
+            synced=synced,
+        )
 
     def _run(self) -> int | None:
         sig = self.machine.run

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
-Value: TypeAlias = bool | int | float | str | list[bool] | list[int] | list[float] | list[str] | None
+Value: TypeAlias = (
+    bool | int | float | str | list[bool] | list[int] | list[float] | list[str] | None
+)
 
 
 class Quality(str, enum.Enum):

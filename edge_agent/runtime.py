@@ -132,10 +132,13 @@ class Runtime:
         self.started_at = time.time()
         # Stages that run on a timer whatever the devices do; a processor idle because every
         # PLC is off is not a hang, so it is not a stage.
-        self.heartbeat = sdnotify.Heartbeat(max(60.0, 3 * config.reporting.interval_s,
-                                                 3 * config.agent.status_interval_s))
-        self.buffer: Buffer | None = None
-        self.uplink: Uplink | None = None
+        self.heartbeat = sdnotify.Heartbeat(
+            max(60.0, 3 * config.reporting.interval_s, 3 * config.agent.status_interval_s)
+        )
+        self.buffer = Buffer(config.storage, agent_id=config.agent.id)
+        self.uplink = Uplink(
+            config.mqtt, self.buffer, agent_id=config.agent.id, site=config.agent.site
+        )
         self.uplink_task: asyncio.Task[None] | None = None
         self.telemetry: TelemetryEngine | None = None
         self.health = HealthCollector(state_dir=config.agent.state_dir)
@@ -144,12 +147,10 @@ class Runtime:
 
     # -- lifecycle -------------------------------------------------------------
     async def run(self) -> int:
-        """Start everything, wait for a stop signal, stop everything cleanly. Returns an exit code."""
+        """Start everything, wait for a stop signal, stop cleanly; return the exit code."""
         cfg = self.config
         cfg.agent.state_dir.mkdir(parents=True, exist_ok=True)
-        self.buffer = Buffer(cfg.storage, agent_id=cfg.agent.id)
         await self.buffer.open()
-        self.uplink = Uplink(cfg.mqtt, self.buffer, agent_id=cfg.agent.id, site=cfg.agent.site)
         self.telemetry = self._make_telemetry(cfg)
         await self._setup_machines(cfg)
         loop = asyncio.get_running_loop()
@@ -176,14 +177,23 @@ class Runtime:
             asyncio.create_task(sdnotify.watchdog_loop(self.heartbeat.is_alive), name="watchdog"),
         ]
         sdnotify.ready(self._status_line())
-        log.info("Agent started id=%s devices=%d machines=%d", cfg.agent.id, len(cfg.devices), len(self.machines))
+        log.info(
+            "Agent started id=%s devices=%d machines=%d",
+            cfg.agent.id,
+            len(cfg.devices),
+            len(self.machines),
+        )
         stop_wait = asyncio.create_task(self.stop_event.wait(), name="stop-wait")
         try:
             pending: set[asyncio.Task[Any]] = {stop_wait, *helpers}
             while not self.stop_event.is_set():
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    if task is not stop_wait and not task.cancelled() and task.exception() is not None:
+                    if (
+                        task is not stop_wait
+                        and not task.cancelled()
+                        and task.exception() is not None
+                    ):
                         # A supervisor task died: stop (systemd restarts us) rather than limp on.
                         log.error("Task failed task=%s", task.get_name(), exc_info=task.exception())
                         return 1
@@ -210,18 +220,26 @@ class Runtime:
         now, mono = time.time(), time.monotonic()
         for mr in self.machines.values():
             # Our own downtime is unknown, not machine downtime.
-            mr.calc.add(Sample(t=now, run=0, fault=0, good=0, total=0, quality="bad", mono_s=mono,
-                               synced=clock_synced()))
+            mr.calc.add(
+                Sample(
+                    t=now,
+                    run=0,
+                    fault=0,
+                    good=0,
+                    total=0,
+                    quality="bad",
+                    mono_s=mono,
+                    synced=clock_synced(),
+                )
+            )
         with contextlib.suppress(Exception):
             await self._report_once(final_flush=True)
-        if self.uplink is not None:
-            with contextlib.suppress(Exception):
-                await self.uplink.stop()
+        with contextlib.suppress(Exception):
+            await self.uplink.stop()
         if self.uplink_task is not None:
             self.uplink_task.cancel()
             await asyncio.gather(self.uplink_task, return_exceptions=True)
-        if self.buffer is not None:
-            await self.buffer.close()
+        await self.buffer.close()
         log.info("Agent stopped id=%s", self.config.agent.id)
 
     # -- machines and calculators -----------------------------------------------
@@ -232,19 +250,17 @@ class Runtime:
         return TelemetryEngine(cfg.publish, publish_interval_s=cfg.telemetry.interval_s)
 
     async def _setup_machines(self, cfg: AgentConfig) -> None:
-        assert self.buffer is not None
         for name, mc in cfg.machines.items():
             self.machines[name] = await self._new_machine(mc)
 
     async def _new_machine(self, mc: MachineConfig) -> MachineRuntime:
-        assert self.buffer is not None
         lateness = self.config.reporting.allowed_lateness_s
         saved = await self.buffer.load_state(f"calc:{mc.name}")
         calc: MachineCalculator | None = None
         if saved is not None and saved.get("profile_hash") == _profile_hash(mc):
             try:
                 calc = MachineCalculator.from_state(mc.kpi, saved["state"])
-            except Exception:  # noqa: BLE001 - a bad snapshot must not stop the agent
+            except Exception:
                 log.exception("Discarding unreadable calculator state machine=%s", mc.name)
         if calc is None:
             calc = MachineCalculator(mc.kpi, allowed_lateness_s=lateness)
@@ -252,7 +268,11 @@ class Runtime:
             # Restart after a crash: from the last sample we processed until the first new
             # one, we know nothing. Say so explicitly rather than hold the old state.
             t = float(saved["last_t"]) + 0.001
-            calc.add(Sample(t=t, run=0, fault=0, good=0, total=0, quality="bad", mono_s=None, synced=None))
+            calc.add(
+                Sample(
+                    t=t, run=0, fault=0, good=0, total=0, quality="bad", mono_s=None, synced=None
+                )
+            )
         return MachineRuntime(config=mc, builder=SampleBuilder(mc), calc=calc)
 
     def _open_windows(self, mr: MachineRuntime, t: float) -> None:
@@ -266,7 +286,11 @@ class Runtime:
                 mr.calc.open_window(w.name, w.start, w.end)
             # Outside every shift there is no window: look again a minute later.
             mr.window_ends[kind] = min((w.end for w in windows), default=t + 60.0)
-        if rep.contract_start is not None and rep.contract_end is not None and "contract" not in mr.window_ends:
+        if (
+            rep.contract_start is not None
+            and rep.contract_end is not None
+            and "contract" not in mr.window_ends
+        ):
             start, end = rep.contract_start.timestamp(), rep.contract_end.timestamp()
             name = f"contract:{rep.contract_start.isoformat()}/{rep.contract_end.isoformat()}"
             mr.calc.open_window(name, start, end)
@@ -283,7 +307,6 @@ class Runtime:
             await self._handle(self.sink.queue.get_nowait())
 
     async def _handle(self, item: list[Reading] | CommsEvent) -> None:
-        assert self.buffer is not None
         self.processed += 1
         if isinstance(item, CommsEvent):
             self.buffer.add_comms(item)
@@ -323,14 +346,22 @@ class Runtime:
             mr.since = sample.t
         mr.state, mr.fault, mr.last_t = state, fault, sample.t
 
-    async def _publish(self, kind: str, topic: str, data: dict[str, Any], priority: int, *,
-                       retain: bool = False, record_key: str | None = None) -> None:
-        assert self.buffer is not None
-        await self.buffer.publish(kind, topic, data, priority=priority, retain=retain, record_key=record_key)
+    async def _publish(
+        self,
+        kind: str,
+        topic: str,
+        data: dict[str, Any],
+        priority: int,
+        *,
+        retain: bool = False,
+        record_key: str | None = None,
+    ) -> None:
+        await self.buffer.publish(
+            kind, topic, data, priority=priority, retain=retain, record_key=record_key
+        )
         self.published_counts[kind] = self.published_counts.get(kind, 0) + 1
 
     async def _publish_stop(self, mr: MachineRuntime, event: Any) -> None:
-        assert self.uplink is not None
         data = event.as_dict()
         data["machine"] = mr.config.name
         code = data.get("fault")
@@ -348,8 +379,6 @@ class Runtime:
             self.heartbeat.beat("reporter")
 
     async def _report_once(self, *, final_flush: bool = False) -> None:
-        assert self.buffer is not None
-        assert self.uplink is not None
         now = time.time()
         for mr in self.machines.values():
             records = []
@@ -379,7 +408,11 @@ class Runtime:
                 self.buffer.add_intervals(mr.config.name, intervals)
             await self.buffer.save_state(
                 f"calc:{mr.config.name}",
-                {"profile_hash": _profile_hash(mr.config), "last_t": mr.last_t, "state": mr.calc.to_state()},
+                {
+                    "profile_hash": _profile_hash(mr.config),
+                    "last_t": mr.last_t,
+                    "state": mr.calc.to_state(),
+                },
             )
         if final_flush:
             await self._telemetry_once(now)
@@ -391,14 +424,13 @@ class Runtime:
             await self._telemetry_once(time.time())
 
     async def _telemetry_once(self, now: float) -> None:
-        if self.telemetry is None or self.uplink is None:
+        if self.telemetry is None:
             return
         for msg in self.telemetry.due(now):
             topic = self.uplink.topics.telemetry(device=msg.device)
             await self._publish("telemetry", topic, msg.data, PRIORITY_TELEMETRY)
 
     async def _health_loop(self) -> None:
-        assert self.uplink is not None
         interval = self.config.health.interval_s
         while True:
             await asyncio.sleep(interval)
@@ -408,8 +440,6 @@ class Runtime:
 
     def health_snapshot(self) -> dict[str, Any]:
         """Health telemetry payload (``data`` part)."""
-        assert self.buffer is not None
-        assert self.uplink is not None
         data = self.health.collect()
         data["buffer"] = self.buffer.stats()
         data["uplink"] = self.uplink.state()
@@ -432,7 +462,7 @@ class Runtime:
 
     def _status_line(self) -> str:
         up = sum(1 for s in self.comms.values() if s == "up")
-        backlog = self.uplink.state().get("backlog") if self.uplink is not None else None
+        backlog = self.uplink.state().get("backlog")
         return f"devices up {up}/{len(self.comms)}, backlog {backlog}"
 
     # -- status file --------------------------------------------------------------
@@ -443,15 +473,13 @@ class Runtime:
             try:
                 snapshot = self.status_snapshot()
                 await asyncio.to_thread(_write_atomic, path, snapshot)
-            except Exception:  # noqa: BLE001 - status is best effort, never fatal
+            except Exception:
                 log.exception("Could not write status file path=%s", path)
             self.heartbeat.beat("status")
             await asyncio.sleep(interval)
 
     def status_snapshot(self) -> dict[str, Any]:
         """The technician's view, written to ``status.json`` for ``edge-agent status``."""
-        assert self.uplink is not None
-        assert self.buffer is not None
         diags = self._device_diagnostics()
         devices: dict[str, Any] = {}
         for name, dev in self.config.devices.items():
@@ -459,20 +487,32 @@ class Runtime:
                 "protocol": dev.protocol,
                 "comms": self.comms.get(name, "unknown"),
                 "diagnostics": diags.get(name, {}),
-                "tags": {t: {"value": v.value, "quality": v.quality, "ts": v.ts, "reason": v.reason}
-                         for t, v in self.tags.get(name, {}).items()},
+                "tags": {
+                    t: {"value": v.value, "quality": v.quality, "ts": v.ts, "reason": v.reason}
+                    for t, v in self.tags.get(name, {}).items()
+                },
             }
         machines = {
-            name: {"state": mr.state, "fault": mr.fault,
-                   "fault_name": mr.config.fault_names.get(mr.fault) if mr.fault else None,
-                   "since": mr.since, "today": mr.latest.get("today"), "shift": mr.latest.get("shift")}
+            name: {
+                "state": mr.state,
+                "fault": mr.fault,
+                "fault_name": mr.config.fault_names.get(mr.fault) if mr.fault else None,
+                "since": mr.since,
+                "today": mr.latest.get("today"),
+                "shift": mr.latest.get("shift"),
+            }
             for name, mr in self.machines.items()
         }
         return {
             "written_at": time.time(),
             "interval_s": self.config.agent.status_interval_s,
-            "agent": {"id": self.config.agent.id, "version": __version__, "pid": os.getpid(),
-                      "started_at": self.started_at, "uptime_s": time.time() - self.started_at},
+            "agent": {
+                "id": self.config.agent.id,
+                "version": __version__,
+                "pid": os.getpid(),
+                "started_at": self.started_at,
+                "uptime_s": time.time() - self.started_at,
+            },
             "devices": devices,
             "machines": machines,
             "uplink": self.uplink.state(),
@@ -501,7 +541,9 @@ class Runtime:
             if key in self.links:
                 continue
             tags = {d: devices[d].tag_names for d in link.device_names}
-            task = asyncio.create_task(run_link(link, self.sink, tags_by_device=tags), name=f"link:{link.name}")
+            task = asyncio.create_task(
+                run_link(link, self.sink, tags_by_device=tags), name=f"link:{link.name}"
+            )
             self.links[key] = _LinkTask(key=key, link=link, task=task)
         self.comms = {d: self.comms.get(d, "unknown") for d in devices}
 
@@ -516,18 +558,32 @@ class Runtime:
                 sdnotify.ready(self._status_line())
 
     async def reload(self) -> bool:
-        """Re-read the config file; apply it if valid, else keep the running one. True if applied."""
+        """Re-read the config file; apply it if valid, else keep the old one. True if applied."""
         try:
             new = await asyncio.to_thread(load_config, self.config.file)
         except ConfigError as exc:
             log.error("Reload rejected, keeping the running configuration:\n%s", exc)
             return False
         old = self.config
-        if new.storage != old.storage or new.agent.state_dir != old.agent.state_dir or new.agent.id != old.agent.id:
-            log.warning("Reload: [agent] identity and [storage] changes need a restart; keeping the old ones")
+        if (
+            new.storage != old.storage
+            or new.agent.state_dir != old.agent.state_dir
+            or new.agent.id != old.agent.id
+        ):
+            log.warning(
+                "Reload: [agent] and [storage] changes need a restart; keeping the old ones"
+            )
         self.config = AgentConfig(
-            file=old.file, agent=old.agent, storage=old.storage, mqtt=new.mqtt, reporting=new.reporting,
-            health=new.health, telemetry=new.telemetry, devices=new.devices, publish=new.publish, machines=new.machines,
+            file=old.file,
+            agent=old.agent,
+            storage=old.storage,
+            mqtt=new.mqtt,
+            reporting=new.reporting,
+            health=new.health,
+            telemetry=new.telemetry,
+            devices=new.devices,
+            publish=new.publish,
+            machines=new.machines,
         )
         self._apply_links(dict(new.devices))
         for name in [m for m in self.machines if m not in new.machines]:
@@ -537,16 +593,17 @@ class Runtime:
             if current is None or current.config != mc:
                 self.machines[name] = await self._new_machine(mc)
         self.telemetry = self._make_telemetry(self.config)
-        if new.mqtt != old.mqtt and self.buffer is not None:
+        if new.mqtt != old.mqtt:
             log.info("Reload: restarting the uplink with the new [mqtt] settings")
-            if self.uplink is not None:
-                await self.uplink.stop()
+            await self.uplink.stop()
             if self.uplink_task is not None:
                 self.uplink_task.cancel()
                 await asyncio.gather(self.uplink_task, return_exceptions=True)
             self.uplink = Uplink(new.mqtt, self.buffer, agent_id=old.agent.id, site=old.agent.site)
             self.uplink_task = asyncio.create_task(self.uplink.run(), name="uplink")
-        log.info("Configuration reloaded devices=%d machines=%d", len(new.devices), len(new.machines))
+        log.info(
+            "Configuration reloaded devices=%d machines=%d", len(new.devices), len(new.machines)
+        )
         return True
 
 

@@ -307,6 +307,8 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
     if isinstance(value, Mapping):
         for key in sorted(value, key=str):
             _flatten(f"{prefix}.{key}" if prefix else str(key), value[key], out)
+    elif prefix.endswith("_bytes") and _num(value) is not None:
+        out.append((prefix, _bytes(value).replace(" ", "")))
     else:
         out.append((prefix, _cell(value)))
 

@@ -140,7 +140,7 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"OPC-UA listening on {host.opcua_endpoint}", flush=True)
         if args.ready_file:
             _write_ready(args.ready_file, info)
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):  # builtin TimeoutError only from 3.11
             await asyncio.wait_for(stop.wait(), timeout=args.duration_s)
     print("Simulator stopped", flush=True)
     return 0

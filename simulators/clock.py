@@ -53,8 +53,13 @@ class ScaledClock:
         """Sim seconds per wall second."""
         return self._speed
 
+    def reset(self) -> None:
+        """Make sim time 0 *now* (the host calls this once its front ends listen)."""
+        self._mono0 = time.monotonic()
+        self._epoch0 = time.time()
+
     def now(self) -> float:
-        """Sim seconds since the clock was created."""
+        """Sim seconds since the clock was created or reset."""
         return (time.monotonic() - self._mono0) * self._speed
 
     def wall_ts(self, sim_t: float) -> float:

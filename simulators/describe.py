@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from simulators import NAMESPACE_URI
 from simulators.registers import BIT_FIELDS, COUNTER_ADDRESS, REGISTER_FIELDS, STATUS_TEXT_CHARS
-from simulators.scenario import MachineSpec, Scenario
+from simulators.scenario import Action, MachineSpec, Scenario
 
 OPCUA_PATH = "/edge-sim/"
 
@@ -203,8 +203,15 @@ def describe_toml(
 
 
 def describe_table(scenario: Scenario) -> str:
-    """Human-readable register map and node ids of every machine."""
+    """Human-readable register map (shared by all machines), then each machine's specifics."""
     out = [f"Scenario {scenario.name}: {scenario.description}", ""]
+    out.append("Modbus register map of every machine (zero-based PDU addresses):")
+    out.append(f"  {'table':<16}{'address':>8}  {'type':<8}  meaning")
+    for f in BIT_FIELDS:
+        out.append(f"  {'coil/discrete':<16}{f.address:>8}  {f.type:<8}  {f.description}")
+    for f in REGISTER_FIELDS:
+        out.append(f"  {'holding/input':<16}{f.address:>8}  {f.type:<8}  {f.description}")
+    out.append("")
     for ordinal, spec in enumerate(scenario.machines, start=1):
         q = spec.quirks
         out.append(
@@ -215,12 +222,16 @@ def describe_table(scenario: Scenario) -> str:
             out.append(f"  unmapped holding/input registers (exception 2): {list(q.holes)}")
         if q.response_delay_ms:
             out.append(f"  every reply delayed {q.response_delay_ms} ms")
-        out.append(f"  {'table':<16}{'address':>8}  {'type':<8}  meaning")
-        for f in BIT_FIELDS:
-            out.append(f"  {'coil/discrete':<16}{f.address:>8}  {f.type:<8}  {f.description}")
-        for f in REGISTER_FIELDS:
-            out.append(f"  {'holding/input':<16}{f.address:>8}  {f.type:<8}  {f.description}")
-        out.append(f"  OPC-UA object {spec.id} in namespace {NAMESPACE_URI}")
+        if q.busy_rate:
+            out.append(f"  {q.busy_rate:.0%} of requests answered with exception 6 (busy)")
+        for ev in spec.events:
+            out.append(
+                f"  at t={ev.at_s:g} s: {ev.action.value} for {ev.duration_s:g} s"
+                + (f" (code {ev.code})" if ev.code else "")
+                + (f" ({ev.reason})" if ev.reason else "")
+                + (f" (mode {ev.mode.value})" if ev.action is Action.COMMS_OUTAGE else "")
+            )
+        out.append(f"  OPC-UA object {spec.id} in namespace {NAMESPACE_URI}:")
         for v in UA_VARIABLES:
             node = f"nsu={NAMESPACE_URI};s={spec.id}.{v.name}"
             extra = f"  (also i={numeric_id(ordinal, v.name)})" if v.name in UA_NUMERIC else ""

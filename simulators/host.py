@@ -115,6 +115,7 @@ class SimulatorHost:
     ) -> None:
         self.scenario = load_scenario(scenario) if isinstance(scenario, str) else scenario
         self.clock: SimClock = clock if clock is not None else ScaledClock(speed)
+        self._owns_clock = clock is None
         self.seed = seed
         self.truth = TruthWriter(truth_path)
         self._manual = isinstance(self.clock, ManualClock)
@@ -220,27 +221,10 @@ class SimulatorHost:
     # ----- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start front ends and the tick task."""
-        self.truth.record(
-            {
-                "type": "start",
-                "scenario": self.scenario.name,
-                "seed": self.seed,
-                "speed": self.clock.speed,
-                "epoch0_ts": round(self.clock.wall_ts(0.0), 3),
-                "machines": [
-                    {"id": d.spec.id, "unit_id": d.spec.unit_id} for d in self.devices.values()
-                ],
-            }
-        )
+        """Start front ends, then sim time and the tick task."""
         by_unit = {d.spec.unit_id: d for d in self.devices.values()}
         try:
-            if self._modbus_addr is not None:
-                self.modbus = ModbusTcpServer(by_unit, *self._modbus_addr)
-                await self.modbus.start()
-            if self._rtu_path is not None:
-                self.rtu = ModbusRtuServer(by_unit, self._rtu_path, baudrate=self._rtu_baudrate)
-                await self.rtu.start()
+            # OPC-UA first: it takes seconds, the others are instant.
             if self._opcua_addr is not None:
                 from simulators.opcua_server import OpcUaServer  # heavy import
 
@@ -253,9 +237,30 @@ class SimulatorHost:
                     wall_ts=self.clock.wall_ts,
                 )
                 await self.opcua.start()
+            if self._modbus_addr is not None:
+                self.modbus = ModbusTcpServer(by_unit, *self._modbus_addr)
+                await self.modbus.start()
+            if self._rtu_path is not None:
+                self.rtu = ModbusRtuServer(by_unit, self._rtu_path, baudrate=self._rtu_baudrate)
+                await self.rtu.start()
         except BaseException:
             await self.stop()
             raise
+        if self._owns_clock and isinstance(self.clock, ScaledClock):
+            # OPC-UA start-up takes seconds; sim time 0 is when everything listens.
+            self.clock.reset()
+        self.truth.record(
+            {
+                "type": "start",
+                "scenario": self.scenario.name,
+                "seed": self.seed,
+                "speed": self.clock.speed,
+                "epoch0_ts": round(self.clock.wall_ts(0.0), 3),
+                "machines": [
+                    {"id": d.spec.id, "unit_id": d.spec.unit_id} for d in self.devices.values()
+                ],
+            }
+        )
         self.sync()
         await self._publish()
         if not self._manual:

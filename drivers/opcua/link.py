@@ -46,8 +46,9 @@ from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subs
 
 from drivers.base import DeviceDiagnostics, GridClock, PollResult
 from drivers.opcua._ua import AttributeIds, Client, StatusCodes
-from drivers.opcua.config import DeadbandType, Mode, OpcuaDevice, OpcuaTag
+from drivers.opcua.config import Mode, OpcuaDevice, OpcuaTag
 from drivers.opcua.convert import reading_from, status_name
+from drivers.opcua.requests import monitored_item_request, subscription_parameters
 from drivers.opcua.resolve import read_metadata, resolve_browse_paths, resolve_node_refs
 from drivers.opcua.session import TRANSPORT_ERRORS, close_client, open_client
 from edge_agent.errors import DeviceUnavailable
@@ -87,9 +88,10 @@ class _SubState:
     handles: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
-def keepalive_count(interval_ms: int, watchdog_s: float) -> int:
-    """Keepalive count so an idle subscription still speaks at least 3 times per watchdog period."""
-    return max(1, int(watchdog_s * 1000 / 3 / interval_ms))
+def _node_of(item: _Item) -> ua.NodeId:
+    """The resolved node of an item that is being monitored (unresolved items never are)."""
+    assert item.node_id is not None  # noqa: S101 - filtered in _start_subscriptions
+    return item.node_id
 
 
 def _bad(device: str, tag: str, reason: str) -> Reading:
@@ -287,55 +289,33 @@ class OpcuaLink:
                     watchdogs.get(dev.interval_ms, dev.watchdog_s), dev.watchdog_s
                 )
         for interval_ms, items in groups.items():
-            params = ua.CreateSubscriptionParameters()
-            params.RequestedPublishingInterval = float(interval_ms)
-            params.RequestedMaxKeepAliveCount = keepalive_count(interval_ms, watchdogs[interval_ms])
-            params.RequestedLifetimeCount = params.RequestedMaxKeepAliveCount * 10
-            params.MaxNotificationsPerPublish = 0
-            params.PublishingEnabled = True
-            params.Priority = 0
+            params = subscription_parameters(interval_ms, watchdogs[interval_ms])
             sub = await self._client.create_subscription(
                 params, None, queue_maxsize=SUBSCRIPTION_QUEUE_MAX
             )
-            state = _SubState(sub=sub, watchdog_s=watchdogs[interval_ms], started=time.monotonic())
+            # A server may revise the interval/keepalive upwards; never call a subscription
+            # silent before the server was even due to send a keepalive.
+            revised = sub.parameters
+            due_s = revised.RequestedPublishingInterval * revised.RequestedMaxKeepAliveCount / 1000
+            watchdog_s = max(watchdogs[interval_ms], 1.5 * due_s)
+            if watchdog_s > watchdogs[interval_ms]:
+                log.warning(
+                    "Server revised subscription timing, watchdog raised link=%s watchdog_s=%.1f",
+                    self.name,
+                    watchdog_s,
+                )
+            state = _SubState(sub=sub, watchdog_s=watchdog_s, started=time.monotonic())
             await self._monitor(state, items, interval_ms)
             state.pump = asyncio.create_task(self._pump(state), name=f"opcua-pump {self.name}")
             self._subs.append(state)
 
-    def _request(
-        self, handle: int, item: _Item, interval_ms: int, with_filter: bool
-    ) -> ua.MonitoredItemCreateRequest:
-        tag = item.tag
-        rv = ua.ReadValueId()
-        rv.NodeId = item.node_id
-        rv.AttributeId = AttributeIds.Value
-        mparams = ua.MonitoringParameters()
-        mparams.ClientHandle = handle
-        mparams.SamplingInterval = float(
-            tag.sampling_interval_ms if tag.sampling_interval_ms is not None else interval_ms
-        )
-        mparams.QueueSize = tag.queue_size
-        mparams.DiscardOldest = True
-        if with_filter and tag.deadband is not None:
-            flt = ua.DataChangeFilter()
-            flt.Trigger = ua.DataChangeTrigger.StatusValue
-            flt.DeadbandType = (
-                ua.DeadbandType.Absolute
-                if tag.deadband_type is DeadbandType.ABSOLUTE
-                else ua.DeadbandType.Percent
-            )
-            flt.DeadbandValue = tag.deadband
-            mparams.Filter = flt
-        mir = ua.MonitoredItemCreateRequest()
-        mir.ItemToMonitor = rv
-        mir.MonitoringMode = ua.MonitoringMode.Reporting
-        mir.RequestedParameters = mparams
-        return mir
-
     async def _monitor(self, state: _SubState, items: list[_Item], interval_ms: int) -> None:
         handles = {k + 1: item for k, item in enumerate(items)}
         results = await state.sub.create_monitored_items(
-            [self._request(h, item, interval_ms, with_filter=True) for h, item in handles.items()]
+            [
+                monitored_item_request(h, _node_of(item), item.tag, interval_ms, with_filter=True)
+                for h, item in handles.items()
+            ]
         )
         retry: dict[int, _Item] = {}
         for (handle, item), res in zip(handles.items(), results, strict=True):
@@ -359,7 +339,9 @@ class OpcuaLink:
         if retry:
             results = await state.sub.create_monitored_items(
                 [
-                    self._request(h, item, interval_ms, with_filter=False)
+                    monitored_item_request(
+                        h, _node_of(item), item.tag, interval_ms, with_filter=False
+                    )
                     for h, item in retry.items()
                 ]
             )
@@ -378,10 +360,11 @@ class OpcuaLink:
                 target = handles.get(event.data.subscription_data.client_handle or 0)
                 if target is None:
                     continue
+                device, tag = target
                 if len(self._pending) >= pending_max:
                     self.dropped += 1
+                    self._diag[device].record_error("queue_full")
                     continue
-                device, tag = target
                 self._pending.append(
                     (
                         device,

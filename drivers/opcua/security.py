@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -143,21 +142,20 @@ async def ensure_client_certificate(cert_path: Path, key_path: Path) -> str:
     try:
         for directory in {cert_path.parent, key_path.parent}:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        old_umask = os.umask(0o077)
-        try:
-            await setup_self_signed_certificate(
-                key_path,
-                cert_path,
-                uri,
-                socket.gethostname(),
-                [ExtendedKeyUsageOID.CLIENT_AUTH],
-                {
-                    "commonName": f"edge-agent@{socket.gethostname()}",
-                    "organizationName": "edge-agent",
-                },
-            )
-        finally:
-            os.umask(old_umask)
+        await setup_self_signed_certificate(
+            key_path,
+            cert_path,
+            uri,
+            socket.gethostname(),
+            [ExtendedKeyUsageOID.CLIENT_AUTH],
+            {
+                "commonName": f"edge-agent@{socket.gethostname()}",
+                "organizationName": "edge-agent",
+            },
+        )
+        # Not via umask (process-wide, would race with other threads creating files);
+        # the key sits in a 0700 directory until this chmod.
+        key_path.chmod(0o600)  # noqa: ASYNC240 - one syscall on first start
     except OSError as exc:
         raise DeviceUnavailable(
             f"cannot create client certificate in {cert_path.parent}: {exc}"

@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="agent TOML file(s)")
     p.add_argument("--plan", action="store_true", help="print the request plan per device")
-    p.add_argument("--probe", action="store_true", help="connect to every device and read every tag once")
+    p.add_argument(
+        "--probe", action="store_true", help="connect to every device and read every tag once"
+    )
     p.set_defaults(func=_check)
 
 
@@ -49,8 +51,13 @@ def summary(config: AgentConfig) -> str:
     for proto, devs in sorted(by_proto.items()):
         lines.append(f"{proto}: {', '.join(devs)}")
     for name, m in config.machines.items():
-        lines.append(f"machine {name}: reads {', '.join(m.refs)}; ideal cycle {m.kpi.ideal_cycle_time_s} s")
-    lines.append(f"reporting windows: {', '.join(config.reporting.windows)} every {config.reporting.interval_s:g} s")
+        lines.append(
+            f"machine {name}: reads {', '.join(m.refs)}; ideal cycle {m.kpi.ideal_cycle_time_s} s"
+        )
+    lines.append(
+        f"reporting windows: {', '.join(config.reporting.windows)}"
+        f" every {config.reporting.interval_s:g} s"
+    )
     return "\n".join(lines)
 
 

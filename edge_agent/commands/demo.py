@@ -34,16 +34,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
         help="run the agent against the bundled simulators with a live view",
-        description="Run simulators, a private MQTT broker and the agent together; show live states, "
+        description="Run simulators, a private MQTT broker and the agent together; show live "
+        "states, "
         "KPIs and published messages. Ctrl-C stops.",
         epilog="Examples:\n  edge-agent demo\n  edge-agent demo --duration 30 --plain",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", default=None, help="demo TOML (default: the bundled config/demo.toml)")
-    p.add_argument("--speed", type=float, default=10.0, help="simulated seconds per real second (default 10)")
+    p.add_argument(
+        "--config", default=None, help="demo TOML (default: the bundled config/demo.toml)"
+    )
+    p.add_argument(
+        "--speed", type=float, default=10.0, help="simulated seconds per real second (default 10)"
+    )
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--plain", action="store_true", help="print plain lines instead of redrawing the screen")
-    p.add_argument("--state-dir", default=None, help="keep the demo's buffer here (default: a temp dir)")
+    p.add_argument(
+        "--plain", action="store_true", help="print plain lines instead of redrawing the screen"
+    )
+    p.add_argument(
+        "--state-dir", default=None, help="keep the demo's buffer here (default: a temp dir)"
+    )
     p.set_defaults(func=_demo)
 
 
@@ -71,8 +80,9 @@ class Counter:
 
 def _subscribe(port: int, counter: Counter) -> Any:
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-demo-view-{time.time_ns()}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-demo-view-{time.time_ns()}")
     client.on_message = counter.on_message
     client.on_connect = lambda c, *_: c.subscribe("#", qos=1)
     client.connect("127.0.0.1", port, keepalive=30)
@@ -84,7 +94,8 @@ def _render(rt: Any, counter: Counter, broker: str, started: float) -> str:
     lines = [
         f"edge-agent demo: {time.time() - started:5.0f} s  (broker: {broker}; Ctrl-C to stop)",
         "",
-        f"{'machine':<10} {'state':<9} {'fault':>5} {'since':>7} {'avail':>7} {'perf':>7} {'qual':>7} {'OEE':>7} "
+        f"{'machine':<10} {'state':<9} {'fault':>5} {'since':>7} {'avail':>7} {'perf':>7} "
+        f"{'qual':>7} {'OEE':>7} "
         f"{'down s':>7} {'stops':>5}",
     ]
     now = time.time()
@@ -101,15 +112,18 @@ def _render(rt: Any, counter: Counter, broker: str, started: float) -> str:
             return f"{100 * v:6.1f}%" if isinstance(v, int | float) else "      -"
 
         lines.append(
-            f"{name:<10} {mr.state:<9} {mr.fault or '':>5} {since:>7} {pct('availability')} {pct('performance')} "
-            f"{pct('quality')} {pct('oee')} {rec.get('downtime_total_s', 0):7.0f} {rec.get('stops', 0):5}"
+            f"{name:<10} {mr.state:<9} {mr.fault or '':>5} {since:>7} {pct('availability')} "
+            f"{pct('performance')} {pct('quality')} {pct('oee')} "
+            f"{rec.get('downtime_total_s', 0):7.0f} {rec.get('stops', 0):5}"
         )
     with counter.lock:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(counter.by_kind.items())) or "none yet"
     lines += ["", f"messages received at the broker: {counts}"]
     backlog = rt.uplink.state().get("backlog") if rt.uplink is not None else "?"
-    lines.append(f"uplink backlog: {backlog}; devices up: {sum(1 for s in rt.comms.values() if s == 'up')}"
-                 f"/{len(rt.comms)}")
+    lines.append(
+        f"uplink backlog: {backlog}; devices up: {sum(1 for s in rt.comms.values() if s == 'up')}"
+        f"/{len(rt.comms)}"
+    )
     return "\n".join(lines)
 
 
@@ -121,8 +135,7 @@ async def _run_demo(args: argparse.Namespace) -> int:
     from simulators.scenario import load_scenario
 
     template_path = Path(args.config) if args.config else DEMO_CONFIG
-    with open(template_path, "rb") as fh:
-        template = tomli.load(fh)
+    template = tomli.loads(await asyncio.to_thread(template_path.read_text, encoding="utf-8"))
     state_ctx = tempfile.TemporaryDirectory(prefix="edge-demo-") if args.state_dir is None else None
     state_dir = Path(args.state_dir) if args.state_dir else Path(state_ctx.name)  # type: ignore[union-attr]
     stop = asyncio.Event()
@@ -131,9 +144,12 @@ async def _run_demo(args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     scenario = load_scenario("demo")
     try:
-        async with SimulatorHost(
-            scenario, speed=args.speed, seed=1, modbus_tcp=("127.0.0.1", 0), opcua=None
-        ) as sim, DemoBroker() as broker:
+        async with (
+            SimulatorHost(
+                scenario, speed=args.speed, seed=1, modbus_tcp=("127.0.0.1", 0), opcua=None
+            ) as sim,
+            DemoBroker() as broker,
+        ):
             config_path = state_dir / "agent.toml"
             config_path.write_text(_patched(template, sim.modbus_port, broker.port, state_dir))
             config = load_config(config_path)

@@ -49,7 +49,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--kpi", required=True, metavar="PROFILE.toml", help="KPI profile (TOML)")
     parser.add_argument(
-        "--samples", required=True, metavar="SAMPLES.jsonl", help="one sample per line, arrival order"
+        "--samples",
+        required=True,
+        metavar="SAMPLES.jsonl",
+        help="one sample per line, arrival order",
     )
     parser.add_argument(
         "--window",
@@ -80,13 +83,15 @@ def _table(records: dict[str, KpiRecord]) -> str:
         return str(value)
 
     for key in keys:
-        lines.append(key.ljust(width) + "  " + "  ".join(cell(d[key]).rjust(14) for d in docs.values()))
+        lines.append(
+            key.ljust(width) + "  " + "  ".join(cell(d[key]).rjust(14) for d in docs.values())
+        )
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``replay``; returns the exit code."""
-    from edge_agent.kpi.replay import (  # noqa: PLC0415 - keep CLI start-up light
+    from edge_agent.kpi.replay import (
         ReplayInputError,
         compute_records,
         load_profile,
@@ -98,14 +103,15 @@ def run(args: argparse.Namespace) -> int:
         profile = load_profile(args.kpi)
         windows = [parse_window_arg(w, profile) for w in args.window]
         names = [w.name for w in windows]
-        if len(set(names)) != len(names):
-            raise ReplayInputError("--window: duplicate window names")
         samples = load_samples(args.samples)
     except ConfigError as exc:
         print(f"error: invalid KPI profile:\n{exc}", file=sys.stderr)
         return EXIT_INPUT
     except ReplayInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    if len(set(names)) != len(names):
+        print("error: --window: duplicate window names", file=sys.stderr)
         return EXIT_INPUT
     records = compute_records(profile, samples, windows)
     if args.json:

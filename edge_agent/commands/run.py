@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "run",
         help="run the agent",
-        description="Run the agent in the foreground until SIGTERM/SIGINT; SIGHUP reloads the config.",
+        description="Run the agent in the foreground until SIGTERM/SIGINT; SIGHUP reloads.",
         epilog="Example:\n  edge-agent run -c /etc/edge-agent/agent.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -30,7 +30,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"Configuration invalid, not starting ({len(exc.issues)} problem(s)):", file=sys.stderr)
+        print(
+            f"Configuration invalid, not starting ({len(exc.issues)} problem(s)):", file=sys.stderr
+        )
         for issue in exc.issues:
             print(f"  {issue}", file=sys.stderr)
         return EXIT_CONFIG

@@ -27,15 +27,15 @@ from edge_agent.kpi.calendar import Planner
 from edge_agent.kpi.engine import Span, Sweep, evaluate
 from edge_agent.kpi.events import LiveTracker, StateInterval, StopEvent
 from edge_agent.kpi.prepare import FLAG_CLOCK_STEP, Marker, Point, prepare
-from edge_agent.kpi.profile import KpiProfile
+from edge_agent.kpi.profile import KpiProfile, profile_hash
 from edge_agent.kpi.record import KpiRecord
 from edge_agent.kpi.sample import Sample, sample_from_json, sample_to_json
 from edge_agent.kpi.timeutil import MS_PER_S
 
 STATE_VERSION = 1
 _NEVER = 2**62
-# Pruning re-prepares the log: do it at most once per minute of watermark progress.
-_PRUNE_EVERY_MS = 60_000
+# Pruning re-prepares the log (O(log size)): do it at most every 15 min of watermark.
+_PRUNE_EVERY_MS = 15 * 60_000
 _IDENTITY = ("revision", "final")
 
 
@@ -116,12 +116,21 @@ class MachineCalculator:
             return
         if not self._live:
             return
-        if prev is not None and s.mono_s is not None and prev.mono_s is not None and s.mono_s >= prev.mono_s:
+        if (
+            prev is not None
+            and s.mono_s is not None
+            and prev.mono_s is not None
+            and s.mono_s >= prev.mono_s
+        ):
             d_mono = round((s.mono_s - prev.mono_s) * MS_PER_S)
-            if abs(s.t_ms - prev.t_ms - d_mono) > round(self.profile.clock_step_tolerance_s * MS_PER_S):
+            if abs(s.t_ms - prev.t_ms - d_mono) > round(
+                self.profile.clock_step_tolerance_s * MS_PER_S
+            ):
                 self._live_markers.append(Marker(prev.t_ms, s.t_ms, FLAG_CLOCK_STEP))
         point: Point = (
-            (s.t_ms, True, 0, 0, 0, 0) if s.is_bad else (s.t_ms, False, s.run, s.fault, s.good, s.total)
+            (s.t_ms, True, 0, 0, 0, 0)
+            if s.is_bad
+            else (s.t_ms, False, s.run, s.fault, s.good, s.total)
         )
         batch = [point]
         for sweep in self._live.values():
@@ -157,9 +166,9 @@ class MachineCalculator:
             raise ValueError(f"window {name!r}: end must be after start")
         self._windows[name] = _Window(Span(name, s, e))
 
-    def window_names(self) -> list[str]:
-        """Names of the tracked windows (open and retained final)."""
-        return list(self._windows)
+    def window_names(self, *, final: bool | None = None) -> list[str]:
+        """Names of the tracked windows: all, or only final (True) / still open (False) ones."""
+        return [n for n, w in self._windows.items() if final is None or w.final == final]
 
     def forget(self, name: str) -> None:
         """Stop tracking a window (no more revisions) and release its samples."""
@@ -209,7 +218,9 @@ class MachineCalculator:
             rec = snapshot.records([span], self._live_markers)[name]
         else:
             rec, _ = self._evaluate(span)
-        return rec.with_meta(start=win.span.start / MS_PER_S, revision=win.revision, final=win.final)
+        return rec.with_meta(
+            start=win.span.start / MS_PER_S, revision=win.revision, final=win.final
+        )
 
     def close_due(self, watermark: float) -> list[KpiRecord]:
         """Final records of windows whose ``end + allowed_lateness`` <= ``watermark``.
@@ -227,7 +238,9 @@ class MachineCalculator:
                 self._live.pop(win.span.name, None)
                 out.append(rec)
         keep = round(self.keep_final_s * MS_PER_S)
-        for name in [n for n, w in self._windows.items() if w.final and w.span.end + late + keep < wm]:
+        for name in [
+            n for n, w in self._windows.items() if w.final and w.span.end + late + keep < wm
+        ]:
             del self._windows[name]
         if wm - self._pruned_at >= _PRUNE_EVERY_MS:
             self._pruned_at = wm
@@ -276,6 +289,7 @@ class MachineCalculator:
         """JSON-serialisable snapshot; :meth:`from_state` continues exactly from it."""
         return {
             "version": STATE_VERSION,
+            "profile_hash": profile_hash(self.profile),
             "allowed_lateness_s": self.allowed_lateness_s,
             "keep_final_s": self.keep_final_s,
             "log": [sample_to_json(s) for s in self._log],
@@ -300,10 +314,12 @@ class MachineCalculator:
         """Rebuild a calculator from :meth:`to_state` output.
 
         Raises:
-            ValueError: for an unknown state version.
+            ValueError: for an unknown state version or a state saved with another profile.
         """
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported calculator state version {state.get('version')!r}")
+        if state.get("profile_hash") != profile_hash(profile):
+            raise ValueError("calculator state was saved with another KPI profile")
         calc = cls(
             profile,
             allowed_lateness_s=state["allowed_lateness_s"],

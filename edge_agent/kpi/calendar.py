@@ -2,9 +2,9 @@
 
 :class:`Planner` answers "how much of ``[a, b)`` is scheduled / planned" and
 "is the instant just before ``t`` planned" for a profile (spec §3.4):
-planned = (planned windows ∪ shifts expanded per local date) − exclusions.
+planned = (planned windows + shifts expanded per local date) minus exclusions.
 Shifts are expanded per local date and converted with PEP 495 ``fold=0``, so a
-22:00–06:00 Europe/Paris night lasts 7 h on 2024-03-31 and 9 h on 2024-10-27.
+22:00-06:00 Europe/Paris night lasts 7 h on 2024-03-31 and 9 h on 2024-10-27.
 Results are cached per UTC day. The report-window generators (hour, local day,
 shift, local month) are pure functions of the profile and an instant.
 Nothing here reads the clock or does I/O.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import enum
+import functools
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -135,7 +136,7 @@ class Planner:
         scheduled = _merge(spans)
         cuts = [(max(s, lo), min(e, hi)) for s, e in self._exclusions if s < hi and e > lo]
         planned = _subtract(scheduled, cuts)
-        if len(self._cache) > 4096:  # noqa: PLR2004 - bound memory on long-lived agents
+        if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[k] = (scheduled, planned)
         return scheduled, planned
@@ -199,6 +200,11 @@ def hour_window(t_ms: int) -> ReportWindow:
     return _w("hour:" + ms_to_datetime(start).strftime("%Y-%m-%dT%H"), start, start + HOUR_MS)
 
 
+@functools.lru_cache(maxsize=64)
+def _day_window_cached(profile: KpiProfile, day: dt.date) -> ReportWindow:
+    return day_window(profile, day)
+
+
 def day_window(profile: KpiProfile, day: dt.date) -> ReportWindow:
     """The local calendar day (23 h / 25 h on DST change days), named ``day:YYYY-MM-DD``."""
     start = local_ms(profile.zone, day, 0)
@@ -220,6 +226,17 @@ def month_window(profile: KpiProfile, year: int, month: int) -> ReportWindow:
         f"month:{year:04d}-{month:02d}",
         local_ms(profile.zone, first, 0),
         local_ms(profile.zone, nxt, 0),
+    )
+
+
+def period_window(profile: KpiProfile, name: str, first: dt.date, last: dt.date) -> ReportWindow:
+    """A contract period of explicit local dates ``first``..``last`` inclusive (local midnights)."""
+    if last < first:
+        raise ValueError("period: last date is before first date")
+    return _w(
+        name,
+        local_ms(profile.zone, first, 0),
+        local_ms(profile.zone, last + dt.timedelta(days=1), 0),
     )
 
 
@@ -246,11 +263,17 @@ def windows_containing(profile: KpiProfile, kind: WindowKind, t: float) -> list[
         return [hour_window(t_ms)]
     day = local_date(profile, t_ms)
     if kind is WindowKind.DAY:
-        return [day_window(profile, day)]
+        return [_day_window_cached(profile, day)]
     if kind is WindowKind.MONTH:
         return [month_window(profile, day.year, day.month)]
     return [
         w
-        for w in shift_windows(profile, day - dt.timedelta(days=1), day)
+        for w in _shift_windows_around(profile, day)
         if w.start * MS_PER_S <= t_ms < w.end * MS_PER_S
     ]
+
+
+@functools.lru_cache(maxsize=64)
+def _shift_windows_around(profile: KpiProfile, day: dt.date) -> tuple[ReportWindow, ...]:
+    """Shift occurrences starting on ``day`` or the day before (cached: hot in the runtime)."""
+    return tuple(shift_windows(profile, day - dt.timedelta(days=1), day))

@@ -73,7 +73,12 @@ class StateInterval:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
-        return {"start": self.start, "end": self.end, "state": self.state.value, "fault": self.fault}
+        return {
+            "start": self.start,
+            "end": self.end,
+            "state": self.state.value,
+            "fault": self.fault,
+        }
 
 
 class LiveTracker:
@@ -116,7 +121,12 @@ class LiveTracker:
             return
         if self.iv_start is not None:
             self.closed.append(
-                StateInterval(start=self.iv_start / 1000, end=a / 1000, state=self.iv_state, fault=self.iv_code)
+                StateInterval(
+                    start=self.iv_start / 1000,
+                    end=a / 1000,
+                    state=self.iv_state,
+                    fault=self.iv_code,
+                )
             )
         self.iv_start, self.iv_state, self.iv_code = a, state, code
 
@@ -155,7 +165,11 @@ class LiveTracker:
             elif s.fault and not self.ev_code and self._planner.planned_before(t + 1)[0]:
                 # The code applies from this instant, which is planned: known now.
                 self.ev_code = s.fault
-        if before is not None and self.ev_start is not None and before != (self._cls(), self.ev_code):
+        if (
+            before is not None
+            and self.ev_start is not None
+            and before != (self._cls(), self.ev_code)
+        ):
             out.append(self._event(None))
         self._interval(t, t + 1, self.state, self.code)
         self.last_t = t
@@ -186,6 +200,8 @@ class LiveTracker:
         iv_start, iv_state, self.iv_code = data["iv"]
         self.iv_start, self.iv_state = iv_start, MachineState(iv_state)
         self.closed = [
-            StateInterval(start=c["start"], end=c["end"], state=MachineState(c["state"]), fault=c["fault"])
+            StateInterval(
+                start=c["start"], end=c["end"], state=MachineState(c["state"]), fault=c["fault"]
+            )
             for c in data["closed"]
         ]

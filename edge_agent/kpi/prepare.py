@@ -40,7 +40,9 @@ class Marker(NamedTuple):
     flag: str
 
 
-def _corrected_times(profile: KpiProfile, samples: Sequence[Sample]) -> tuple[list[int], list[Marker]]:
+def _corrected_times(
+    profile: KpiProfile, samples: Sequence[Sample]
+) -> tuple[list[int], list[Marker]]:
     times = [s.t_ms for s in samples]
     markers: list[Marker] = []
     boots: list[list[int]] = []
@@ -66,7 +68,9 @@ def _corrected_times(profile: KpiProfile, samples: Sequence[Sample]) -> tuple[li
             d_mono = round(((samples[i].mono_s or 0.0) - (samples[prev].mono_s or 0.0)) * 1000)
             if not samples[i].synced:
                 times[i] = times[prev] + d_mono
-            elif samples[prev].synced and abs(samples[i].t_ms - samples[prev].t_ms - d_mono) > tol_ms:
+            elif (
+                samples[prev].synced and abs(samples[i].t_ms - samples[prev].t_ms - d_mono) > tol_ms
+            ):
                 lo, hi = sorted((times[prev], times[i]))
                 markers.append(Marker(lo, hi, FLAG_CLOCK_STEP))
     return times, markers
@@ -78,7 +82,9 @@ def prepare(profile: KpiProfile, samples: Sequence[Sample]) -> tuple[list[Point]
     if set(map(attrgetter("mono_s"), samples)) - {None}:
         times, markers = _corrected_times(profile, samples)
         points: list[Point] = [
-            (t, True, 0, 0, 0, 0) if s.quality == QUALITY_BAD else (t, False, s.run, s.fault, s.good, s.total)
+            (t, True, 0, 0, 0, 0)
+            if s.quality == QUALITY_BAD
+            else (t, False, s.run, s.fault, s.good, s.total)
             for t, s in zip(times, samples, strict=True)
         ]
     else:

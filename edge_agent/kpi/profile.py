@@ -58,7 +58,7 @@ class UtcInterval:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Shift:
-    """A daily local shift ``HH:MM``–``HH:MM`` (``end <= start`` ends the next day)."""
+    """A daily local shift ``HH:MM`` to ``HH:MM`` (``end <= start`` ends the next day)."""
 
     name: str
     start_min: int
@@ -184,6 +184,11 @@ def _hhmm(table: Table, key: str) -> int:
     return int(match.group(1)) * 60 + int(match.group(2)) if match else 0
 
 
+def _weekday(value: Any) -> int | None:
+    names = [d.value for d in Weekday]
+    return names.index(value) if isinstance(value, str) and value in names else None
+
+
 def _shifts(table: Table) -> tuple[Shift, ...]:
     out: list[Shift] = []
     for i, item in enumerate(table.array_of_tables("shifts")):
@@ -192,16 +197,11 @@ def _shifts(table: Table) -> tuple[Shift, ...]:
             item.error("name", "expected letters, digits, '_' or '-'")
         start = _hhmm(item, "start")
         end = _hhmm(item, "end")
-        day_names = [d.value for d in Weekday]
         days = item.get_list(
-            "days",
-            lambda v: Weekday(v).index if isinstance(v, str) and v in day_names else None,
-            list(range(7)),
-            expected="weekday names 'mon'..'sun'",
+            "days", _weekday, list(range(7)), expected="weekday names 'mon'..'sun'"
         )
-        if item.has("days") and not days and isinstance(item.data.get("days"), list):
-            if not item.data["days"]:
-                item.error("days", "expected at least one weekday")
+        if item.data.get("days") == []:
+            item.error("days", "expected at least one weekday")
         item.finish()
         if start == end:
             item.error("end", "must differ from start (use end <= start for overnight)")
@@ -222,7 +222,7 @@ def _code_ranges(table: Table) -> tuple[tuple[int, int], ...]:
             return (raw, raw)
         if (
             isinstance(raw, list)
-            and len(raw) == 2  # noqa: PLR2004 - an inclusive [low, high] pair
+            and len(raw) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) for v in raw)
             and raw[0] <= raw[1]
         ):

@@ -2,7 +2,7 @@
 
 :class:`KpiRecord` holds only *components* (times, counts, events, flags);
 every ratio is derived from them by :func:`kpi_ratios` with the null rules of
-spec §3.8–3.10, so a longer period is computed by summing components and
+spec §3.8 to §3.10, so a longer period is computed by summing components and
 applying the same formulas (:func:`aggregate`), never by averaging ratios.
 Ratios are rounded to 6 decimals (the vectors' tolerance is 1e-6); times are
 seconds, exact to the millisecond. No I/O.
@@ -122,7 +122,7 @@ def _clean(seconds: float) -> float:
 
 
 def derive(comp: Mapping[str, Any], ict: float, min_coverage: float) -> dict[str, Any]:
-    """Spec §3.12 output fields from summed components (formulas and nulls of §3.8–3.10)."""
+    """Spec §3.12 output fields from summed components (formulas and nulls of §3.8 to §3.10)."""
     t = {k: _clean(float(comp[k])) for k in TIME_FIELDS}
     planned = t["planned_time_s"]
     unknown = t["unknown_time_s"]
@@ -139,9 +139,7 @@ def derive(comp: Mapping[str, Any], ict: float, min_coverage: float) -> dict[str
     coverage = _ratio(known, planned) if planned > 0 else None
     availability = _ratio(operating, known) if known > 0 else None
     worst = _ratio(operating, planned) if planned > 0 else None
-    performance = (
-        _ratio(ict * attributed, operating) if known > 0 and operating > 0 else None
-    )
+    performance = _ratio(ict * attributed, operating) if known > 0 and operating > 0 else None
     capped = min(performance, 1.0) if performance is not None else None
     quality = _ratio(good, total) if total > 0 and known > 0 else None
     oee: float | None

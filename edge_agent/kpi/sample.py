@@ -62,29 +62,34 @@ class Sample:
         return self.quality == QUALITY_BAD
 
 
-_KEYS = {"t", "run", "fault", "good", "total", "quality", "mono_s", "synced"}
-
-
 def _int(obj: dict[str, Any], key: str, default: int = 0) -> int:
+    """An integer field; integral floats (5100.0) and, for ``run``, booleans are accepted."""
     value = obj.get(key, default)
+    if isinstance(value, bool) and key == "run":
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{key!r} must be an integer, got {value!r}")
+        raise ValueError(f"{key!r} must be an integer, got {value!r}")  # noqa: TRY004
     return value
 
 
 def sample_from_json(obj: Any) -> Sample:
     """Build a sample from a vector-format JSON object.
 
+    Fields other than those of :class:`Sample` are ignored (annotations such
+    as a comment do not make a line invalid). A ``quality: "bad"`` sample only
+    needs ``t``: its other fields are not trusted and not validated.
+
     Raises:
         ValueError: naming the offending field when the object is malformed.
     """
     if not isinstance(obj, dict):
-        raise ValueError("expected a JSON object")
-    unknown = set(obj) - _KEYS
-    if unknown:
-        raise ValueError(f"unknown field(s) {sorted(unknown)}")
+        raise ValueError("expected a JSON object")  # noqa: TRY004 - one error type for callers
     if not isinstance(obj.get("t"), str):
-        raise ValueError("'t' must be an ISO 8601 UTC time string such as '2024-05-13T06:00:00Z'")
+        raise ValueError(  # noqa: TRY004 - one error type for callers
+            "'t' must be an ISO 8601 UTC time string such as '2024-05-13T06:00:00Z'"
+        )
     try:
         t_ms = parse_instant(obj["t"])
     except ValueError:
@@ -92,25 +97,28 @@ def sample_from_json(obj: Any) -> Sample:
     quality = obj.get("quality", QUALITY_GOOD)
     if quality not in (QUALITY_GOOD, QUALITY_BAD):
         raise ValueError(f"'quality' must be 'good' or 'bad', got {quality!r}")
-    bad = quality == QUALITY_BAD
-    run = _int(obj, "run")
-    if not bad and run not in (0, 1):
-        raise ValueError(f"'run' must be 0 or 1, got {run!r}")
     mono = obj.get("mono_s")
     if mono is not None and (isinstance(mono, bool) or not isinstance(mono, int | float)):
         raise ValueError(f"'mono_s' must be a number, got {mono!r}")
     synced = obj.get("synced")
     if synced is not None and not isinstance(synced, bool):
         raise ValueError(f"'synced' must be true or false, got {synced!r}")
+    clock: dict[str, Any] = {
+        "mono_s": float(mono) if mono is not None else None,
+        "synced": synced,
+    }
+    if quality == QUALITY_BAD:
+        return Sample.at_ms(t_ms, quality=QUALITY_BAD, **clock)
+    run = _int(obj, "run")
+    if run not in (0, 1):
+        raise ValueError(f"'run' must be 0 or 1, got {run!r}")
     return Sample.at_ms(
         t_ms,
         run=run,
         fault=_int(obj, "fault"),
         good=_int(obj, "good"),
         total=_int(obj, "total"),
-        quality=quality,
-        mono_s=float(mono) if mono is not None else None,
-        synced=synced,
+        **clock,
     )
 
 

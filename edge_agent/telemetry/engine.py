@@ -28,9 +28,12 @@ Per mode (see :class:`~edge_agent.telemetry.policy.PublishMode`):
   reading means the clock stepped back and starts a new window. Windows
   with no reading are not reported.
 
-Guarantees: memory is bounded, because at most ``max_pending_readings``
-readings are accepted between two flushes (whole batches beyond that are
-dropped and counted in :attr:`TelemetryEngine.stats`); the hot path
+Guarantees: memory is bounded: once ``max_pending_readings`` readings of
+``every``/``change`` tags were accepted since the last message (an upper
+bound of the samples held), further batches are dropped whole and counted in
+:attr:`TelemetryEngine.stats` until the next ``due``/``flush`` (so the bound
+can be exceeded by one batch). Keep values/s x ``publish_interval_s`` well
+below it: the default allows 20 s at 12,500 values/s. The hot path
 (:meth:`TelemetryEngine.ingest`) allocates nothing per reading for ``every``
 and ``change`` tags, it dispatches through precomputed per-tag callables.
 """
@@ -52,6 +55,8 @@ _GOOD = Quality.GOOD
 _INF = math.inf
 
 Sink = Callable[[Reading], None]
+_EMPTY: dict[str, Sink] = {}
+_NO_SINKS: tuple[dict[str, Sink], dict[str, Sink]] = (_EMPTY, _EMPTY)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,8 +65,8 @@ class TelemetryStats:
 
     Attributes:
         ingested: Readings accepted by :meth:`TelemetryEngine.ingest` (any tag).
-        dropped_overflow: Readings dropped because ``max_pending_readings`` was
-            reached (``due`` was not called for too long).
+        dropped_overflow: Readings of batches dropped because
+            ``max_pending_readings`` was reached (``due`` was not called for too long).
         dropped_late: Aggregate readings that arrived after their window closed.
         messages: Messages returned by ``due``/``flush``.
         values: Samples plus aggregate windows carried by those messages.
@@ -239,7 +244,8 @@ class TelemetryEngine:
             mode ``none`` are ignored by :meth:`ingest`.
         publish_interval_s: At most one message per device per interval; the
             intervals are aligned to the epoch grid.
-        max_pending_readings: Bound on readings accepted between two flushes.
+        max_pending_readings: Bound on ``every``/``change`` readings accepted
+            between two messages (see module docstring).
         aggregate_grace_s: How long after a window's end ``due`` waits for
             readings of that window before closing it (see module docstring).
 
@@ -265,7 +271,9 @@ class TelemetryEngine:
         self.max_pending_readings = max_pending_readings
         self.aggregate_grace_s = float(aggregate_grace_s)
         self._batches: dict[str, DeviceBatch] = {}
-        self._sinks: dict[str, dict[str, Sink]] = {}
+        # Per device: tag -> sink of sample tags (every/change), and of aggregate tags.
+        # Two maps so that the hot loop can count queued samples without a call.
+        self._sinks: dict[str, tuple[dict[str, Sink], dict[str, Sink]]] = {}
         self._aggregates: list[_AggregateSlot] = []
         self._next_due = -_INF
         self._since_flush = 0
@@ -285,6 +293,7 @@ class TelemetryEngine:
             sample_tags = [t for t, p in tags if p.mode is not PublishMode.AGGREGATE]
             batch = DeviceBatch(device, sample_tags)
             sinks: dict[str, Sink] = {}
+            aggs: dict[str, Sink] = {}
             for tag, policy in tags:
                 if policy.mode is PublishMode.EVERY:
                     sinks[tag] = batch.sink(tag)
@@ -293,9 +302,9 @@ class TelemetryEngine:
                 else:
                     slot = _AggregateSlot(tag, policy, batch, self)
                     self._aggregates.append(slot)
-                    sinks[tag] = slot.push
+                    aggs[tag] = slot.push
             self._batches[device] = batch
-            self._sinks[device] = sinks
+            self._sinks[device] = (sinks, aggs)
 
     @property
     def stats(self) -> TelemetryStats:
@@ -321,22 +330,28 @@ class TelemetryEngine:
         n = len(readings)
         if not n:
             return
-        if self._since_flush + n > self.max_pending_readings:
+        if self._since_flush >= self.max_pending_readings:
             self._overflow += n
             return
-        self._since_flush += n
         self._ingested += n
-        sinks_by_device = self._sinks
+        by_device = self._sinks
         device: str | None = None
-        sinks: dict[str, Sink] | None = None
+        sinks: dict[str, Sink] = _EMPTY
+        aggs: dict[str, Sink] = _EMPTY
+        routed = 0
         for r in readings:
             if r.device != device:
                 device = r.device
-                sinks = sinks_by_device.get(device)
-            if sinks is not None:
-                sink = sinks.get(r.tag)
+                sinks, aggs = by_device.get(device, _NO_SINKS)
+            sink = sinks.get(r.tag)
+            if sink is not None:
+                sink(r)
+                routed += 1
+            else:
+                sink = aggs.get(r.tag)
                 if sink is not None:
                     sink(r)
+        self._since_flush += routed
 
     def due(self, now: float) -> list[TelemetryMessage]:
         """Messages due at ``now``: one per device with pending data, once per interval.

@@ -67,16 +67,25 @@ type = "uint32"
 class Agent:
     """A running agent child process and what it told systemd."""
 
-    def __init__(self, config: Path, state: Path, notify_path: Path, extra_env: dict[str, str]) -> None:
+    def __init__(
+        self, config: Path, state: Path, notify_path: Path, extra_env: dict[str, str]
+    ) -> None:
         self.config, self.state = config, state
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(notify_path))
         self.sock.settimeout(0.2)
         self.log = (state.parent / "agent.log").open("wb")
-        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "PYTHONUNBUFFERED": "1", **extra_env}
+        env = {
+            **os.environ,
+            "NOTIFY_SOCKET": str(notify_path),
+            "PYTHONUNBUFFERED": "1",
+            **extra_env,
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edge_agent", "run", "-c", str(config)],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         self.messages: list[tuple[float, str]] = []
 
@@ -108,7 +117,9 @@ class Agent:
         except (FileNotFoundError, ValueError):
             return {}
 
-    def wait_status(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+    def wait_status(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float
+    ) -> dict[str, Any]:
         """Wait (bounded) until status.json satisfies predicate; return it."""
         deadline = time.monotonic() + timeout
         snap: dict[str, Any] = {}
@@ -117,7 +128,9 @@ class Agent:
             if snap and predicate(snap):
                 return snap
             time.sleep(0.1)
-        raise AssertionError(f"status condition not met; last status devices={snap.get('devices')}\n{self.output()}")
+        raise AssertionError(
+            f"status condition not met; last status devices={snap.get('devices')}\n{self.output()}"
+        )
 
     def output(self) -> str:
         """What the agent logged."""
@@ -172,8 +185,11 @@ def write_config(path: Path, state: Path, mqtt_port: int, devices: list[tuple[st
 def test_ready_and_watchdog_pings_stop_when_the_loop_blocks(
     sims: tuple[SimProcess, SimProcess], agent_factory: Callable[..., Agent]
 ) -> None:
-    """READY=1 arrives once started, WATCHDOG=1 comes periodically, and stops while the loop is frozen."""
-    agent = agent_factory([("a", sims[0].modbus_port)], {"WATCHDOG_USEC": "600000", "EDGE_AGENT_DEBUG_FREEZE_S": "2.5"})
+    """READY=1 arrives, WATCHDOG=1 comes periodically and stops while the loop is frozen."""
+    agent = agent_factory(
+        [("a", sims[0].modbus_port)],
+        {"WATCHDOG_USEC": "600000", "EDGE_AGENT_DEBUG_FREEZE_S": "2.5"},
+    )
     assert agent.wait_notify(lambda m: "READY=1" in m, 20), agent.output()
     pings = [t for t, m in agent.read_notify(2.0) if "WATCHDOG=1" in m]
     assert len(pings) >= 4  # every 0.3 s
@@ -211,7 +227,7 @@ def test_sigterm_stops_within_five_seconds_with_buffer_flushed(
 def test_sighup_adds_and_removes_devices_and_rejects_invalid_files(
     sims: tuple[SimProcess, SimProcess], agent_factory: Callable[..., Agent], mosquitto: Mosquitto
 ) -> None:
-    """Reload adds b without restarting a's link, removes a, and keeps running on an invalid file."""
+    """Reload adds b without restarting a's link, removes a, and survives an invalid file."""
     port_a, port_b = sims[0].modbus_port, sims[1].modbus_port
     agent = agent_factory([("a", port_a)])
     snap = agent.wait_status(lambda s: s["devices"]["a"]["diagnostics"].get("requests", 0) > 3, 20)
@@ -219,7 +235,9 @@ def test_sighup_adds_and_removes_devices_and_rejects_invalid_files(
 
     write_config(agent.config, agent.state, mosquitto.port, [("a", port_a), ("b", port_b)])
     agent.proc.send_signal(signal.SIGHUP)
-    snap = agent.wait_status(lambda s: "b" in s["devices"] and s["devices"]["b"]["comms"] == "up", 20)
+    snap = agent.wait_status(
+        lambda s: "b" in s["devices"] and s["devices"]["b"]["comms"] == "up", 20
+    )
     # a's link kept running: its request counter continued instead of starting over.
     assert snap["devices"]["a"]["diagnostics"]["requests"] >= requests_before
 
@@ -227,7 +245,9 @@ def test_sighup_adds_and_removes_devices_and_rejects_invalid_files(
     agent.proc.send_signal(signal.SIGHUP)
     agent.wait_status(lambda s: set(s["devices"]) == {"b"}, 20)
 
-    agent.config.write_text(agent.config.read_text().replace("interval_ms = 200", "interval_ms = -5"))
+    agent.config.write_text(
+        agent.config.read_text().replace("interval_ms = 200", "interval_ms = -5")
+    )
     agent.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
     while "Reload rejected" not in agent.output() and time.monotonic() < deadline:
@@ -236,5 +256,7 @@ def test_sighup_adds_and_removes_devices_and_rejects_invalid_files(
     assert "devices.b.interval_ms" in agent.output()
     assert agent.proc.poll() is None
     written = agent.status()["written_at"]
-    agent.wait_status(lambda s: s["written_at"] > written and s["devices"]["b"]["comms"] == "up", 10)
+    agent.wait_status(
+        lambda s: s["written_at"] > written and s["devices"]["b"]["comms"] == "up", 10
+    )
     assert agent.stop() == 0

@@ -105,7 +105,7 @@ def _ended_stop(messages: list[Received]) -> list[dict[str, Any]]:
 
 
 async def test_fault_downtime_reaches_the_broker(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    """A 20 s (simulated) fault arrives as a breakdown whose duration matches the truth within one poll."""
+    """A 20 s simulated fault arrives as a breakdown lasting the true time, within one poll."""
     truth_path = tmp_path / "truth.jsonl"
     state = tmp_path / "state"
     async with SimulatorHost(
@@ -113,7 +113,12 @@ async def test_fault_downtime_reaches_the_broker(mosquitto: Mosquitto, tmp_path:
     ) as sim:
         config = tmp_path / "agent.toml"
         config.write_text(
-            CONFIG.format(state=state, mqtt_port=mosquitto.port, modbus_port=sim.modbus_port, poll_ms=int(POLL_S * 1000))
+            CONFIG.format(
+                state=state,
+                mqtt_port=mosquitto.port,
+                modbus_port=sim.modbus_port,
+                poll_ms=int(POLL_S * 1000),
+            )
         )
         with MqttCollector("127.0.0.1", mosquitto.port, "edge/#") as collector:
             proc = subprocess.Popen(
@@ -125,7 +130,9 @@ async def test_fault_downtime_reaches_the_broker(mosquitto: Mosquitto, tmp_path:
             try:
                 got_stop = False
                 for _ in range(40):  # bounded: 40 x 1 s, and stop early if the agent died
-                    got_stop = await asyncio.to_thread(collector.wait_for, lambda ms: bool(_ended_stop(ms)), 1.0)
+                    got_stop = await asyncio.to_thread(
+                        collector.wait_for, lambda ms: bool(_ended_stop(ms)), 1.0
+                    )
                     if got_stop or proc.poll() is not None:
                         break
                 # Let one more report interval go out so the hour record includes the whole stop.
@@ -137,7 +144,11 @@ async def test_fault_downtime_reaches_the_broker(mosquitto: Mosquitto, tmp_path:
             assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
             messages = collector.snapshot()
 
-    fault = [r for r in read_truth(truth_path) if r.get("type") == "interval" and r.get("fault_code") == 42]
+    fault = [
+        r
+        for r in read_truth(truth_path)
+        if r.get("type") == "interval" and r.get("fault_code") == 42
+    ]
     assert len(fault) == 1
     truth_s = fault[0]["end_ts"] - fault[0]["start_ts"]
     assert truth_s == pytest.approx(20.0 / SPEED, abs=0.05)
@@ -148,7 +159,11 @@ async def test_fault_downtime_reaches_the_broker(mosquitto: Mosquitto, tmp_path:
     # Each edge is seen at the next poll: the duration is within one poll interval of the truth.
     assert abs(stop["duration_s"] - truth_s) <= POLL_S + 0.05
 
-    kpi = [m.json()["data"] for m in messages if m.payload.startswith(b"{") and m.json().get("kind") == "kpi"]
+    kpi = [
+        m.json()["data"]
+        for m in messages
+        if m.payload.startswith(b"{") and m.json().get("kind") == "kpi"
+    ]
     assert kpi, "no KPI record published"
     # The latest record of each hour window; the fault may straddle an hour boundary.
     latest: dict[str, dict[str, Any]] = {}
@@ -157,4 +172,6 @@ async def test_fault_downtime_reaches_the_broker(mosquitto: Mosquitto, tmp_path:
     breakdown = sum(r["downtime_breakdown_s"] for r in latest.values())
     assert abs(breakdown - truth_s) <= POLL_S + 0.05
     assert sum(r["failures"] for r in latest.values()) == 1
-    assert all(r["downtime_by_code"].get("42", 0) == r["downtime_breakdown_s"] for r in latest.values())
+    assert all(
+        r["downtime_by_code"].get("42", 0) == r["downtime_breakdown_s"] for r in latest.values()
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -137,3 +138,12 @@ async def test_mbpoll_reads_over_rtu(
             addr, value = line[1:].split("]:")
             values[int(addr)] = int(value.split()[0])  # "32768 (-32768)" for high values
     assert values == {0: 3, 1: 0b10010, 2: 23, 3: 1 << 15}  # down, fault bit + powered, code 23
+
+
+async def test_rtu_slow_device(rtu_sim: tuple[SimulatorHost, AsyncModbusSerialClient]) -> None:
+    """Over RTU the SLOW machine's reply also comes after its 300 ms delay."""
+    _sim, client = rtu_sim
+    t0 = time.monotonic()
+    rr = await client.read_holding_registers(0, count=1, device_id=6)
+    assert not rr.isError()
+    assert 0.28 <= time.monotonic() - t0 < 0.5

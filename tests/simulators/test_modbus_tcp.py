@@ -224,3 +224,13 @@ async def test_mbpoll_reads_holding_registers(simulator: SimulatorHost) -> None:
             addr, value = line[1:].split("]:")
             values[int(addr)] = int(value)
     assert values == {0: 1, 1: 0b10001, 2: 0, 3: 0, 4: 1}  # running, status word, no fault
+
+
+async def test_busy_device_sometimes_answers_exception_6(client: AsyncModbusTcpClient) -> None:
+    """The BUSY machine answers some requests with exception 6 and the rest normally."""
+    codes = []
+    for _ in range(40):
+        rr = await client.read_holding_registers(0, count=1, device_id=8)
+        codes.append(rr.exception_code if rr.isError() else 0)
+    assert set(codes) == {0, 6}
+    assert 3 <= codes.count(6) <= 20  # busy_rate = 0.25

@@ -193,3 +193,17 @@ async def test_restart_on_same_port(sim_factory: SimFactory) -> None:
         idx = await c.get_namespace_index(NAMESPACE_URI)
         good = await c.get_node(f"ns={idx};s=M1.GoodCount").read_value()
         assert good == sim.machine("M1").snapshot().good > 0
+
+
+async def test_16_bit_counters_are_uint16_and_wrap(sim_factory: SimFactory) -> None:
+    """With counter_bits = 16 the OPC-UA counters are UInt16 and wrap past 65535."""
+    sim = await sim_factory("rollover", modbus=False, opcua=True)
+    await sim.advance(30.25)  # 60 parts from 65500
+    async with Client(sim.opcua_endpoint) as c:
+        idx = await c.get_namespace_index(NAMESPACE_URI)
+        dv = await c.get_node(f"ns={idx};s=M1.GoodCount").read_data_value()
+        assert dv.Value.VariantType == ua.VariantType.UInt16
+        assert dv.Value.Value == (65500 + 60) % 65536
+        m2 = await c.get_node(f"ns={idx};s=M2.GoodCount").read_data_value()
+        assert m2.Value.VariantType == ua.VariantType.UInt32
+        assert m2.Value.Value == (2**32 - 50 + 60) % 2**32

@@ -103,3 +103,28 @@ async def test_hole_in_map_is_isolated_and_outage_is_reported(sim_factory: Any) 
         )
     assert sink.states("abcd") == [CommsState.UP, CommsState.DOWN, CommsState.UP]
     assert sink.states("hole") == [CommsState.UP]
+
+
+async def test_busy_replies_are_bad_readings_not_comms_loss(sim_factory: Any) -> None:
+    """The BUSY machine's exception-6 replies give 'device busy' readings, no comms-lost event."""
+    host = await sim_factory("quirks")
+    machines = {m.id: m for m in host.machines}
+    busy = sim_device(
+        host.modbus_port,
+        "busy",
+        machines["BUSY"].unit_id,
+        interval_ms=50,
+        tags={"good": {"table": "holding", "address": 10, "type": "uint32"}},
+    )
+    (link,) = build_links([busy])
+    async with running([link]) as sink:
+        await sink.wait_for(
+            lambda: (
+                any(r.reason == "device busy" for r in sink.readings)
+                and len(sink.good("busy", "good")) >= 3
+            ),
+            15,
+            "busy and good readings",
+        )
+    assert sink.states("busy") == [CommsState.UP]
+    assert link.diagnostics()["busy"].errors["device_busy"] >= 1

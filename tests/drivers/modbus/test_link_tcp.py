@@ -284,3 +284,23 @@ async def test_slow_device_skips_ticks_instead_of_bunching(
     # Never a new request while one is pending, and no burst of catch-up requests afterwards.
     assert all(0.24 <= g < 0.35 for g in gaps), gaps
     assert link.diagnostics()["m1"].skipped_cycles >= len(starts) - 1
+
+
+async def test_isolated_tag_is_reprobed_and_recovers(model: Model, tcp_server: TcpServer) -> None:
+    """A tag isolated for an illegal address reads good again after the device maps it."""
+    unit = model.unit(1)
+    unit.holding.update({0: 10, 1: 11, 2: 12})
+    unit.illegal.add(1)
+    tags = {f"t{i}": {"table": "holding", "address": i} for i in range(3)}
+    dev = tcp(tcp_server, tags=tags, reprobe_ms=1000)
+    (link,) = build_links([dev])
+    async with running([link]) as sink:
+        await sink.wait_for(
+            lambda: any(r.tag == "t1" and r.reason == "illegal address" for r in sink.readings),
+            5,
+            "t1 isolated",
+        )
+        unit.illegal.clear()
+        await sink.wait_for(lambda: bool(sink.good("m1", "t1")), 5, "t1 good after re-probe")
+    assert sink.good("m1", "t1")[0].value == 11
+    assert sink.good("m1", "t0")[-1].value == 10

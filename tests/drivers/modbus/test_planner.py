@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from drivers.modbus.config import ModbusTable
 from drivers.modbus.planner import describe_plan, plan_device, split_block
 from tests.drivers.modbus.conftest import make_device
@@ -108,3 +111,46 @@ def test_describe_plan_lists_requests_and_blocks() -> None:
     assert "start 3" in text
     assert "count 2" in text
     assert "tags: a, b" in text
+
+
+def _valid_group(tags: list[tuple[int, int]], limit: int, max_gap: int) -> bool:
+    start = tags[0][0]
+    end = start
+    for address, width in tags:
+        if address - end > max_gap:
+            return False
+        end = max(end, address + width)
+    return end - start <= limit
+
+
+@given(
+    spec=st.lists(
+        st.tuples(st.integers(0, 400), st.sampled_from([1, 2, 4])), min_size=1, max_size=40
+    ),
+    limit=st.integers(4, 125),
+    max_gap=st.integers(0, 20),
+)
+def test_plan_is_valid_and_minimal(spec: list[tuple[int, int]], limit: int, max_gap: int) -> None:
+    """For random layouts every tag sits inside one block within limits, with the fewest blocks."""
+    types = {1: "uint16", 2: "uint32", 4: "uint64"}
+    tags = {
+        f"t{i}": {"table": "holding", "address": a, "type": types[w]}
+        for i, (a, w) in enumerate(spec)
+    }
+    dev = device(tags, max_block_registers=limit, max_gap=max_gap)
+    blocks = plan_device(dev).intervals[0].blocks
+    placed = sorted(name for b in blocks for name in b.tag_names)
+    assert placed == sorted(tags)
+    for b in blocks:
+        assert b.count <= limit
+        for t in b.tags:
+            assert t.offset >= 0
+            assert t.offset + t.width <= b.count
+    # Dynamic programming over address-sorted tags gives the true minimum number of groups.
+    ordered = sorted(((a, w) for a, w in spec), key=lambda t: (t[0], -t[1]))
+    best = [0] + [len(ordered) + 1] * len(ordered)
+    for i in range(1, len(ordered) + 1):
+        for j in range(i):
+            if _valid_group(ordered[j:i], limit, max_gap):
+                best[i] = min(best[i], best[j] + 1)
+    assert len(blocks) == best[-1]

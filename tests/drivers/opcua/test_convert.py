@@ -88,3 +88,38 @@ def test_unsupported_value_is_bad_reading_not_exception() -> None:
     r = reading_from("m1", "r", dv, ts=1.0, mono=2.0)
     assert r.quality is Quality.BAD
     assert "unsupported" in r.reason
+
+
+def test_keepalive_keeps_subscription_audible_within_watchdog() -> None:
+    """Keepalive count makes an idle subscription speak at least 3 times per watchdog period."""
+    from drivers.opcua.requests import keepalive_count, subscription_parameters
+
+    assert keepalive_count(1000, 30.0) == 10
+    assert keepalive_count(100, 1.0) == 3
+    assert keepalive_count(60_000, 30.0) == 1
+    params = subscription_parameters(500, 30.0)
+    assert params.RequestedPublishingInterval == 500.0
+    assert params.RequestedMaxKeepAliveCount * 500 * 3 <= 30_000
+    assert params.RequestedLifetimeCount >= 3 * params.RequestedMaxKeepAliveCount
+
+
+def test_monitored_item_request_carries_sampling_queue_and_deadband() -> None:
+    """A tag's sampling interval, queue size and deadband land in the request; filter optional."""
+    from drivers.opcua.config import DeadbandType, OpcuaTag
+    from drivers.opcua.requests import monitored_item_request
+
+    tag = OpcuaTag(name="t", queue_size=5, deadband=2.5, deadband_type=DeadbandType.PERCENT)
+    req = monitored_item_request(7, ua.NodeId("X", 2), tag, 1000, with_filter=True)
+    params = req.RequestedParameters
+    assert (params.ClientHandle, params.SamplingInterval, params.QueueSize) == (7, 1000.0, 5)
+    assert params.Filter.DeadbandType == ua.DeadbandType.Percent
+    assert params.Filter.DeadbandValue == 2.5
+    plain = monitored_item_request(8, ua.NodeId("X", 2), tag, 1000, with_filter=False)
+    assert not isinstance(plain.RequestedParameters.Filter, ua.DataChangeFilter)
+    fast = OpcuaTag(name="f", sampling_interval_ms=50)
+    assert (
+        monitored_item_request(
+            9, ua.NodeId(1), fast, 1000, with_filter=True
+        ).RequestedParameters.SamplingInterval
+        == 50.0
+    )

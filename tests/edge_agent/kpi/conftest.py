@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .support import profile_toml
+from .support import profile_toml, window_bounds
 
 
 @pytest.fixture
@@ -19,8 +19,10 @@ def write_case(tmp_path: Path) -> Any:
         prof = tmp_path / "profile.toml"
         prof.write_text(profile_toml(vector["config"]), encoding="utf-8")
         samples = tmp_path / "samples.jsonl"
-        samples.write_text("".join(json.dumps(s) + "\n" for s in vector["samples"]), encoding="utf-8")
-        windows = [f"{w['name']}={w['start']}/{w['end']}" for w in vector["report_windows"]]
+        samples.write_text(
+            "".join(json.dumps(s) + "\n" for s in vector["samples"]), encoding="utf-8"
+        )
+        windows = [f"{w['name']}={window_bounds(w)}" for w in vector["report_windows"]]
         return prof, samples, windows
 
     return write

@@ -66,3 +66,10 @@ def mismatches(expected: dict[str, Any], got: dict[str, Any]) -> list[str]:
         if not ok:
             problems.append(f"{key}: expected {want!r}, got {have!r}")
     return problems
+
+
+def window_bounds(window: dict[str, Any]) -> str:
+    """``START/END`` of a vector window: UTC fields, or ``*_local`` wall times (no offset)."""
+    if "start" in window:
+        return f"{window['start']}/{window['end']}"
+    return f"{window['start_local']}/{window['end_local']}"

@@ -18,9 +18,10 @@ from edge_agent.kpi import (
     parse_profile,
     sample_from_json,
 )
+from edge_agent.kpi.replay import parse_window_arg
 from edge_agent.kpi.timeutil import parse_instant
 
-from .support import load_vectors, mismatches
+from .support import load_vectors, mismatches, window_bounds
 
 VECTORS = load_vectors()
 IDS = [v["name"] for v in VECTORS]
@@ -34,9 +35,13 @@ def _profile(config: dict[str, Any]) -> KpiProfile:
 
 
 def _windows(vector: dict[str, Any]) -> list[tuple[str, float, float]]:
+    profile = _profile(vector["config"])
     return [
-        (w["name"], parse_instant(w["start"]) / 1000, parse_instant(w["end"]) / 1000)
-        for w in vector["report_windows"]
+        (w.name, w.start, w.end)
+        for w in (
+            parse_window_arg(f"{v['name']}={window_bounds(v)}", profile)
+            for v in vector["report_windows"]
+        )
     ]
 
 
@@ -70,7 +75,7 @@ def test_streaming_one_by_one_equals_batch(vector: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("vector", VECTORS, ids=IDS)
 def test_late_samples_revise_closed_windows(vector: dict[str, Any]) -> None:
-    """With zero lateness windows close early; later samples produce revisions ending at the batch result."""
+    """With zero lateness, windows close early and late samples revise them to the batch result."""
     profile = _profile(vector["config"])
     windows = _windows(vector)
     calc = MachineCalculator(profile, allowed_lateness_s=0)
@@ -109,13 +114,15 @@ def test_revision_only_when_result_changes() -> None:
     for s in samples:
         calc.add(s)
     (final,) = calc.close_due(samples[-1].t + 60)
-    assert final.final and final.revision == 0
+    assert final.final
+    assert final.revision == 0
     assert final.downtime_breakdown_s == 3600  # stop held until 10:00 without the 09:30 sample
     calc.add(samples[2])  # exact duplicate: no change
     assert calc.revisions() == []
     calc.add(late)
     (rev,) = calc.revisions()
-    assert rev.revision == 1 and rev.final
+    assert rev.revision == 1
+    assert rev.final
     assert rev.downtime_breakdown_s == 1800
     assert calc.revisions() == []
 
@@ -137,7 +144,7 @@ def test_so_far_record_cut_at_now() -> None:
 
 
 def test_save_restore_mid_stream_equals_uninterrupted() -> None:
-    """A JSON round trip of ``to_state`` in the middle gives the same records, events and intervals."""
+    """A JSON round trip of ``to_state`` mid-stream gives the same records, events, intervals."""
     vector = next(v for v in VECTORS if v["name"].startswith("V02"))
     profile = _profile(vector["config"])
     samples = _samples(vector)
@@ -150,7 +157,9 @@ def test_save_restore_mid_stream_equals_uninterrupted() -> None:
         events, intervals = [], []
         for i, s in enumerate(samples):
             if i == split:
-                calc = MachineCalculator.from_state(profile, json.loads(json.dumps(calc.to_state())))
+                calc = MachineCalculator.from_state(
+                    profile, json.loads(json.dumps(calc.to_state()))
+                )
             events += calc.add(s)
             intervals += calc.drain_intervals()
         finals = [r.as_dict() for r in calc.close_due(samples[-1].t + 3600)]
@@ -185,7 +194,9 @@ def test_state_intervals_are_contiguous_and_bounded_by_max_gap() -> None:
     calc = MachineCalculator(profile, allowed_lateness_s=0)
     for t, run in ((0, 1), (30, 1), (60, 0), (100, 0), (400, 1), (410, 1)):
         calc.add(Sample(t=1_700_000_000 + t, run=run))
-    got = [(i.start - 1_700_000_000, i.end - 1_700_000_000, i.state) for i in calc.drain_intervals()]
+    got = [
+        (i.start - 1_700_000_000, i.end - 1_700_000_000, i.state) for i in calc.drain_intervals()
+    ]
     assert got == [
         (0, 60, MachineState.RUNNING),
         (60, 160, MachineState.STOPPED),
@@ -199,7 +210,9 @@ def test_pruning_keeps_results_of_retained_windows() -> None:
     profile = KpiProfile(ideal_cycle_time_s=1.0, max_gap_s=120)
     calc = MachineCalculator(profile, allowed_lateness_s=60, keep_final_s=0)
     t0 = 1_700_000_000
-    samples = [Sample(t=t0 + 60 * i, run=0 if 50 <= i < 70 else 1, total=60 * i) for i in range(240)]
+    samples = [
+        Sample(t=t0 + 60 * i, run=0 if 50 <= i < 70 else 1, total=60 * i) for i in range(240)
+    ]
     for h in range(4):
         calc.open_window(f"h{h}", t0 + 3600 * h, t0 + 3600 * (h + 1))
     for s in samples:
@@ -209,3 +222,13 @@ def test_pruning_keeps_results_of_retained_windows() -> None:
     assert calc.window_names() == ["h3"]
     expected = compute_records(profile, samples, [("h3", t0 + 3 * 3600, t0 + 4 * 3600)])["h3"]
     assert calc.record("h3").as_dict() == expected.with_meta(final=False).as_dict()
+
+
+def test_state_from_another_profile_is_rejected() -> None:
+    """Restoring a state saved under a different profile raises instead of mixing parameters."""
+    calc = MachineCalculator(KpiProfile(ideal_cycle_time_s=1.0), allowed_lateness_s=0)
+    calc.add(Sample(t=1_700_000_000, run=1))
+    state = json.loads(json.dumps(calc.to_state()))
+    assert MachineCalculator.from_state(KpiProfile(ideal_cycle_time_s=1.0), state).to_state() == state
+    with pytest.raises(ValueError, match="another KPI profile"):
+        MachineCalculator.from_state(KpiProfile(ideal_cycle_time_s=2.0), state)

@@ -10,6 +10,7 @@ from edge_agent.kpi.calendar import (
     WindowKind,
     day_window,
     month_window,
+    period_window,
     shift_windows,
     windows_containing,
 )
@@ -44,7 +45,9 @@ def test_night_shifts_last_7_and_9_hours_on_dst_nights() -> None:
     fall = {w.name: w for w in shift_windows(PARIS, dt.date(2024, 10, 26), dt.date(2024, 10, 26))}
     assert _hours(spring["shift:2024-03-30:N"]) == 7
     assert _hours(fall["shift:2024-10-26:N"]) == 9
-    assert format_instant(round(spring["shift:2024-03-30:N"].start * 1000)) == "2024-03-30T21:00:00Z"
+    assert (
+        format_instant(round(spring["shift:2024-03-30:N"].start * 1000)) == "2024-03-30T21:00:00Z"
+    )
     assert _hours(spring["shift:2024-03-30:A"]) == 8
 
 
@@ -87,13 +90,32 @@ def test_windows_containing_names_and_bounds() -> None:
     assert month.name == "month:2024-10"
     assert month == month_window(PARIS, 2024, 10)
     assert (month.end - month.start) / 3600 == 31 * 24 + 1
-    assert windows_containing(PARIS, WindowKind.SHIFT, parse_instant("2024-05-13T13:00:00Z") / 1000) == []
+    assert (
+        windows_containing(PARIS, WindowKind.SHIFT, parse_instant("2024-05-13T13:00:00Z") / 1000)
+        == []
+    )
 
 
 def test_shift_days_restrict_expansion() -> None:
     """A shift with ``days`` expands only on those local start dates."""
-    profile = KpiProfile(ideal_cycle_time_s=1, shifts=(Shift(name="A", start_min=360, end_min=840, days=frozenset({0})),))
+    profile = KpiProfile(
+        ideal_cycle_time_s=1,
+        shifts=(Shift(name="A", start_min=360, end_min=840, days=frozenset({0})),),
+    )
     names = [w.name for w in shift_windows(profile, dt.date(2024, 5, 12), dt.date(2024, 5, 14))]
     assert names == ["shift:2024-05-13:A"]
     planner = Planner(profile)
-    assert planner.planned_length(parse_instant("2024-05-12T00:00:00Z"), parse_instant("2024-05-15T00:00:00Z")) == 8 * 3600_000
+    assert (
+        planner.planned_length(
+            parse_instant("2024-05-12T00:00:00Z"), parse_instant("2024-05-15T00:00:00Z")
+        )
+        == 8 * 3600_000
+    )
+
+
+def test_period_window_spans_local_dates() -> None:
+    """An explicit contract period runs from local midnight of the first date to after the last."""
+    w = period_window(PARIS, "contract:Q1", dt.date(2024, 3, 1), dt.date(2024, 3, 31))
+    assert format_instant(round(w.start * 1000)) == "2024-02-29T23:00:00Z"
+    assert format_instant(round(w.end * 1000)) == "2024-03-31T22:00:00Z"
+    assert (w.end - w.start) / 3600 == 31 * 24 - 1

@@ -28,7 +28,12 @@ def _errors(data: dict[str, Any]) -> list[str]:
 def test_defaults_are_the_spec_defaults() -> None:
     """Only ideal_cycle_time_s is required; the other keys take the spec §3.1 defaults."""
     p = _parse({"ideal_cycle_time_s": 2})
-    assert (p.micro_stop_threshold_s, p.max_gap_s, p.counter_bits, p.wrap_rate_factor) == (120, 3600, 32, 2.0)
+    assert (p.micro_stop_threshold_s, p.max_gap_s, p.counter_bits, p.wrap_rate_factor) == (
+        120,
+        3600,
+        32,
+        2.0,
+    )
     assert (p.min_coverage, p.clock_step_tolerance_s, p.timezone) == (0.95, 2.0, "UTC")
     assert p.planned_windows == p.shifts == p.exclusions == p.customer_fault_codes == ()
 
@@ -39,9 +44,16 @@ def test_full_profile() -> None:
         {
             "ideal_cycle_time_s": 1.5,
             "timezone": "Europe/Paris",
-            "planned_windows": [{"start": "2024-05-13T06:00:00Z", "end": "2024-05-13T14:00:00+00:00"}],
-            "shifts": [{"name": "N", "start": "22:00", "end": "06:00", "days": ["mon", "tue"]}, {"start": "06:00", "end": "14:00"}],
-            "exclusions": [{"start": "2024-05-13T10:00:00Z", "end": "2024-05-13T10:30:00Z", "reason": "PM"}],
+            "planned_windows": [
+                {"start": "2024-05-13T06:00:00Z", "end": "2024-05-13T14:00:00+00:00"}
+            ],
+            "shifts": [
+                {"name": "N", "start": "22:00", "end": "06:00", "days": ["mon", "tue"]},
+                {"start": "06:00", "end": "14:00"},
+            ],
+            "exclusions": [
+                {"start": "2024-05-13T10:00:00Z", "end": "2024-05-13T10:30:00Z", "reason": "PM"}
+            ],
             "sla": {"customer_fault_codes": [[100, 199], 42]},
         }
     )
@@ -52,7 +64,9 @@ def test_full_profile() -> None:
     ]
     assert p.exclusions[0].reason == "PM"
     assert p.customer_fault_codes == ((100, 199), (42, 42))
-    assert p.is_customer_code(150) and p.is_customer_code(42) and not p.is_customer_code(200)
+    assert p.is_customer_code(150)
+    assert p.is_customer_code(42)
+    assert not p.is_customer_code(200)
 
 
 def test_every_error_names_its_key_path() -> None:
@@ -92,7 +106,14 @@ def test_every_error_names_its_key_path() -> None:
 
 def test_missing_ideal_cycle_time_and_equal_shift_bounds() -> None:
     """A missing required key and a zero-length shift are errors."""
-    errors = _errors({"shifts": [{"name": "A", "start": "06:00", "end": "06:00"}, {"name": "A", "start": "07:00", "end": "08:00"}]})
+    errors = _errors(
+        {
+            "shifts": [
+                {"name": "A", "start": "06:00", "end": "06:00"},
+                {"name": "A", "start": "07:00", "end": "08:00"},
+            ]
+        }
+    )
     text = "\n".join(errors)
     assert "ideal_cycle_time_s: missing" in text
     assert "shifts[0].end: must differ from start" in text
@@ -104,7 +125,12 @@ def test_toml_datetimes_are_accepted() -> None:
     import datetime as dt
 
     start = dt.datetime(2024, 5, 13, 6, tzinfo=dt.timezone.utc)
-    p = _parse({"ideal_cycle_time_s": 1, "planned_windows": [{"start": start, "end": start + dt.timedelta(hours=8)}]})
+    p = _parse(
+        {
+            "ideal_cycle_time_s": 1,
+            "planned_windows": [{"start": start, "end": start + dt.timedelta(hours=8)}],
+        }
+    )
     assert p.planned_windows[0].end_ms - p.planned_windows[0].start_ms == 8 * 3600 * 1000
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from typing import Any
@@ -24,11 +25,19 @@ def scenarios(draw: st.DrawFn) -> tuple[KpiProfile, list[Sample], list[tuple[str
     planned = []
     for _ in range(draw(st.integers(0, 3))):
         a = draw(st.integers(0, SPAN))
-        planned.append(UtcInterval(start_ms=(T0 + a) * 1000, end_ms=(T0 + a + draw(st.integers(60, SPAN))) * 1000))
+        planned.append(
+            UtcInterval(
+                start_ms=(T0 + a) * 1000, end_ms=(T0 + a + draw(st.integers(60, SPAN))) * 1000
+            )
+        )
     excl = []
     if draw(st.booleans()):
         a = draw(st.integers(0, SPAN))
-        excl.append(UtcInterval(start_ms=(T0 + a) * 1000, end_ms=(T0 + a + draw(st.integers(60, 3600))) * 1000))
+        excl.append(
+            UtcInterval(
+                start_ms=(T0 + a) * 1000, end_ms=(T0 + a + draw(st.integers(60, 3600))) * 1000
+            )
+        )
     profile = KpiProfile(
         ideal_cycle_time_s=draw(st.sampled_from([0.5, 1.0, 2.0])),
         micro_stop_threshold_s=draw(st.sampled_from([0, 60, 120])),
@@ -58,7 +67,10 @@ def scenarios(draw: st.DrawFn) -> tuple[KpiProfile, list[Sample], list[tuple[str
         samples.append(Sample(t=t, run=run, fault=fault, good=good, total=total))
     cuts = sorted(set(draw(st.lists(st.integers(1, SPAN - 1), max_size=4))))
     bounds = [0, *cuts, SPAN]
-    windows = [(f"w{i}", float(T0 + a), float(T0 + b)) for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False))]
+    windows = [
+        (f"w{i}", float(T0 + a), float(T0 + b))
+        for i, (a, b) in enumerate(itertools.pairwise(bounds))
+    ]
     return profile, samples, windows
 
 
@@ -69,23 +81,39 @@ def _docs(records: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @SETTINGS
 @given(scenarios())
 def test_time_identities_hold_in_every_window(case: Any) -> None:
-    """planned = running + micro + breakdown + other + unknown and calendar = planned + excluded + non_scheduled."""
+    """P = R + micro + breakdown + other + U and calendar = P + excluded + non_scheduled."""
     profile, samples, windows = case
     for rec in _docs(compute_records(profile, samples, windows)).values():
         parts = rec["running_time_s"] + rec["micro_stop_time_s"] + rec["downtime_breakdown_s"]
         parts += rec["downtime_other_s"] + rec["unknown_time_s"]
         assert abs(rec["planned_time_s"] - parts) < TOL
-        assert abs(rec["calendar_time_s"] - rec["planned_time_s"] - rec["excluded_time_s"] - rec["non_scheduled_time_s"]) < TOL
+        assert (
+            abs(
+                rec["calendar_time_s"]
+                - rec["planned_time_s"]
+                - rec["excluded_time_s"]
+                - rec["non_scheduled_time_s"]
+            )
+            < TOL
+        )
         assert abs(sum(rec["downtime_by_code"].values()) - rec["downtime_total_s"]) < TOL
-        assert rec["downtime_customer_s"] + rec["downtime_provider_s"] == rec["downtime_breakdown_s"]
-        for key in ("availability", "data_coverage", "performance_capped", "oee", "sla_availability"):
+        assert (
+            rec["downtime_customer_s"] + rec["downtime_provider_s"] == rec["downtime_breakdown_s"]
+        )
+        for key in (
+            "availability",
+            "data_coverage",
+            "performance_capped",
+            "oee",
+            "sla_availability",
+        ):
             assert rec[key] is None or 0 <= rec[key] <= 1
 
 
 @SETTINGS
 @given(scenarios())
 def test_aggregate_of_adjacent_windows_equals_whole_window(case: Any) -> None:
-    """Summing components of adjacent windows gives the KPIs of the covering window (ratio of sums)."""
+    """Summed components of adjacent windows give the covering window's KPIs (ratio of sums)."""
     profile, samples, windows = case
     whole = ("all", windows[0][1], windows[-1][2])
     records = compute_records(profile, samples, [*windows, whole])
@@ -107,7 +135,9 @@ def test_shuffled_arrival_gives_same_records(case: Any, rnd: random.Random) -> N
     profile, samples, windows = case
     shuffled = list(samples)
     rnd.shuffle(shuffled)
-    assert _docs(compute_records(profile, shuffled, windows)) == _docs(compute_records(profile, samples, windows))
+    assert _docs(compute_records(profile, shuffled, windows)) == _docs(
+        compute_records(profile, samples, windows)
+    )
 
 
 @SETTINGS
@@ -127,11 +157,17 @@ def test_streaming_with_restore_equals_batch(case: Any, split: int) -> None:
 
 
 @SETTINGS
-@given(scenarios(), st.lists(st.integers(0, 40), max_size=6), st.integers(0, 3600), st.randoms(use_true_random=False), st.booleans())
+@given(
+    scenarios(),
+    st.lists(st.integers(0, 40), max_size=6),
+    st.integers(0, 3600),
+    st.randoms(use_true_random=False),
+    st.booleans(),
+)
 def test_live_so_far_records_equal_batch_on_prefix(
     case: Any, probes: list[int], ahead: int, rnd: random.Random, shuffle: bool
 ) -> None:
-    """``record(name, now)`` during streaming (in order or shuffled) equals a batch run of the samples so far."""
+    """``record(name, now)`` while streaming (in order or not) equals a batch run of the prefix."""
     profile, samples, windows = case
     if shuffle:
         samples = list(samples)

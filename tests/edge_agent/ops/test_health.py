@@ -13,31 +13,44 @@ from typing import Any
 
 import jsonschema
 import pytest
+from referencing import Registry, Resource
 
 from edge_agent import __version__
+from edge_agent.buffer.outbox import OutboxRow
 from edge_agent.clock import ClockSource, ClockStatus
 from edge_agent.health import SLOTS, HealthCollector, cpu_temperature
+from edge_agent.uplink.payload import envelope
 
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "health.schema.json"
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
 
 
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.protocols.Validator:
-    schema = json.loads(SCHEMA_PATH.read_text())
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
+    # health.schema.json refers to the pipeline's envelope.schema.json by URI.
+    docs = [json.loads(p.read_text()) for p in SCHEMA_DIR.glob("*.schema.json")]
+    registry: Registry = Registry().with_resources(
+        (doc["$id"], Resource.from_contents(doc)) for doc in docs
+    )
+    schema = json.loads((SCHEMA_DIR / "health.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(
+        schema, registry=registry, format_checker=jsonschema.FormatChecker()
+    )
 
 
 def _envelope(data: dict[str, Any], seq: int = 7) -> dict[str, Any]:
-    return {
-        "v": 1,
-        "kind": "health",
-        "agent": "gw-test",
-        "seq": seq,
-        "ts": time.time(),
-        "data": data,
-    }
+    """The message exactly as the uplink publishes it (the pipeline's envelope code)."""
+    row = OutboxRow(
+        seq=seq,
+        kind="health",
+        priority=1,
+        topic="edge/lab/gw-test/health",
+        data=json.dumps(data),
+        created=time.time(),
+        retain=False,
+    )
+    message: dict[str, Any] = json.loads(envelope(row, "gw-test"))
+    return message
 
 
 def _fixed_clock() -> ClockStatus:
@@ -198,6 +211,6 @@ def test_schema_rejects_wrong_envelope(
 ) -> None:
     """An envelope of another kind or version does not pass as a health message."""
     data = HealthCollector(tmp_path).collect()
-    for patch in ({"kind": "kpi"}, {"v": 2}, {"seq": -1}):
+    for patch in ({"kind": "kpi"}, {"v": 2}, {"seq": 0}, {"ts": 1764190800.0}):
         with pytest.raises(jsonschema.ValidationError):
             validator.validate({**_envelope(data), **patch})

@@ -4,15 +4,18 @@
 ``WATCHDOG_USEC``, ``WATCHDOG_PID``), with a PLC and a broker that refuse
 connections on loopback: the agent must still become ready, feed the
 watchdog, write its status snapshot, handle SIGHUP as a reload and SIGTERM as
-a clean stop.
+a clean stop. The health messages it queued meanwhile must match
+``schemas/health.schema.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -20,7 +23,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
+from referencing import Registry, Resource
+
+from edge_agent.buffer.outbox import OutboxRow
+from edge_agent.uplink.payload import envelope
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -99,6 +107,17 @@ def agent_dir() -> Iterator[Path]:
         yield path
 
 
+def _health_validator() -> jsonschema.Draft202012Validator:
+    docs = [json.loads(p.read_text()) for p in (ROOT / "schemas").glob("*.schema.json")]
+    registry: Registry = Registry().with_resources(
+        (doc["$id"], Resource.from_contents(doc)) for doc in docs
+    )
+    schema = json.loads((ROOT / "schemas" / "health.schema.json").read_text())
+    return jsonschema.Draft202012Validator(
+        schema, registry=registry, format_checker=jsonschema.FormatChecker()
+    )
+
+
 def _status(state_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edge_agent", "status", "--state-dir", str(state_dir), "--json"],
@@ -162,6 +181,30 @@ def test_agent_speaks_notify_protocol(agent_dir: Path) -> None:
             proc.wait(timeout=10)
         log.close()
         notify.sock.close()
+
+    # The health messages it queued (the broker refused, so they wait in the outbox)
+    # are valid against schemas/health.schema.json, as the uplink would publish them.
+    validator = _health_validator()
+    db = f"file:{agent_dir / 'state' / 'buffer.db'}?mode=ro"
+    with contextlib.closing(sqlite3.connect(db, uri=True)) as con:
+        rows = con.execute(
+            "SELECT seq, kind, priority, topic, data, created, retain FROM outbox "
+            "WHERE kind = 'health' ORDER BY seq"
+        ).fetchall()
+    assert rows, "no health message was queued"
+    for seq, kind, priority, topic, data, created, retain in rows:
+        row = OutboxRow(
+            seq=seq,
+            kind=kind,
+            priority=priority,
+            topic=topic,
+            data=data,
+            created=created,
+            retain=bool(retain),
+        )
+        message = json.loads(envelope(row, "gw-ops-test"))
+        validator.validate(message)
+        assert message["data"]["uplink"]["connected"] is False
 
     # Once the agent is gone the snapshot goes stale and status says so (exit 3).
     time.sleep(1.6)  # > 3 x status_interval_s: the staleness threshold itself is under test

@@ -102,6 +102,7 @@ def test_render_fresh_snapshot(snapshot: dict[str, Any]) -> None:
     assert "backlog=1250" in text
     assert "last error: connection refused" in text
     assert "dropped.readings=12" in text
+    assert "db_bytes=10.0MiB" in text
     assert "disk free 12.0 GiB" in text
     assert "temp 48.3 °C" in text
 

@@ -98,17 +98,32 @@ def test_unknown_devices_and_tags_are_ignored() -> None:
 
 
 def test_overflow_drops_whole_batches_and_counts_them(check: Check) -> None:
-    """Past max_pending_readings between flushes, batches are dropped and counted."""
+    """Once max_pending_readings samples wait, further batches are dropped and counted."""
     eng = TelemetryEngine({("press1", "temp"): EVERY}, 1.0, max_pending_readings=10)
     eng.ingest([rd("temp", i, 1000.0 + i / 100) for i in range(6)])
-    eng.ingest([rd("temp", i, 1000.1 + i / 100) for i in range(6)])
+    eng.ingest([rd("temp", i, 1000.1 + i / 100) for i in range(6)])  # 6 < 10: accepted
+    eng.ingest([rd("temp", i, 1000.2 + i / 100) for i in range(6)])  # 12 >= 10: dropped
     assert eng.stats.dropped_overflow == 6
-    assert eng.pending_values == 6
+    assert eng.pending_values == 12
     (data,) = check(eng.due(1001.0))
-    assert len(data["samples"]["temp"]) == 6
+    assert len(data["samples"]["temp"]) == 12
     eng.ingest([rd("temp", i, 1001.1 + i / 100) for i in range(6)])
     assert eng.stats.dropped_overflow == 6
     assert eng.pending_values == 6
+
+
+def test_overflow_bound_ignores_aggregate_and_unpublished_readings() -> None:
+    """Readings that queue no sample (aggregate, none, unknown) do not use up the bound."""
+    eng = TelemetryEngine(
+        {("press1", "temp"): EVERY, ("press1", "vib"): AGG, ("press1", "count"): NONE},
+        1.0,
+        max_pending_readings=5,
+    )
+    for i in range(20):
+        eng.ingest([rd("vib", i, 1000.0 + i / 100), rd("count", i, 1000.0), rd("x", 1, 1000.0)])
+    eng.ingest([rd("temp", 1, 1000.5)])
+    assert eng.stats.dropped_overflow == 0
+    assert eng.pending_values == 1
 
 
 def test_sample_encoding_is_compact_and_strict_json(check: Check) -> None:
