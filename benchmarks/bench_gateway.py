@@ -165,7 +165,7 @@ class _Counter:
         self.values = 0
         self.messages = 0
         self.newest = 0.0
-        self.by_second: dict[int, int] = {}  # whole second of sample time -> values
+        self.by_second: dict[int, int] = {}  # k -> values sampled in [k + 0.5, k + 1.5)
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-counter")
@@ -190,7 +190,9 @@ class _Counter:
             n += len(samples)
             newest = max(newest, t0 + samples[-1][0] / 1000.0)
             for sample in samples:
-                second = t0 + sample[0] // 1000
+                # Buckets run from x.5 to x+1.5 s: polls sit on the whole-second grid,
+                # so no poll's jitter decides which side of a bucket edge it falls on.
+                second = t0 + (sample[0] - 500) // 1000
                 seconds[second] = seconds.get(second, 0) + 1
         for windows in data.get("aggregates", {}).values():
             n += len(windows)
@@ -206,7 +208,7 @@ class _Counter:
             return self.values, self.newest
 
     def sampled_between(self, start: int, end: int) -> int:
-        """Values whose sample time falls in whole seconds ``[start, end)``."""
+        """Values sampled in ``[start + 0.5, end + 0.5)``."""
         with self._lock:
             return sum(self.by_second.get(s, 0) for s in range(start, end))
 
@@ -375,7 +377,7 @@ def run_gateway(
             # The received rate counts values by their *sample* time inside whole seconds of
             # the window (after waiting for their messages), so a long publish interval
             # does not quantise it.
-            first, last = math.ceil(wall0), math.floor(wall1)
+            first, last = math.ceil(wall0 - 0.5), math.floor(wall1 - 0.5)
             if publish != "none":
                 time.sleep(interval_s + 2.0)
             rate = counter.sampled_between(first, last) / max(last - first, 1)

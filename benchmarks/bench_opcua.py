@@ -43,7 +43,8 @@ async def _serve(port: int) -> None:
     """Server process: 20 x 10 Doubles, all rewritten every 100 ms, until stdin closes."""
     import logging
 
-    from asyncua import Server, ua
+    from asyncua import ua
+    from asyncua.server.server import Server
 
     logging.getLogger("asyncua").setLevel(logging.ERROR)
     server = Server()
@@ -52,10 +53,15 @@ async def _serve(port: int) -> None:
     ns = await server.register_namespace(NS_URI)
     ids: list[ua.NodeId] = []
     for m in range(MACHINES):
-        obj = await server.nodes.objects.add_object(ua.NodeId(f"M{m}", ns), f"M{m}")
+        obj = await server.nodes.objects.add_object(
+            ua.NodeId(ua.String(f"M{m}"), ua.Int16(ns)), f"M{m}"
+        )
         for v in range(VARIABLES):
             node = await obj.add_variable(
-                ua.NodeId(f"M{m}.V{v}", ns), f"V{v}", 0.0, ua.VariantType.Double
+                ua.NodeId(ua.String(f"M{m}.V{v}"), ua.Int16(ns)),
+                f"V{v}",
+                0.0,
+                ua.VariantType.Double,
             )
             ids.append(node.nodeid)
     async with server:

@@ -15,10 +15,13 @@ decide what is alarming (the dashboard does). It does not read
 
 Guarantees:
 
-* :meth:`~HealthCollector.collect` never blocks on purpose: ``cpu_percent`` is
-  called without ``interval`` (primed once in the constructor, so the first
-  real figure is meaningful), and the rest are single syscalls or small
-  sysfs/procfs reads: about 0.26 ms per call on the development VM (see
+* :meth:`~HealthCollector.collect` never blocks on purpose. CPU is computed
+  from ``cpu_times()`` deltas over a trailing window (default 60 s, primed in
+  the constructor), never with psutil's blocking ``interval=``. Because of the
+  window, several callers (the status file every 2 s, health telemetry every
+  minute) all get a meaningful figure instead of "since whoever called last".
+  The rest are single syscalls or small
+  sysfs/procfs reads: about 0.2 ms per call on the development VM (see
   ``docs/bench-operations.md``), so it is safe to call on the event loop.
 * It never raises for a missing metric: a failing probe yields ``None`` and a
   failing slot provider yields ``None`` (and is logged once per provider).
@@ -27,9 +30,11 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -107,6 +112,7 @@ class HealthCollector:
         temperature: Replacement for :func:`cpu_temperature` (tests).
         monotonic: Monotonic clock for uptime (tests).
         process: The process to measure (default: this one).
+        cpu_window_s: Trailing window over which ``cpu_percent`` is averaged.
     """
 
     def __init__(
@@ -118,7 +124,10 @@ class HealthCollector:
         temperature: Callable[[], float | None] = cpu_temperature,
         monotonic: Callable[[], float] = time.monotonic,
         process: psutil.Process | None = None,
+        cpu_window_s: float = 60.0,
     ) -> None:
+        if cpu_window_s <= 0:
+            raise ValueError("cpu_window_s must be > 0")
         self.state_dir = Path(state_dir)
         self.version = version
         self._clock = clock
@@ -128,8 +137,29 @@ class HealthCollector:
         self._process = process or psutil.Process()
         self._providers: dict[str, SlotProvider] = {}
         self._failed_providers: set[str] = set()
-        # The first cpu_percent() call returns 0.0 and starts the measurement window.
-        self._process.cpu_percent()
+        self.cpu_window_s = cpu_window_s
+        # (monotonic time, CPU seconds used) per collect(); the first one primes the window.
+        self._cpu_samples: deque[tuple[float, float]] = deque(maxlen=4096)
+        # If this fails, CPU is measured from the first successful sample instead.
+        with contextlib.suppress(psutil.Error, OSError):
+            self._cpu_samples.append((self._started, self._cpu_seconds()))
+
+    def _cpu_seconds(self) -> float:
+        times = self._process.cpu_times()
+        return float(times.user + times.system)
+
+    def _cpu_percent(self, cpu_s: float) -> float:
+        """Average CPU (% of one core) over the trailing window, ending with this sample."""
+        now = self._monotonic()
+        samples = self._cpu_samples
+        samples.append((now, cpu_s))
+        # Keep as reference the newest sample at least one window old (or the oldest).
+        while len(samples) > 1 and samples[1][0] <= now - self.cpu_window_s:
+            samples.popleft()
+        t0, c0 = samples[0]
+        if now - t0 <= 0:
+            return 0.0
+        return round(max(0.0, 100.0 * (cpu_s - c0) / (now - t0)), 1)
 
     def provide(self, slot: str, provider: SlotProvider) -> None:
         """Register the callable filling one of :data:`SLOTS` (``buffer``, ``uplink``, ...).
@@ -150,11 +180,11 @@ class HealthCollector:
     def _process_figures(self) -> tuple[float | None, int | None]:
         try:
             with self._process.oneshot():
-                cpu = round(self._process.cpu_percent(), 1)
+                cpu_s = self._cpu_seconds()
                 rss = int(self._process.memory_info().rss)
         except (psutil.Error, OSError):
             return None, None
-        return cpu, rss
+        return self._cpu_percent(cpu_s), rss
 
     def _disk_free(self) -> tuple[int | None, int | None]:
         try:

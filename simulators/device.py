@@ -55,6 +55,10 @@ class MachineDevice:
         self._bits: list[bool] = [False] * COIL_COUNT
         self._writes = 0
 
+    def set_time_source(self, now: Callable[[], float] | None) -> None:
+        """Advance the model on every access from now on (None: never)."""
+        self._now = now
+
     def sync(self) -> None:
         """Advance the model to the current sim time (no-op without ``now``)."""
         if self._now is not None:

@@ -129,7 +129,7 @@ class SimulatorHost:
         self.devices: dict[str, MachineDevice] = {}
         for spec in self.scenario.machines:
             m = Machine(spec, seed=seed, wall_ts=self.clock.wall_ts, record=self.truth.record)
-            self.devices[spec.id] = MachineDevice(m, busy_seed=seed, now=self.clock.now)
+            self.devices[spec.id] = MachineDevice(m, busy_seed=seed)
         self._handles = {k: MachineHandle(self, d) for k, d in self.devices.items()}
         self.modbus: ModbusTcpServer | None = None
         self.rtu: ModbusRtuServer | None = None
@@ -249,6 +249,9 @@ class SimulatorHost:
         if self._owns_clock and isinstance(self.clock, ScaledClock):
             # OPC-UA start-up takes seconds; sim time 0 is when everything listens.
             self.clock.reset()
+        for d in self.devices.values():
+            # Only now: front ends that read during start-up must not move sim time.
+            d.set_time_source(self.clock.now)
         self.truth.record(
             {
                 "type": "start",

@@ -9,4 +9,12 @@ from edge_agent.buffer.config import StorageConfig, SyncMode, parse_storage
 from edge_agent.buffer.outbox import OutboxRow, Priority
 from edge_agent.buffer.store import Buffer, Outgoing
 
-__all__ = ["Buffer", "Outgoing", "StorageConfig", "SyncMode", "parse_storage", "OutboxRow", "Priority"]
+__all__ = [
+    "Buffer",
+    "Outgoing",
+    "StorageConfig",
+    "SyncMode",
+    "parse_storage",
+    "OutboxRow",
+    "Priority",
+]

@@ -28,6 +28,8 @@ class Priority(enum.IntEnum):
     HIGH = 2  # KPI records and stop events: never evicted
 
 
+ACK_CHUNK = 500  # below SQLite's historic 999 host-parameter limit
+
 # Message kinds whose payload is also kept as a record (table, record key required).
 RECORD_TABLES: dict[str, str] = {"kpi": "kpi_records", "stop": "stop_events"}
 
@@ -112,21 +114,28 @@ def fetch(
 
 
 def ack(con: sqlite3.Connection, seqs: Iterable[int], now: float) -> int:
-    """Delete acknowledged rows and mark their records published; returns rows deleted."""
-    params = [(s,) for s in seqs]
-    if not params:
+    """Delete acknowledged rows and mark their records published; returns rows deleted.
+
+    One statement per chunk of 500 seqs (``IN (?, ...)``), not one per row: acks
+    arrive in bursts of the in-flight window.
+    """
+    items = [int(s) for s in seqs]
+    if not items:
         return 0
     con.execute("BEGIN IMMEDIATE")
     try:
-        before = con.total_changes
-        con.executemany("DELETE FROM outbox WHERE seq = ?", params)
-        deleted = con.total_changes - before
-        stamped = [(now, s) for (s,) in params]
-        for table in RECORD_TABLES.values():
-            con.executemany(
-                f"UPDATE {table} SET published = ? WHERE seq = ? AND published IS NULL",  # noqa: S608
-                stamped,
-            )
+        deleted = 0
+        for i in range(0, len(items), ACK_CHUNK):
+            chunk = items[i : i + ACK_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            cur = con.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk)  # noqa: S608
+            deleted += max(cur.rowcount, 0)
+            for table in RECORD_TABLES.values():
+                con.execute(
+                    f"UPDATE {table} SET published = ? "  # noqa: S608 - fixed table names
+                    f"WHERE published IS NULL AND seq IN ({marks})",
+                    [now, *chunk],
+                )
         con.execute("COMMIT")
     except BaseException:
         if con.in_transaction:

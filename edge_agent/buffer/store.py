@@ -232,6 +232,29 @@ class Buffer:
 
         return await self._call(job)
 
+    def ack_later(self, seqs: Sequence[int]) -> None:
+        """Like :meth:`ack` without waiting: runs before any job submitted later (FIFO).
+
+        For the uplink's hot path: a later :meth:`fetch_outbox` already sees the
+        deletions. A failure is logged (the rows stay and are re-sent: at-least-once).
+        """
+        writer = self._w()
+        items = list(seqs)
+        now = self._clock()
+
+        def job(con: Any) -> int:
+            deleted = outbox.ack(con, items, now)
+            writer.outbox_count -= deleted
+            return deleted
+
+        def done(future: Future[int]) -> None:
+            if not future.cancelled() and (exc := future.exception()) is not None:
+                log.error(
+                    "Buffer could not delete acknowledged rows: rows=%d error=%r", len(items), exc
+                )
+
+        self._w().submit(job).add_done_callback(done)
+
     @property
     def last_seq(self) -> int:
         """The highest seq ever allocated (0 when none)."""

@@ -59,8 +59,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--username", help="user name (identity = username)")
     parser.add_argument("--password-env", help="environment variable holding the password")
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--state-dir", type=Path, help="state directory (client certificate, trust list)"
+    )
+    where.add_argument(
+        "-c", "--config", type=Path, help="agent config; its [agent].state_dir is used"
     )
     parser.add_argument(
         "--timeout-ms", type=int, default=4000, help="request timeout (default 4000)"
@@ -86,6 +90,13 @@ def _run_from_args(args: argparse.Namespace) -> int:
     if args.username and not args.password_env:
         print("error: --username needs --password-env", file=sys.stderr)
         return EXIT_USAGE
+    from edge_agent.errors import ConfigError
+
+    try:
+        state_dir = _state_dir(args) if args.security_policy != "None" else DEFAULT_STATE_DIR
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     device = OpcuaDevice(
         name=args.device,
         endpoint=args.endpoint,
@@ -96,9 +107,16 @@ def _run_from_args(args: argparse.Namespace) -> int:
         username=args.username,
         password_env=args.password_env,
         timeout_ms=args.timeout_ms,
-        state_dir=args.state_dir or DEFAULT_STATE_DIR,
+        state_dir=state_dir,
     )
     return asyncio.run(run_browse(device, path=args.path, depth=args.depth, toml=args.toml))
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    """The agent's state directory, found the way ``edge-agent status`` finds it."""
+    from edge_agent.commands.status import resolve_state_dir
+
+    return resolve_state_dir(state_dir=args.state_dir, config=args.config)
 
 
 async def run_browse(device: OpcuaDevice, *, path: str, depth: int, toml: list[str]) -> int:

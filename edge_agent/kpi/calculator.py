@@ -10,7 +10,12 @@ to :func:`~edge_agent.kpi.replay.compute_records` on the same samples:
 order-independent, one-by-one equal to batch, and save/restore equal to an
 uninterrupted run (the state is the log plus window bookkeeping).
 
-Guarantees: ``add`` is O(1) amortised (plus live-event work); records are
+Each open window also has a live :class:`~edge_agent.kpi.engine.Sweep` fed
+with in-order samples, so a "so far" record costs O(1) instead of a re-sweep;
+a late, duplicate or pre-sync sample drops the live sweeps, which are rebuilt
+from the log when next needed (same result either way).
+
+Guarantees: ``add`` is O(1) per sample (per open window); records are
 never silently dropped: a sample arriving after a window was finalised marks
 it for re-evaluation and :meth:`revisions` returns a record with a higher
 ``revision`` when the result changed. Pure: no I/O, no clock reads (time comes
@@ -26,7 +31,7 @@ from typing import Any
 from edge_agent.kpi.calendar import Planner
 from edge_agent.kpi.engine import Span, Sweep, evaluate
 from edge_agent.kpi.events import LiveTracker, StateInterval, StopEvent
-from edge_agent.kpi.prepare import FLAG_CLOCK_STEP, Marker, Point, prepare
+from edge_agent.kpi.prepare import FLAG_CLOCK_STEP, Marker, Point, corrected_times, prepare
 from edge_agent.kpi.profile import KpiProfile, profile_hash
 from edge_agent.kpi.record import KpiRecord
 from edge_agent.kpi.sample import Sample, sample_from_json, sample_to_json
@@ -272,14 +277,18 @@ class MachineCalculator:
         starts = [w.span.start for w in self._windows.values()]
         cutoff = min([*starts, horizon_ms])
         points, _ = self._points()
-        times = [p[0] for p in points]
-        i = bisect.bisect_right(times, cutoff) - 1
+        i = bisect.bisect_right(self._times, cutoff) - 1
         while i > 0 and (points[i][1] or not points[i][2]):
             i -= 1
         if i <= 0:
             return
         keep_from = points[i][0]
-        kept = [s for s in self._log if s.t_ms >= keep_from]
+        # Compare corrected times: a pre-sync sample's raw time may be years off.
+        if any(s.mono_s is not None for s in self._log):
+            times, _ = corrected_times(self.profile, self._log)
+        else:
+            times = [s.t_ms for s in self._log]
+        kept = [s for s, t in zip(self._log, times, strict=True) if t >= keep_from]
         if len(kept) != len(self._log):
             self._log = kept
             self._prepared = None

@@ -40,9 +40,10 @@ class Marker(NamedTuple):
     flag: str
 
 
-def _corrected_times(
+def corrected_times(
     profile: KpiProfile, samples: Sequence[Sample]
 ) -> tuple[list[int], list[Marker]]:
+    """Clock-corrected times (ms) of samples in arrival order, and clock-step markers."""
     times = [s.t_ms for s in samples]
     markers: list[Marker] = []
     boots: list[list[int]] = []
@@ -80,7 +81,7 @@ def prepare(profile: KpiProfile, samples: Sequence[Sample]) -> tuple[list[Point]
     """Clock-correct, sort and de-duplicate samples given in arrival order."""
     markers: list[Marker] = []
     if set(map(attrgetter("mono_s"), samples)) - {None}:
-        times, markers = _corrected_times(profile, samples)
+        times, markers = corrected_times(profile, samples)
         points: list[Point] = [
             (t, True, 0, 0, 0, 0)
             if s.quality == QUALITY_BAD

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import hashlib
 import json
 import re
@@ -131,6 +132,7 @@ def _interval_json(w: UtcInterval) -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
 def profile_hash(profile: KpiProfile) -> str:
     """SHA-256 (hex) of the canonical JSON of the profile parameters and the spec version."""
     doc = {"spec_version": SPEC_VERSION, "profile": profile.as_json()}

@@ -29,6 +29,7 @@ import logging
 import os
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,6 +46,7 @@ from edge_agent.uplink.config import MqttConfig, MqttProtocol, SessionMode, Tran
 log = logging.getLogger(__name__)
 
 LOOP_TIMEOUT_S = 0.2
+STOP_FLUSH_S = 2.0
 
 
 class LinkEvents(Protocol):
@@ -161,8 +163,8 @@ class MqttLink:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Disconnect cleanly and join the network thread (bounded)."""
-        self._stop.set()
         self.drop_connection()
+        self._stop.set()
         thread = self._thread
         if thread is not None:
             await asyncio.to_thread(thread.join, timeout)
@@ -280,14 +282,17 @@ class MqttLink:
                 self._stop.wait(self._backoff.next_delay())
                 continue
             rc = mqtt.MQTT_ERR_SUCCESS
-            while not self._stop.is_set():
+            stop_deadline: float | None = None
+            while True:
                 rc = client.loop(timeout=LOOP_TIMEOUT_S)
                 if rc != mqtt.MQTT_ERR_SUCCESS:
                     break
-            if self._stop.is_set():
-                # Let the DISCONNECT (or the offline status before it) leave the socket.
-                for _ in range(10):
-                    if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
+                if self._stop.is_set():
+                    # Keep looping briefly so a queued DISCONNECT actually leaves the socket.
+                    now = time.monotonic()
+                    if stop_deadline is None:
+                        stop_deadline = now + STOP_FLUSH_S
+                    elif now > stop_deadline or not client.is_connected():
                         break
             with self._lock:
                 if self._client is client:

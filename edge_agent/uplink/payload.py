@@ -17,6 +17,7 @@ connection, not the data stream, and are retained. Pure code, no I/O.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 
@@ -25,21 +26,32 @@ from edge_agent.buffer.outbox import OutboxRow
 ENVELOPE_VERSION = 1
 
 
+@functools.lru_cache(maxsize=64)
+def _second(whole: int) -> str:
+    # Backlogs are drained in bursts of messages from the same second: cache strftime.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+
+
 def iso_utc(ts: float) -> str:
     """UNIX seconds as ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
     whole = int(ts // 1)
     millis = round((ts - whole) * 1000)
     if millis == 1000:
         whole, millis = whole + 1, 0
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+    return f"{_second(whole)}.{millis:03d}Z"
 
 
 def envelope(row: OutboxRow, agent: str) -> bytes:
     """The envelope for an outbox row (``row.data`` is already JSON text)."""
     return (
-        f'{{"v":{ENVELOPE_VERSION},"kind":{json.dumps(row.kind)},"agent":{json.dumps(agent)},'
+        f'{{"v":{ENVELOPE_VERSION},"kind":{_quoted(row.kind)},"agent":{_quoted(agent)},'
         f'"seq":{row.seq},"ts":"{iso_utc(row.created)}","data":{row.data}}}'
     ).encode()
+
+
+@functools.lru_cache(maxsize=256)
+def _quoted(text: str) -> str:
+    return json.dumps(text)
 
 
 def status(agent: str, state: str, ts: float, *, site: str) -> bytes:

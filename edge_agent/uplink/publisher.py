@@ -30,12 +30,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge_agent.buffer import Buffer
+from edge_agent.buffer import Buffer, OutboxRow
 from edge_agent.uplink import payload
 from edge_agent.uplink.client import MqttLink, Will
 from edge_agent.uplink.config import DrainOrder, MqttConfig, Transport
@@ -89,10 +90,16 @@ class Uplink:
         # mid -> (seq, monotonic send time); only for the current generation.
         self._pending: dict[int, tuple[int, float]] = {}
         self._acked: list[int] = []
-        self._cursor = 0  # highest seq sent on this connection (oldest-first / backlog part)
-        self._live_cursor = 0  # live_first: highest seq sent above the reconnect mark
+        # Read-ahead: rows fetched but not yet sent, so a PUBACK burst refills the window
+        # without waiting for a database round trip. Cursors are the last seq *fetched*.
+        self._ahead: deque[OutboxRow] = deque()  # oldest_first: everything; live_first: backlog
+        self._live: deque[OutboxRow] = deque()  # live_first: rows newer than the mark
+        self._cursor = 0
+        self._live_cursor = 0
         self._mark = 0  # live_first: last seq that existed when the connection came up
-        self._backlog_done = True
+        self._exhausted = False  # the last fetch returned less than asked (until a new publish)
+        self._live_exhausted = False
+        self._read_ahead = max(2 * config.max_in_flight, 64)
         self._status_mid: int | None = None
         self._status_acked = asyncio.Event()
         self._stopping = False
@@ -112,13 +119,13 @@ class Uplink:
                 self.config.host,
             )
         self._link.start(asyncio.get_running_loop())
-        unsubscribe = self.buffer.on_publish(self._wake.set)
+        unsubscribe = self.buffer.on_publish(self._new_rows)
         try:
             while not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), HOUSEKEEPING_S)
                 self._wake.clear()
-                await self._flush_acks()
+                self._flush_acks()
                 if self._connected and not self._stopping:
                     await self._fill()
                 self._check_ack_timeout()
@@ -159,10 +166,13 @@ class Uplink:
         self._session_present = session_present
         self.connects += 1
         self._pending.clear()
+        self._ahead.clear()
+        self._live.clear()
         self._cursor = 0
         self._mark = self.buffer.last_seq if self.buffer.is_open else 0
         self._live_cursor = self._mark
-        self._backlog_done = False
+        self._exhausted = False
+        self._live_exhausted = False
         self.last_error = None
         log.info(
             "MQTT connected: host=%s port=%d session_present=%s backlog=%s",
@@ -218,11 +228,16 @@ class Uplink:
         self.last_error = message
 
     # -- internals -----------------------------------------------------------------------
-    async def _flush_acks(self) -> None:
-        if not self._acked:
-            return
-        seqs, self._acked = self._acked, []
-        await self.buffer.ack(seqs)
+    def _new_rows(self) -> None:
+        self._exhausted = False
+        self._live_exhausted = False
+        self._wake.set()
+
+    def _flush_acks(self) -> None:
+        # Not awaited: the writer runs jobs in order, so any later fetch sees the deletes.
+        if self._acked and self.buffer.is_open:
+            seqs, self._acked = self._acked, []
+            self.buffer.ack_later(seqs)
 
     async def _fill(self) -> None:
         """Send rows until the in-flight window is full or the outbox is drained."""
@@ -231,40 +246,56 @@ class Uplink:
             if slots <= 0:
                 return
             generation = self._generation
-            if self.config.drain_order is DrainOrder.LIVE_FIRST:
-                rows, live = await self._fetch_live_first(slots)
-            else:
-                rows = await self.buffer.fetch_outbox(after=self._cursor, limit=slots)
-                live = []
+            await self._top_up(slots)
             if generation != self._generation or not self._connected:
                 return  # the connection changed while we read: start over on the new one
-            if not rows and not live:
+            batch = self._take(slots)
+            if not batch:
                 return
-            for row in live:
+            for i, row in enumerate(batch):
                 if not self._send(row):
+                    if generation == self._generation:
+                        # Not sent on this connection: keep the rest for the next attempt.
+                        self._ahead.extendleft(reversed(batch[i:]))
                     return
-                self._live_cursor = row.seq
-            for row in rows:
-                if not self._send(row):
-                    return
-                self._cursor = row.seq
-            if len(rows) + len(live) < slots:
-                return
 
-    async def _fetch_live_first(self, slots: int) -> tuple[list[Any], list[Any]]:
-        live_limit = slots if self._backlog_done else max(1, slots // 2)
-        live = await self.buffer.fetch_outbox(after=self._live_cursor, limit=live_limit)
-        rows: list[Any] = []
-        if not self._backlog_done:
-            want = slots - len(live)
+    async def _top_up(self, slots: int) -> None:
+        """Fetch more rows when the read-ahead holds fewer than ``slots``."""
+        generation = self._generation
+        live_first = self.config.drain_order is DrainOrder.LIVE_FIRST
+        if len(self._ahead) < slots and not self._exhausted:
             rows = await self.buffer.fetch_outbox(
-                after=self._cursor, limit=want, max_seq=self._mark
+                after=self._cursor,
+                limit=self._read_ahead,
+                max_seq=self._mark if live_first else None,
             )
-            if len(rows) < want:
-                self._backlog_done = True
-        return rows, live
+            if generation != self._generation:
+                return
+            self._ahead.extend(rows)
+            if rows:
+                self._cursor = rows[-1].seq
+            # In live_first mode the backlog is finite: once exhausted it stays so.
+            self._exhausted = len(rows) < self._read_ahead
+        if live_first and len(self._live) < slots and not self._live_exhausted:
+            rows = await self.buffer.fetch_outbox(after=self._live_cursor, limit=self._read_ahead)
+            if generation != self._generation:
+                return
+            self._live.extend(rows)
+            if rows:
+                self._live_cursor = rows[-1].seq
+            self._live_exhausted = len(rows) < self._read_ahead
 
-    def _send(self, row: Any) -> bool:
+    def _take(self, slots: int) -> list[OutboxRow]:
+        """Rows to send next: seq order, or (live_first) at least half the window to the backlog."""
+        if self.config.drain_order is DrainOrder.OLDEST_FIRST:
+            return [self._ahead.popleft() for _ in range(min(slots, len(self._ahead)))]
+        share = slots if not self._ahead else max(1, slots // 2)
+        out = [self._live.popleft() for _ in range(min(share, len(self._live)))]
+        out += [self._ahead.popleft() for _ in range(min(slots - len(out), len(self._ahead)))]
+        out += [self._live.popleft() for _ in range(min(slots - len(out), len(self._live)))]
+        return out
+
+    def _send(self, row: OutboxRow) -> bool:
         body = payload.envelope(row, self.agent_id)
         generation, mid, rc = self._link.publish(row.topic, body, retain=row.retain)
         if generation != self._generation or rc == mqtt.MQTT_ERR_QUEUE_SIZE or mid < 0:
@@ -291,7 +322,7 @@ class Uplink:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.01, deadline - loop.time()))
         with contextlib.suppress(Exception):
-            await self._flush_acks()
+            self._flush_acks()
         if self._connected:
             self._status_acked.clear()
             generation, mid, rc = self._link.publish(

@@ -205,3 +205,19 @@ async def test_trust_refuses_without_confirmation(secure_sim: SimServer, tmp_pat
     assert "Trusted:" in text
     assert len(list((tmp_path / "trusted").iterdir())) == 1
     assert "trusted endpoint=" in (tmp_path / "trust-audit.log").read_text()
+
+
+async def test_browse_cli_on_secured_server(
+    secure_sim: SimServer, trusted_state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`edge-agent browse` with a security policy uses the state dir certificate and trust list."""
+    from edge_agent import cli
+
+    args = ["browse", secure_sim.endpoint, "--path", "Objects/M1", "--depth", "1"]
+    args += ["--security-policy", "Basic256Sha256", "--security-mode", "SignAndEncrypt"]
+    rc = await asyncio.to_thread(cli.main, [*args, "--state-dir", str(trusted_state)])
+    assert rc == 0
+    assert "Product  [Variable]" in capsys.readouterr().out
+    rc = await asyncio.to_thread(cli.main, [*args, "--state-dir", str(trusted_state / "empty")])
+    assert rc == 1
+    assert "is not trusted" in capsys.readouterr().err

@@ -229,6 +229,24 @@ def test_state_from_another_profile_is_rejected() -> None:
     calc = MachineCalculator(KpiProfile(ideal_cycle_time_s=1.0), allowed_lateness_s=0)
     calc.add(Sample(t=1_700_000_000, run=1))
     state = json.loads(json.dumps(calc.to_state()))
-    assert MachineCalculator.from_state(KpiProfile(ideal_cycle_time_s=1.0), state).to_state() == state
+    assert (
+        MachineCalculator.from_state(KpiProfile(ideal_cycle_time_s=1.0), state).to_state() == state
+    )
     with pytest.raises(ValueError, match="another KPI profile"):
         MachineCalculator.from_state(KpiProfile(ideal_cycle_time_s=2.0), state)
+
+
+def test_pruning_keeps_pre_sync_samples_by_corrected_time() -> None:
+    """Pre-sync samples with a year-2000 wall clock survive pruning when their corrected time is recent."""
+    vector = next(v for v in VECTORS if v["name"].startswith("K17"))
+    profile = _profile(vector["config"])
+    samples = _samples(vector)
+    calc = MachineCalculator(profile, allowed_lateness_s=7200)
+    (window,) = _windows(vector)
+    calc.open_window(*window)
+    for s in samples:
+        calc.add(s)
+    calc.close_due(samples[-1].t)  # prunes (watermark far from the window's end + lateness)
+    assert len(calc.to_state()["log"]) == len(samples)
+    (final,) = calc.close_due(samples[-1].t + 7200)
+    assert mismatches(vector["expected"]["H"], final.as_dict()) == []

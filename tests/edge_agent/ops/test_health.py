@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -80,6 +81,42 @@ def test_cpu_percent_is_primed(tmp_path: Path) -> None:
         pass  # burn CPU so the figure cannot be 0
     # Unprimed, psutil would say 0.0; the exact figure depends on how busy the machine is.
     assert collector.collect()["cpu_percent"] > 1.0
+
+
+class _FakeProcess:
+    """A psutil.Process stand-in whose CPU seconds the test sets."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+
+    def oneshot(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+    def cpu_times(self) -> SimpleNamespace:
+        return SimpleNamespace(user=self.cpu_s * 0.75, system=self.cpu_s * 0.25)
+
+    def memory_info(self) -> SimpleNamespace:
+        return SimpleNamespace(rss=123)
+
+
+def test_cpu_percent_is_a_trailing_window_average(tmp_path: Path) -> None:
+    """CPU is averaged over a trailing window, so frequent status calls do not shrink its view."""
+    now = [0.0]
+    proc = _FakeProcess()
+    collector = HealthCollector(
+        tmp_path, clock=_fixed_clock, monotonic=lambda: now[0], process=proc, cpu_window_s=60
+    )
+    readings = []
+    for t, cpu in [(2, 0.2), (4, 0.4), (30, 3.0), (60, 3.0), (62, 3.0), (120, 3.0)]:
+        now[0], proc.cpu_s = t, cpu
+        readings.append(collector.collect()["cpu_percent"])
+    # 0-30 s busy at 10 %, then idle: the 60 s and 62 s samples still see the busy half.
+    assert readings[:3] == [10.0, 10.0, 10.0]
+    assert readings[3] == 5.0
+    assert readings[4] == pytest.approx(100 * 2.8 / 60, abs=0.1)  # reference: the 2 s sample
+    assert readings[5] == 0.0  # a full idle minute
+    with pytest.raises(ValueError, match="cpu_window_s"):
+        HealthCollector(tmp_path, cpu_window_s=0)
 
 
 def test_uptime_comes_from_the_injected_monotonic_clock(tmp_path: Path) -> None:
