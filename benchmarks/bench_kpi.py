@@ -8,10 +8,11 @@ deterministically (no I/O, no randomness). CPU time is measured with
 from __future__ import annotations
 
 import datetime as dt
+import json
 import platform
 import time
 
-from edge_agent.kpi import KpiProfile, MachineCalculator, Sample
+from edge_agent.kpi import KpiProfile, MachineCalculator, Sample, sample_from_json, sample_to_json
 from edge_agent.kpi.calendar import (
     WindowKind,
     day_window,
@@ -85,6 +86,17 @@ def bench_replay() -> None:
     print(f"  month availability={month['availability']} oee={month['oee']} stops={month['stops']}")
 
 
+def bench_jsonl(lines: int = 200_000) -> None:
+    """Cost of turning JSONL text into samples (the CLI's input stage), per line."""
+    text = [json.dumps(sample_to_json(s)) for s in month_samples(2024, 5, limit=lines)]
+    c0 = time.process_time()
+    parsed = [sample_from_json(json.loads(line)) for line in text]
+    cpu = time.process_time() - c0
+    size = sum(len(line) + 1 for line in text) / len(text)
+    print(f"jsonl input: {len(parsed):,} lines of {size:.0f} bytes, json.loads + sample_from_json")
+    print(f"  {1e6 * cpu / len(parsed):8.2f} us CPU per line = {len(parsed) / cpu:12,.0f} lines/s")
+
+
 def bench_live(hours: int = 24) -> None:
     """Live cost per sample: add(), plus the runtime's timer work (close_due, revisions, so-far)."""
     samples = month_samples(2024, 5, limit=hours * 3600)
@@ -127,6 +139,7 @@ def main() -> None:
         f"CPU time via time.process_time"
     )
     bench_replay()
+    bench_jsonl()
     bench_live()
 
 

@@ -48,7 +48,7 @@ from edge_agent.health import HealthCollector
 from edge_agent.kpi import MachineCalculator, Sample
 from edge_agent.kpi.calendar import WindowKind, windows_containing
 from edge_agent.machines import MachineConfig, SampleBuilder
-from edge_agent.model import CommsEvent, CommsState, Quality, Reading
+from edge_agent.model import CommsEvent, CommsState, Reading
 from edge_agent.telemetry import TelemetryEngine
 from edge_agent.uplink import Uplink
 
@@ -106,16 +106,6 @@ class MachineRuntime:
     finals: set[str] = field(default_factory=set)
 
 
-@dataclass(slots=True)
-class TagView:
-    """Last value of a tag, for status.json."""
-
-    value: Any
-    quality: str
-    ts: float
-    reason: str
-
-
 class Runtime:
     """Runs one agent configuration until asked to stop."""
 
@@ -127,7 +117,10 @@ class Runtime:
         self.reload_event = asyncio.Event()
         self.links: dict[tuple[Any, ...], _LinkTask] = {}
         self.machines: dict[str, MachineRuntime] = {}
-        self.tags: dict[str, dict[str, TagView]] = {}
+        self.tags: dict[str, dict[str, Reading]] = {}
+        self.machines_by_device: dict[str, list[MachineRuntime]] = {}
+        self._synced: bool | None = None
+        self._synced_at = float("-inf")
         self.comms: dict[str, str] = dict.fromkeys(config.devices, "unknown")
         self.started_at = time.time()
         # Stages that run on a timer whatever the devices do; a processor idle because every
@@ -252,6 +245,7 @@ class Runtime:
     async def _setup_machines(self, cfg: AgentConfig) -> None:
         for name, mc in cfg.machines.items():
             self.machines[name] = await self._new_machine(mc)
+        self._index_machines()
 
     async def _new_machine(self, mc: MachineConfig) -> MachineRuntime:
         lateness = self.config.reporting.allowed_lateness_s
@@ -318,15 +312,16 @@ class Runtime:
         device = item[0].device
         views = self.tags.setdefault(device, {})
         for r in item:
-            views[r.tag] = TagView(r.value, r.quality.value, r.ts, r.reason)
-        if any(r.quality is Quality.GOOD for r in item):
-            self.comms[device] = "up"
+            views[r.tag] = r
         if self.telemetry is not None:
             self.telemetry.ingest(item)
+        machines = self.machines_by_device.get(device)
+        if not machines:
+            return
         t = max(r.ts for r in item)
         mono = max(r.mono for r in item)
-        synced = clock_synced()
-        for mr in self.machines.values():
+        synced = self._clock_synced(mono)
+        for mr in machines:
             if not mr.builder.update(item):
                 continue
             sample = mr.builder.sample(t=t, mono=mono, synced=synced)
@@ -334,6 +329,20 @@ class Runtime:
             for ev in mr.calc.add(sample):
                 await self._publish_stop(mr, ev)
             self._track_state(mr, sample)
+
+    def _clock_synced(self, mono: float) -> bool | None:
+        """Clock status, re-read at most once a second (it costs a syscall and a stat)."""
+        if mono - self._synced_at >= 1.0:
+            self._synced, self._synced_at = clock_synced(), mono
+        return self._synced
+
+    def _index_machines(self) -> None:
+        """Which machines read which device, so a batch only visits its machines."""
+        index: dict[str, list[MachineRuntime]] = {}
+        for mr in self.machines.values():
+            for dev in mr.config.devices:
+                index.setdefault(dev, []).append(mr)
+        self.machines_by_device = index
 
     def _track_state(self, mr: MachineRuntime, sample: Sample) -> None:
         if sample.quality != "good":
@@ -414,8 +423,11 @@ class Runtime:
                     "state": mr.calc.to_state(),
                 },
             )
-        if final_flush:
-            await self._telemetry_once(now)
+        if final_flush and self.telemetry is not None:
+            # Shutdown: everything still pending goes out, including open aggregate windows.
+            for msg in self.telemetry.flush(now):
+                topic = self.uplink.topics.telemetry(device=msg.device)
+                await self._publish("telemetry", topic, msg.data, PRIORITY_TELEMETRY)
 
     async def _telemetry_loop(self) -> None:
         interval = self.config.telemetry.interval_s
@@ -488,7 +500,12 @@ class Runtime:
                 "comms": self.comms.get(name, "unknown"),
                 "diagnostics": diags.get(name, {}),
                 "tags": {
-                    t: {"value": v.value, "quality": v.quality, "ts": v.ts, "reason": v.reason}
+                    t: {
+                        "value": v.value,
+                        "quality": v.quality.value,
+                        "ts": v.ts,
+                        "reason": v.reason,
+                    }
                     for t, v in self.tags.get(name, {}).items()
                 },
             }
@@ -592,6 +609,7 @@ class Runtime:
             current = self.machines.get(name)
             if current is None or current.config != mc:
                 self.machines[name] = await self._new_machine(mc)
+        self._index_machines()
         self.telemetry = self._make_telemetry(self.config)
         if new.mqtt != old.mqtt:
             log.info("Reload: restarting the uplink with the new [mqtt] settings")

@@ -200,11 +200,14 @@ def _parse_tag(name: str, table: Table) -> OpcuaTag:
             path = parse_browse_path(text)
     sampling = table.get_float("sampling_interval_ms", None, min=0.0)
     queue_size = table.get_int("queue_size", 1, min=1, max=10_000)
-    deadband = table.get_float("deadband", None, min=0.0)
-    deadband_type = table.get_enum("deadband_type", DeadbandType, DeadbandType.ABSOLUTE)
+    # "filter_" because plain `deadband` is the agent's own publishing deadband (telemetry),
+    # read for every protocol; this one is the server-side DataChangeFilter.
+    deadband = table.get_float("filter_deadband", None, min=0.0)
+    deadband_type = table.get_enum("filter_deadband_type", DeadbandType, DeadbandType.ABSOLUTE)
     if deadband_type is DeadbandType.PERCENT and deadband is not None and deadband > 100:
         table.error(
-            "deadband", "expected a percentage from 0 to 100 with deadband_type = 'percent'"
+            "filter_deadband",
+            "expected a percentage from 0 to 100 with filter_deadband_type = 'percent'",
         )
     table.finish()
     return OpcuaTag(

@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 from edge_agent.buffer import outbox, retention
 from edge_agent.buffer.config import StorageConfig
-from edge_agent.buffer.schema import plan_size
+from edge_agent.buffer.schema import QUALITY_CODES, plan_size
 from edge_agent.errors import StorageFull
 from edge_agent.model import CommsEvent, Reading
 
@@ -56,22 +56,60 @@ RETRY_MIN_S = 0.5
 RETRY_MAX_S = 10.0
 
 _INSERT = {
-    "readings": "INSERT INTO readings(ts, device, tag, value, quality, reason, mono, source_ts) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "readings": "INSERT INTO readings(ts, series, value, quality, reason, mono, source_ts) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)",
     "comms_events": "INSERT INTO comms_events(ts, device, state, reason, mono) "
     "VALUES (?, ?, ?, ?, ?)",
     "intervals": "INSERT INTO intervals(machine, start, end, data) VALUES (?, ?, ?, ?)",
 }
 
 
-def _value(value: object) -> object:
-    if isinstance(value, list):
-        return json.dumps(value)
-    return value
+class SeriesIds:
+    """(device, tag) -> series id, cached; new pairs are inserted in the caller's transaction."""
 
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, str], int] = {}
 
-def _reading_row(r: Reading) -> tuple[object, ...]:
-    return (r.ts, r.device, r.tag, _value(r.value), r.quality.value, r.reason, r.mono, r.source_ts)
+    def load(self, con: sqlite3.Connection) -> None:
+        """Fill the cache from the table (at open)."""
+        self._ids = {
+            (d, t): int(i) for i, d, t in con.execute("SELECT id, device, tag FROM series")
+        }
+
+    def forget(self) -> None:
+        """Drop the cache (after a rolled-back transaction may have discarded new ids)."""
+        self._ids.clear()
+
+    def rows(
+        self, con: sqlite3.Connection, readings: Sequence[Reading]
+    ) -> list[tuple[object, ...]]:
+        """Insert rows for readings; call inside a transaction."""
+        # Hot path (hundreds of thousands of rows/s): plain loop, no per-row helper calls.
+        ids = self._ids
+        codes = QUALITY_CODES
+        dumps = json.dumps
+        out: list[tuple[object, ...]] = []
+        append = out.append
+        for r in readings:
+            key = (r.device, r.tag)
+            sid = ids.get(key)
+            if sid is None:
+                sid = self._new(con, key)
+            value = r.value
+            if value.__class__ is list:
+                value = dumps(value)
+            append(
+                (r.ts, sid, value, codes[r.quality.value], r.reason or None, r.mono, r.source_ts)
+            )
+        return out
+
+    def _new(self, con: sqlite3.Connection, key: tuple[str, str]) -> int:
+        con.execute("INSERT OR IGNORE INTO series(device, tag) VALUES (?, ?)", key)
+        sid = int(
+            con.execute("SELECT id FROM series WHERE device = ? AND tag = ?", key).fetchone()[0]
+        )
+        self._ids[key] = sid
+        return sid
 
 
 def _comms_row(e: CommsEvent) -> tuple[object, ...]:
@@ -94,10 +132,9 @@ def interval_row(machine: str, interval: Mapping[str, Any]) -> tuple[object, ...
     )
 
 
-_CONVERT: dict[str, Callable[[Any], tuple[object, ...]]] = {
-    "readings": _reading_row,
-    "comms_events": _comms_row,
-    "intervals": lambda row: row,  # already converted by the caller (machine name needed)
+_CONVERT: dict[str, Callable[[Any], list[tuple[object, ...]]]] = {
+    "comms_events": lambda events: [_comms_row(e) for e in events],
+    "intervals": list,  # already converted by the caller (machine name needed)
 }
 
 
@@ -140,6 +177,8 @@ class Writer:
         self.full_reason = ""
         self.last_error: str | None = None
         self.outbox_count, _, self.last_seq = outbox.bounds(con)
+        self._series = SeriesIds()
+        self._series.load(con)
         self.usage = retention.page_usage(con)
         self._next_maintenance = 0.0
         self._next_age_prune = 0.0
@@ -292,7 +331,9 @@ class Writer:
         for table in TABLES:
             batch[table].extend(self._held[table])
             if rows is not None:
-                batch[table].extend(_CONVERT[table](r) for r in rows[table])
+                # Readings stay objects until the transaction (their series ids live there).
+                convert = _CONVERT.get(table)
+                batch[table].extend(convert(rows[table]) if convert else rows[table])
         self._held = {t: [] for t in TABLES}
         self._held_count = 0
         if not any(batch.values()):
@@ -315,17 +356,23 @@ class Writer:
                 self.written[table] += len(items)
         self.usage = retention.page_usage(self._con)
 
-    def _insert(self, batch: Mapping[str, Sequence[tuple[object, ...]]]) -> None:
+    def _insert(self, batch: Mapping[str, Sequence[Any]]) -> None:
         con = self._con
         con.execute("BEGIN")
         try:
             for table in TABLES:
                 if batch[table]:
-                    con.executemany(_INSERT[table], batch[table])
+                    rows = (
+                        self._series.rows(con, batch[table])
+                        if table == "readings"
+                        else batch[table]
+                    )
+                    con.executemany(_INSERT[table], rows)
             con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:
                 con.execute("ROLLBACK")
+            self._series.forget()  # ids created in the rolled-back transaction are gone
             raise
 
     def _hold(self, batch: dict[str, list[Any]], exc: sqlite3.Error) -> None:

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from edge_agent.buffer.schema import connect
+from edge_agent.buffer.schema import QUALITY_NAMES, connect
 from edge_agent.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from edge_agent.uplink.payload import iso_utc
 
@@ -93,8 +93,9 @@ def rows(con: sqlite3.Connection, kind: str, start: float, end: float) -> Iterat
     """Export rows of one kind as dicts with the keys of :data:`COLUMNS`."""
     if kind == "readings":
         cur = con.execute(
-            "SELECT ts, device, tag, value, quality, reason, source_ts FROM readings "
-            "WHERE ts >= ? AND ts < ? ORDER BY ts, id",
+            "SELECT r.ts, s.device, s.tag, r.value, r.quality, r.reason, r.source_ts "
+            "FROM readings r JOIN series s ON s.id = r.series "
+            "WHERE r.ts >= ? AND r.ts < ? ORDER BY r.ts, r.id",
             (start, end),
         )
         for ts, device, tag, value, quality, reason, source_ts in cur:
@@ -105,8 +106,8 @@ def rows(con: sqlite3.Connection, kind: str, start: float, end: float) -> Iterat
                 "device": device,
                 "tag": tag,
                 "value": value,
-                "quality": quality,
-                "reason": reason,
+                "quality": QUALITY_NAMES.get(quality, str(quality)),
+                "reason": reason or "",
                 "source_ts": _time(source_ts),
             }
     elif kind == "intervals":

@@ -67,6 +67,8 @@ def register(subparsers: Any) -> None:
 
 def _table(records: dict[str, KpiRecord]) -> str:
     docs = {name: rec.as_dict() for name, rec in records.items()}
+    for doc in docs.values():
+        doc["profile_hash"] = doc["profile_hash"][:12] + "…"
     keys = [k for k in next(iter(docs.values())) if k not in ("name",)]
     width = max(len(k) for k in keys)
     lines = ["field".ljust(width) + "  " + "  ".join(n.rjust(14) for n in docs)]

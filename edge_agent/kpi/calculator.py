@@ -3,33 +3,29 @@
 :class:`MachineCalculator` accepts samples in arrival order and produces
 "so far", final and revised :class:`~edge_agent.kpi.record.KpiRecord` for the
 report windows the runtime opens, plus live stop events and the state-interval
-log. It keeps a bounded log of samples (from the context needed by the oldest
-retained window) and evaluates a window by one sweep over the slice of that
-log that can influence it. That makes the result *by construction* identical
-to :func:`~edge_agent.kpi.replay.compute_records` on the same samples:
-order-independent, one-by-one equal to batch, and save/restore equal to an
-uninterrupted run (the state is the log plus window bookkeeping).
+log. One resumable :class:`~edge_agent.kpi.engine.Sweep` accumulates every
+tracked window; in-order samples are fed to it directly (O(1) per sample).
+Periodic checkpoints of the sweep and the samples since the oldest one are
+kept for ``revision_horizon_s``: a late, duplicate or pre-sync sample rewinds
+to the last checkpoint before it and replays the retained samples, so the
+result is the same as :func:`~edge_agent.kpi.replay.compute_records` on all
+samples (order-independent, one-by-one equal to batch, save/restore equal to
+an uninterrupted run). Memory and the persisted state are bounded by the
+horizon, not by window length, so month-long windows are cheap.
 
-Each open window also has a live :class:`~edge_agent.kpi.engine.Sweep` fed
-with in-order samples, so a "so far" record costs O(1) instead of a re-sweep;
-a late, duplicate or pre-sync sample drops the live sweeps, which are rebuilt
-from the log when next needed (same result either way).
-
-Guarantees: ``add`` is O(1) per sample (per open window); records are
-never silently dropped: a sample arriving after a window was finalised marks
-it for re-evaluation and :meth:`revisions` returns a record with a higher
-``revision`` when the result changed. Pure: no I/O, no clock reads (time comes
-in with samples and the caller's watermark).
+Guarantees: no sample is silently dropped. A sample older than the horizon
+cannot be placed exactly any more: it is left out and the windows holding its
+time get the flag ``late_data_ignored`` (and a revision if they were final).
+Pure: no I/O, no clock reads (time comes with samples and the watermark).
 """
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.kpi.calendar import Planner
-from edge_agent.kpi.engine import Span, Sweep, evaluate
+from edge_agent.kpi.engine import Span, Sweep
 from edge_agent.kpi.events import LiveTracker, StateInterval, StopEvent
 from edge_agent.kpi.prepare import FLAG_CLOCK_STEP, Marker, Point, corrected_times, prepare
 from edge_agent.kpi.profile import KpiProfile, profile_hash
@@ -37,10 +33,9 @@ from edge_agent.kpi.record import KpiRecord
 from edge_agent.kpi.sample import Sample, sample_from_json, sample_to_json
 from edge_agent.kpi.timeutil import MS_PER_S
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+FLAG_LATE_IGNORED = "late_data_ignored"
 _NEVER = 2**62
-# Pruning re-prepares the log (O(log size)): do it at most every 15 min of watermark.
-_PRUNE_EVERY_MS = 15 * 60_000
 _IDENTITY = ("revision", "final")
 
 
@@ -49,7 +44,6 @@ class _Window:
     span: Span
     revision: int = 0
     final: bool = False
-    tail_open: bool = False
     published: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,6 +51,12 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return {k: v for k, v in a.items() if k not in _IDENTITY} == {
         k: v for k, v in b.items() if k not in _IDENTITY
     }
+
+
+def _point(s: Sample) -> Point:
+    if s.is_bad:
+        return (s.t_ms, True, 0, 0, 0, 0)
+    return (s.t_ms, False, s.run, s.fault, s.good, s.total)
 
 
 class MachineCalculator:
@@ -68,142 +68,200 @@ class MachineCalculator:
             samples before its final record is produced (at least ``max_gap_s``
             plus the store-and-forward depth is recommended).
         keep_final_s: how long after ``end + allowed_lateness`` a final window is
-            retained so that later samples still produce revisions.
+            kept, so that late samples still produce revisions.
+        revision_horizon_s: how far behind the newest sample a late sample can
+            still be placed exactly (default ``allowed_lateness_s + max_gap_s``,
+            at least one hour). Memory and state size grow with it.
     """
 
     def __init__(
-        self, profile: KpiProfile, *, allowed_lateness_s: float, keep_final_s: float = 7 * 86400.0
+        self,
+        profile: KpiProfile,
+        *,
+        allowed_lateness_s: float,
+        keep_final_s: float = 7 * 86400.0,
+        revision_horizon_s: float | None = None,
     ) -> None:
         if allowed_lateness_s < 0 or keep_final_s < 0:
             raise ValueError("allowed_lateness_s and keep_final_s must be >= 0")
         self.profile = profile
         self.allowed_lateness_s = allowed_lateness_s
         self.keep_final_s = keep_final_s
+        if revision_horizon_s is None:
+            revision_horizon_s = max(3600.0, allowed_lateness_s + profile.max_gap_s)
+        self.revision_horizon_s = revision_horizon_s
+        self._horizon = round(revision_horizon_s * MS_PER_S)
+        self._cp_every = max(60_000, self._horizon // 32)
         self._planner = Planner(profile)
-        self._log: list[Sample] = []
-        self._windows: dict[str, _Window] = {}
-        self._prepared: tuple[list[Point], list[Marker]] | None = None
-        self._times: list[int] = []
         self._tracker = LiveTracker(profile, self._planner)
-        # Earliest sample time added since the last revisions() check.
-        self._min_new_t = _NEVER
-        self._pruned_at = -_NEVER
-        # Live sweeps of open windows, fed in O(1) per in-order sample (see _feed_live).
-        self._live: dict[str, Sweep] = {}
-        self._live_markers: list[Marker] = []
+        self._windows: dict[str, _Window] = {}
+        # base: the sweep after every point with t <= base_t; log: samples after it.
+        self._base = Sweep(profile, self._planner)
+        self._base_t = -_NEVER
+        self._log: list[Sample] = []
+        self._markers: list[Marker] = []
+        self._sweep = self._base.clone()
+        self._fed: list[Point] = []
+        self._checkpoints: list[tuple[int, Sweep]] = []
+        self._dirty = False
+        self._changed: set[str] = set()
         self._newest = -_NEVER
         self._prev: Sample | None = None
 
     # -- input ------------------------------------------------------------------
     def add(self, sample: Sample) -> list[StopEvent]:
         """Take one sample (arrival order); return stop-event updates for publishing."""
+        prev, self._prev = self._prev, sample
         self._log.append(sample)
-        self._prepared = None
-        self._min_new_t = min(self._min_new_t, sample.t_ms)
-        self._feed_live(sample)
+        in_order = sample.t_ms > self._newest
+        self._newest = max(self._newest, sample.t_ms)
+        clock_ok = sample.mono_s is None or (
+            bool(sample.synced) and (prev is None or prev.mono_s is None or bool(prev.synced))
+        )
+        if self._dirty or not (in_order and clock_ok):
+            self._dirty = True
+        else:
+            self._feed_fast(prev, sample)
         return self._tracker.add(sample)
 
-    def _feed_live(self, s: Sample) -> None:
-        """Advance the live sweeps, or drop them when the sample needs a full re-evaluation.
-
-        In-order samples without pending clock correction are fed directly; late,
-        duplicate or pre-sync samples invalidate the sweeps, which are rebuilt from
-        the log on the next :meth:`record` call. Either way results are identical.
-        """
-        prev, self._prev = self._prev, s
-        in_order = s.t_ms > self._newest
-        self._newest = max(self._newest, s.t_ms)
-        clock_ok = s.mono_s is None or (
-            bool(s.synced) and (prev is None or prev.mono_s is None or bool(prev.synced))
-        )
-        if not (in_order and clock_ok):
-            self._live.clear()
-            return
-        if not self._live:
-            return
-        if (
-            prev is not None
-            and s.mono_s is not None
-            and prev.mono_s is not None
-            and s.mono_s >= prev.mono_s
-        ):
+    def _feed_fast(self, prev: Sample | None, s: Sample) -> None:
+        """Feed an in-order sample straight into the sweep (the common case)."""
+        if prev is not None and s.mono_s is not None and prev.mono_s is not None:
             d_mono = round((s.mono_s - prev.mono_s) * MS_PER_S)
-            if abs(s.t_ms - prev.t_ms - d_mono) > round(
-                self.profile.clock_step_tolerance_s * MS_PER_S
-            ):
-                self._live_markers.append(Marker(prev.t_ms, s.t_ms, FLAG_CLOCK_STEP))
-        point: Point = (
-            (s.t_ms, True, 0, 0, 0, 0)
-            if s.is_bad
-            else (s.t_ms, False, s.run, s.fault, s.good, s.total)
-        )
-        batch = [point]
-        for sweep in self._live.values():
-            sweep.feed(batch)
-
-    def _live_sweep(self, win: _Window) -> Sweep | None:
-        """The live sweep of an open window, built from the log when missing."""
-        sweep = self._live.get(win.span.name)
-        if sweep is not None or win.final:
-            return sweep
-        prev = self._prev
-        if prev is not None and prev.mono_s is not None and not prev.synced:
-            return None  # pre-sync samples will move when the clock syncs
-        points, markers = self._points()
-        lo = self._context_start(points, win.span.start)
-        sweep = Sweep(self.profile, self._planner, [win.span])
-        sweep.feed(points[lo:])
-        self._live[win.span.name] = sweep
-        self._live_markers = list(markers)
-        return sweep
+            tolerance = round(self.profile.clock_step_tolerance_s * MS_PER_S)
+            if d_mono >= 0 and abs(s.t_ms - prev.t_ms - d_mono) > tolerance:
+                marker = Marker(prev.t_ms, s.t_ms, FLAG_CLOCK_STEP)
+                self._markers.append(marker)
+                self._sweep.flag(marker)
+        point = _point(s)
+        self._sweep.feed((point,))
+        self._fed.append(point)
+        last = self._checkpoints[-1][0] if self._checkpoints else self._base_t
+        if point[0] - last >= self._cp_every:
+            self._checkpoints.append((point[0], self._sweep.clone()))
 
     def drain_intervals(self) -> list[StateInterval]:
         """Closed state intervals (RUNNING/STOPPED/UNKNOWN) since the last call."""
         return self._tracker.drain()
 
+    # -- re-synchronisation after late / out-of-order / pre-sync samples --------------
+    def _resync(self) -> None:
+        """Rewind to the last checkpoint before the first change and replay the log."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        points, markers = prepare(self.profile, self._log)
+        late = [p for p in points if p[0] <= self._base_t]
+        if late:
+            markers = [*markers, *(Marker(p[0], p[0], FLAG_LATE_IGNORED) for p in late)]
+            points = [p for p in points if p[0] > self._base_t]
+            keep = {p[0] for p in points}
+            self._log = [s for s, t in zip(self._log, self._log_times(), strict=True) if t in keep]
+        k = 0
+        fed = self._fed
+        while k < len(points) and k < len(fed) and points[k] == fed[k]:
+            k += 1
+        if k < len(points) or k < len(fed):
+            t_from = min(
+                points[k][0] if k < len(points) else _NEVER, fed[k][0] if k < len(fed) else _NEVER
+            )
+            self._replay(t_from, points)
+        for marker in markers:
+            if marker not in self._markers:
+                self._markers.append(marker)
+            self._sweep.flag(marker)
+        self._changed |= self._sweep.changed
+
+    def _log_times(self) -> list[int]:
+        if any(s.mono_s is not None for s in self._log):
+            return corrected_times(self.profile, self._log)[0]
+        return [s.t_ms for s in self._log]
+
+    def _replay(self, t_from: int, points: list[Point]) -> None:
+        """Rebuild the sweep from the last state strictly before ``t_from``."""
+        self._checkpoints = [cp for cp in self._checkpoints if cp[0] < t_from]
+        start_t, start = self._checkpoints[-1] if self._checkpoints else (self._base_t, self._base)
+        self._changed |= self._sweep.changed
+        sweep = start.clone()
+        last = start_t
+        todo = [p for p in points if p[0] > start_t]
+        chunk: list[Point] = []
+        for p in todo:
+            chunk.append(p)
+            if p[0] - last >= self._cp_every:
+                sweep.feed(chunk)
+                chunk = []
+                last = p[0]
+                self._checkpoints.append((last, sweep.clone()))
+        sweep.feed(chunk)
+        for marker in self._markers:
+            sweep.flag(marker)
+        self._sweep = sweep
+        self._fed = list(points)
+        # Every final window after t_from may have changed: let revisions() look.
+        self._changed |= {n for n, w in self._windows.items() if w.span.end > t_from}
+
     # -- windows ----------------------------------------------------------------
     def open_window(self, name: str, start: float, end: float) -> None:
-        """Start tracking a report window ``[start, end)`` (epoch seconds); idempotent."""
+        """Start tracking a report window ``[start, end)`` (epoch seconds); idempotent.
+
+        Opening a window before the first sample inside it is exact. A window that
+        starts in the past is rebuilt from the last checkpoint before its start; if
+        that lies beyond the revision horizon it gets the flag ``partial_history``.
+        """
         if name in self._windows:
             return
-        s, e = round(start * MS_PER_S), round(end * MS_PER_S)
-        if e <= s:
+        span = Span(name, round(start * MS_PER_S), round(end * MS_PER_S))
+        if span.end <= span.start:
             raise ValueError(f"window {name!r}: end must be after start")
-        self._windows[name] = _Window(Span(name, s, e))
+        self._resync()
+        self._windows[name] = _Window(span)
+        states = [self._base, *(cp for _, cp in self._checkpoints)]
+        if not self._sweep.started or self._sweep.prev_t <= span.start:
+            for sweep in [*states, self._sweep]:
+                sweep.attach(span)
+            for marker in self._markers:
+                self._sweep.flag(marker)
+            return
+        # Retroactive: attach where nothing overlapping it was swept yet, then replay.
+        fits = [i for i, sw in enumerate(states) if not sw.started or sw.prev_t <= span.start]
+        upto = fits[-1] if fits else 0
+        for sweep in states[: upto + 1]:
+            sweep.attach(span)
+        if not fits:
+            self._base.accs[name].flags.add("partial_history")
+        t_from = (self._base_t if upto == 0 else self._checkpoints[upto - 1][0]) + 1
+        points = self._fed
+        self._replay(t_from, points)
 
     def window_names(self, *, final: bool | None = None) -> list[str]:
         """Names of the tracked windows: all, or only final (True) / still open (False) ones."""
         return [n for n, w in self._windows.items() if final is None or w.final == final]
 
     def forget(self, name: str) -> None:
-        """Stop tracking a window (no more revisions) and release its samples."""
+        """Stop tracking a window (no more revisions)."""
         self._windows.pop(name, None)
-        self._live.pop(name, None)
+        for sweep in [self._base, self._sweep, *(cp for _, cp in self._checkpoints)]:
+            sweep.detach(name)
 
-    def _points(self) -> tuple[list[Point], list[Marker]]:
-        if self._prepared is None:
-            self._prepared = prepare(self.profile, self._log)
-            self._times = [p[0] for p in self._prepared[0]]
-        return self._prepared
-
-    def _context_start(self, points: list[Point], start: int) -> int:
-        """Index of the last RUNNING point at or before ``start`` (no event spans it)."""
-        lo = bisect.bisect_right(self._times, start) - 1
-        while lo > 0 and (points[lo][1] or not points[lo][2]):
-            lo -= 1
-        return max(lo, 0)
-
-    def _evaluate(self, span: Span) -> tuple[KpiRecord, bool]:
-        """The record of ``span`` and whether a stop event may still be open at its end."""
-        points, markers = self._points()
-        lo = self._context_start(points, span.start)
-        hi = bisect.bisect_left(self._times, span.end)
-        while hi < len(points) and (points[hi][1] or not points[hi][2]):
-            hi += 1
-        chunk = points[lo : hi + 1]
-        rec = evaluate(self.profile, chunk, markers, [span], planner=self._planner)[span.name]
-        # Samples after the end can still reclassify an event open at the end (spec §3.6).
-        return rec, hi >= len(points)
+    def _snapshot(self, name: str, cut: int | None = None) -> KpiRecord:
+        """The record of one window as if no more samples arrived (optionally cut)."""
+        state = self._sweep
+        if cut is not None and cut < self._newest:
+            # The window is cut before the newest sample: start from a state that has
+            # accumulated nothing after the cut, clip the window, replay every point.
+            older = [(t, cp) for t, cp in self._checkpoints if t <= cut and name in cp.accs]
+            t0, state = older[-1] if older else (self._base_t, self._base)
+            if name not in state.accs:
+                state = self._sweep
+            else:
+                snap = state.clone(only=name, cut=cut)
+                snap.feed([p for p in self._fed if p[0] > t0])
+                snap.finish()
+                return snap.records()[name]
+        snap = state.clone(only=name, cut=cut)
+        snap.finish()
+        return snap.records()[name]
 
     def record(self, name: str, *, now: float | None = None) -> KpiRecord:
         """The current ("so far") record of a window, optionally cut at ``now`` (epoch s).
@@ -212,59 +270,51 @@ class MachineCalculator:
             KeyError: when the window is not tracked.
         """
         win = self._windows[name]
-        span = win.span
-        cut = None if now is None else max(span.start + 1, min(span.end, round(now * MS_PER_S)))
-        if cut is not None:
-            span = Span(span.name, span.start, cut)
-        sweep = self._live_sweep(win)
-        if sweep is not None and (cut is None or cut >= self._newest):
-            snapshot = sweep.clone(cut)
-            snapshot.finish()
-            rec = snapshot.records([span], self._live_markers)[name]
-        else:
-            rec, _ = self._evaluate(span)
-        return rec.with_meta(
-            start=win.span.start / MS_PER_S, revision=win.revision, final=win.final
-        )
+        self._resync()
+        cut = None
+        if now is not None:
+            cut = max(win.span.start + 1, min(win.span.end, round(now * MS_PER_S)))
+        rec = self._snapshot(name, cut)
+        return rec.with_meta(revision=win.revision, final=win.final)
 
     def close_due(self, watermark: float) -> list[KpiRecord]:
         """Final records of windows whose ``end + allowed_lateness`` <= ``watermark``.
 
-        Also drops final windows older than ``keep_final_s`` and prunes the log.
+        Also drops final windows older than ``keep_final_s`` and folds samples older
+        than the revision horizon into the base state.
         """
+        self._resync()
         wm = round(watermark * MS_PER_S)
         late = round(self.allowed_lateness_s * MS_PER_S)
         out: list[KpiRecord] = []
-        for win in self._windows.values():
+        for name, win in self._windows.items():
             if not win.final and win.span.end + late <= wm:
-                rec, win.tail_open = self._evaluate(win.span)
-                rec = rec.with_meta(final=True, revision=0)
+                rec = self._snapshot(name).with_meta(final=True, revision=0)
                 win.final, win.published = True, rec.as_dict()
-                self._live.pop(win.span.name, None)
                 out.append(rec)
         keep = round(self.keep_final_s * MS_PER_S)
         for name in [
             n for n, w in self._windows.items() if w.final and w.span.end + late + keep < wm
         ]:
-            del self._windows[name]
-        if wm - self._pruned_at >= _PRUNE_EVERY_MS:
-            self._pruned_at = wm
-            self._prune(wm - late - round(self.profile.max_gap_s * MS_PER_S))
+            self.forget(name)
+        self._fold(self._newest - self._horizon)
         return out
 
     def revisions(self) -> list[KpiRecord]:
         """Revised records of final windows changed by samples that arrived after closing."""
+        self._resync()
+        self._changed |= self._sweep.changed
+        self._sweep.changed = set()
+        candidates = set(self._changed)
+        self._changed = set()
+        if self._sweep.event is not None:
+            candidates |= set(self._sweep.event.pending)
         out: list[KpiRecord] = []
-        earliest, self._min_new_t = self._min_new_t, _NEVER
-        if earliest == _NEVER:
-            return out
-        for win in self._windows.values():
-            if not win.final or (earliest >= win.span.end and not win.tail_open):
+        for name, win in self._windows.items():
+            if not win.final or name not in candidates:
                 continue
-            rec, win.tail_open = self._evaluate(win.span)
-            rec = rec.with_meta(final=True, revision=win.revision)
-            doc = rec.as_dict()
-            if _same(doc, win.published):
+            rec = self._snapshot(name).with_meta(final=True, revision=win.revision)
+            if _same(rec.as_dict(), win.published):
                 continue
             win.revision += 1
             rec = rec.with_meta(revision=win.revision)
@@ -272,36 +322,34 @@ class MachineCalculator:
             out.append(rec)
         return out
 
-    def _prune(self, horizon_ms: int) -> None:
-        """Drop samples no retained window (nor the live horizon) can still need."""
-        starts = [w.span.start for w in self._windows.values()]
-        cutoff = min([*starts, horizon_ms])
-        points, _ = self._points()
-        i = bisect.bisect_right(self._times, cutoff) - 1
-        while i > 0 and (points[i][1] or not points[i][2]):
-            i -= 1
-        if i <= 0:
+    def _fold(self, horizon_t: int) -> None:
+        """Make the last checkpoint at or before ``horizon_t`` the new base; drop older data."""
+        older = [i for i, (t, _) in enumerate(self._checkpoints) if t <= horizon_t]
+        if not older or self._dirty:
             return
-        keep_from = points[i][0]
-        # Compare corrected times: a pre-sync sample's raw time may be years off.
-        if any(s.mono_s is not None for s in self._log):
-            times, _ = corrected_times(self.profile, self._log)
-        else:
-            times = [s.t_ms for s in self._log]
-        kept = [s for s, t in zip(self._log, times, strict=True) if t >= keep_from]
-        if len(kept) != len(self._log):
-            self._log = kept
-            self._prepared = None
+        i = older[-1]
+        self._base_t, self._base = self._checkpoints[i]
+        self._checkpoints = self._checkpoints[i + 1 :]
+        self._fed = [p for p in self._fed if p[0] > self._base_t]
+        self._log = [
+            s for s, t in zip(self._log, self._log_times(), strict=True) if t > self._base_t
+        ]
+        lowest = min((w.span.start for w in self._windows.values()), default=self._base_t)
+        self._markers = [m for m in self._markers if m.hi >= lowest]
 
     # -- persistence --------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
-        """JSON-serialisable snapshot; :meth:`from_state` continues exactly from it."""
+        """JSON-serialisable snapshot (bounded by the horizon); see :meth:`from_state`."""
         return {
             "version": STATE_VERSION,
             "profile_hash": profile_hash(self.profile),
             "allowed_lateness_s": self.allowed_lateness_s,
             "keep_final_s": self.keep_final_s,
+            "revision_horizon_s": self.revision_horizon_s,
+            "base_t": self._base_t,
+            "base": self._base.to_state(),
             "log": [sample_to_json(s) for s in self._log],
+            "markers": [list(m) for m in self._markers],
             "windows": [
                 {
                     "name": w.span.name,
@@ -309,18 +357,17 @@ class MachineCalculator:
                     "end_ms": w.span.end,
                     "revision": w.revision,
                     "final": w.final,
-                    "tail_open": w.tail_open,
                     "published": w.published,
                 }
                 for w in self._windows.values()
             ],
+            "changed": sorted(self._changed | self._sweep.changed),
             "tracker": self._tracker.to_state(),
-            "min_new_t": None if self._min_new_t == _NEVER else self._min_new_t,
         }
 
     @classmethod
     def from_state(cls, profile: KpiProfile, state: dict[str, Any]) -> MachineCalculator:
-        """Rebuild a calculator from :meth:`to_state` output.
+        """Rebuild a calculator from :meth:`to_state` output; it continues exactly.
 
         Raises:
             ValueError: for an unknown state version or a state saved with another profile.
@@ -333,19 +380,26 @@ class MachineCalculator:
             profile,
             allowed_lateness_s=state["allowed_lateness_s"],
             keep_final_s=state["keep_final_s"],
+            revision_horizon_s=state["revision_horizon_s"],
         )
+        calc._base_t = state["base_t"]
+        calc._base = Sweep.from_state(profile, calc._planner, state["base"])
+        calc._sweep = calc._base.clone()
         calc._log = [sample_from_json(s) for s in state["log"]]
+        calc._markers = [Marker(int(lo), int(hi), str(flag)) for lo, hi, flag in state["markers"]]
         for w in state["windows"]:
             calc._windows[w["name"]] = _Window(
                 Span(w["name"], w["start_ms"], w["end_ms"]),
                 revision=w["revision"],
                 final=w["final"],
-                tail_open=w["tail_open"],
                 published=w["published"],
             )
         calc._tracker.restore(state["tracker"])
-        calc._min_new_t = _NEVER if state["min_new_t"] is None else state["min_new_t"]
+        calc._newest = max([calc._base_t, *(s.t_ms for s in calc._log)])
         if calc._log:
             calc._prev = calc._log[-1]
-            calc._newest = max(s.t_ms for s in calc._log)
+        calc._dirty = True
+        calc._resync()
+        calc._changed = set(state["changed"])
+        calc._sweep.changed = set()
         return calc

@@ -10,8 +10,10 @@ the same state and code are merged into one segment, and window membership and
 planned-ness are cached over the interval where they cannot change, so the
 per-sample cost of steady running is a few comparisons and additions.
 
-It does not sort, de-duplicate or correct clocks (``prepare`` does) and keeps
-no state between calls: :func:`evaluate` is a pure function.
+:class:`Sweep` is resumable (``feed`` more points later, ``clone`` and
+``finish`` a copy for a "so far" record); :func:`evaluate` is the pure,
+one-shot form. It does not sort, de-duplicate or correct clocks (``prepare``
+does), never reads the clock and does no I/O.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from edge_agent.kpi.calendar import Planner
 from edge_agent.kpi.prepare import Marker, Point
@@ -85,7 +88,7 @@ class _Event:
         self.d = 0
         self.code = 0
         self.first: int | None = None
-        self.pending: dict[int, int] = {}
+        self.pending: dict[str, int] = {}
 
 
 def _delta(a: int, b: int, modulus: int, limit: int) -> tuple[int, str | None]:
@@ -102,14 +105,16 @@ def _delta(a: int, b: int, modulus: int, limit: int) -> tuple[int, str | None]:
 class Sweep:
     """A resumable evaluation pass: ``feed`` points in time order, then ``finish``."""
 
-    def __init__(self, profile: KpiProfile, planner: Planner, spans: Sequence[Span]) -> None:
+    def __init__(self, profile: KpiProfile, planner: Planner, spans: Sequence[Span] = ()) -> None:
         self.p = profile
         self.planner = planner
-        self.accs = [_Acc(s.start, s.end) for s in spans]
+        self.accs: dict[str, _Acc] = {}
         self.threshold = round(profile.micro_stop_threshold_s * 1000)
         self.event: _Event | None = None
-        self.bounds = sorted({b for s in spans for b in (s.start, s.end)})
+        self.bounds: list[int] = []
         self.gap = round(profile.max_gap_s * 1000)
+        # Windows whose classified stop time changed since the owner last looked.
+        self.changed: set[str] = set()
         # Loop state, kept on the object so that feeding can resume.
         self.started = False
         self.seg_start, self.seg_state, self.seg_code = 0, UNKNOWN, 0
@@ -119,6 +124,25 @@ class Sweep:
         self.c_lo, self.c_hi = 1, 0
         self.c_targets: list[_Acc] = []
         self.c_planned = False
+        for span in spans:
+            self.attach(span)
+
+    # -- windows ------------------------------------------------------------
+    def attach(self, span: Span) -> None:
+        """Start accumulating a window (exact if nothing overlapping it was swept yet)."""
+        self.accs[span.name] = _Acc(span.start, span.end)
+        self._reindex()
+
+    def detach(self, name: str) -> None:
+        """Stop accumulating a window."""
+        if self.accs.pop(name, None) is not None:
+            self._reindex()
+        if self.event is not None:
+            self.event.pending.pop(name, None)
+
+    def _reindex(self) -> None:
+        self.bounds = sorted({b for a in self.accs.values() for b in (a.start, a.end)})
+        self.c_lo, self.c_hi, self.c_targets = 1, 0, []
 
     # -- time ---------------------------------------------------------------
     def segment(self, a: int, b: int, state: int, code: int) -> None:
@@ -129,11 +153,11 @@ class Sweep:
         if state == RUNNING:
             if self.event is not None:
                 self.close_event()
-            for acc in self.accs:
+            for acc in self.accs.values():
                 if acc.start < b and acc.end > a:
                     acc.running += planner.planned_length(max(a, acc.start), min(b, acc.end))
         elif state == UNKNOWN:
-            for acc in self.accs:
+            for acc in self.accs.values():
                 if acc.start < b and acc.end > a:
                     acc.unknown += planner.planned_length(max(a, acc.start), min(b, acc.end))
         else:
@@ -148,11 +172,11 @@ class Sweep:
                 ev.first = spans[0][0]
             if code and not ev.code:
                 ev.code = code
-            for i, acc in enumerate(self.accs):
+            for name, acc in self.accs.items():
                 if acc.start < b and acc.end > a:
                     ms = planner.planned_length(max(a, acc.start), min(b, acc.end))
                     if ms:
-                        ev.pending[i] = ev.pending.get(i, 0) + ms
+                        ev.pending[name] = ev.pending.get(name, 0) + ms
 
     def close_event(self) -> None:
         """Classify the open stop event and book its time and count (spec §3.6, §3.9)."""
@@ -163,8 +187,11 @@ class Sweep:
         breakdown = not micro and ev.code != 0
         customer = breakdown and self.p.is_customer_code(ev.code)
         key = str(ev.code)
-        for i, ms in ev.pending.items():
-            acc = self.accs[i]
+        self.changed.update(ev.pending)
+        for name, ms in ev.pending.items():
+            acc = self.accs.get(name)
+            if acc is None:
+                continue
             if micro:
                 acc.micro += ms
                 continue
@@ -178,8 +205,9 @@ class Sweep:
                 acc.other += ms
             acc.by_code[key] = acc.by_code.get(key, 0) + ms
         first = ev.first if ev.first is not None else 0
-        for acc in self.accs:
+        for name, acc in self.accs.items():
             if acc.start <= first < acc.end:
+                self.changed.add(name)
                 if micro:
                     acc.micro_stops += 1
                 else:
@@ -191,7 +219,7 @@ class Sweep:
     # -- counts -------------------------------------------------------------
     def membership(self, t: int) -> tuple[list[_Acc], bool, int, int]:
         """Windows with ``start < t <= end``, planned-ness of ``t-``, and the validity range."""
-        targets = [acc for acc in self.accs if acc.start < t <= acc.end]
+        targets = [acc for acc in self.accs.values() if acc.start < t <= acc.end]
         planned, hi = self.planner.planned_before(t)
         lo = NEG_INF
         for bnd in self.bounds:
@@ -213,7 +241,8 @@ class Sweep:
         rate = p.wrap_rate_factor / (p.ideal_cycle_time_s * 1000)
         if not self.started:
             first_t = points[0][0]
-            self.segment(min((a.start for a in self.accs), default=first_t), first_t, UNKNOWN, 0)
+            lo = min((a.start for a in self.accs.values()), default=first_t)
+            self.segment(lo, first_t, UNKNOWN, 0)
             self.started = True
             self.seg_start = self.prev_t = first_t
         seg_start, seg_state, seg_code = self.seg_start, self.seg_state, self.seg_code
@@ -275,9 +304,9 @@ class Sweep:
 
     def finish(self) -> None:
         """End of data: the last point holds for max_gap, then UNKNOWN to every window end."""
-        end = max((a.end for a in self.accs), default=self.prev_t)
+        end = max((a.end for a in self.accs.values()), default=self.prev_t)
         if not self.started:
-            self.segment(min((a.start for a in self.accs), default=0), end, UNKNOWN, 0)
+            self.segment(min((a.start for a in self.accs.values()), default=0), end, UNKNOWN, 0)
             return
         if self.prev_bad:
             self.segment(self.seg_start, max(end, self.prev_t), self.seg_state, self.seg_code)
@@ -288,42 +317,121 @@ class Sweep:
         if self.event is not None:
             self.close_event()
 
-    def clone(self, cut: int | None = None) -> Sweep:
-        """An independent copy (sharing profile and planner); ``cut`` ends its windows early."""
+    def clone(self, *, only: str | None = None, cut: int | None = None) -> Sweep:
+        """An independent copy sharing profile and planner.
+
+        Args:
+            only: keep just this window (cheap snapshot for one record).
+            cut: end the kept windows at this instant (a "so far" record).
+        """
         other = copy.copy(self)
-        accs = []
-        for acc in self.accs:
+        accs: dict[str, _Acc] = {}
+        for name, acc in self.accs.items():
+            if only is not None and name != only:
+                continue
             dup = copy.copy(acc)
             dup.by_code = dict(acc.by_code)
             dup.flags = set(acc.flags)
             if cut is not None:
                 dup.end = max(dup.start, min(dup.end, cut))
-            accs.append(dup)
+            accs[name] = dup
         other.accs = accs
-        index = {id(a): i for i, a in enumerate(self.accs)}
-        other.c_targets = [accs[index[id(a)]] for a in self.c_targets]
+        other.changed = set()
+        other._reindex()
         if self.event is not None:
             ev = copy.copy(self.event)
-            ev.pending = dict(self.event.pending)
+            ev.pending = {k: v for k, v in self.event.pending.items() if k in accs}
             other.event = ev
         return other
 
-    def records(self, spans: Sequence[Span], markers: Sequence[Marker]) -> dict[str, KpiRecord]:
-        """Build the records of ``spans`` (same order as the sweep's windows)."""
+    def flag(self, marker: Marker) -> None:
+        """Raise a preparation flag (clock step, duplicate) on the windows it touches."""
+        for name, acc in self.accs.items():
+            if marker.lo <= acc.end and marker.hi >= acc.start and marker.flag not in acc.flags:
+                acc.flags.add(marker.flag)
+                self.changed.add(name)
+
+    # -- persistence ----------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """JSON-serialisable snapshot (membership caches are rebuilt on restore)."""
+        ev = self.event
+        return {
+            "accs": {
+                name: {k: getattr(a, k) for k in _Acc.__slots__ if k not in ("by_code", "flags")}
+                | {"by_code": dict(a.by_code), "flags": sorted(a.flags)}
+                for name, a in self.accs.items()
+            },
+            "event": None
+            if ev is None
+            else {"d": ev.d, "code": ev.code, "first": ev.first, "pending": dict(ev.pending)},
+            "loop": [
+                self.started,
+                self.seg_start,
+                self.seg_state,
+                self.seg_code,
+                self.base_t,
+                self.base_good,
+                self.base_total,
+                self.have_base,
+                self.gap_since_base,
+                self.prev_t,
+                self.prev_bad,
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, profile: KpiProfile, planner: Planner, data: dict[str, Any]) -> Sweep:
+        """Rebuild a sweep from :meth:`to_state` output."""
+        sweep = cls(profile, planner)
+        for name, raw in data["accs"].items():
+            acc = _Acc(raw["start"], raw["end"])
+            for key, value in raw.items():
+                setattr(acc, key, value)
+            acc.by_code = dict(raw["by_code"])
+            acc.flags = set(raw["flags"])
+            sweep.accs[name] = acc
+        sweep._reindex()
+        if data["event"] is not None:
+            ev = _Event()
+            ev.d, ev.code, ev.first = (
+                data["event"]["d"],
+                data["event"]["code"],
+                data["event"]["first"],
+            )
+            ev.pending = dict(data["event"]["pending"])
+            sweep.event = ev
+        (
+            sweep.started,
+            sweep.seg_start,
+            sweep.seg_state,
+            sweep.seg_code,
+            sweep.base_t,
+            sweep.base_good,
+            sweep.base_total,
+            sweep.have_base,
+            sweep.gap_since_base,
+            sweep.prev_t,
+            sweep.prev_bad,
+        ) = data["loop"]
+        return sweep
+
+    def records(self, markers: Sequence[Marker] = ()) -> dict[str, KpiRecord]:
+        """Build the record of every attached window (call after :meth:`finish`)."""
         profile, planner = self.p, self.planner
         digest = profile_hash(profile)
         out: dict[str, KpiRecord] = {}
-        for span, acc in zip(spans, self.accs, strict=True):
+        for name, acc in self.accs.items():
+            flags = set(acc.flags)
             for m in markers:
-                if m.lo <= span.end and m.hi >= span.start:
-                    acc.flags.add(m.flag)
-            calendar = span.end - span.start
-            planned = planner.planned_length(span.start, span.end)
-            scheduled = planner.scheduled_length(span.start, span.end)
-            out[span.name] = KpiRecord(
-                name=span.name,
-                start=span.start / 1000,
-                end=span.end / 1000,
+                if m.lo <= acc.end and m.hi >= acc.start:
+                    flags.add(m.flag)
+            calendar = acc.end - acc.start
+            planned = planner.planned_length(acc.start, acc.end)
+            scheduled = planner.scheduled_length(acc.start, acc.end)
+            out[name] = KpiRecord(
+                name=name,
+                start=acc.start / 1000,
+                end=acc.end / 1000,
                 calendar_time_s=calendar / 1000,
                 planned_time_s=planned / 1000,
                 excluded_time_s=(scheduled - planned) / 1000,
@@ -345,7 +453,7 @@ class Sweep:
                 unattributed_total_count=acc.unattributed,
                 out_of_plan_total_count=acc.oop_total,
                 out_of_plan_good_count=acc.oop_good,
-                flags=tuple(sorted(acc.flags)),
+                flags=tuple(sorted(flags)),
                 ideal_cycle_time_s=profile.ideal_cycle_time_s,
                 min_coverage=profile.min_coverage,
                 spec_version=SPEC_VERSION,
@@ -366,4 +474,4 @@ def evaluate(
     sweep = Sweep(profile, planner or Planner(profile), spans)
     sweep.feed(points)
     sweep.finish()
-    return sweep.records(spans, markers)
+    return sweep.records(markers)

@@ -65,6 +65,8 @@ class Sample:
 def _int(obj: dict[str, Any], key: str, default: int = 0) -> int:
     """An integer field; integral floats (5100.0) and, for ``run``, booleans are accepted."""
     value = obj.get(key, default)
+    if type(value) is int:  # fast path: the common case, and excludes bool
+        return value
     if isinstance(value, bool) and key == "run":
         return int(value)
     if isinstance(value, float) and value.is_integer():

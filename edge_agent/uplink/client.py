@@ -110,7 +110,8 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, UplinkError):
         return str(exc)
     if isinstance(exc, OSError):
-        return f"{type(exc).__name__}: {exc.strerror or exc}"
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{type(exc).__name__}: {exc.strerror or exc}{where}"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -283,7 +284,7 @@ class MqttLink:
                 continue
             rc = mqtt.MQTT_ERR_SUCCESS
             stop_deadline: float | None = None
-            while True:
+            while client.socket() is not None:  # paho logs an ERROR for loop() without socket
                 rc = client.loop(timeout=LOOP_TIMEOUT_S)
                 if rc != mqtt.MQTT_ERR_SUCCESS:
                     break

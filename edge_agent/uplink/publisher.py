@@ -122,7 +122,7 @@ class Uplink:
         unsubscribe = self.buffer.on_publish(self._new_rows)
         try:
             while not self._stopping:
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), HOUSEKEEPING_S)
                 self._wake.clear()
                 self._flush_acks()
@@ -319,7 +319,7 @@ class Uplink:
         deadline = loop.time() + timeout
         while self._pending and self._connected and loop.time() < deadline:
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.01, deadline - loop.time()))
         with contextlib.suppress(Exception):
             self._flush_acks()
@@ -332,7 +332,7 @@ class Uplink:
             )
             if rc == mqtt.MQTT_ERR_SUCCESS and generation == self._generation:
                 self._status_mid = mid
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(
                         self._status_acked.wait(), max(0.1, deadline - loop.time())
                     )

@@ -66,13 +66,13 @@ async def produce(args: argparse.Namespace) -> int:
             if buf.last_seq < args.count:
                 n = buf.last_seq + 1
                 await buf.publish("stop", topic, {"machine": "m1", "n": n}, priority=Priority.HIGH)
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0 / args.rate)
             elif buf.backlog == 0:
                 code = 0
                 break
             else:
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.05)
     finally:
         await uplink.stop()

@@ -217,7 +217,9 @@ def test_sigterm_stops_within_five_seconds_with_buffer_flushed(
     assert code == 0, agent.output()
     assert any("STOPPING=1" in m for _, m in agent.read_notify(0.3) + agent.messages)
     db = sqlite3.connect(agent.state / "buffer.db")
-    last = db.execute("SELECT max(ts) FROM readings WHERE device = 'a'").fetchone()[0]
+    last = db.execute(
+        "SELECT max(r.ts) FROM readings r JOIN series s ON s.id = r.series WHERE s.device = 'a'"
+    ).fetchone()[0]
     db.close()
     # Polling every 200 ms: the last reading is from just before the stop.
     assert last is not None

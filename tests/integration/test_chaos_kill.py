@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.edge_agent.uplink.harness import seen_all
 from tests.plugins.broker import Mosquitto, MosquittoFactory, MqttCollector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,11 +69,7 @@ def run_kills(tmp_path: Path, broker: Mosquitto, kills: int, count: int, seed: i
         proc = start_publisher(db, broker, count, rate=300)
         assert proc.wait(timeout=90) == 0, "final publisher run did not drain the outbox"
 
-        def complete(msgs: list) -> bool:  # type: ignore[type-arg]
-            got = {json.loads(m.payload).get("seq") for m in msgs}
-            return set(range(1, count + 1)) <= got
-
-        assert coll.wait_for(complete, 15)
+        assert coll.wait_for(seen_all(set(range(1, count + 1))), 30)
         messages = coll.snapshot()
     data = [json.loads(m.payload) for m in messages if m.topic.endswith("/stop")]
     seqs = [d["seq"] for d in data]

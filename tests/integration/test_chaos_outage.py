@@ -15,6 +15,7 @@ import pytest
 
 from edge_agent.buffer import Buffer, Priority, StorageConfig
 from edge_agent.uplink import MqttConfig, Uplink
+from tests.edge_agent.uplink.harness import seen_all
 from tests.plugins.broker import MosquittoFactory, MqttCollector
 
 
@@ -59,10 +60,7 @@ async def outage(tmp_path: Path, factory: MosquittoFactory, outage_s: float, rat
         while buf.backlog and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert buf.backlog == 0
-        want = set(produced)
-        assert await asyncio.to_thread(
-            coll.wait_for, lambda m: want <= {json.loads(x.payload).get("seq") for x in m}, 30
-        )
+        assert await asyncio.to_thread(coll.wait_for, seen_all(set(produced)), 60)
     finally:
         await up.stop()
         await task

@@ -247,6 +247,12 @@ def agent_status(state: Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
+def machine_state(state: Path) -> str | None:
+    """Machine m1's state as the agent's status.json reports it (None while unknown)."""
+    machine = agent_status(state).get("machines", {}).get("m1", {})
+    return machine.get("state") if isinstance(machine, dict) else None
+
+
 def stop_agent(proc: subprocess.Popen[bytes]) -> int:
     """SIGTERM by PID, bounded wait, SIGKILL if it does not exit; returns the exit code."""
     if proc.poll() is None:
@@ -264,6 +270,7 @@ class RunResult:
     """What one end-to-end run produced."""
 
     plan: ShiftPlan
+    spawned_at: float
     released_at: float
     docs: list[dict[str, Any]]
     truth: list[dict[str, Any]]
@@ -312,24 +319,30 @@ async def run_scenario(tmp_path: Path, mosquitto: Mosquitto) -> RunResult:
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             exit_code = -1
+            spawned_at = time.time()
             try:
                 # 1. Sim time is frozen; wait (bounded) until the agent sees the machine run.
                 release_by = plan.end.timestamp() - hold_wall_s - END_MARGIN_S
-                while (
-                    agent_status(state).get("machines", {}).get("m1", {}).get("state") != "running"
-                ):
-                    if proc.poll() is not None or time.time() > release_by:
-                        pytest.fail(
-                            "agent did not report machine m1 running in time (exit "
-                            f"{proc.poll()}):\n{log_path.read_text(errors='replace')[-3000:]}"
-                        )
+                for _ in range(round((release_by - time.time()) / 0.1) + 1):
+                    if machine_state(state) == "running" or proc.poll() is not None:
+                        break
+                    if time.time() > release_by:
+                        break
                     await asyncio.sleep(0.1)
+                if machine_state(state) != "running":
+                    pytest.fail(
+                        f"agent did not report machine m1 running within "
+                        f"{release_by - spawned_at:.1f} s (exit {proc.poll()}):\n"
+                        f"{log_path.read_text(errors='replace')[-3000:]}"
+                    )
                 # Two more polls, so the baseline sample certainly holds the start counters.
                 await asyncio.sleep(2 * POLL_S)
                 clock.release()
                 # 2. The run plays out; wait for the final record of the shift (bounded).
                 deadline = plan.end.timestamp() + FINAL_WAIT_S
-                while time.time() < deadline and proc.poll() is None:
+                for _ in range(round(deadline - time.time()) + 1):
+                    if time.time() > deadline or proc.poll() is not None:
+                        break
                     got = await asyncio.to_thread(
                         collector.wait_for,
                         lambda ms: final_record(unique_docs(ms), plan.window_name) is not None,
@@ -345,6 +358,7 @@ async def run_scenario(tmp_path: Path, mosquitto: Mosquitto) -> RunResult:
             docs = unique_docs(collector.snapshot())
     return RunResult(
         plan=plan,
+        spawned_at=spawned_at,
         released_at=clock.released_at,
         docs=docs,
         truth=read_truth(truth_path),
@@ -363,6 +377,45 @@ def truth_stops(truth: list[dict[str, Any]]) -> list[dict[str, Any]]:
         and not r["run"]
         and not r.get("open")
     ]
+
+
+def summary(
+    run: RunResult, rec: dict[str, Any], events: list[dict[str, Any]], stops: list[dict[str, Any]]
+) -> str:
+    """A human-readable comparison, printed so that a failure shows the measured errors."""
+    lines = [
+        f"window {run.plan.window_name} [{run.plan.start:%H:%M:%S}, {run.plan.end:%H:%M:%S}) UTC;"
+        f" agent ready after {run.released_at - run.spawned_at:.2f} s",
+        "truth interval            truth_s  agent_s  d_start  d_end   class      fault",
+    ]
+    for ev, tr in zip(events, stops, strict=False):
+        lines.append(
+            f"{tr['reason']:>8}/{tr['fault_code']:<3} sim {tr['start_s']:>6.0f}  "
+            f"{tr['end_ts'] - tr['start_ts']:7.3f}  {ev['duration_s']:7.3f}  "
+            f"{ev['start'] - tr['start_ts']:+.3f}  {ev['end'] - tr['end_ts']:+.3f}  "
+            f"{ev['class']:<9}  {ev['fault']}"
+        )
+    keys = (
+        "unknown_time_s",
+        "running_time_s",
+        "micro_stop_time_s",
+        "downtime_breakdown_s",
+        "downtime_other_s",
+        "downtime_by_code",
+        "stops",
+        "micro_stops",
+        "failures",
+        "total_count",
+        "good_count",
+        "flags",
+    )
+    lines.append("record: " + json.dumps({k: rec.get(k) for k in keys}))
+    return "\n".join(lines)
+
+
+def truth_sum(items: list[dict[str, Any]]) -> float:
+    """Total wall duration of truth intervals."""
+    return float(sum(t["end_ts"] - t["start_ts"] for t in items))
 
 
 def assert_close(got: float, want: float, tol: float, what: str) -> None:
@@ -397,6 +450,7 @@ async def test_final_shift_record_matches_simulator_truth(
 
     # Stop events, one by one: each edge is seen at the next poll (spec §4, V15).
     events = ended_stops(run.docs)
+    print(summary(run, rec, events, stops))
     assert len(events) == len(stops), json.dumps(events, indent=1)
     edge_tol = POLL_S + SLACK_S
     for ev, tr in zip(events, stops, strict=True):
@@ -435,9 +489,6 @@ async def test_final_shift_record_matches_simulator_truth(
     assert rec["failures"] == len(by_class["breakdown"])
 
     # Downtime components: within (number of events x one poll).
-    def truth_sum(items: list[dict[str, Any]]) -> float:
-        return sum(t["end_ts"] - t["start_ts"] for t in items)
-
     for field_name, cls in (
         ("micro_stop_time_s", "micro"),
         ("downtime_breakdown_s", "breakdown"),
@@ -457,10 +508,13 @@ async def test_final_shift_record_matches_simulator_truth(
     published = sum(e["duration_s"] for e in events if e["class"] == "breakdown")
     assert rec["downtime_breakdown_s"] == pytest.approx(published, abs=0.005)
     assert rec["ttr_sum_s"] == pytest.approx(rec["downtime_breakdown_s"], abs=0.005)
+    breakdowns = by_class["breakdown"]
+    assert_close(rec["mttr_s"], truth_sum(breakdowns) / len(breakdowns), edge_tol, "mttr_s")
 
     # Counts: exact, across the 16-bit wrap (truth counters are unwrapped).
     last = [r for r in run.truth if r.get("type") == "interval" and r["machine"] == "M1"][-1]
-    assert last["total"] > 65536 > COUNTER_START and last["good"] > 65536
+    assert last["total"] > 65536 > COUNTER_START
+    assert last["good"] > 65536
     assert rec["total_count"] == last["total"] - COUNTER_START
     assert rec["good_count"] == last["good"] - COUNTER_START
     assert rec["unattributed_total_count"] == 0

@@ -44,8 +44,8 @@ node = "nsu=urn:edge-agent:simulator;s=M1.GoodCount"
 browse_path = "Objects/M1/Temperature"
 sampling_interval_ms = 500
 queue_size = 1
-deadband = 0.5
-deadband_type = "absolute"
+filter_deadband = 0.5
+filter_deadband_type = "absolute"
 """
 
 
@@ -140,13 +140,17 @@ def test_device_errors_name_key_path_and_expectation(
         ({}, "tags.t.node", "exactly one"),
         ({"browse_path": "Objects//A"}, "tags.t.browse_path", "empty segment"),
         ({"node": "ns=2;s=A", "queue_size": 0}, "tags.t.queue_size", "from 1 to"),
-        ({"node": "ns=2;s=A", "deadband": -1}, "tags.t.deadband", ">= 0.0"),
+        ({"node": "ns=2;s=A", "filter_deadband": -1}, "tags.t.filter_deadband", ">= 0.0"),
         (
-            {"node": "ns=2;s=A", "deadband": 150, "deadband_type": "percent"},
-            "tags.t.deadband",
+            {"node": "ns=2;s=A", "filter_deadband": 150, "filter_deadband_type": "percent"},
+            "tags.t.filter_deadband",
             "0 to 100",
         ),
-        ({"node": "ns=2;s=A", "deadband_type": "relative"}, "tags.t.deadband_type", "'absolute'"),
+        (
+            {"node": "ns=2;s=A", "filter_deadband_type": "relative"},
+            "tags.t.filter_deadband_type",
+            "'absolute'",
+        ),
         ({"node": "ns=2;s=A", "nodeid": "x"}, "tags.t.nodeid", "unknown key"),
     ],
 )

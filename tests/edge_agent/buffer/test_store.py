@@ -57,13 +57,12 @@ async def test_readings_events_intervals_are_committed(config: StorageConfig) ->
         assert count(config.path, "comms_events") == 1
         assert count(config.path, "intervals", "machine = 'press1' AND start = 10.0") == 1
         con = sqlite3.connect(config.path)
-        value, quality, reason = con.execute(
-            "SELECT value, quality, reason FROM readings WHERE tag = 'bad'"
-        ).fetchone()
-        assert (value, quality, reason) == (None, "bad", "timeout")
-        assert json.loads(
-            con.execute("SELECT value FROM readings WHERE tag = 'arr'").fetchone()[0]
-        ) == [1, 2]
+        join = "FROM readings r JOIN series s ON s.id = r.series"
+        row = con.execute(f"SELECT value, quality, reason {join} WHERE tag = 'bad'").fetchone()
+        assert row == (None, 1, "timeout")
+        arr = con.execute(f"SELECT value {join} WHERE tag = 'arr'").fetchone()[0]
+        assert json.loads(arr) == [1, 2]
+        assert con.execute("SELECT count(*) FROM series").fetchone()[0] == 9
         con.close()
         assert buf.stats()["written"]["readings"] == 1202
     finally:
@@ -257,11 +256,16 @@ async def test_publish_many_is_one_atomic_commit(config: StorageConfig) -> None:
 
     buf = await opened(config)
     try:
-        batch = [Outgoing(kind="telemetry", topic="t", data={"i": i}, priority=Priority.LOW) for i in range(5)]
+        batch = [
+            Outgoing(kind="telemetry", topic="t", data={"i": i}, priority=Priority.LOW)
+            for i in range(5)
+        ]
         seqs = await buf.publish_many(batch)
         assert seqs == [1, 2, 3, 4, 5]
         with pytest.raises(ValueError, match="JSON"):
-            await buf.publish_many([*batch, Outgoing(kind="kpi", topic="t", data={"x": float("inf")}, priority=2)])
+            await buf.publish_many(
+                [*batch, Outgoing(kind="kpi", topic="t", data={"x": float("inf")}, priority=2)]
+            )
         assert buf.backlog == 5
         assert count(config.path, "outbox") == 5
     finally:

@@ -7,17 +7,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[3]
-PUBLIC = Path("/work/shared/reference/kpi-vectors-public.json")
+# A verbatim copy of shared/reference/kpi-vectors-public.json (V01, V02, V04, V07, V14).
+PUBLIC = ROOT / "tests" / "cases" / "kpi" / "vectors-public.json"
 OWN = ROOT / "tests" / "cases" / "kpi" / "vectors-own.json"
 TOL = 1e-6
 
 
 def load_vectors() -> list[dict[str, Any]]:
-    """Every vector: the public file (when present) and our own edge-case file."""
+    """Every vector: the public file and our own edge-case file."""
     out: list[dict[str, Any]] = []
     for path in (PUBLIC, OWN):
-        if path.exists():
-            out.extend(json.loads(path.read_text(encoding="utf-8"))["vectors"])
+        out.extend(json.loads(path.read_text(encoding="utf-8"))["vectors"])
     return out
 
 

@@ -78,7 +78,7 @@ def test_late_samples_revise_closed_windows(vector: dict[str, Any]) -> None:
     """With zero lateness, windows close early and late samples revise them to the batch result."""
     profile = _profile(vector["config"])
     windows = _windows(vector)
-    calc = MachineCalculator(profile, allowed_lateness_s=0)
+    calc = MachineCalculator(profile, allowed_lateness_s=0, revision_horizon_s=30 * 86400)
     for w in windows:
         calc.open_window(*w)
     latest: dict[str, dict[str, Any]] = {}
@@ -108,9 +108,9 @@ def test_revision_only_when_result_changes() -> None:
     vector = next(v for v in VECTORS if v["name"].startswith("V01"))
     profile = _profile(vector["config"])
     samples = _samples(vector)
-    calc = MachineCalculator(profile, allowed_lateness_s=60)
+    calc = MachineCalculator(profile, allowed_lateness_s=60, revision_horizon_s=2 * 86400)
     calc.open_window(*_windows(vector)[0])
-    late = samples.pop(4)  # 09:30 restart sample arrives a day later
+    late = samples.pop(4)  # 09:30 restart sample arrives after the window closed
     for s in samples:
         calc.add(s)
     (final,) = calc.close_due(samples[-1].t + 60)
@@ -237,16 +237,58 @@ def test_state_from_another_profile_is_rejected() -> None:
 
 
 def test_pruning_keeps_pre_sync_samples_by_corrected_time() -> None:
-    """Pre-sync samples with a year-2000 wall clock survive pruning when their corrected time is recent."""
+    """Folding old data compares corrected times, so a pre-sync sample (year 2000) still counts."""
     vector = next(v for v in VECTORS if v["name"].startswith("K17"))
     profile = _profile(vector["config"])
     samples = _samples(vector)
-    calc = MachineCalculator(profile, allowed_lateness_s=7200)
-    (window,) = _windows(vector)
-    calc.open_window(*window)
+    calc = MachineCalculator(profile, allowed_lateness_s=0, revision_horizon_s=600)
+    start = parse_instant("2024-05-13T08:30:00Z") / 1000
+    calc.open_window("late", start, start + 1800)
     for s in samples:
         calc.add(s)
-    calc.close_due(samples[-1].t)  # prunes (watermark far from the window's end + lateness)
-    assert len(calc.to_state()["log"]) == len(samples)
-    (final,) = calc.close_due(samples[-1].t + 7200)
-    assert mismatches(vector["expected"]["H"], final.as_dict()) == []
+    (final,) = calc.close_due(start + 3 * 3600)
+    assert final.running_time_s == 1800
+    assert final.unknown_time_s == 0
+    assert "late_data_ignored" not in final.flags
+    calc.add(samples[-1])  # an exact duplicate: nothing changes
+    assert calc.revisions() == []
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=IDS)
+def test_so_far_records_equal_batch_prefix_for_every_vector(vector: dict[str, Any]) -> None:
+    """After each arrival, so-far records (live or rebuilt) equal a batch run of the prefix."""
+    profile = _profile(vector["config"])
+    windows = _windows(vector)
+    samples = _samples(vector)
+    calc = MachineCalculator(profile, allowed_lateness_s=30 * 86400)
+    for w in windows:
+        calc.open_window(*w)
+    newest = float("-inf")
+    for i, s in enumerate(samples):
+        calc.add(s)
+        newest = max(newest, s.t)
+        for name, start, end in windows:
+            got = calc.record(name, now=newest).as_dict()
+            cut = max(start + 0.001, min(end, newest))
+            want = compute_records(profile, samples[: i + 1], [(name, start, cut)])[name]
+            assert got == want.with_meta(final=False).as_dict(), (i, name)
+
+
+def test_sample_beyond_revision_horizon_is_flagged_not_dropped_silently() -> None:
+    """A sample older than the horizon is left out, flagged late_data_ignored, and revised."""
+    vector = next(v for v in VECTORS if v["name"].startswith("V01"))
+    profile = _profile(vector["config"])
+    samples = _samples(vector)
+    calc = MachineCalculator(profile, allowed_lateness_s=60, revision_horizon_s=3600)
+    calc.open_window(*_windows(vector)[0])
+    late = samples.pop(4)
+    for s in samples:
+        calc.add(s)
+    (final,) = calc.close_due(samples[-1].t + 60)
+    assert "late_data_ignored" not in final.flags
+    calc.add(late)
+    (rev,) = calc.revisions()
+    assert rev.revision == 1
+    assert "late_data_ignored" in rev.flags
+    assert rev.downtime_breakdown_s == final.downtime_breakdown_s  # numbers unchanged
+    assert len(calc.to_state()["log"]) < len(samples)

@@ -186,3 +186,33 @@ def test_live_so_far_records_equal_batch_on_prefix(
             want = compute_records(profile, samples[: i + 1], [(name, start, cut)])[name].as_dict()
             want["final"] = False
             assert got == want
+
+
+@SETTINGS
+@given(scenarios(), st.randoms(use_true_random=False), st.integers(0, 40))
+def test_bounded_lateness_with_small_horizon_equals_batch(
+    case: Any, rnd: random.Random, split: int
+) -> None:
+    """Late samples within a 2 h horizon (checkpoints, folding, rewinds, restore) end at batch."""
+    profile, samples, windows = case
+    arrival = sorted(samples, key=lambda s: s.t + rnd.uniform(0, 1800))
+    calc = MachineCalculator(profile, allowed_lateness_s=0, revision_horizon_s=7200)
+    for w in windows:
+        calc.open_window(*w)
+    latest: dict[str, dict[str, Any]] = {}
+    newest = float("-inf")
+    for i, s in enumerate(arrival):
+        if i == split:
+            calc = MachineCalculator.from_state(profile, json.loads(json.dumps(calc.to_state())))
+        calc.add(s)
+        newest = max(newest, s.t)
+        for rec in calc.close_due(newest) + calc.revisions():
+            latest[rec.name] = rec.as_dict()
+    for rec in calc.close_due(newest + 86400) + calc.revisions():
+        latest[rec.name] = rec.as_dict()
+    want = _docs(compute_records(profile, samples, windows))
+    for name, doc in want.items():
+        got = dict(latest[name])
+        got.pop("revision")
+        doc.pop("revision")
+        assert got == doc

@@ -75,3 +75,23 @@ def first_occurrences(values: list[int]) -> list[int]:
             seen.add(v)
             out.append(v)
     return out
+
+
+def seen_all(want: set[int]) -> Callable[[list[Received]], bool]:
+    """A ``wait_for`` predicate that holds once every seq in ``want`` arrived.
+
+    Incremental: each call parses only the messages that arrived since the last
+    call, so waiting for tens of thousands of messages stays linear.
+    """
+    seen: set[int] = set()
+    done = [0]
+
+    def predicate(messages: list[Received]) -> bool:
+        for m in messages[done[0] :]:
+            seq = json.loads(m.payload).get("seq")
+            if isinstance(seq, int):
+                seen.add(seq)
+        done[0] = len(messages)
+        return want <= seen
+
+    return predicate

@@ -100,3 +100,25 @@ def test_config_never_holds_the_password(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("MQTT_PW_TEST", "s3cr3t-value")
     config = parse({"username": "u", "password_env": "MQTT_PW_TEST"})
     assert "s3cr3t-value" not in repr(config)
+
+
+def test_connect_errors_are_described_for_operators(tmp_path: Path) -> None:
+    """Connect failures become one-line messages naming the missing file or variable."""
+    import ssl
+
+    from edge_agent.errors import UplinkError
+    from edge_agent.uplink.client import describe_error, read_password
+
+    missing = FileNotFoundError(2, "No such file or directory", str(tmp_path / "ca.pem"))
+    assert (
+        describe_error(missing)
+        == f"FileNotFoundError: No such file or directory: {tmp_path / 'ca.pem'}"
+    )
+    assert describe_error(ConnectionRefusedError()) == "connection refused"
+    verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    assert describe_error(verify).startswith("TLS certificate verification failed")
+    with pytest.raises(UplinkError, match="EDGE_UNSET_VAR"):
+        read_password(MqttConfig(username="u", password_env="EDGE_UNSET_VAR"))
+    pw = tmp_path / "pw"
+    pw.write_text("secret\n")
+    assert read_password(MqttConfig(username="u", password_file=pw)) == "secret"
