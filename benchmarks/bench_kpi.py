@@ -104,7 +104,7 @@ def bench_live(hours: int = 24) -> None:
     cal_cpu = add_cpu = timer_cpu = 0.0
     for i, s in enumerate(samples):
         c0 = time.process_time()
-        for kind in (WindowKind.HOUR, WindowKind.SHIFT, WindowKind.DAY):
+        for kind in (WindowKind.HOUR, WindowKind.SHIFT, WindowKind.DAY, WindowKind.MONTH):
             for w in windows_containing(PROFILE, kind, s.t):
                 calc.open_window(*w)
         cm = time.process_time()
@@ -120,16 +120,23 @@ def bench_live(hours: int = 24) -> None:
                 calc.record(name, now=s.t)
         timer_cpu += time.process_time() - c1
     n = len(samples)
-    print(f"live: {n:,} samples of 1 s ({hours} h), hour/shift/day windows opened per sample")
+    print(f"live: {n:,} samples of 1 s ({hours} h), hour/shift/day/month windows, lateness 120 s")
     total = cal_cpu + add_cpu + timer_cpu
     for label, cpu in (
-        ("windows_containing x3 + open_window", cal_cpu),
+        ("windows_containing x4 + open_window", cal_cpu),
         ("add (live sweeps, events, intervals)", add_cpu),
         ("close_due+revisions/10 s, so-far/60 s", timer_cpu),
         ("total", total),
     ):
         print(f"  {label:38} {1e6 * cpu / n:8.2f} us CPU per sample")
     print(f"  = {100 * total / n:.4f} % of one core at 1 sample/s")
+    c0 = time.process_time()
+    state = json.dumps(calc.to_state())
+    c1 = time.process_time()
+    print(
+        f"  to_state: {len(state) / 1024:.0f} KiB JSON, {len(calc.to_state()['log'])} samples kept "
+        f"(revision horizon {calc.revision_horizon_s:.0f} s), {1e3 * (c1 - c0):.1f} ms CPU"
+    )
 
 
 def main() -> None:

@@ -21,11 +21,16 @@ from dataclasses import dataclass
 
 
 class Priority(enum.IntEnum):
-    """Message priority: under the disk budget the lowest goes first."""
+    """Message priority: a *smaller* number is more important (like ``nice``).
 
-    LOW = 0  # raw telemetry
-    MEDIUM = 1  # health
-    HIGH = 2  # KPI records and stop events: never evicted
+    Under the disk budget unpublished rows are evicted largest number first;
+    rows at ``HIGH`` (0 or less) and every ``kpi``/``stop`` row are never evicted.
+    Any integer is accepted; these are the values the agent uses.
+    """
+
+    HIGH = 0  # KPI records and stop events: never evicted
+    MEDIUM = 5  # health
+    LOW = 9  # raw telemetry
 
 
 ACK_CHUNK = 500  # below SQLite's historic 999 host-parameter limit

@@ -8,9 +8,9 @@ Runs on the buffer's writer thread. Two mechanisms:
 * :func:`prune_to_budget` frees pages until the used page count is under a target,
   in a fixed order (the contract with operators, documented in ``docs/pipeline.md``):
   raw readings (oldest first) → published summaries → comms events → unpublished
-  low-priority outbox rows (telemetry) → unpublished medium-priority rows (health)
-  → state intervals. High-priority outbox rows (KPI records, stop events) are never
-  evicted: if only they remain the caller reports :class:`StorageFull`.
+  outbox rows by priority, least important first (telemetry, then health) → state
+  intervals. Outbox rows at ``Priority.HIGH`` and every ``kpi``/``stop`` row are
+  never evicted: if only they remain the caller reports :class:`StorageFull`.
 
 Every deleted row is counted in a :class:`DropCounts` under a stable key
 (``readings``, ``kpi_records``, ``outbox:telemetry`` ...), which health telemetry
@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from edge_agent.buffer.config import HOUR_S, StorageConfig
-from edge_agent.buffer.outbox import Priority
+from edge_agent.buffer.outbox import RECORD_TABLES, Priority
 
 DropCounts = Counter[str]
 
@@ -105,13 +105,26 @@ def _oldest_chunk(table: str, where: str = "", order: str = "rowid") -> str:
     )
 
 
-def _outbox_kinds(con: sqlite3.Connection, priority: int, limit: int) -> Counter[str]:
+def _outbox_kinds(con: sqlite3.Connection, where: str, limit: int) -> Counter[str]:
     rows = con.execute(
-        "SELECT kind, count(*) FROM "
-        "(SELECT kind FROM outbox WHERE priority = ? ORDER BY seq LIMIT ?) GROUP BY kind",
-        (priority, limit),
+        f"SELECT kind, count(*) FROM (SELECT kind FROM outbox WHERE {where} "  # noqa: S608
+        "ORDER BY seq LIMIT ?) GROUP BY kind",
+        (limit,),
     ).fetchall()
     return Counter({str(kind): int(n) for kind, n in rows})
+
+
+def _evictable_priorities(con: sqlite3.Connection) -> list[int]:
+    """Priorities of unpublished rows that may be evicted, least important first."""
+    rows = con.execute(
+        "SELECT DISTINCT priority FROM outbox WHERE priority > ? ORDER BY priority DESC",
+        (int(Priority.HIGH),),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+# Rows of these kinds are never evicted, whatever priority they were given.
+_PROTECTED = "kind NOT IN ({})".format(", ".join(f"'{k}'" for k in RECORD_TABLES))
 
 
 def prune_to_budget(con: sqlite3.Connection, target_pages: int, drops: DropCounts) -> bool:
@@ -120,18 +133,20 @@ def prune_to_budget(con: sqlite3.Connection, target_pages: int, drops: DropCount
     Returns:
         True when the target was reached, False when only never-evicted rows remain.
     """
-    steps: tuple[tuple[str, str, str, str, int | None], ...] = (
-        ("readings", "readings", "", "id", None),
-        ("kpi_records", "kpi_records", "published IS NOT NULL", "created", None),
-        ("stop_events", "stop_events", "published IS NOT NULL", "created", None),
-        ("comms_events", "comms_events", "", "id", None),
-        ("outbox", "outbox", f"priority = {int(Priority.LOW)}", "seq", int(Priority.LOW)),
-        ("outbox", "outbox", f"priority = {int(Priority.MEDIUM)}", "seq", int(Priority.MEDIUM)),
-        ("intervals", "intervals", "", "id", None),
-    )
-    for key, table, where, order, priority in steps:
+    steps: list[tuple[str, str, str, str, bool]] = [
+        ("readings", "readings", "", "id", False),
+        ("kpi_records", "kpi_records", "published IS NOT NULL", "created", False),
+        ("stop_events", "stop_events", "published IS NOT NULL", "created", False),
+        ("comms_events", "comms_events", "", "id", False),
+    ]
+    steps += [
+        ("outbox", "outbox", f"priority = {p} AND {_PROTECTED}", "seq", True)
+        for p in _evictable_priorities(con)
+    ]
+    steps.append(("intervals", "intervals", "", "id", False))
+    for key, table, where, order, is_outbox in steps:
         while page_usage(con).used > target_pages:
-            kinds = _outbox_kinds(con, priority, CHUNK_ROWS) if priority is not None else None
+            kinds = _outbox_kinds(con, where, CHUNK_ROWS) if is_outbox else None
             n = _delete(con, _oldest_chunk(table, where, order), (CHUNK_ROWS,))
             if n == 0:
                 break

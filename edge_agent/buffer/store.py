@@ -148,7 +148,8 @@ class Buffer:
             kind: Message kind (``kpi``, ``stop``, ``health``, ``telemetry`` ...).
             topic: Full MQTT topic (see :class:`edge_agent.uplink.TopicTemplates`).
             data: The ``data`` part of the envelope (JSON-serialisable, no NaN).
-            priority: :class:`Priority` value; ``HIGH`` rows are never evicted.
+            priority: :class:`Priority` value (smaller is more important); ``HIGH`` rows
+                and every ``kpi``/``stop`` row are never evicted.
             retain: Publish with the retain flag.
             record_key: For ``kpi``/``stop``: the record identity (machine+window+revision);
                 a later message with the same key replaces the stored record.

@@ -150,13 +150,23 @@ class MachineCalculator:
         if not self._dirty:
             return
         self._dirty = False
-        points, markers = prepare(self.profile, self._log)
+        times = self._log_times()
+        # Pre-sync samples whose boot has no synced sample yet cannot be placed: keep
+        # them in the log (not late, not fed) until the clock syncs.
+        waiting = [
+            s.mono_s is not None and not s.synced and t == s.t_ms and t <= self._base_t
+            for s, t in zip(self._log, times, strict=True)
+        ]
+        usable = [s for s, w in zip(self._log, waiting, strict=True) if not w]
+        points, markers = prepare(self.profile, usable)
         late = [p for p in points if p[0] <= self._base_t]
         if late:
             markers = [*markers, *(Marker(p[0], p[0], FLAG_LATE_IGNORED) for p in late)]
             points = [p for p in points if p[0] > self._base_t]
             keep = {p[0] for p in points}
-            self._log = [s for s, t in zip(self._log, self._log_times(), strict=True) if t in keep]
+            self._log = [
+                s for s, t, w in zip(self._log, times, waiting, strict=True) if w or t in keep
+            ]
         k = 0
         fed = self._fed
         while k < len(points) and k < len(fed) and points[k] == fed[k]:

@@ -218,6 +218,11 @@ def shift_window(profile: KpiProfile, shift_index: int, day: dt.date) -> ReportW
     return _w(f"shift:{day.isoformat()}:{profile.shifts[shift_index].name}", start, end)
 
 
+@functools.lru_cache(maxsize=16)
+def _month_window_cached(profile: KpiProfile, year: int, month: int) -> ReportWindow:
+    return month_window(profile, year, month)
+
+
 def month_window(profile: KpiProfile, year: int, month: int) -> ReportWindow:
     """The local calendar month (the usual contract period), named ``month:YYYY-MM``."""
     first = dt.date(year, month, 1)
@@ -265,7 +270,7 @@ def windows_containing(profile: KpiProfile, kind: WindowKind, t: float) -> list[
     if kind is WindowKind.DAY:
         return [_day_window_cached(profile, day)]
     if kind is WindowKind.MONTH:
-        return [month_window(profile, day.year, day.month)]
+        return [_month_window_cached(profile, day.year, day.month)]
     return [
         w
         for w in _shift_windows_around(profile, day)

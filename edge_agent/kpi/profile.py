@@ -205,8 +205,6 @@ def _shifts(table: Table) -> tuple[Shift, ...]:
         if item.data.get("days") == []:
             item.error("days", "expected at least one weekday")
         item.finish()
-        if start == end:
-            item.error("end", "must differ from start (use end <= start for overnight)")
         out.append(Shift(name=name, start_min=start, end_min=end, days=frozenset(days)))
     names = [s.name for s in out]
     for name in {n for n in names if names.count(n) > 1}:

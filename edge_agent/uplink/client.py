@@ -100,7 +100,8 @@ def read_password(config: MqttConfig) -> str | None:
 def describe_error(exc: BaseException) -> str:
     """A one-line operator-facing description of a connect failure."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate verification failed: {exc.verify_message or exc.reason}"
+        detail = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc)
+        return f"TLS certificate verification failed: {detail}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS error: {exc.reason or exc}"
     if isinstance(exc, ConnectionRefusedError):

@@ -56,13 +56,15 @@ SPEED = 20.0
 POLL_S = 0.1
 """Agent poll interval (wall seconds): the sampling error bound of every stop edge."""
 SLACK_S = 0.05
-"""Scheduling slack on top of one poll (request round trip, event-loop latency)."""
+"""Scheduling slack on top of one poll for durations (request round trip, loop latency)."""
+EDGE_LATE_S = POLL_S + 0.1
+"""Latest an edge may be seen after the truth: the next poll, which may start late under load."""
 THRESHOLD_SIM_S = 120.0
 IDEAL_CYCLE_SIM_S = 1.0
 COUNTER_START = 65436
 """``counter_start`` of the scenario (both good and total start there)."""
 HOLD_SIM_S = 930.0
-"""Sim time at which the test clock stops: the script ends at 890 s."""
+"""Sim time at which the test clock stops: the script ends at 893.5 s."""
 MIN_LEAD_S = 60.0
 """The shift ends at the first whole minute at least this long after the test starts."""
 END_MARGIN_S = 3.0
@@ -456,8 +458,9 @@ async def test_final_shift_record_matches_simulator_truth(
     for ev, tr in zip(events, stops, strict=True):
         label = f"stop {tr['reason']}/{tr['fault_code']} at sim {tr['start_s']} s"
         truth_s = tr["end_ts"] - tr["start_ts"]
-        assert -SLACK_S <= ev["start"] - tr["start_ts"] <= edge_tol, label
-        assert -SLACK_S <= ev["end"] - tr["end_ts"] <= edge_tol, label
+        # An edge is never seen before it happens (a few ms for the request round trip).
+        assert -SLACK_S <= ev["start"] - tr["start_ts"] <= EDGE_LATE_S, label
+        assert -SLACK_S <= ev["end"] - tr["end_ts"] <= EDGE_LATE_S, label
         assert_close(ev["duration_s"], truth_s, edge_tol, f"{label} duration")
         assert ev["class"] == expected_class(tr), label
         assert ev["fault"] == tr["fault_code"], label

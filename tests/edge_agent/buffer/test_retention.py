@@ -79,12 +79,19 @@ async def test_low_priority_telemetry_is_evicted_before_kpi(tmp_path: Path) -> N
     try:
         for i in range(10):
             await buf.publish("kpi", "t", BIG, priority=Priority.HIGH, record_key=f"k{i}")
-        for _ in range(260):
+        # A KPI given a low priority by mistake is still protected by its kind.
+        await buf.publish("kpi", "t", BIG, priority=Priority.LOW, record_key="mislabelled")
+        for _ in range(130):
             await buf.publish("telemetry", "t", BIG, priority=Priority.LOW)
+        for _ in range(130):
+            await buf.publish("health", "t", BIG, priority=Priority.MEDIUM)
         await buf.run_maintenance()
         stats = buf.stats()
         assert stats["dropped"].get("outbox:telemetry", 0) > 0
-        assert count(cfg.path, "outbox", "kind = 'kpi'") == 10
+        # Telemetry (least important) goes before health.
+        if stats["dropped"].get("outbox:health", 0):
+            assert count(cfg.path, "outbox", "kind = 'telemetry'") == 0
+        assert count(cfg.path, "outbox", "kind = 'kpi'") == 11
         assert stats["backlog"] == count(cfg.path, "outbox")
     finally:
         await buf.close()

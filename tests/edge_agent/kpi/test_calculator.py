@@ -18,6 +18,7 @@ from edge_agent.kpi import (
     parse_profile,
     sample_from_json,
 )
+from edge_agent.kpi.profile import UtcInterval
 from edge_agent.kpi.replay import parse_window_arg
 from edge_agent.kpi.timeutil import parse_instant
 
@@ -292,3 +293,32 @@ def test_sample_beyond_revision_horizon_is_flagged_not_dropped_silently() -> Non
     assert "late_data_ignored" in rev.flags
     assert rev.downtime_breakdown_s == final.downtime_breakdown_s  # numbers unchanged
     assert len(calc.to_state()["log"]) < len(samples)
+
+
+def test_pre_sync_samples_after_reboot_wait_for_the_clock() -> None:
+    """After a reboot without RTC, year-2000 samples wait for sync instead of being dropped."""
+    t0 = parse_instant("2024-05-13T08:00:00Z") / 1000
+    profile = KpiProfile(
+        ideal_cycle_time_s=1.0,
+        max_gap_s=120,
+        planned_windows=(
+            UtcInterval(start_ms=round(t0 * 1000), end_ms=round((t0 + 3 * 3600) * 1000)),
+        ),
+    )
+    calc = MachineCalculator(profile, allowed_lateness_s=0, revision_horizon_s=600)
+    calc.open_window("h", t0, t0 + 3 * 3600)
+    for i in range(61):  # first boot: one synced sample a minute for an hour
+        calc.add(Sample(t=t0 + 60 * i, run=1, total=60 * i, mono_s=1000.0 + 60 * i, synced=True))
+        calc.close_due(t0 + 60 * i)
+    # Reboot at 09:30: the clock reads 2000-01-01 until NTP syncs at 09:40.
+    y2k = parse_instant("2000-01-01T00:00:00Z") / 1000
+    for i in range(10):
+        calc.add(Sample(t=y2k + 60 * i, run=1, total=60 * i, mono_s=5.0 + 60 * i, synced=False))
+        calc.close_due(t0 + 3600)
+    calc.add(Sample(t=t0 + 6000, run=1, total=600, mono_s=605.0, synced=True))
+    rec = calc.record("h", now=t0 + 6000)
+    assert "late_data_ignored" not in rec.flags
+    # 08:00-09:02 (last sample held 120 s), unknown 09:02-09:30, then the re-anchored
+    # samples: mono 5 s is 600 s before the synced 09:40 sample, i.e. 09:30.
+    assert rec.running_time_s == 3720 + 600
+    assert rec.unknown_time_s == 1680

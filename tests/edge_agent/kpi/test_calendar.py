@@ -51,6 +51,27 @@ def test_night_shifts_last_7_and_9_hours_on_dst_nights() -> None:
     assert _hours(spring["shift:2024-03-30:A"]) == 8
 
 
+def test_shift_with_end_equal_to_start_lasts_a_whole_local_day() -> None:
+    """00:00-00:00 is a round-the-clock shift: 24 h, 23 h and 25 h on the DST days (end <= start)."""
+    always = KpiProfile(
+        ideal_cycle_time_s=1,
+        timezone="Europe/Paris",
+        shifts=(Shift(name="all", start_min=0, end_min=0),),
+    )
+    for day, hours in (
+        (dt.date(2024, 5, 13), 24),
+        (dt.date(2024, 3, 31), 23),
+        (dt.date(2024, 10, 27), 25),
+    ):
+        (w,) = shift_windows(always, day, day)
+        assert _hours(w) == hours
+        planner = Planner(always)
+        assert (
+            planner.planned_length(round(w.start * 1000), round(w.end * 1000))
+            == hours * 3600 * 1000
+        )
+
+
 def test_planner_sums_shift_time_across_dst() -> None:
     """Planned time of the 2024-03-31 local day is 8 h (A) + 5 h + 2 h of nights - on a 23 h day."""
     planner = Planner(PARIS)

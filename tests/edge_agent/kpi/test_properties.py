@@ -200,7 +200,7 @@ def test_bounded_lateness_with_small_horizon_equals_batch(
     for w in windows:
         calc.open_window(*w)
     latest: dict[str, dict[str, Any]] = {}
-    newest = float("-inf")
+    newest = float(T0)
     for i, s in enumerate(arrival):
         if i == split:
             calc = MachineCalculator.from_state(profile, json.loads(json.dumps(calc.to_state())))

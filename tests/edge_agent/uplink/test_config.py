@@ -118,7 +118,7 @@ def test_connect_errors_are_described_for_operators(tmp_path: Path) -> None:
     verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
     assert describe_error(verify).startswith("TLS certificate verification failed")
     with pytest.raises(UplinkError, match="EDGE_UNSET_VAR"):
-        read_password(MqttConfig(username="u", password_env="EDGE_UNSET_VAR"))
+        read_password(MqttConfig(username="u", password_env="EDGE_UNSET_VAR"))  # noqa: S106
     pw = tmp_path / "pw"
     pw.write_text("secret\n")
     assert read_password(MqttConfig(username="u", password_file=pw)) == "secret"
