@@ -6,7 +6,7 @@ STAMP    := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: demo test soak lint bench clean venv system-deps wheel-check
+.PHONY: demo test soak lint bench clean venv system-deps wheel-check readme
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench: venv system-deps
 ## Build the wheel, install it in a fresh venv and run it from outside the source tree.
 wheel-check: venv
 	bash scripts/wheel-check.sh
+
+readme: venv
+	$(BIN)/python scripts/build_readme.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis .bench

@@ -222,22 +222,31 @@ def _parse_devices(
     return devices, publish
 
 
-def _check_refs(
-    machines: Mapping[str, MachineConfig], devices: Mapping[str, DeviceConfig], issues: Issues
-) -> None:
+def _check_refs(machines: Mapping[str, MachineConfig], root: Table, issues: Issues) -> None:
+    """Report machine signals that name a device or tag missing from the file.
+
+    Names are checked against the file itself, not against what parsed cleanly, so
+    a tag with an error of its own is reported once (at the tag), not again here.
+    """
+    raw_devices = root.data.get("devices")
+    declared: dict[str, list[str]] = {}
+    if isinstance(raw_devices, dict):
+        for dev_name, dev in raw_devices.items():
+            tags = dev.get("tags") if isinstance(dev, dict) else None
+            declared[dev_name] = list(tags) if isinstance(tags, dict) else []
     for name, machine in machines.items():
         for ref in machine.refs:
             device, _, tag = ref.partition(".")
             if ref == "?.?":
                 continue
-            if device not in devices:
+            if device not in declared:
                 issues.add(
                     f"machines.{name}",
                     f"reads {ref!r} but there is no device {device!r}"
-                    f" (devices: {', '.join(sorted(devices)) or 'none'})",
+                    f" (devices: {', '.join(sorted(declared)) or 'none'})",
                 )
-            elif tag not in devices[device].tag_names:
-                known = ", ".join(devices[device].tag_names)
+            elif tag not in declared[device]:
+                known = ", ".join(declared[device])
                 issues.add(
                     f"machines.{name}",
                     f"reads {ref!r} but device {device!r} has no tag {tag!r} (tags: {known})",
@@ -268,7 +277,7 @@ def load_config(path: str | Path) -> AgentConfig:
         if not _NAME.match(name):
             issues.add(mt.path, _name_problem("machine")(name))
         machines[name] = parse_machine(name, mt)
-    _check_refs(machines, devices, issues)
+    _check_refs(machines, root, issues)
     root.finish()
     issues.raise_if_any()
     return AgentConfig(
