@@ -26,6 +26,12 @@ def test_readme_is_up_to_date() -> None:
     )
 
 
+def test_benchmarks_is_up_to_date() -> None:
+    """BENCHMARKS.md equals what `make readme` builds from docs/bench-*.md."""
+    text = (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert text == _builder().build_benchmarks(), "run `make readme`"
+
+
 def test_quick_start_is_two_commands() -> None:
     """The quick start is exactly `make demo` and `make test`."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
