@@ -68,10 +68,22 @@ def _delete(con: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> in
 def prune_by_age(
     con: sqlite3.Connection, config: StorageConfig, now: float, expired: DropCounts
 ) -> int:
-    """Delete rows older than their retention (counted in ``expired``); returns rows deleted."""
+    """Delete rows older than their retention (counted in ``expired``); returns rows deleted.
+
+    Readings are cut at the first rowid whose ``ts`` reaches the cutoff (binary search,
+    see :func:`first_id_at`), in chunks so no transaction grows large.
+    """
     total = 0
+    cutoff = now - config.readings_retention_h * HOUR_S
+    boundary = first_id_at(con, "readings", cutoff)
+    while boundary is not None:
+        n = _delete(con, _oldest_chunk("readings", "id < ?", "id"), (boundary, CHUNK_ROWS))
+        if n:
+            expired["readings"] += n
+            total += n
+        if n < CHUNK_ROWS:
+            break
     steps = (
-        ("readings", "DELETE FROM readings WHERE ts < ?", config.readings_retention_h),
         ("comms_events", "DELETE FROM comms_events WHERE ts < ?", config.events_retention_h),
         (
             "intervals",
@@ -95,6 +107,31 @@ def prune_by_age(
             expired[key] += n
             total += n
     return total
+
+
+def first_id_at(con: sqlite3.Connection, table: str, ts: float) -> int | None:
+    """Smallest rowid whose ``ts`` is >= ``ts``, assuming ``ts`` grows with rowid.
+
+    Rows are appended in arrival order and drivers stamp ``ts`` on arrival, so this
+    holds up to small disorder (and wall-clock steps, where the cut is approximate).
+    About log2(rows) indexed look-ups; returns None for an empty table and
+    ``max(rowid) + 1`` when every row is older.
+    """
+    low, high = con.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()  # noqa: S608
+    if low is None:
+        return None
+    lo, hi = int(low), int(high) + 1
+    probe = f"SELECT rowid, ts FROM {table} WHERE rowid >= ? ORDER BY rowid LIMIT 1"  # noqa: S608
+    while lo < hi:
+        mid = (lo + hi) // 2
+        row = con.execute(probe, (mid,)).fetchone()
+        if row is None:
+            hi = mid
+        elif row[1] < ts:
+            lo = int(row[0]) + 1
+        else:
+            hi = mid
+    return lo
 
 
 def _oldest_chunk(table: str, where: str = "", order: str = "rowid") -> str:

@@ -160,3 +160,25 @@ async def test_age_retention_keeps_unpublished_summaries(tmp_path: Path) -> None
         assert buf.stats()["expired"] == {"readings": 10, "kpi_records": 1}
     finally:
         await buf.close()
+
+
+@pytest.mark.parametrize("deleted", [(), (3, 4, 5), tuple(range(1, 10))])
+def test_first_id_at_binary_search(deleted: tuple[int, ...]) -> None:
+    """first_id_at finds the first rowid whose ts reaches the bound, across gaps in rowids."""
+    from edge_agent.buffer.retention import first_id_at
+
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE readings (id INTEGER PRIMARY KEY, ts REAL)")
+    assert first_id_at(con, "readings", 0.0) is None
+    con.executemany("INSERT INTO readings VALUES (?, ?)", [(i, 100.0 + i) for i in range(1, 21)])
+    con.executemany("DELETE FROM readings WHERE id = ?", [(i,) for i in deleted])
+    remaining = [i for i in range(1, 21) if i not in deleted]
+    for bound in (0.0, 101.0, 104.5, 106.0, 110.0, 120.0, 121.0, 500.0):
+        expected = next((i for i in remaining if 100.0 + i >= bound), 21)
+        got = first_id_at(con, "readings", bound)
+        assert got is not None
+        # Every row before the cut is older, every row from it on is not.
+        assert all(100.0 + i < bound for i in remaining if i < got)
+        assert all(100.0 + i >= bound for i in remaining if i >= got)
+        assert next((i for i in remaining if i >= got), 21) == expected
+    con.close()
