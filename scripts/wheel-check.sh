@@ -17,4 +17,8 @@ for f in "$root"/config/*.toml; do
 done
 "$tmp/venv/bin/edge-agent-sim" list-scenarios >/dev/null
 "$tmp/venv/bin/edge-agent-sim" describe --scenario steady >/dev/null
+# The demo must run from the installed wheel too (its config ships inside the package).
+if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then
+  "$tmp/venv/bin/edge-agent" demo --duration 6 --plain | tail -n 8
+fi
 echo "wheel-check ok"

@@ -26,7 +26,10 @@ import tomli
 
 from edge_agent.cli import EXIT_FAILURE, EXIT_OK
 
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
+# In a source checkout the demo runs config/demo.toml; the wheel carries a copy.
+_SOURCE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
+_PACKAGED_CONFIG = Path(__file__).resolve().parents[1] / "data" / "demo.toml"
+DEMO_CONFIG = _SOURCE_CONFIG if _SOURCE_CONFIG.exists() else _PACKAGED_CONFIG
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -201,8 +201,8 @@ async def test_rejected_publish_stays_in_outbox(
         await agent.buffer.publish(
             "health", agent.uplink.topics.health(), {"x": 2}, priority=Priority.MEDIUM
         )
-        assert await agent.wait(lambda: agent.uplink.state()["rejected"] == 1, 5)
-        assert await agent.wait(lambda: agent.uplink.state()["published"] == 1, 5)
+        assert await agent.wait(lambda: agent.uplink.state()["rejected"] >= 1, 15)
+        assert await agent.wait(lambda: agent.uplink.state()["published"] >= 1, 15)
         assert agent.buffer.backlog == 1
         assert "rejected" in (agent.uplink.state()["last_error"] or "")
 
