@@ -401,7 +401,7 @@ class ModbusLink:
                     )
                 )
                 continue
-            out.append(Reading(device=name, tag=pt.name, value=value, ts=ts, mono=mono))
+            out.append(Reading(name, pt.name, value, ts, mono))
         dev.diag.last_good_ts = ts
 
     @staticmethod

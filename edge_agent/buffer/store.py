@@ -33,8 +33,9 @@ from typing import Any, TypeVar
 from edge_agent.buffer import outbox
 from edge_agent.buffer.config import StorageConfig
 from edge_agent.buffer.outbox import NewMessage, OutboxRow, Priority
+from edge_agent.buffer.rows import interval_row
 from edge_agent.buffer.schema import open_database, plan_size
-from edge_agent.buffer.writer import Writer, interval_row
+from edge_agent.buffer.writer import Writer
 from edge_agent.model import CommsEvent, Reading
 
 log = logging.getLogger(__name__)

@@ -25,117 +25,33 @@ commit; nothing written is lost by this module except what is counted as dropped
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
 from edge_agent.buffer import outbox, retention
 from edge_agent.buffer.config import StorageConfig
-from edge_agent.buffer.schema import QUALITY_CODES, plan_size
+from edge_agent.buffer.rows import CONVERT, INSERT, TABLES, SeriesIds
+from edge_agent.buffer.schema import plan_size
 from edge_agent.errors import StorageFull
-from edge_agent.model import CommsEvent, Reading
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TABLES = ("readings", "comms_events", "intervals")
 HIGH_WATER = 0.90  # start freeing space above this share of the page cap
 LOW_WATER = 0.80  # ... down to this share
 MAINTENANCE_S = 1.0
 AGE_PRUNE_S = 60.0
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 10.0
-
-_INSERT = {
-    "readings": "INSERT INTO readings(ts, series, value, quality, reason, mono, source_ts) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-    "comms_events": "INSERT INTO comms_events(ts, device, state, reason, mono) "
-    "VALUES (?, ?, ?, ?, ?)",
-    "intervals": "INSERT INTO intervals(machine, start, end, data) VALUES (?, ?, ?, ?)",
-}
-
-
-class SeriesIds:
-    """(device, tag) -> series id, cached; new pairs are inserted in the caller's transaction."""
-
-    def __init__(self) -> None:
-        self._ids: dict[tuple[str, str], int] = {}
-
-    def load(self, con: sqlite3.Connection) -> None:
-        """Fill the cache from the table (at open)."""
-        self._ids = {
-            (d, t): int(i) for i, d, t in con.execute("SELECT id, device, tag FROM series")
-        }
-
-    def forget(self) -> None:
-        """Drop the cache (after a rolled-back transaction may have discarded new ids)."""
-        self._ids.clear()
-
-    def rows(
-        self, con: sqlite3.Connection, readings: Sequence[Reading]
-    ) -> list[tuple[object, ...]]:
-        """Insert rows for readings; call inside a transaction."""
-        # Hot path (hundreds of thousands of rows/s): plain loop, no per-row helper calls.
-        ids = self._ids
-        codes = QUALITY_CODES
-        dumps = json.dumps
-        out: list[tuple[object, ...]] = []
-        append = out.append
-        for r in readings:
-            key = (r.device, r.tag)
-            sid = ids.get(key)
-            if sid is None:
-                sid = self._new(con, key)
-            value = r.value
-            if value.__class__ is list:
-                value = dumps(value)
-            append(
-                (r.ts, sid, value, codes[r.quality.value], r.reason or None, r.mono, r.source_ts)
-            )
-        return out
-
-    def _new(self, con: sqlite3.Connection, key: tuple[str, str]) -> int:
-        con.execute("INSERT OR IGNORE INTO series(device, tag) VALUES (?, ?)", key)
-        sid = int(
-            con.execute("SELECT id FROM series WHERE device = ? AND tag = ?", key).fetchone()[0]
-        )
-        self._ids[key] = sid
-        return sid
-
-
-def _comms_row(e: CommsEvent) -> tuple[object, ...]:
-    return (e.ts, e.device, e.state.value, e.reason, e.mono)
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def interval_row(machine: str, interval: Mapping[str, Any]) -> tuple[object, ...]:
-    """Row of the intervals table: ``start``/``end`` (UNIX seconds) extracted, the rest as JSON."""
-    return (
-        machine,
-        _number(interval.get("start")),
-        _number(interval.get("end")),
-        json.dumps(interval, separators=(",", ":"), default=str),
-    )
-
-
-_CONVERT: dict[str, Callable[[Any], list[tuple[object, ...]]]] = {
-    "comms_events": lambda events: [_comms_row(e) for e in events],
-    "intervals": list,  # already converted by the caller (machine name needed)
-}
 
 
 def is_full(exc: BaseException) -> bool:
@@ -332,7 +248,7 @@ class Writer:
             batch[table].extend(self._held[table])
             if rows is not None:
                 # Readings stay objects until the transaction (their series ids live there).
-                convert = _CONVERT.get(table)
+                convert = CONVERT.get(table)
                 batch[table].extend(convert(rows[table]) if convert else rows[table])
         self._held = {t: [] for t in TABLES}
         self._held_count = 0
@@ -367,7 +283,7 @@ class Writer:
                         if table == "readings"
                         else batch[table]
                     )
-                    con.executemany(_INSERT[table], rows)
+                    con.executemany(INSERT[table], rows)
             con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:
@@ -517,8 +433,3 @@ class _BacklogCounter(Counter[str]):
         self._writer.dropped[key] += delta
         if key.startswith("outbox:"):
             self._writer.outbox_count -= delta
-
-
-def count_rows(con: sqlite3.Connection, tables: Iterable[str]) -> dict[str, int]:
-    """Row count per table (full scan; for stats at open and tests, not the hot path)."""
-    return {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # noqa: S608

@@ -52,7 +52,7 @@ def test_night_shifts_last_7_and_9_hours_on_dst_nights() -> None:
 
 
 def test_shift_with_end_equal_to_start_lasts_a_whole_local_day() -> None:
-    """00:00-00:00 is a round-the-clock shift: 24 h, 23 h and 25 h on the DST days (end <= start)."""
+    """00:00-00:00 is a round-the-clock shift: 24 h, or 23 h / 25 h on DST days (end <= start)."""
     always = KpiProfile(
         ideal_cycle_time_s=1,
         timezone="Europe/Paris",
