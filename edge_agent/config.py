@@ -44,7 +44,7 @@ class AgentSection:
     area: str
     state_dir: Path
     log_level: str = "info"
-    status_interval_s: float = 2.0
+    status_interval_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,7 +111,7 @@ def _parse_agent(table: Table | None, base_dir: Path, issues: Issues) -> AgentSe
     if not state_dir.is_absolute():
         state_dir = (base_dir / state_dir).resolve()
     level = t.get_str("log_level", "info", choices=LOG_LEVELS)
-    status_interval = t.get_float("status_interval_s", 2.0, min=0.5, max=3600)
+    status_interval = t.get_float("status_interval_s", 5.0, min=0.5, max=3600)
     t.finish()
     return AgentSection(
         id=agent_id,

@@ -40,10 +40,10 @@ from typing import Any
 from drivers import registry
 from drivers.base import DeviceConfig, Link, run_link
 from edge_agent import __version__, sdnotify
-from edge_agent.buffer import Buffer
+from edge_agent.buffer import Buffer, Outgoing
 from edge_agent.clock import clock_synced
 from edge_agent.config import AgentConfig, load_config
-from edge_agent.errors import ConfigError
+from edge_agent.errors import ConfigError, StorageFull
 from edge_agent.health import HealthCollector
 from edge_agent.kpi import MachineCalculator, Sample
 from edge_agent.kpi.calendar import WindowKind, windows_containing
@@ -58,6 +58,8 @@ PRIORITY_EVENT = 0  # KPI records and stop events: published first, evicted last
 PRIORITY_HEALTH = 5
 PRIORITY_TELEMETRY = 9
 QUEUE_MAX_ITEMS = 10_000
+# Messages held in memory while the outbox cannot be written (disk budget or disk full).
+OUTGOING_MAX = 20_000
 
 
 class QueueSink:
@@ -136,6 +138,9 @@ class Runtime:
         self.telemetry: TelemetryEngine | None = None
         self.health = HealthCollector(state_dir=config.agent.state_dir)
         self.published_counts: dict[str, int] = {}
+        self.outgoing: list[Outgoing] = []
+        self.dropped_outgoing: dict[str, int] = {}
+        self.storage_full = False
         self.processed = 0
 
     # -- lifecycle -------------------------------------------------------------
@@ -327,8 +332,10 @@ class Runtime:
             sample = mr.builder.sample(t=t, mono=mono, synced=synced)
             self._open_windows(mr, t)
             for ev in mr.calc.add(sample):
-                await self._publish_stop(mr, ev)
+                self._publish_stop(mr, ev)
             self._track_state(mr, sample)
+        if self.outgoing:
+            await self._flush_outgoing()
 
     def _clock_synced(self, mono: float) -> bool | None:
         """Clock status, re-read at most once a second (it costs a syscall and a stat)."""
@@ -355,29 +362,68 @@ class Runtime:
             mr.since = sample.t
         mr.state, mr.fault, mr.last_t = state, fault, sample.t
 
-    async def _publish(
+    def _enqueue(
         self,
         kind: str,
         topic: str,
         data: dict[str, Any],
         priority: int,
         *,
-        retain: bool = False,
         record_key: str | None = None,
     ) -> None:
-        await self.buffer.publish(
-            kind, topic, data, priority=priority, retain=retain, record_key=record_key
+        """Queue a message for the outbox; :meth:`_flush_outgoing` commits the queue at once."""
+        self.outgoing.append(
+            Outgoing(kind=kind, topic=topic, data=data, priority=priority, record_key=record_key)
         )
-        self.published_counts[kind] = self.published_counts.get(kind, 0) + 1
 
-    async def _publish_stop(self, mr: MachineRuntime, event: Any) -> None:
+    async def _flush_outgoing(self) -> None:
+        """Commit every queued message to the outbox in one transaction (one fsync).
+
+        When the disk budget or the disk is full, the messages stay queued in memory and
+        are retried on the next flush; beyond ``OUTGOING_MAX`` the lowest-priority, oldest
+        ones are dropped and counted, never a KPI record or a stop event.
+        """
+        if not self.outgoing:
+            return
+        batch, self.outgoing = self.outgoing, []
+        try:
+            await self.buffer.publish_many(batch)
+        except StorageFull as exc:
+            if not self.storage_full:
+                log.error("Outbox full, keeping messages in memory: %s", exc)
+            self.storage_full = True
+            self.outgoing = batch + self.outgoing
+            self._trim_outgoing()
+            return
+        if self.storage_full:
+            log.info("Outbox writable again, %d queued messages stored", len(batch))
+            self.storage_full = False
+        for m in batch:
+            self.published_counts[m.kind] = self.published_counts.get(m.kind, 0) + 1
+
+    def _trim_outgoing(self) -> None:
+        excess = len(self.outgoing) - OUTGOING_MAX
+        if excess <= 0:
+            return
+        # Largest priority number = least important; oldest first within it.
+        order = sorted(
+            (i for i, m in enumerate(self.outgoing) if m.kind not in ("kpi", "stop")),
+            key=lambda i: (-self.outgoing[i].priority, i),
+        )
+        drop = set(order[:excess])
+        for i in drop:
+            kind = self.outgoing[i].kind
+            self.dropped_outgoing[kind] = self.dropped_outgoing.get(kind, 0) + 1
+        self.outgoing = [m for i, m in enumerate(self.outgoing) if i not in drop]
+
+    def _publish_stop(self, mr: MachineRuntime, event: Any) -> None:
         data = event.as_dict()
         data["machine"] = mr.config.name
         code = data.get("fault")
         if code:
             data["fault_name"] = mr.config.fault_names.get(int(code))
         topic = self.uplink.topics.stop(machine=mr.config.name)
-        await self._publish("stop", topic, data, PRIORITY_EVENT)
+        self._enqueue("stop", topic, data, PRIORITY_EVENT)
 
     # -- reporting --------------------------------------------------------------
     async def _report_loop(self) -> None:
@@ -407,7 +453,7 @@ class Runtime:
                 kind = data["name"].split(":", 1)[0]
                 topic = self.uplink.topics.kpi(machine=mr.config.name, window_kind=kind)
                 key = f"{mr.config.name}|{data['name']}|{data['revision']}|{data.get('final')}"
-                await self._publish("kpi", topic, data, PRIORITY_EVENT, record_key=key)
+                self._enqueue("kpi", topic, data, PRIORITY_EVENT, record_key=key)
                 if kind == "day":
                     mr.latest["today"] = data
                 elif kind == "shift":
@@ -415,19 +461,24 @@ class Runtime:
             intervals = [iv.as_dict() for iv in mr.calc.drain_intervals()]
             if intervals:
                 self.buffer.add_intervals(mr.config.name, intervals)
-            await self.buffer.save_state(
-                f"calc:{mr.config.name}",
-                {
-                    "profile_hash": _profile_hash(mr.config),
-                    "last_t": mr.last_t,
-                    "state": mr.calc.to_state(),
-                },
-            )
+        await self._flush_outgoing()
+        for mr in self.machines.values():
+            state = {
+                "profile_hash": _profile_hash(mr.config),
+                "last_t": mr.last_t,
+                "state": mr.calc.to_state(),
+            }
+            try:
+                await self.buffer.save_state(f"calc:{mr.config.name}", state)
+            except StorageFull:
+                # Kept in memory; the next round tries again (records already went out).
+                log.debug("Calculator state not saved (storage full) machine=%s", mr.config.name)
         if final_flush and self.telemetry is not None:
             # Shutdown: everything still pending goes out, including open aggregate windows.
             for msg in self.telemetry.flush(now):
                 topic = self.uplink.topics.telemetry(device=msg.device)
-                await self._publish("telemetry", topic, msg.data, PRIORITY_TELEMETRY)
+                self._enqueue("telemetry", topic, msg.data, PRIORITY_TELEMETRY)
+            await self._flush_outgoing()
 
     async def _telemetry_loop(self) -> None:
         interval = self.config.telemetry.interval_s
@@ -440,14 +491,16 @@ class Runtime:
             return
         for msg in self.telemetry.due(now):
             topic = self.uplink.topics.telemetry(device=msg.device)
-            await self._publish("telemetry", topic, msg.data, PRIORITY_TELEMETRY)
+            self._enqueue("telemetry", topic, msg.data, PRIORITY_TELEMETRY)
+        await self._flush_outgoing()
 
     async def _health_loop(self) -> None:
         interval = self.config.health.interval_s
         while True:
             await asyncio.sleep(interval)
             data = self.health_snapshot()
-            await self._publish("health", self.uplink.topics.health(), data, PRIORITY_HEALTH)
+            self._enqueue("health", self.uplink.topics.health(), data, PRIORITY_HEALTH)
+            await self._flush_outgoing()
             sdnotify.status(self._status_line())
 
     def health_snapshot(self) -> dict[str, Any]:
@@ -460,6 +513,8 @@ class Runtime:
             "dropped_readings": self.sink.dropped_readings,
             "dropped_events": self.sink.dropped_events,
             "queue_depth": self.sink.queue.qsize(),
+            "outgoing_in_memory": len(self.outgoing),
+            "dropped_outgoing": sum(self.dropped_outgoing.values()),
         }
         return data
 
