@@ -45,9 +45,9 @@ def configure_logging(verbosity: int, level_name: str | None = None) -> None:
         level = logging.DEBUG
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
     # Libraries are chatty (asyncua logs every request, pymodbus logs every timeout at ERROR
-    # with a frame dump). The drivers log each loss and recovery once in their own words,
-    # so the libraries stay quiet unless -vvv.
-    for noisy in ("asyncua", "pymodbus"):
+    # with a frame dump, paho logs socket errors). The drivers and the uplink log each loss
+    # and recovery once in their own words, so the libraries stay quiet unless -vvv.
+    for noisy in ("asyncua", "pymodbus", "paho"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 3 else logging.CRITICAL)
 
 

@@ -57,8 +57,13 @@ class DemoBroker:
             conf.write_text(
                 f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             )
+            # A session of its own: Ctrl-C in the terminal must not kill the broker before the
+            # agent has flushed; it is stopped by PID in __aexit__.
             self._proc = subprocess.Popen(  # noqa: S603, ASYNC220 - fixed argv; a start, not a wait
-                [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                [binary, "-c", str(conf)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
             )
             self.kind = "mosquitto"
         else:

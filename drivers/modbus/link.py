@@ -46,6 +46,22 @@ from drivers.modbus.planner import Block, plan_device, split_block
 from edge_agent.errors import DecodeError, DeviceUnavailable
 from edge_agent.model import CommsEvent, CommsState, Quality, Reading
 
+_GOOD = Quality.GOOD
+_tuple_new = tuple.__new__
+# _decode builds Readings positionally with tuple.__new__: fail at import, not with
+# shifted fields, if Reading's layout ever changes.
+if Reading._fields != (
+    "device",
+    "tag",
+    "value",
+    "ts",
+    "mono",
+    "quality",
+    "reason",
+    "source_ts",
+):  # pragma: no cover
+    raise ImportError(f"drivers.modbus.link expects another Reading layout: {Reading._fields}")
+
 log = logging.getLogger("edge_agent.drivers.modbus")
 
 # Modbus exception codes (Modbus Application Protocol v1.1b3 §7).
@@ -384,6 +400,10 @@ class ModbusLink:
         dev: _Device, block: Block, words: Sequence[Any], ts: float, mono: float, out: list[Reading]
     ) -> None:
         name = dev.config.name
+        # Hot path (one Reading per polled register): build the named tuple with
+        # tuple.__new__ and explicit defaults, skipping Reading.__new__'s Python frame.
+        new, good = _tuple_new, _GOOD
+        append = out.append
         for pt in block.tags:
             try:
                 value = pt.decode(words, pt.offset)
@@ -401,7 +421,7 @@ class ModbusLink:
                     )
                 )
                 continue
-            out.append(Reading(name, pt.name, value, ts, mono))
+            append(new(Reading, (name, pt.name, value, ts, mono, good, "", None)))
         dev.diag.last_good_ts = ts
 
     @staticmethod

@@ -9,7 +9,9 @@ retention can keep unpublished summaries and drop old published ones.
 These functions run on the buffer's writer thread only; they do not commit unless
 stated and know nothing about MQTT. Guarantees: :func:`insert` commits before it
 returns (with the configured ``synchronous`` mode), :func:`fetch` returns rows in
-``seq`` order, :func:`ack` is idempotent.
+``seq`` order, :func:`fetch_lanes` returns each priority class's rows in ``seq``
+order using the ``(priority, seq)`` index (never a table scan), :func:`ack` is
+idempotent.
 """
 
 from __future__ import annotations
@@ -116,6 +118,73 @@ def fetch(
             (after, max_seq, limit),
         )
     return [OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in cur]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LaneQuery:
+    """One read of a priority class: rows with ``priority`` and ``after < seq (<= max_seq)``."""
+
+    priority: int
+    after: int
+    limit: int
+    max_seq: int | None = None
+
+
+def priorities(con: sqlite3.Connection) -> list[int]:
+    """The distinct priorities present in the outbox, most important (smallest) first.
+
+    A skip-scan over the ``(priority, seq)`` index: one ``min()`` seek per class,
+    so the cost grows with the number of classes, not with the number of rows.
+    """
+    cur = con.execute(
+        "WITH RECURSIVE p(v) AS ("
+        "SELECT (SELECT min(priority) FROM outbox) UNION ALL "
+        "SELECT (SELECT min(priority) FROM outbox WHERE priority > p.v) FROM p "
+        "WHERE p.v IS NOT NULL) "
+        "SELECT v FROM p WHERE v IS NOT NULL"
+    )
+    return [int(r[0]) for r in cur]
+
+
+def fetch_class(con: sqlite3.Connection, query: LaneQuery) -> list[OutboxRow]:
+    """Rows of one priority class with ``after < seq (<= max_seq)`` in seq order (index seek)."""
+    if query.limit <= 0:
+        return []
+    # INDEXED BY: a seek on (priority, seq) whatever the statistics say. Left to the
+    # planner, a seq range may be read through the rowid instead, filtering priority,
+    # which scans the whole telemetry backlog to find a few KPI rows.
+    if query.max_seq is None:
+        cur = con.execute(
+            "SELECT seq, kind, priority, topic, data, created, retain "
+            "FROM outbox INDEXED BY outbox_priority_seq "
+            "WHERE priority = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (query.priority, query.after, query.limit),
+        )
+    else:
+        cur = con.execute(
+            "SELECT seq, kind, priority, topic, data, created, retain "
+            "FROM outbox INDEXED BY outbox_priority_seq "
+            "WHERE priority = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            (query.priority, query.after, query.max_seq, query.limit),
+        )
+    return [OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in cur]
+
+
+def fetch_lanes(
+    con: sqlite3.Connection, queries: Sequence[LaneQuery], *, discover: bool = False
+) -> tuple[list[int] | None, list[list[OutboxRow]]]:
+    """Run several class reads (and optionally :func:`priorities`) in one writer job.
+
+    Args:
+        con: The writer connection.
+        queries: Class reads, answered in the same order.
+        discover: Also list the priorities present (first, before the reads).
+
+    Returns:
+        ``(priorities or None, rows per query)``.
+    """
+    found = priorities(con) if discover else None
+    return found, [fetch_class(con, q) for q in queries]
 
 
 def ack(con: sqlite3.Connection, seqs: Iterable[int], now: float) -> int:

@@ -1,10 +1,12 @@
-"""Row conversion for the buffer's batched tables (readings, comms events, intervals).
+"""Row conversion and insertion for the buffer's batched tables (readings, comms events, intervals).
 
-Turns model objects into the tuples the writer inserts: readings refer to a
+Turns model objects into the rows the writer inserts: readings refer to a
 ``series`` row per (device, tag) (cached ids, created inside the caller's
 transaction), quality is stored as a small integer code, list values as JSON
-text. Runs on the writer thread only; no I/O besides the series look-ups, no
-threads, no state except the id cache.
+text. :meth:`SeriesIds.insert` writes readings with multi-row ``INSERT``
+statements, in arrival order (rowid order stays arrival order). Runs on the
+writer thread only; no I/O besides the statements it is asked to run in the
+caller's transaction, no threads, no state except the id cache.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from edge_agent.buffer.schema import QUALITY_CODES
-from edge_agent.model import CommsEvent, Reading
+from edge_agent.model import CommsEvent, Quality, Reading
+
+_GOOD = Quality.GOOD
 
 TABLES = ("readings", "comms_events", "intervals")
 
@@ -28,51 +32,96 @@ INSERT = {
 }
 
 
+# Readings are inserted READINGS_PER_STATEMENT rows per statement (multi-row VALUES):
+# sqlite3's executemany re-binds, steps and releases the GIL once per row, which
+# costs about a third of the insert time at 12,500 rows/s and makes the writer
+# thread hand the GIL back and forth with the event loop per row. 7 x 100 = 700
+# parameters, far below SQLite's limit (32,766 since 3.32, 999 before).
+READINGS_PER_STATEMENT = 100
+_READING_COLUMNS = 7
+INSERT_READINGS_MANY = (
+    "INSERT INTO readings(ts, series, value, quality, reason, mono, source_ts) VALUES "  # noqa: S608 - constant placeholders only
+    + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * READINGS_PER_STATEMENT)
+)
+
+
 class SeriesIds:
     """(device, tag) -> series id, cached; new pairs are inserted in the caller's transaction."""
 
     def __init__(self) -> None:
-        self._ids: dict[tuple[str, str], int] = {}
+        # device -> tag -> id: one dict look-up per device change, one per reading.
+        self._ids: dict[str, dict[str, int]] = {}
 
     def load(self, con: sqlite3.Connection) -> None:
         """Fill the cache from the table (at open)."""
-        self._ids = {
-            (d, t): int(i) for i, d, t in con.execute("SELECT id, device, tag FROM series")
-        }
+        ids: dict[str, dict[str, int]] = {}
+        for i, d, t in con.execute("SELECT id, device, tag FROM series"):
+            ids.setdefault(d, {})[t] = int(i)
+        self._ids = ids
 
     def forget(self) -> None:
         """Drop the cache (after a rolled-back transaction may have discarded new ids)."""
         self._ids.clear()
 
-    def rows(
-        self, con: sqlite3.Connection, readings: Sequence[Reading]
-    ) -> list[tuple[object, ...]]:
-        """Insert rows for readings; call inside a transaction."""
+    def flat(self, con: sqlite3.Connection, readings: Sequence[Reading]) -> list[object]:
+        """The parameters of the readings' rows, concatenated; call inside a transaction.
+
+        Creates the series rows of new (device, tag) pairs on the way.
+        """
         # Hot path (hundreds of thousands of rows/s): plain loop, no per-row helper calls.
         ids = self._ids
         codes = QUALITY_CODES
+        good = _GOOD
         dumps = json.dumps
-        out: list[tuple[object, ...]] = []
-        append = out.append
+        out: list[object] = []
+        extend = out.extend
+        device: str | None = None
+        tags: dict[str, int] = {}
         for r in readings:
-            key = (r.device, r.tag)
-            sid = ids.get(key)
+            if r.device != device:
+                device = r.device
+                tags = ids.get(device) or ids.setdefault(device, {})
+            sid = tags.get(r.tag)
             if sid is None:
-                sid = self._new(con, key)
+                sid = self._new(con, device, r.tag)
             value = r.value
             if value.__class__ is list:
                 value = dumps(value)
-            append(
-                (r.ts, sid, value, codes[r.quality.value], r.reason or None, r.mono, r.source_ts)
+            quality = r.quality
+            extend(
+                (
+                    r.ts,
+                    sid,
+                    value,
+                    0 if quality is good else codes[quality.value],
+                    r.reason or None,
+                    r.mono,
+                    r.source_ts,
+                )
             )
         return out
 
-    def _new(self, con: sqlite3.Connection, key: tuple[str, str]) -> int:
+    def insert(self, con: sqlite3.Connection, readings: Sequence[Reading]) -> None:
+        """Insert the readings' rows in arrival order; call inside a transaction."""
+        flat = self.flat(con, readings)
+        step = READINGS_PER_STATEMENT * _READING_COLUMNS
+        full = len(flat) - len(flat) % step
+        execute = con.execute
+        for i in range(0, full, step):
+            execute(INSERT_READINGS_MANY, flat[i : i + step])
+        if full < len(flat):
+            n = _READING_COLUMNS
+            con.executemany(
+                INSERT["readings"], (flat[i : i + n] for i in range(full, len(flat), n))
+            )
+
+    def _new(self, con: sqlite3.Connection, device: str, tag: str) -> int:
+        key = (device, tag)
         con.execute("INSERT OR IGNORE INTO series(device, tag) VALUES (?, ?)", key)
         sid = int(
             con.execute("SELECT id FROM series WHERE device = ? AND tag = ?", key).fetchone()[0]
         )
-        self._ids[key] = sid
+        self._ids.setdefault(device, {})[tag] = sid
         return sid
 
 

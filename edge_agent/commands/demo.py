@@ -99,7 +99,7 @@ def _render(rt: Any, counter: Counter, broker: str, started: float) -> str:
         "",
         f"{'machine':<10} {'state':<9} {'fault':>5} {'since':>7} {'avail':>7} {'perf':>7} "
         f"{'qual':>7} {'OEE':>7} "
-        f"{'down s':>7} {'stops':>5}",
+        f"{'down s':>7} {'stops':>5}  reason",
     ]
     now = time.time()
     for name, mr in rt.machines.items():
@@ -117,7 +117,8 @@ def _render(rt: Any, counter: Counter, broker: str, started: float) -> str:
         lines.append(
             f"{name:<10} {mr.state:<9} {mr.fault or '':>5} {since:>7} {pct('availability')} "
             f"{pct('performance')} {pct('quality')} {pct('oee')} "
-            f"{rec.get('downtime_total_s', 0):7.0f} {rec.get('stops', 0):5}"
+            f"{rec.get('downtime_total_s', 0):7.0f} {rec.get('stops', 0):5}  "
+            f"{mr.config.fault_names.get(mr.fault, '') if mr.fault else ''}"
         )
     with counter.lock:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(counter.by_kind.items())) or "none yet"

@@ -8,9 +8,14 @@ Telegraf's tsd-005:
   on (under MQTT 5 only when ``reason_code.is_failure`` is false). A rejected
   publish (v5 failure reason) stays in the outbox, is counted in ``rejected`` and
   is re-sent after the next reconnect.
-* **Order.** With ``drain_order = "oldest_first"`` rows are published in ``seq``
-  order, on one connection at a time; after a broker outage or an agent restart
-  publishing resumes at the oldest unacknowledged row.
+* **Priority, then order.** When more rows wait than fit in flight, the most
+  important class goes first (smaller ``priority``: KPI/stop 0, health 5,
+  telemetry 9), in strict ``seq`` order within a class (``oldest_first``); a less
+  important class still gets one send in :data:`~edge_agent.uplink.drain.SHARE_EVERY`
+  while a more important one waits, so it is never starved. With ``live_first``
+  the rows newer than the connection share each class with its backlog. Order
+  *across* classes is not ``seq`` order. After a broker outage or an agent
+  restart publishing resumes at the oldest unacknowledged row of each class.
 * **At-least-once.** Rows in flight when a connection drops are re-sent (same
   bytes, same ``seq``); the consumer de-duplicates on ``(agent, seq)``. A gap in
   ``seq`` means data was evicted under the disk budget (counted in the buffer's
@@ -30,21 +35,33 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge_agent.buffer import Buffer, OutboxRow
+from edge_agent.buffer import Buffer, OutboxRow, outbox
 from edge_agent.uplink import payload
 from edge_agent.uplink.client import MqttLink, Will
 from edge_agent.uplink.config import DrainOrder, MqttConfig, Transport
+from edge_agent.uplink.drain import DrainQueue
 from edge_agent.uplink.topics import TopicTemplates
 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 1.0
+
+
+async def fetch_lanes(
+    buffer: Buffer, queries: list[outbox.LaneQuery], *, discover: bool
+) -> tuple[list[int] | None, list[list[OutboxRow]]]:
+    """Run :func:`edge_agent.buffer.outbox.fetch_lanes` on the buffer's writer thread.
+
+    One writer job per read-ahead top-up. ``Buffer`` has no public method for it
+    yet, so this goes through its job hook (``Buffer._call``, FIFO with every other
+    writer job); a public ``Buffer.fetch_outbox_lanes`` would replace this body.
+    """
+    return await buffer._call(lambda con: outbox.fetch_lanes(con, queries, discover=discover))
 
 
 class Uplink:
@@ -90,15 +107,9 @@ class Uplink:
         # mid -> (seq, monotonic send time); only for the current generation.
         self._pending: dict[int, tuple[int, float]] = {}
         self._acked: list[int] = []
-        # Read-ahead: rows fetched but not yet sent, so a PUBACK burst refills the window
-        # without waiting for a database round trip. Cursors are the last seq *fetched*.
-        self._ahead: deque[OutboxRow] = deque()  # oldest_first: everything; live_first: backlog
-        self._live: deque[OutboxRow] = deque()  # live_first: rows newer than the mark
-        self._cursor = 0
-        self._live_cursor = 0
-        self._mark = 0  # live_first: last seq that existed when the connection came up
-        self._exhausted = False  # the last fetch returned less than asked (until a new publish)
-        self._live_exhausted = False
+        # Read-ahead: rows fetched but not yet sent (per priority class), so a PUBACK
+        # burst refills the window without waiting for a database round trip.
+        self._queue = DrainQueue(live_mark=None)
         self._read_ahead = max(2 * config.max_in_flight, 64)
         self._status_mid: int | None = None
         self._status_acked = asyncio.Event()
@@ -166,13 +177,11 @@ class Uplink:
         self._session_present = session_present
         self.connects += 1
         self._pending.clear()
-        self._ahead.clear()
-        self._live.clear()
-        self._cursor = 0
-        self._mark = self.buffer.last_seq if self.buffer.is_open else 0
-        self._live_cursor = self._mark
-        self._exhausted = False
-        self._live_exhausted = False
+        mark: int | None = None
+        if self.config.drain_order is DrainOrder.LIVE_FIRST:
+            # The backlog: every seq that existed when the connection came up.
+            mark = self.buffer.last_seq if self.buffer.is_open else 0
+        self._queue = DrainQueue(live_mark=mark)
         self.last_error = None
         log.info(
             "MQTT connected: host=%s port=%d session_present=%s backlog=%s",
@@ -229,8 +238,7 @@ class Uplink:
 
     # -- internals -----------------------------------------------------------------------
     def _new_rows(self) -> None:
-        self._exhausted = False
-        self._live_exhausted = False
+        self._queue.wake()
         self._wake.set()
 
     def _flush_acks(self) -> None:
@@ -246,54 +254,46 @@ class Uplink:
             if slots <= 0:
                 return
             generation = self._generation
-            await self._top_up(slots)
+            queue = self._queue
+            await self._top_up(queue, slots)
             if generation != self._generation or not self._connected:
                 return  # the connection changed while we read: start over on the new one
-            batch = self._take(slots)
+            batch = queue.take(slots)
             if not batch:
                 return
             for i, row in enumerate(batch):
                 if not self._send(row):
                     if generation == self._generation:
                         # Not sent on this connection: keep the rest for the next attempt.
-                        self._ahead.extendleft(reversed(batch[i:]))
+                        queue.put_back(batch[i:])
                     return
 
-    async def _top_up(self, slots: int) -> None:
-        """Fetch more rows when the read-ahead holds fewer than ``slots``."""
-        generation = self._generation
-        live_first = self.config.drain_order is DrainOrder.LIVE_FIRST
-        if len(self._ahead) < slots and not self._exhausted:
-            rows = await self.buffer.fetch_outbox(
-                after=self._cursor,
-                limit=self._read_ahead,
-                max_seq=self._mark if live_first else None,
-            )
-            if generation != self._generation:
-                return
-            self._ahead.extend(rows)
-            if rows:
-                self._cursor = rows[-1].seq
-            # In live_first mode the backlog is finite: once exhausted it stays so.
-            self._exhausted = len(rows) < self._read_ahead
-        if live_first and len(self._live) < slots and not self._live_exhausted:
-            rows = await self.buffer.fetch_outbox(after=self._live_cursor, limit=self._read_ahead)
-            if generation != self._generation:
-                return
-            self._live.extend(rows)
-            if rows:
-                self._live_cursor = rows[-1].seq
-            self._live_exhausted = len(rows) < self._read_ahead
-
-    def _take(self, slots: int) -> list[OutboxRow]:
-        """Rows to send next: seq order, or (live_first) at least half the window to the backlog."""
-        if self.config.drain_order is DrainOrder.OLDEST_FIRST:
-            return [self._ahead.popleft() for _ in range(min(slots, len(self._ahead)))]
-        share = slots if not self._ahead else max(1, slots // 2)
-        out = [self._live.popleft() for _ in range(min(share, len(self._live)))]
-        out += [self._ahead.popleft() for _ in range(min(slots - len(out), len(self._ahead)))]
-        out += [self._live.popleft() for _ in range(min(slots - len(out), len(self._live)))]
-        return out
+    async def _top_up(self, queue: DrainQueue, slots: int) -> None:
+        """Read more rows for every lane holding fewer than ``slots`` (one writer job)."""
+        discover = queue.discovery_due
+        queries = queue.queries(slots, self._read_ahead)
+        if not queries and not discover:
+            return
+        queue.discovery_due = False
+        epoch = queue.epoch
+        try:
+            found, results = await fetch_lanes(self.buffer, queries, discover=discover)
+        except BaseException:
+            queue.discovery_due = queue.discovery_due or discover  # not done: retry next time
+            raise
+        if queue is not self._queue:
+            return  # a new connection started meanwhile: its queue starts from scratch
+        queue.absorb(queries, results, epoch)
+        if found is None:
+            return
+        queue.mark_absent(found, epoch)
+        if queue.add_classes(found):
+            # Classes seen for the first time: read them before choosing what to send.
+            queries = queue.queries(slots, self._read_ahead)
+            epoch = queue.epoch
+            _found, results = await fetch_lanes(self.buffer, queries, discover=False)
+            if queue is self._queue:
+                queue.absorb(queries, results, epoch)
 
     def _send(self, row: OutboxRow) -> bool:
         body = payload.envelope(row, self.agent_id)
