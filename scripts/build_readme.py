@@ -63,7 +63,7 @@ def build() -> str:
     return "\n".join(p.rstrip() + "\n" for p in parts)
 
 
-BENCH_ORDER = ["kpi", "modbus", "opcua", "pipeline", "telemetry", "sim", "operations"]
+BENCH_ORDER = ["kpi", "modbus", "opcua", "pipeline", "priority", "telemetry", "sim", "operations"]
 
 
 def build_benchmarks() -> str:

@@ -22,7 +22,8 @@ What it does not do: I/O, MQTT, acknowledgements. It holds no lock and runs on
 the event loop only. Guarantees: after the reads from :meth:`queries` are
 absorbed, every lane either holds at least ``slots`` rows or all its rows the
 database had; a row is handed out by :meth:`take` at most once per connection
-unless :meth:`put_back` returns it; memory is bounded by lanes x read-ahead.
+unless :meth:`put_back` returns it; a lane holds at most ``slots`` + one read
+(the read-ahead), so memory is bounded by the number of lanes.
 """
 
 from __future__ import annotations
@@ -173,8 +174,13 @@ class DrainQueue:
         ]
 
     def queries(self, slots: int, limit: int) -> list[LaneQuery]:
-        """The reads that top every lane up to at least ``slots`` rows (``limit`` rows each)."""
-        return [lane.query(limit) for lane in self.lanes_to_read(slots)]
+        """The reads that top every lane up to at least ``slots`` rows (``limit`` rows each).
+
+        A read asks for at least ``slots`` rows: a lane that got fewer is then known
+        to be read out, which is what lets :meth:`take` treat an empty lane as empty.
+        """
+        size = max(limit, slots)
+        return [lane.query(size) for lane in self.lanes_to_read(slots)]
 
     def absorb(
         self, queries: Sequence[LaneQuery], results: Sequence[Sequence[OutboxRow]], epoch: int

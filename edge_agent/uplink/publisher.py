@@ -17,9 +17,10 @@ Telegraf's tsd-005:
   *across* classes is not ``seq`` order. After a broker outage or an agent
   restart publishing resumes at the oldest unacknowledged row of each class.
 * **At-least-once.** Rows in flight when a connection drops are re-sent (same
-  bytes, same ``seq``); the consumer de-duplicates on ``(agent, seq)``. A gap in
-  ``seq`` means data was evicted under the disk budget (counted in the buffer's
-  stats) - it is never silent.
+  bytes, same ``seq``); the consumer de-duplicates on ``(agent, seq)`` with a set
+  (not "highest seen": classes overtake each other). A gap in ``seq`` that stays
+  after the backlog is drained means data was evicted under the disk budget
+  (counted in the buffer's stats) - it is never silent.
 * **Bounded.** At most ``max_in_flight`` publishes are outstanding; paho's RAM
   queue is bounded to the same size. The pending mid map is cleared on every
   disconnect, and a mid that gets no PUBACK within ``ack_timeout_s`` forces a

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_agent.buffer import Buffer, Outgoing, Priority, StorageConfig, outbox
 from edge_agent.buffer.outbox import LaneQuery, OutboxRow
@@ -60,7 +62,10 @@ def test_priorities_lists_present_classes_ascending(con: sqlite3.Connection) -> 
 def test_fetch_class_reads_one_class_in_seq_order_within_bounds(con: sqlite3.Connection) -> None:
     """A class read returns that class only, seq ascending, honouring after, max_seq and limit."""
     add(con, [9, 0, 9, 0, 9, 0, 9])  # seqs 1..7: class 0 = 2, 4, 6; class 9 = 1, 3, 5, 7
-    seqs = lambda q: [r.seq for r in outbox.fetch_class(con, q)]  # noqa: E731
+
+    def seqs(q: LaneQuery) -> list[int]:
+        return [r.seq for r in outbox.fetch_class(con, q)]
+
     assert seqs(LaneQuery(priority=0, after=0, limit=10)) == [2, 4, 6]
     assert seqs(LaneQuery(priority=9, after=1, limit=2)) == [3, 5]
     assert seqs(LaneQuery(priority=9, after=0, limit=10, max_seq=5)) == [1, 3, 5]
@@ -199,6 +204,32 @@ def test_three_classes_are_drained_in_priority_order() -> None:
     assert finish[0] < finish[5] < finish[9]
     first = {p: min(i for i, s in enumerate(order) if prio[s] == p) for p in (0, 5, 9)}
     assert first[9] < SHARE_EVERY * SHARE_EVERY  # telemetry is served while both others wait
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    prios=st.lists(st.sampled_from([0, 5, 9, 3]), min_size=1, max_size=120),
+    slots=st.integers(1, 12),
+    limit=st.integers(1, 20),
+    mark=st.one_of(st.none(), st.integers(0, 120)),
+)
+def test_any_backlog_is_sent_once_in_lane_order_with_bounded_shares(
+    prios: list[int], slots: int, limit: int, mark: int | None
+) -> None:
+    """Any backlog: every row once, seq order per lane, and lower classes get at most 1 in 8."""
+    rows = [OutboxRow(s, "x", p, "t", "{}", 0.0, False) for s, p in enumerate(prios, 1)]
+    order = drain(DrainQueue(live_mark=mark), rows, slots=slots, limit=limit)
+    assert sorted(order) == list(range(1, len(rows) + 1))
+    prio = {r.seq: r.priority for r in rows}
+    for p in set(prios):
+        for live in (False, True):
+            lane = [s for s in order if prio[s] == p and (mark is not None and s > mark) is live]
+            assert lane == sorted(lane)
+    # While the most important class still has rows, the others get at most 1 send in 8.
+    top = min(prios)
+    last_top = max(i for i, s in enumerate(order) if prio[s] == top)
+    others = sum(1 for s in order[: last_top + 1] if prio[s] != top)
+    assert others <= (last_top + 1) // SHARE_EVERY
 
 
 def test_live_first_alternates_live_and_backlog_within_a_class() -> None:

@@ -1,0 +1,97 @@
+"""Multi-row insertion of readings (``SeriesIds.insert``): order, values and series ids."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge_agent.buffer.rows import READINGS_PER_STATEMENT, SeriesIds
+from edge_agent.buffer.schema import QUALITY_CODES, open_database
+from edge_agent.model import Quality, Reading
+
+
+def _readings(n: int) -> list[Reading]:
+    out = []
+    for i in range(n):
+        device = f"d{i // 50}"
+        if i % 7 == 3:
+            out.append(
+                Reading(
+                    device, f"t{i % 5}", None, 1000.0 + i, 5.0 + i, Quality.BAD, "timeout", None
+                )
+            )
+        elif i % 11 == 4:
+            out.append(Reading(device, f"t{i % 5}", [1, 2.5, i], 1000.0 + i, 5.0 + i))
+        elif i % 13 == 5:
+            out.append(
+                Reading(device, f"t{i % 5}", 0.1 * i, 1000.0 + i, 5.0 + i, Quality.STALE, "", 9.5)
+            )
+        else:
+            out.append(Reading(device, f"t{i % 5}", i * 3, 1000.123456789 + i, 5.0 + i))
+    return out
+
+
+def _stored(con: sqlite3.Connection) -> list[tuple[object, ...]]:
+    return con.execute(
+        "SELECT r.ts, s.device, s.tag, r.value, r.quality, r.reason, r.mono, r.source_ts "
+        "FROM readings r JOIN series s ON s.id = r.series ORDER BY r.id"
+    ).fetchall()
+
+
+def _expected(readings: list[Reading]) -> list[tuple[object, ...]]:
+    return [
+        (
+            r.ts,
+            r.device,
+            r.tag,
+            json.dumps(r.value) if isinstance(r.value, list) else r.value,
+            QUALITY_CODES[r.quality.value],
+            r.reason or None,
+            r.mono,
+            r.source_ts,
+        )
+        for r in readings
+    ]
+
+
+@pytest.mark.parametrize(
+    "n", [1, READINGS_PER_STATEMENT - 1, READINGS_PER_STATEMENT, 2 * READINGS_PER_STATEMENT + 57]
+)
+def test_insert_stores_every_reading_in_arrival_order(tmp_path: Path, n: int) -> None:
+    """Full multi-row statements plus the remainder store every reading exactly, in order."""
+    con, _ = open_database(tmp_path / "b.db", 16 * 2**20)
+    series = SeriesIds()
+    series.load(con)
+    readings = _readings(n)
+    con.execute("BEGIN")
+    series.insert(con, readings)
+    con.execute("COMMIT")
+    assert _stored(con) == _expected(readings)
+    con.close()
+
+
+def test_series_ids_survive_reopen_and_rollback(tmp_path: Path) -> None:
+    """Cached ids match the table after a reload; a rolled-back new series is re-created."""
+    con, _ = open_database(tmp_path / "b.db", 16 * 2**20)
+    series = SeriesIds()
+    series.load(con)
+    first = _readings(120)
+    con.execute("BEGIN")
+    series.insert(con, first)
+    con.execute("COMMIT")
+    # A batch with a new series, rolled back: the cache must forget the discarded id.
+    con.execute("BEGIN")
+    series.insert(con, [Reading("new", "x", 1, 2000.0, 9.0)])
+    con.execute("ROLLBACK")
+    series.forget()
+    reloaded = SeriesIds()
+    reloaded.load(con)
+    second = [*_readings(30), Reading("new", "x", 2, 2001.0, 10.0)]
+    con.execute("BEGIN")
+    reloaded.insert(con, second)
+    con.execute("COMMIT")
+    assert _stored(con) == _expected(first + second)
+    con.close()
