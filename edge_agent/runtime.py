@@ -541,8 +541,7 @@ class Runtime:
             try:
                 # No local name for the snapshot: it would keep a gateway's 12,500 tag
                 # entries (several MB) alive through the sleep below.
-                if not os.environ.get('XNOSTATUS'):
-                    await asyncio.to_thread(_write_atomic, path, self.status_snapshot())
+                await asyncio.to_thread(_write_atomic, path, self.status_snapshot())
             except Exception:
                 log.exception("Could not write status file path=%s", path)
             self.heartbeat.beat("status")

@@ -329,3 +329,40 @@ def test_restart_after_sigkill_resumes_windows_and_counts_the_gap_as_unknown(
     # The running time measured before the kill was restored from the saved state.
     assert today["running_time_s"] >= running_before
     assert restarted.stop() == 0
+
+
+def test_telemetry_taken_with_an_unsynchronised_clock_is_flagged(tmp_path: Path) -> None:
+    """A telemetry message built while the clock is known unsynchronised carries clock_unsynced."""
+    import asyncio
+
+    from edge_agent.config import load_config
+    from edge_agent.model import Reading
+    from edge_agent.runtime import Runtime
+
+    # In-process and nothing started: the clock status is injected.
+    path = tmp_path / "agent.toml"
+    device = DEVICE.format(name="a", port=1502).replace(
+        'type = "bool"', 'type = "bool"\npublish = "every"'
+    )
+    path.write_text(HEADER.format(state=tmp_path / "state", mqtt_port=1883) + device)
+    rt = Runtime(load_config(path), install_signals=False)
+    assert rt.telemetry is not None
+    rt._synced, rt._synced_at = False, time.monotonic()
+    rt.telemetry.ingest([Reading("a", "running", True, time.time(), time.monotonic())])
+    asyncio.run(_telemetry_round(rt))
+    assert rt.outgoing
+    assert all(m.data.get("clock_unsynced") is True for m in rt.outgoing)
+    rt._synced = True
+    rt.outgoing.clear()
+    rt.telemetry.ingest([Reading("a", "running", False, time.time() + 10, time.monotonic())])
+    asyncio.run(_telemetry_round(rt, later=15))
+    assert rt.outgoing
+    assert all("clock_unsynced" not in m.data for m in rt.outgoing)
+
+
+async def _telemetry_round(rt: Any, later: float = 5) -> None:
+    async def keep() -> None:
+        return None
+
+    rt._flush_outgoing = keep  # keep the messages in memory for the assertion
+    await rt._telemetry_once(time.time() + later)
