@@ -213,6 +213,14 @@ class Buffer:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
+    async def fetch_outbox_lanes(
+        self, queries: Sequence[outbox.LaneQuery], *, discover: bool
+    ) -> tuple[list[int] | None, list[list[OutboxRow]]]:
+        """Several priority-class reads (and optionally the classes present) in one writer job."""
+        return await self._call(
+            lambda con: outbox.fetch_lanes(con, list(queries), discover=discover)
+        )
+
     async def fetch_outbox(
         self, *, after: int, limit: int, max_seq: int | None = None
     ) -> list[OutboxRow]:

@@ -58,11 +58,9 @@ async def fetch_lanes(
 ) -> tuple[list[int] | None, list[list[OutboxRow]]]:
     """Run :func:`edge_agent.buffer.outbox.fetch_lanes` on the buffer's writer thread.
 
-    One writer job per read-ahead top-up. ``Buffer`` has no public method for it
-    yet, so this goes through its job hook (``Buffer._call``, FIFO with every other
-    writer job); a public ``Buffer.fetch_outbox_lanes`` would replace this body.
+    One writer job per read-ahead top-up, FIFO with every other writer job.
     """
-    return await buffer._call(lambda con: outbox.fetch_lanes(con, queries, discover=discover))
+    return await buffer.fetch_outbox_lanes(queries, discover=discover)
 
 
 class Uplink:
