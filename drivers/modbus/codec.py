@@ -23,6 +23,7 @@ numeric types and turn the value into a float.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import struct
 from collections.abc import Callable, Sequence
@@ -160,6 +161,7 @@ def _string_decoder(length: int, order: WordOrder) -> Decoder:
     return decode_string
 
 
+@functools.cache
 def make_decoder(
     dtype: DataType,
     order: WordOrder = WordOrder.ABCD,
@@ -180,7 +182,9 @@ def make_decoder(
         offset: Added after scaling.
 
     Returns:
-        ``decode(words, i)`` reading the value that starts at ``words[i]``.
+        ``decode(words, i)`` reading the value that starts at ``words[i]``. Decoders are
+        pure and shared: tags with the same type, order and scaling get the same function
+        (12,500 tags on a large gateway need a handful of decoders, not 12,500 closures).
     """
     if dtype is DataType.BOOL:
         return lambda words, i: bool(words[i])
