@@ -548,35 +548,57 @@ class Runtime:
         path = self.config.agent.state_dir / "status.json"
         while True:
             try:
-                # No local name for the snapshot: it would keep a gateway's 12,500 tag
-                # entries (several MB) alive through the sleep below.
-                await asyncio.to_thread(_write_atomic, path, self.status_snapshot())
+                # No local name for the text: it would stay alive through the sleep below.
+                await asyncio.to_thread(_write_text_atomic, path, self.status_json())
             except Exception:
                 log.exception("Could not write status file path=%s", path)
             self.heartbeat.beat("status")
             await asyncio.sleep(interval)
 
-    def status_snapshot(self) -> dict[str, Any]:
-        """The technician's view, written to ``status.json`` for ``edge-agent status``."""
+    def _device_status(self, name: str, dev: DeviceConfig, diags: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "protocol": dev.protocol,
+            "comms": self.comms.get(name, "unknown"),
+            "diagnostics": diags.get(name, {}),
+            # 12,500 entries on a big gateway: ``_value_`` is a plain attribute,
+            # ``.value`` an enum property costing as much as the rest of the entry.
+            "tags": {
+                t: {
+                    "value": v.value,
+                    "quality": v.quality._value_,
+                    "ts": v.ts,
+                    "reason": v.reason,
+                }
+                for t, v in self.tags.get(name, {}).items()
+            },
+        }
+
+    def status_json(self) -> str:
+        """``status.json`` text, encoded one device at a time.
+
+        Same document as ``json.dumps(status_snapshot())``, but a gateway with 12,500
+        tags never holds every tag entry as Python objects at once (peak RSS).
+        """
+        snapshot = self.status_snapshot(devices=False)
         diags = self._device_diagnostics()
-        devices: dict[str, Any] = {}
-        for name, dev in self.config.devices.items():
-            devices[name] = {
-                "protocol": dev.protocol,
-                "comms": self.comms.get(name, "unknown"),
-                "diagnostics": diags.get(name, {}),
-                # 12,500 entries on a big gateway: ``_value_`` is a plain attribute,
-                # ``.value`` an enum property costing as much as the rest of the entry.
-                "tags": {
-                    t: {
-                        "value": v.value,
-                        "quality": v.quality._value_,
-                        "ts": v.ts,
-                        "reason": v.reason,
-                    }
-                    for t, v in self.tags.get(name, {}).items()
-                },
+        parts = [
+            json.dumps(name) + ":" + _dumps(self._device_status(name, dev, diags))
+            for name, dev in self.config.devices.items()
+        ]
+        head = _dumps(snapshot)
+        return head[:-1] + ',"devices":{' + ",".join(parts) + "}}"
+
+    def status_snapshot(self, *, devices: bool = True) -> dict[str, Any]:
+        """The technician's view, written to ``status.json`` for ``edge-agent status``."""
+        diags = self._device_diagnostics() if devices else {}
+        device_view = (
+            {
+                name: self._device_status(name, dev, diags)
+                for name, dev in self.config.devices.items()
             }
+            if devices
+            else None
+        )
         machines = {
             name: {
                 "state": mr.state,
@@ -588,7 +610,7 @@ class Runtime:
             }
             for name, mr in self.machines.items()
         }
-        return {
+        snapshot: dict[str, Any] = {
             "written_at": time.time(),
             "interval_s": self.config.agent.status_interval_s,
             "agent": {
@@ -598,13 +620,15 @@ class Runtime:
                 "started_at": self.started_at,
                 "uptime_s": time.time() - self.started_at,
             },
-            "devices": devices,
             "machines": machines,
             "uplink": self.uplink.state(),
             "buffer": self.buffer.stats(),
             "health": self.health.collect(),
             "published": dict(self.published_counts),
         }
+        if device_view is not None:
+            snapshot["devices"] = device_view
+        return snapshot
 
     # -- links and reload -----------------------------------------------------------
     def _apply_links(self, devices: dict[str, DeviceConfig] | Any) -> None:
@@ -689,10 +713,13 @@ def _profile_hash(mc: MachineConfig) -> str:
     return profile_hash(mc.kpi)
 
 
-def _write_atomic(path: Path, data: dict[str, Any]) -> None:
+def _dumps(data: Any) -> str:
     # json.dumps, not json.dump: dump streams through the pure-Python encoder, about
     # ten times slower than the C one for a gateway's 12,500 tag entries.
-    text = json.dumps(data, default=str, separators=(",", ":"))
+    return json.dumps(data, default=str, separators=(",", ":"))
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)

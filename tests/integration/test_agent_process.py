@@ -366,3 +366,32 @@ async def _telemetry_round(rt: Any, later: float = 5) -> None:
 
     rt._flush_outgoing = keep  # keep the messages in memory for the assertion
     await rt._telemetry_once(time.time() + later)
+
+
+async def test_status_json_is_the_snapshot_encoded_device_by_device(tmp_path: Path) -> None:
+    """status.json text (built per device for peak memory) is the same document as the snapshot."""
+    import json
+
+    from edge_agent.config import load_config
+    from edge_agent.model import Quality, Reading
+    from edge_agent.runtime import Runtime
+
+    path = tmp_path / "agent.toml"
+    devices = DEVICE.format(name="a", port=1502) + DEVICE.format(name="b", port=1503)
+    path.write_text(HEADER.format(state=tmp_path / "state", mqtt_port=1883) + devices)
+    rt = Runtime(load_config(path), install_signals=False)
+    (tmp_path / "state").mkdir()
+    await rt.buffer.open()
+    rt.tags["a"] = {"running": Reading("a", "running", True, 1.5, 2.5)}
+    rt.tags["b"] = {"good": Reading("b", "good", None, 1.5, 2.5, Quality.BAD, "timeout")}
+    doc = json.loads(rt.status_json())
+    snap = json.loads(json.dumps(rt.status_snapshot(), default=str))
+    assert doc["devices"] == snap["devices"]
+    assert doc["devices"]["b"]["tags"]["good"] == {
+        "value": None,
+        "quality": "bad",
+        "ts": 1.5,
+        "reason": "timeout",
+    }
+    assert set(doc) == set(snap)
+    await rt.buffer.close()
