@@ -146,28 +146,6 @@ class DeviceBatch:
         for tag, readings in self._samples.items():
             if not readings:
                 continue
-            if len(readings) == 1:
-                # The common case (poll interval = publish interval): no loop set-up.
-                r = readings[0]
-                value = r.value
-                kind = type(value)
-                if kind is float:
-                    if value - value != 0.0:  # type: ignore[operator]  # NaN or +-inf
-                        value = _nonfinite(value)  # type: ignore[arg-type]
-                elif kind is list:
-                    value = encode_value(value)
-                ts = r.ts
-                if ts != last_ts:
-                    last_ts = ts
-                    dt = round((ts - t0) * 1000.0)
-                if r.quality is good:
-                    samples[tag] = [[dt, value]]
-                elif r.reason:
-                    samples[tag] = [[dt, value, r.quality.value, r.reason]]
-                else:
-                    samples[tag] = [[dt, value, r.quality.value]]
-                readings.clear()
-                continue
             out: list[list[Any]] = []
             append = out.append
             for r in readings:
