@@ -62,6 +62,8 @@ PRIORITY_TELEMETRY = 9
 QUEUE_MAX_ITEMS = 10_000
 # Messages held in memory while the outbox cannot be written (disk budget or disk full).
 OUTGOING_MAX = 20_000
+# Telemetry values per outbox commit while a round's messages are built.
+TELEMETRY_VALUES_PER_COMMIT = 2_500
 
 
 class QueueSink:
@@ -495,13 +497,19 @@ class Runtime:
     async def _telemetry_once(self, now: float) -> None:
         if self.telemetry is None:
             return
-        messages = self.telemetry.due(now)
         # Timestamps read while the wall clock is known unsynchronised are flagged.
-        unsynced = bool(messages) and self._clock_synced(time.monotonic()) is False
-        for msg in messages:
+        unsynced = self._clock_synced(time.monotonic()) is False
+        values = 0
+        for msg in self.telemetry.iter_due(now):
             topic = self.uplink.topics.telemetry(device=msg.device)
             data = {**msg.data, "clock_unsynced": True} if unsynced else msg.data
             self._enqueue("telemetry", topic, data, PRIORITY_TELEMETRY)
+            values += msg.values
+            if values >= TELEMETRY_VALUES_PER_COMMIT:
+                # Store a slice at a time: the whole round's encoded values never exist
+                # at once (peak RSS), for a few more commits per round.
+                await self._flush_outgoing()
+                values = 0
         await self._flush_outgoing()
 
     async def _health_loop(self) -> None:

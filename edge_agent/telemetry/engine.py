@@ -41,7 +41,7 @@ and ``change`` tags, it dispatches through precomputed per-tag callables.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -360,15 +360,23 @@ class TelemetryEngine:
         boundaries. A backwards clock step of more than one interval flushes
         at once and re-aligns the grid.
         """
+        return list(self.iter_due(now))
+
+    def iter_due(self, now: float) -> Iterator[TelemetryMessage]:
+        """Like :meth:`due`, but builds each device's message only when it is asked for.
+
+        A gateway can then store a few messages at a time, so the encoded values of
+        every device never exist at once (peak memory).
+        """
         interval = self.publish_interval_s
         if self._next_due - interval <= now < self._next_due:
-            return []
+            return
         limit = now - self.aggregate_grace_s
         for slot in self._aggregates:
             if slot.count and slot.end <= limit:
                 slot.close(partial_end=None)
         self._next_due = (math.floor(now / interval) + 1) * interval
-        return self._collect(now)
+        yield from self._collect(now)
 
     def flush(self, now: float) -> list[TelemetryMessage]:
         """Everything pending now, including open aggregate windows (for shutdown).
@@ -379,15 +387,13 @@ class TelemetryEngine:
         for slot in self._aggregates:
             if slot.count:
                 slot.close(partial_end=None if slot.end <= now else max(now, slot.start))
-        return self._collect(now)
+        return list(self._collect(now))
 
-    def _collect(self, now: float) -> list[TelemetryMessage]:
+    def _collect(self, now: float) -> Iterator[TelemetryMessage]:
         self._since_flush = 0
-        out: list[TelemetryMessage] = []
         for batch in self._batches.values():
             message = batch.build(now)
             if message is not None:
-                out.append(message)
                 self._values += message.values
-        self._messages += len(out)
-        return out
+                self._messages += 1
+                yield message

@@ -290,3 +290,21 @@ def test_aggregate_reading_after_due_closed_its_window_is_late(check: Check) -> 
     assert eng.stats.dropped_late == 1
     rest = windows_of(check(eng.flush(1030.0)), "x")
     assert [(w["start"], w["count"], w["max"]) for w in rest] == [(1010.0, 1, 2.0)]
+
+
+def test_iter_due_builds_one_device_message_at_a_time() -> None:
+    """iter_due encodes a device's values only when its message is taken (bounded peak memory)."""
+    policies = {(dev, "t"): EVERY for dev in ("d1", "d2", "d3")}
+    eng = TelemetryEngine(policies, publish_interval_s=1.0)
+    eng.ingest([rd("t", 1.0, 0.5, device="d1")])
+    eng.ingest([rd("t", 2.0, 0.5, device="d2")])
+    eng.ingest([rd("t", 3.0, 0.5, device="d3")])
+    assert eng.pending_values == 3
+    it = eng.iter_due(1.0)
+    first = next(it)
+    assert first.device == "d1"
+    assert eng.pending_values == 2  # d2 and d3 not encoded yet
+    rest = list(it)
+    assert [m.device for m in rest] == ["d2", "d3"]
+    assert eng.pending_values == 0
+    assert eng.due(1.5) == []  # same interval: nothing more
