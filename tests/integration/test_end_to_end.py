@@ -20,6 +20,7 @@ import pytest
 
 from simulators.host import SimulatorHost
 from simulators.truth import read_truth
+from tests.integration.sim_config import sim_machine_config
 from tests.plugins.broker import Mosquitto, MqttCollector, Received
 
 pytestmark = pytest.mark.integration
@@ -27,57 +28,7 @@ pytestmark = pytest.mark.integration
 POLL_S = 0.1
 SPEED = 10.0
 
-CONFIG = """
-[agent]
-id = "e2e-gw"
-site = "e2e"
-state_dir = "{state}"
-log_level = "info"
-
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-
-[reporting]
-interval_s = 1.0
-allowed_lateness_s = 2.0
-windows = ["hour"]
-
-[devices.press]
-protocol = "modbus_tcp"
-endpoint = "127.0.0.1:{modbus_port}"
-unit_id = 1
-interval_ms = {poll_ms}
-addressing = "zero"
-timeout_ms = 500
-
-[devices.press.tags.running]
-table = "coil"
-address = 0
-type = "bool"
-
-[devices.press.tags.fault_code]
-table = "holding"
-address = 2
-type = "uint16"
-
-[devices.press.tags.good]
-table = "holding"
-address = 10
-type = "uint32"
-
-[devices.press.tags.total]
-table = "holding"
-address = 14
-type = "uint32"
-
-[machines.press]
-run = "press.running"
-fault = "press.fault_code"
-good = "press.good"
-total = "press.total"
-
-[machines.press.kpi]
+KPI = """
 ## The simulator runs 10x faster: 1 s ideal cycle = 0.1 s real; 120 s threshold = 12 s.
 ideal_cycle_time_s = 0.1
 micro_stop_threshold_s = 1.0
@@ -113,11 +64,16 @@ async def test_fault_downtime_reaches_the_broker(mosquitto: Mosquitto, tmp_path:
     ) as sim:
         config = tmp_path / "agent.toml"
         config.write_text(
-            CONFIG.format(
+            sim_machine_config(
+                agent_id="e2e-gw",
+                machine="press",
                 state=state,
                 mqtt_port=mosquitto.port,
                 modbus_port=sim.modbus_port,
                 poll_ms=int(POLL_S * 1000),
+                windows='["hour"]',
+                allowed_lateness_s=2.0,
+                kpi=KPI,
             )
         )
         with MqttCollector("127.0.0.1", mosquitto.port, "edge/#") as collector:

@@ -48,6 +48,7 @@ import pytest
 
 from simulators.host import SimulatorHost
 from simulators.truth import read_truth
+from tests.integration.sim_config import sim_machine_config
 from tests.plugins.broker import Mosquitto, MqttCollector, Received
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -74,63 +75,11 @@ FINAL_WAIT_S = 20.0
 """How long after the shift end the final record may take (lateness + report interval)."""
 SHIFT_NAME = "truth"
 
-CONFIG = """
-[agent]
-id = "kpi-truth-gw"
-site = "e2e"
-state_dir = "{state}"
-log_level = "info"
-status_interval_s = 0.5
-
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-
-[reporting]
-interval_s = 1.0
-allowed_lateness_s = 1.0
-windows = ["shift"]
-
-[devices.line]
-protocol = "modbus_tcp"
-endpoint = "127.0.0.1:{modbus_port}"
-unit_id = 1
-interval_ms = {poll_ms}
-addressing = "zero"
-timeout_ms = 500
-
-[devices.line.tags.running]
-table = "coil"
-address = 0
-type = "bool"
-
-[devices.line.tags.fault_code]
-table = "holding"
-address = 2
-type = "uint16"
-
-[devices.line.tags.good16]
-table = "holding"
-address = 16
-type = "uint16"
-
-[devices.line.tags.total16]
-table = "holding"
-address = 18
-type = "uint16"
-
-[machines.m1]
-run = "line.running"
-fault = "line.fault_code"
-good = "line.good16"
-total = "line.total16"
-
-[machines.m1.kpi]
+KPI = """
 ## Simulated seconds divided by the speed: the agent lives in wall time.
 ideal_cycle_time_s = {ict}
 micro_stop_threshold_s = {threshold}
 max_gap_s = 1.0
-counter_bits = 16
 timezone = "UTC"
 
 [[machines.m1.kpi.shifts]]
@@ -299,16 +248,24 @@ async def run_scenario(tmp_path: Path, mosquitto: Mosquitto) -> RunResult:
     ) as sim:
         config = tmp_path / "agent.toml"
         config.write_text(
-            CONFIG.format(
+            sim_machine_config(
+                agent_id="kpi-truth-gw",
+                machine="m1",
                 state=state,
                 mqtt_port=mosquitto.port,
                 modbus_port=sim.modbus_port,
                 poll_ms=round(POLL_S * 1000),
-                ict=IDEAL_CYCLE_SIM_S / SPEED,
-                threshold=THRESHOLD_SIM_S / SPEED,
-                shift=SHIFT_NAME,
-                shift_start=plan.start.strftime("%H:%M"),
-                shift_end=plan.end.strftime("%H:%M"),
+                windows='["shift"]',
+                allowed_lateness_s=1.0,
+                counter_bits=16,
+                status_interval_s=0.5,
+                kpi=KPI.format(
+                    ict=IDEAL_CYCLE_SIM_S / SPEED,
+                    threshold=THRESHOLD_SIM_S / SPEED,
+                    shift=SHIFT_NAME,
+                    shift_start=plan.start.strftime("%H:%M"),
+                    shift_end=plan.end.strftime("%H:%M"),
+                ),
             )
         )
         with (
