@@ -7,7 +7,7 @@ import logging
 import sys
 
 from edge_agent.cli import EXIT_CONFIG, configure_logging
-from edge_agent.config import load_config
+from edge_agent.config import load_config_compact
 from edge_agent.errors import ConfigError
 
 log = logging.getLogger("edge_agent")
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config)
+        config = load_config_compact(args.config)
     except ConfigError as exc:
         print(
             f"Configuration invalid, not starting ({len(exc.issues)} problem(s)):", file=sys.stderr

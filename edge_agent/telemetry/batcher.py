@@ -2,12 +2,13 @@
 
 A :class:`DeviceBatch` collects what the per-tag state machines of
 :mod:`edge_agent.telemetry.engine` decided to publish for one device: the
-:class:`~edge_agent.model.Reading` objects themselves (kept by reference, so
-the per-reading path allocates nothing) and closed aggregate windows. On
-:meth:`DeviceBatch.build` it encodes them into the ``data`` part of one
-telemetry message and empties itself. It does no I/O, no JSON serialisation
-and knows nothing about the MQTT envelope (``v``, ``kind``, ``agent``, ``seq``,
-``ts`` belong to the pipeline's outbox).
+:class:`~edge_agent.model.Reading` objects themselves, kept by reference, and
+closed aggregate windows. A device whose published tags are all ``every`` hands
+over each poll whole (:meth:`DeviceBatch.add_poll`: nothing per reading); other
+readings arrive one by one (:meth:`DeviceBatch.add`). On :meth:`DeviceBatch.build`
+it encodes them into the JSON text of the ``data`` part of one telemetry message
+and empties itself. It does no I/O and knows nothing about the MQTT envelope
+(``v``, ``kind``, ``agent``, ``seq``, ``ts`` belong to the pipeline's outbox).
 
 The ``data`` format (validated by ``schemas/telemetry.schema.json``)::
 
@@ -27,19 +28,24 @@ The ``data`` format (validated by ``schemas/telemetry.schema.json``)::
   strict JSON. One small array per sample keeps the common case (one sample
   per tag per message: poll interval = publish interval) at one container
   per value, fewer than a column-wise layout would need.
-* ``samples`` and ``aggregates`` are omitted when empty; tags appear in
-  config order, each tag's entries in reading order.
+* ``samples`` and ``aggregates`` are omitted when empty; tags appear in the
+  order of their first reading in the message (a device's poll order), each
+  tag's entries in reading order.
+* ``clock_unsynced: true`` when the agent knew its wall clock was not
+  synchronised while the readings were taken.
 
-Guarantees: every reading handed to a sink appears in exactly one message;
-``build`` returns ``None`` when nothing is pending (no empty messages).
+Guarantees: every reading handed to the batch for a published tag appears in
+exactly one message; ``build`` returns ``None`` when nothing is pending (no
+empty messages).
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from edge_agent.model import Quality, Reading, Value
 
@@ -56,14 +62,20 @@ class TelemetryMessage:
         device: Device name (``devices.<name>``).
         ts: Time the message was built (the ``now`` given to the engine).
         values: Number of entries carried (samples plus aggregate windows).
-        data: The JSON-ready ``data`` part (see the module docstring); the
-            pipeline wraps it in its envelope. Do not mutate.
+        text: The ``data`` part as compact, strict JSON text (see the module
+            docstring), encoded once here; the pipeline stores it as it is and
+            wraps it in its envelope.
     """
 
     device: str
     ts: float
     values: int
-    data: dict[str, Any]
+    text: str
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The ``data`` part decoded (a new dict each time; for tests and tools)."""
+        return cast(dict[str, Any], json.loads(self.text))
 
 
 def _nonfinite(value: float) -> str:
@@ -81,29 +93,61 @@ def encode_value(value: Value) -> Any:
     return value
 
 
+# check_circular=False: the data part is a tree built here; the check costs a dict
+# insert and delete per sample array, about a quarter of the encoding time.
+_ENCODE = json.JSONEncoder(
+    separators=(",", ":"), allow_nan=False, ensure_ascii=False, check_circular=False
+).encode
+
+
 class DeviceBatch:
     """What one device has to publish since the last message.
 
     Args:
         device: Device name.
         sample_tags: Tags whose readings are published as samples (``every``
-            and ``change``), in config order.
+            and ``change``); readings of other tags given to :meth:`add_poll`
+            are left out.
     """
 
-    __slots__ = ("_aggregates", "_samples", "device")
+    __slots__ = ("_aggregates", "_chunks", "_open", "_tags", "device")
 
     def __init__(self, device: str, sample_tags: Iterable[str]) -> None:
         self.device = device
-        self._samples: dict[str, list[Reading]] = {tag: [] for tag in sample_tags}
+        self._tags = frozenset(sample_tags)
+        # Readings in arrival order, as the sequences they came in: whole polls
+        # (add_poll) and lists of single readings (add).
+        self._chunks: list[Sequence[Reading]] = []
+        self._open: list[Reading] | None = None  # the chunk single readings go to
         self._aggregates: dict[str, list[dict[str, Any]]] = {}
 
-    def sink(self, tag: str) -> Callable[[Reading], None]:
-        """The callable that queues one reading of ``tag`` for publication.
+    @property
+    def tags(self) -> frozenset[str]:
+        """The sample tags (``every`` and ``change``)."""
+        return self._tags
 
-        It is the bound ``append`` of a list that is emptied in place, never
-        replaced, so it stays valid for the batch's lifetime.
+    def add(self, reading: Reading) -> None:
+        """Queue one reading of a sample tag for publication."""
+        chunk = self._open
+        if chunk is None:
+            chunk = self._open = []
+            self._chunks.append(chunk)
+        chunk.append(reading)
+
+    def add_poll(self, readings: Sequence[Reading]) -> None:
+        """Queue a poll's readings whole (kept by reference: do not mutate it afterwards).
+
+        Readings of tags that are not sample tags are left out when the message is built.
         """
-        return self._samples[tag].append
+        if readings:
+            self._chunks.append(readings)
+            self._open = None
+
+    def sink(self, tag: str) -> Callable[[Reading], None]:
+        """The callable that queues one reading of ``tag`` for publication."""
+        if tag not in self._tags:
+            raise KeyError(f"{tag!r} is not a sample tag of device {self.device!r}")
+        return self.add
 
     def add_aggregate(self, tag: str, summary: dict[str, Any]) -> None:
         """Queue one closed aggregate window of ``tag``."""
@@ -111,61 +155,86 @@ class DeviceBatch:
 
     @property
     def pending_values(self) -> int:
-        """Samples plus aggregate windows waiting for the next message."""
-        return sum(map(len, self._samples.values())) + sum(map(len, self._aggregates.values()))
+        """Readings plus aggregate windows waiting for the next message.
 
-    def build(self, now: float) -> TelemetryMessage | None:
-        """Encode and remove everything pending; ``None`` when nothing is."""
-        firsts = [lst[0].ts for lst in self._samples.values() if lst]
-        if not firsts and not self._aggregates:
+        An upper bound: readings of non-sample tags in a whole poll are counted too.
+        """
+        return sum(map(len, self._chunks)) + sum(map(len, self._aggregates.values()))
+
+    def build(self, now: float, *, clock_unsynced: bool = False) -> TelemetryMessage | None:
+        """Encode and remove everything pending; ``None`` when nothing is.
+
+        Args:
+            now: The message's build time.
+            clock_unsynced: Add ``"clock_unsynced": true`` to the data part.
+        """
+        chunks, aggregates = self._chunks, self._aggregates
+        if not chunks and not aggregates:
             return None
+        self._chunks, self._open, self._aggregates = [], None, {}
         data: dict[str, Any] = {"device": self.device}
         count = 0
-        if firsts:
-            t0 = math.floor(min(firsts))
-            data["t0"] = t0
-            data["samples"] = samples = self._encode_samples(t0)
-            count += sum(map(len, samples.values()))
-        if self._aggregates:
-            data["aggregates"] = self._aggregates
-            count += sum(map(len, self._aggregates.values()))
-            self._aggregates = {}
-        return TelemetryMessage(device=self.device, ts=now, values=count, data=data)
+        if chunks:
+            t0 = math.floor(min(chunk[0].ts for chunk in chunks))
+            samples = self._encode_samples(chunks, t0)
+            if samples:
+                data["t0"] = t0
+                data["samples"] = samples
+                count += sum(map(len, samples.values()))
+        if aggregates:
+            data["aggregates"] = aggregates
+            count += sum(map(len, aggregates.values()))
+        if not count:
+            return None  # only readings of tags this batch does not publish
+        if clock_unsynced:
+            data["clock_unsynced"] = True
+        try:
+            text = _ENCODE(data)
+        except ValueError:  # NaN or +-inf in a value: rare, so checked only here
+            for entries in data.get("samples", {}).values():
+                for entry in entries:
+                    entry[1] = encode_value(entry[1])
+            text = _ENCODE(data)
+        return TelemetryMessage(device=self.device, ts=now, values=count, text=text)
 
-    def _encode_samples(self, t0: int) -> dict[str, list[list[Any]]]:
-        """Encode and empty every tag's pending readings: the hot path of message building.
+    def _encode_samples(
+        self, chunks: list[Sequence[Reading]], t0: int
+    ) -> dict[str, list[list[Any]]]:
+        """Samples per tag: the hot path of message building.
 
-        One loop over all tags, without a call per tag, because the common case
-        is one sample per tag per message.
+        A poll of good readings of sample tags (the common case) becomes the
+        per-tag dict in one comprehension; anything else goes reading by reading.
         """
         samples: dict[str, list[list[Any]]] = {}
+        tags = self._tags
         good = _GOOD
-        # Readings of one poll share their ts: compute each distinct offset once.
-        last_ts: float | None = None
-        dt = 0
-        for tag, readings in self._samples.items():
-            if not readings:
-                continue
-            out: list[list[Any]] = []
-            append = out.append
-            for r in readings:
-                value = r.value
-                kind = type(value)
-                if kind is float:
-                    if value - value != 0.0:  # type: ignore[operator]  # NaN or +-inf
-                        value = _nonfinite(value)  # type: ignore[arg-type]
-                elif kind is list:
-                    value = encode_value(value)
+        for chunk in chunks:
+            if not samples and all(r.quality is good for r in chunk):
+                fast = {r.tag: [[round((r.ts - t0) * 1000.0), r.value]] for r in chunk}
+                # Each tag once, and only sample tags: otherwise the general path below.
+                if len(fast) == len(chunk) and fast.keys() <= tags:
+                    samples = fast
+                    continue
+            # Readings of one poll share their ts: compute each distinct offset once.
+            last_ts: float | None = None
+            dt = 0
+            for r in chunk:
+                tag = r.tag
+                if tag not in tags:
+                    continue
                 ts = r.ts
                 if ts != last_ts:
                     last_ts = ts
                     dt = round((ts - t0) * 1000.0)
                 if r.quality is good:
-                    append([dt, value])
+                    entry = [dt, r.value]
                 elif r.reason:
-                    append([dt, value, r.quality.value, r.reason])
+                    entry = [dt, r.value, r.quality.value, r.reason]
                 else:
-                    append([dt, value, r.quality.value])
-            samples[tag] = out
-            readings.clear()
+                    entry = [dt, r.value, r.quality.value]
+                entries = samples.get(tag)
+                if entries is None:
+                    samples[tag] = [entry]
+                else:
+                    entries.append(entry)
         return samples

@@ -274,6 +274,8 @@ class TelemetryEngine:
         # Per device: tag -> sink of sample tags (every/change), and of aggregate tags.
         # Two maps so that the hot loop can count queued samples without a call.
         self._sinks: dict[str, tuple[dict[str, Sink], dict[str, Sink]]] = {}
+        # Devices whose published tags are all `every`: their batch takes polls whole.
+        self._whole: dict[str, DeviceBatch] = {}
         self._aggregates: list[_AggregateSlot] = []
         self._next_due = -_INF
         self._since_flush = 0
@@ -292,18 +294,23 @@ class TelemetryEngine:
         for device, tags in by_device.items():
             sample_tags = [t for t, p in tags if p.mode is not PublishMode.AGGREGATE]
             batch = DeviceBatch(device, sample_tags)
+            self._batches[device] = batch
+            if all(p.mode is PublishMode.EVERY for _t, p in tags):
+                # Every published tag is `every`: polls go to the batch whole, and the
+                # batch leaves out the device's other tags when it builds the message.
+                self._whole[device] = batch
+                continue
             sinks: dict[str, Sink] = {}
             aggs: dict[str, Sink] = {}
             for tag, policy in tags:
                 if policy.mode is PublishMode.EVERY:
-                    sinks[tag] = batch.sink(tag)
+                    sinks[tag] = batch.add
                 elif policy.mode is PublishMode.CHANGE:
-                    sinks[tag] = _ChangeSlot(policy, batch.sink(tag)).push
+                    sinks[tag] = _ChangeSlot(policy, batch.add).push
                 else:
                     slot = _AggregateSlot(tag, policy, batch, self)
                     self._aggregates.append(slot)
                     aggs[tag] = slot.push
-            self._batches[device] = batch
             self._sinks[device] = (sinks, aggs)
 
     @property
@@ -334,15 +341,33 @@ class TelemetryEngine:
             self._overflow += n
             return
         self._ingested += n
+        device = readings[0].device
+        whole = self._whole.get(device)
+        if (
+            whole is not None
+            and readings[-1].device == device
+            and all(r.device == device for r in readings)
+        ):
+            # One device's poll: handed over as it is, nothing per reading.
+            whole.add_poll(readings)
+            self._since_flush += n
+            return
         by_device = self._sinks
-        device: str | None = None
+        by_whole = self._whole
+        current: str | None = None
         sinks: dict[str, Sink] = _EMPTY
         aggs: dict[str, Sink] = _EMPTY
         routed = 0
         for r in readings:
-            if r.device != device:
-                device = r.device
-                sinks, aggs = by_device.get(device, _NO_SINKS)
+            if r.device != current:
+                current = r.device
+                whole = by_whole.get(current)
+                sinks, aggs = by_device.get(current, _NO_SINKS)
+            if whole is not None:
+                if r.tag in whole.tags:
+                    whole.add(r)
+                    routed += 1
+                continue
             sink = sinks.get(r.tag)
             if sink is not None:
                 sink(r)
@@ -353,16 +378,17 @@ class TelemetryEngine:
                     sink(r)
         self._since_flush += routed
 
-    def due(self, now: float) -> list[TelemetryMessage]:
+    def due(self, now: float, *, clock_unsynced: bool = False) -> list[TelemetryMessage]:
         """Messages due at ``now``: one per device with pending data, once per interval.
 
         Call it often (every runtime tick); it returns ``[]`` between interval
         boundaries. A backwards clock step of more than one interval flushes
-        at once and re-aligns the grid.
+        at once and re-aligns the grid. ``clock_unsynced`` marks the messages
+        (``"clock_unsynced": true``) when the caller knows its clock is not synchronised.
         """
-        return list(self.iter_due(now))
+        return list(self.iter_due(now, clock_unsynced=clock_unsynced))
 
-    def iter_due(self, now: float) -> Iterator[TelemetryMessage]:
+    def iter_due(self, now: float, *, clock_unsynced: bool = False) -> Iterator[TelemetryMessage]:
         """Like :meth:`due`, but builds each device's message only when it is asked for.
 
         A gateway can then store a few messages at a time, so the encoded values of
@@ -376,9 +402,9 @@ class TelemetryEngine:
             if slot.count and slot.end <= limit:
                 slot.close(partial_end=None)
         self._next_due = (math.floor(now / interval) + 1) * interval
-        yield from self._collect(now)
+        yield from self._collect(now, clock_unsynced)
 
-    def flush(self, now: float) -> list[TelemetryMessage]:
+    def flush(self, now: float, *, clock_unsynced: bool = False) -> list[TelemetryMessage]:
         """Everything pending now, including open aggregate windows (for shutdown).
 
         A window that has not reached its end is reported with ``end = now``
@@ -387,12 +413,12 @@ class TelemetryEngine:
         for slot in self._aggregates:
             if slot.count:
                 slot.close(partial_end=None if slot.end <= now else max(now, slot.start))
-        return list(self._collect(now))
+        return list(self._collect(now, clock_unsynced))
 
-    def _collect(self, now: float) -> Iterator[TelemetryMessage]:
+    def _collect(self, now: float, clock_unsynced: bool) -> Iterator[TelemetryMessage]:
         self._since_flush = 0
         for batch in self._batches.values():
-            message = batch.build(now)
+            message = batch.build(now, clock_unsynced=clock_unsynced)
             if message is not None:
                 self._values += message.values
                 self._messages += 1

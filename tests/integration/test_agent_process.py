@@ -351,13 +351,13 @@ def test_telemetry_taken_with_an_unsynchronised_clock_is_flagged(tmp_path: Path)
     rt.telemetry.ingest([Reading("a", "running", True, time.time(), time.monotonic())])
     asyncio.run(_telemetry_round(rt))
     assert rt.outgoing
-    assert all(m.data.get("clock_unsynced") is True for m in rt.outgoing)
+    assert all(json.loads(m.data).get("clock_unsynced") is True for m in rt.outgoing)
     rt._synced = True
     rt.outgoing.clear()
     rt.telemetry.ingest([Reading("a", "running", False, time.time() + 10, time.monotonic())])
     asyncio.run(_telemetry_round(rt, later=15))
     assert rt.outgoing
-    assert all("clock_unsynced" not in m.data for m in rt.outgoing)
+    assert all("clock_unsynced" not in json.loads(m.data) for m in rt.outgoing)
 
 
 async def _telemetry_round(rt: Any, later: float = 5) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
 from edge_agent.cli import main
-from edge_agent.config import load_config
+from edge_agent.config import load_config, load_config_compact
 from edge_agent.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
@@ -146,6 +148,25 @@ def test_every_example_config_loads(path: Path, monkeypatch: pytest.MonkeyPatch)
     cfg = load_config(path)
     assert cfg.devices
     assert main(["check-config", str(path)]) == 0
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.toml")), ids=lambda p: p.name)
+def test_compact_load_gives_the_same_configuration(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's compacting load equals the plain load, section by section.
+
+    Compiled machine expressions are functions (compared by identity): they are
+    compared by their text, the rest by value.
+    """
+    monkeypatch.setenv("EDGE_MQTT_PASSWORD", "not-a-real-secret")
+    plain, compact = load_config(path), load_config_compact(path)
+    for f in dataclasses.fields(plain):
+        a, b = getattr(plain, f.name), getattr(compact, f.name)
+        if f.name == "machines":
+            assert re.sub(" at 0x[0-9a-f]+", "", repr(a)) == re.sub(" at 0x[0-9a-f]+", "", repr(b))
+        else:
+            assert a == b, f.name
 
 
 def test_config_dir_is_not_empty() -> None:

@@ -202,3 +202,58 @@ def test_aggregate_windows_match_brute_force(
         else:
             assert "min" not in w
             assert "last" not in w
+
+
+# A poll: (ms since previous poll, [(tag, value, quality)], call due() after it?). Tags
+# "a" to "c" are published `every`; "x" is a tag of the device that is not published.
+poll_st = st.tuples(
+    st.integers(1, 3000),
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", "x"]), values_st, quality_st),
+        min_size=1,
+        max_size=5,
+    ),
+    st.booleans(),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(polls=st.lists(poll_st, max_size=30), interval=st.sampled_from([0.5, 1.0, 7.0]))
+def test_every_device_polls_are_published_whole_and_exactly(
+    polls: list[tuple[int, list[tuple[str, Value, Quality]], bool]],
+    interval: float,
+    telemetry_validator: Any,
+) -> None:
+    """Whole polls of an all-`every` device: each published reading once, in order.
+
+    Nothing of the unpublished tag appears; repeated tags within a poll, bad
+    qualities and non-finite values included.
+    """
+    every = PublishPolicy(mode=PublishMode.EVERY)
+    eng = TelemetryEngine({("d", t): every for t in "abc"}, interval)
+    messages: list[TelemetryMessage] = []
+    expected: dict[str, list[tuple[int, Any, str]]] = {}
+    ms = T0_MS
+    for delta, entries, call_due in polls:
+        ms += delta
+        poll = [
+            Reading(device="d", tag=t, value=v, ts=ms / 1000.0, mono=0.0, quality=q)
+            for t, v, q in entries
+        ]
+        for r in poll:
+            if r.tag != "x":
+                expected.setdefault(r.tag, []).append((ms, encode_value(r.value), r.quality.value))
+        eng.ingest(poll)
+        if call_due:
+            messages += eng.due(ms / 1000.0)
+    messages += eng.flush(ms / 1000.0 + 1.0)
+    got: dict[str, list[tuple[int, Any, str]]] = {}
+    for message in messages:
+        data = message.data
+        telemetry_validator.validate(data)
+        assert message.values == sum(map(len, data["samples"].values()))
+        for tag, samples in data["samples"].items():
+            for sample in samples:
+                quality = sample[2] if len(sample) > 2 else "good"
+                got.setdefault(tag, []).append((data["t0"] * 1000 + sample[0], sample[1], quality))
+    assert got == expected
