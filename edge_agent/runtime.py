@@ -31,6 +31,7 @@ import dataclasses
 import gc
 import json
 import logging
+import operator
 import os
 import signal
 import time
@@ -66,6 +67,7 @@ OUTGOING_MAX = 20_000
 TELEMETRY_VALUES_PER_COMMIT = 2_500
 # gc.set_threshold after start-up: young generation 10,000 (default 700), see run().
 GC_THRESHOLDS = (10_000, 10, 10)
+_TAG = operator.attrgetter("tag")
 
 
 class QueueSink:
@@ -332,8 +334,7 @@ class Runtime:
         self.buffer.add_readings(item)
         device = item[0].device
         views = self.tags.setdefault(device, {})
-        for r in item:
-            views[r.tag] = r
+        views.update(zip(map(_TAG, item), item, strict=True))  # latest reading per tag
         if self.telemetry is not None:
             self.telemetry.ingest(item)
         machines = self.machines_by_device.get(device)

@@ -400,11 +400,24 @@ class ModbusLink:
         dev: _Device, block: Block, words: Sequence[Any], ts: float, mono: float, out: list[Reading]
     ) -> None:
         name = dev.config.name
-        # Hot path (one Reading per polled register): build the named tuple with
-        # tuple.__new__ and explicit defaults, skipping Reading.__new__'s Python frame.
+        # Hot path (one Reading per polled register): two comprehensions, and the named
+        # tuple built with tuple.__new__ and explicit defaults, skipping
+        # Reading.__new__'s Python frame.
         new, good = _tuple_new, _GOOD
+        tags = block.tags
+        try:
+            values = [pt.decode(words, pt.offset) for pt in tags]
+        except DecodeError:
+            pass  # at least one tag does not decode: tag by tag below
+        else:
+            out += [
+                new(Reading, (name, pt.name, value, ts, mono, good, "", None))
+                for pt, value in zip(tags, values, strict=True)
+            ]
+            dev.diag.last_good_ts = ts
+            return
         append = out.append
-        for pt in block.tags:
+        for pt in tags:
             try:
                 value = pt.decode(words, pt.offset)
             except DecodeError as exc:

@@ -13,6 +13,7 @@ state except the id cache.
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -56,30 +57,82 @@ INSERT_PLAIN_MANY = (
 )
 
 
+_DEVICE = operator.attrgetter("device")
+_TAG = operator.attrgetter("tag")
+_VALUE = operator.attrgetter("value")
+_TS = operator.attrgetter("ts")
+_MONO = operator.attrgetter("mono")
+_QUALITY = operator.attrgetter("quality")
+_REASON = operator.attrgetter("reason")
+_SOURCE_TS = operator.attrgetter("source_ts")
+_ONLY_GOOD = {_GOOD}
+_ONLY_NONE = {None}
+_PLAIN_TYPES = {int, float, str}
+
+
 class SeriesIds:
     """(device, tag) -> series id, cached; new pairs are inserted in the caller's transaction."""
 
     def __init__(self) -> None:
         # device -> tag -> id: one dict look-up per device change, one per reading.
         self._ids: dict[str, dict[str, int]] = {}
+        # (device, tag) -> id, the same ids: for the all-plain path's C-level look-ups.
+        self._pairs: dict[tuple[str, str], int] = {}
 
     def load(self, con: sqlite3.Connection) -> None:
         """Fill the cache from the table (at open)."""
         ids: dict[str, dict[str, int]] = {}
+        pairs: dict[tuple[str, str], int] = {}
         for i, d, t in con.execute("SELECT id, device, tag FROM series"):
-            ids.setdefault(d, {})[t] = int(i)
-        self._ids = ids
+            ids.setdefault(d, {})[t] = pairs[(d, t)] = int(i)
+        self._ids, self._pairs = ids, pairs
 
     def forget(self) -> None:
         """Drop the cache (after a rolled-back transaction may have discarded new ids)."""
         self._ids.clear()
+        self._pairs.clear()
 
     def insert(self, con: sqlite3.Connection, readings: Sequence[Reading]) -> None:
         """Insert the readings' rows in arrival order; call inside a transaction.
 
         Creates the series rows of new (device, tag) pairs on the way.
         """
-        # Hot path (hundreds of thousands of rows/s): plain loop, no per-row helper calls.
+        if not self._insert_all_plain(con, readings):
+            self._insert_mixed(con, readings)
+
+    def _insert_all_plain(self, con: sqlite3.Connection, readings: Sequence[Reading]) -> bool:
+        """Insert a batch whose rows are all plain, column by column; False if one is not.
+
+        The usual batch (good polls of numbers) is checked and turned into parameters
+        with ``map`` over the columns, C loops without a Python step per reading.
+        """
+        if set(map(_QUALITY, readings)) != _ONLY_GOOD or any(map(_REASON, readings)):
+            return False
+        if set(map(_SOURCE_TS, readings)) != _ONLY_NONE:
+            return False
+        values = list(map(_VALUE, readings))
+        if not set(map(type, values)) <= _PLAIN_TYPES:
+            return False  # None, bool or list values: converted row by row
+        try:
+            sids = list(
+                map(
+                    self._pairs.__getitem__,
+                    zip(map(_DEVICE, readings), map(_TAG, readings), strict=True),
+                )
+            )
+        except KeyError:
+            return False  # a new series: created row by row
+        n = len(values)
+        flat: list[object] = [0] * (_PLAIN_COLUMNS * n)  # quality code 0 (good) stays
+        flat[0::_PLAIN_COLUMNS] = map(_TS, readings)
+        flat[1::_PLAIN_COLUMNS] = sids
+        flat[2::_PLAIN_COLUMNS] = values
+        flat[4::_PLAIN_COLUMNS] = map(_MONO, readings)
+        _insert_plain(con, flat)
+        return True
+
+    def _insert_mixed(self, con: sqlite3.Connection, readings: Sequence[Reading]) -> None:
+        # Row by row (plain loop, no per-row helper calls), runs of each kind batched.
         ids = self._ids
         codes = QUALITY_CODES
         good = _GOOD
@@ -125,7 +178,7 @@ class SeriesIds:
         sid = int(
             con.execute("SELECT id FROM series WHERE device = ? AND tag = ?", key).fetchone()[0]
         )
-        self._ids.setdefault(device, {})[tag] = sid
+        self._ids.setdefault(device, {})[tag] = self._pairs[key] = sid
         return sid
 
 

@@ -14,23 +14,25 @@ The ``data`` format (validated by ``schemas/telemetry.schema.json``)::
 
     {"device": "press1",
      "t0": 1764190800,
-     "samples": {"temp": [[512, 71.5], [1512, null, "bad", "timeout"]]},
+     "samples": [[512, {"temp": 71.5, "state": "run"}],
+                 [1512, {"temp": null}, {"temp": ["bad", "timeout"]}]],
      "aggregates": {"vib": [{"start": 1764190740.0, "end": 1764190800.0,
                              "count": 600, "good_ratio": 1.0, "last": 0.31,
                              "min": 0.1, "max": 0.6, "mean": 0.29}]}}
 
-* ``t0``: whole UNIX seconds (UTC); each sample's first element is its
-  reading time in integer milliseconds relative to ``t0`` (may be negative
-  after a backwards clock step). Present only with ``samples``.
-* A sample is ``[dt_ms, value]`` for good quality, ``[dt_ms, value, quality]``
-  or ``[dt_ms, value, quality, reason]`` otherwise. Non-finite floats are sent
-  as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` so the payload is
-  strict JSON. One small array per sample keeps the common case (one sample
-  per tag per message: poll interval = publish interval) at one container
-  per value, fewer than a column-wise layout would need.
-* ``samples`` and ``aggregates`` are omitted when empty; tags appear in the
-  order of their first reading in the message (a device's poll order), each
-  tag's entries in reading order.
+* ``t0``: whole UNIX seconds (UTC). Present only with ``samples``.
+* ``samples``: snapshots in reading order. A snapshot is ``[dt_ms, values]``
+  or ``[dt_ms, values, issues]``: the reading time in integer milliseconds
+  relative to ``t0`` (may be negative after a backwards clock step), the values
+  read at that time by tag, and, only when some of them are not good, their
+  quality by tag (``"stale"``, or ``["bad", "timeout"]`` with the reason). A
+  tag absent from ``issues`` is good. A device's poll is one snapshot per
+  block read time, so a value costs its tag name and the value alone; a tag
+  appears at most once per snapshot.
+* Non-finite floats are sent as the strings ``"NaN"``, ``"Infinity"``,
+  ``"-Infinity"`` so the payload is strict JSON.
+* ``samples`` and ``aggregates`` are omitted when empty; aggregate windows are
+  per tag in time order.
 * ``clock_unsynced: true`` when the agent knew its wall clock was not
   synchronised while the readings were taken.
 
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -52,6 +55,8 @@ from edge_agent.model import Quality, Reading, Value
 __all__ = ["DeviceBatch", "TelemetryMessage", "encode_value"]
 
 _GOOD = Quality.GOOD
+_QUALITY = operator.attrgetter("quality")
+_TS = operator.attrgetter("ts")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -176,11 +181,11 @@ class DeviceBatch:
         count = 0
         if chunks:
             t0 = math.floor(min(chunk[0].ts for chunk in chunks))
-            samples = self._encode_samples(chunks, t0)
+            samples = self._snapshots(chunks, t0)
             if samples:
                 data["t0"] = t0
                 data["samples"] = samples
-                count += sum(map(len, samples.values()))
+                count += sum(len(snapshot[1]) for snapshot in samples)
         if aggregates:
             data["aggregates"] = aggregates
             count += sum(map(len, aggregates.values()))
@@ -191,50 +196,50 @@ class DeviceBatch:
         try:
             text = _ENCODE(data)
         except ValueError:  # NaN or +-inf in a value: rare, so checked only here
-            for entries in data.get("samples", {}).values():
-                for entry in entries:
-                    entry[1] = encode_value(entry[1])
+            for snapshot in data.get("samples", ()):
+                snapshot[1] = {tag: encode_value(v) for tag, v in snapshot[1].items()}
             text = _ENCODE(data)
         return TelemetryMessage(device=self.device, ts=now, values=count, text=text)
 
-    def _encode_samples(
-        self, chunks: list[Sequence[Reading]], t0: int
-    ) -> dict[str, list[list[Any]]]:
-        """Samples per tag: the hot path of message building.
+    def _snapshots(self, chunks: list[Sequence[Reading]], t0: int) -> list[list[Any]]:
+        """The ``samples`` list: the hot path of message building.
 
-        A poll of good readings of sample tags (the common case) becomes the
-        per-tag dict in one comprehension; anything else goes reading by reading.
+        A poll of good readings of sample tags taken at one time (the common
+        case) becomes one snapshot in one comprehension; anything else goes
+        reading by reading, starting a new snapshot when the reading time changes
+        or the tag is already in the current one.
         """
-        samples: dict[str, list[list[Any]]] = {}
+        out: list[list[Any]] = []
         tags = self._tags
         good = _GOOD
+        only_good = {good}
         for chunk in chunks:
-            if not samples and all(r.quality is good for r in chunk):
-                fast = {r.tag: [[round((r.ts - t0) * 1000.0), r.value]] for r in chunk}
+            ts = chunk[0].ts
+            if (
+                set(map(_QUALITY, chunk)) == only_good
+                and chunk[-1].ts == ts
+                and set(map(_TS, chunk)) == {ts}
+            ):
+                values = {r.tag: r.value for r in chunk}
                 # Each tag once, and only sample tags: otherwise the general path below.
-                if len(fast) == len(chunk) and fast.keys() <= tags:
-                    samples = fast
+                if len(values) == len(chunk) and values.keys() <= tags:
+                    out.append([round((ts - t0) * 1000.0), values])
                     continue
-            # Readings of one poll share their ts: compute each distinct offset once.
+            current: dict[str, Any] = {}
+            issues: dict[str, Any] = {}
             last_ts: float | None = None
-            dt = 0
             for r in chunk:
                 tag = r.tag
                 if tag not in tags:
                     continue
-                ts = r.ts
-                if ts != last_ts:
-                    last_ts = ts
-                    dt = round((ts - t0) * 1000.0)
-                if r.quality is good:
-                    entry = [dt, r.value]
-                elif r.reason:
-                    entry = [dt, r.value, r.quality.value, r.reason]
-                else:
-                    entry = [dt, r.value, r.quality.value]
-                entries = samples.get(tag)
-                if entries is None:
-                    samples[tag] = [entry]
-                else:
-                    entries.append(entry)
-        return samples
+                if r.ts != last_ts or tag in current:
+                    last_ts = r.ts
+                    current, issues = {}, {}
+                    out.append([round((last_ts - t0) * 1000.0), current, issues])
+                current[tag] = r.value
+                if r.quality is not good:
+                    issues[tag] = [r.quality.value, r.reason] if r.reason else r.quality.value
+        for snapshot in out:
+            if len(snapshot) == 3 and not snapshot[2]:
+                del snapshot[2]
+        return out

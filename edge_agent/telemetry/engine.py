@@ -41,6 +41,7 @@ and ``change`` tags, it dispatches through precomputed per-tag callables.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,7 @@ from edge_agent.telemetry.policy import PublishMode, PublishPolicy
 __all__ = ["TelemetryEngine", "TelemetryStats"]
 
 _GOOD = Quality.GOOD
+_DEVICE = operator.attrgetter("device")
 _INF = math.inf
 
 Sink = Callable[[Reading], None]
@@ -346,7 +348,7 @@ class TelemetryEngine:
         if (
             whole is not None
             and readings[-1].device == device
-            and all(r.device == device for r in readings)
+            and all(map(device.__eq__, map(_DEVICE, readings)))
         ):
             # One device's poll: handed over as it is, nothing per reading.
             whole.add_poll(readings)

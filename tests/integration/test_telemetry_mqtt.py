@@ -91,14 +91,24 @@ async def test_telemetry_reaches_subscriber(mosquitto: Mosquitto, tmp_path: Path
         assert envelope["agent"] == AGENT
     assert [e["data"] for e in sorted(got, key=lambda e: e["seq"])] == sent
     press = [e["data"] for e in got if e["data"]["device"] == "press1"]
-    ramp = [s[1] for d in press for s in d.get("samples", {}).get("ramp", [])]
+    ramp = [value for _ms, value, _issue in _samples(press, "ramp")]
     assert ramp == [p * 1.5 for p in range(POLLS)]
-    flat = [d["t0"] * 1000 + s[0] for d in press for s in d.get("samples", {}).get("flat", [])]
+    flat = [ms for ms, _value, _issue in _samples(press, "flat")]
     assert sorted(flat) == [round((T0 + p + 0.25) * 1000) for p in (0, 5)]
-    alarm = [s for d in press for s in d.get("samples", {}).get("alarm", [])]
-    assert [s[1:] for s in alarm] == [[p] for p in range(3)] + [[None, "bad", "timeout"]] + [
-        [p] for p in range(4, POLLS)
+    alarm = [(value, issue) for _ms, value, issue in _samples(press, "alarm")]
+    assert alarm == [(p, None) for p in range(3)] + [(None, ["bad", "timeout"])] + [
+        (p, None) for p in range(4, POLLS)
     ]
     windows = [w for d in press for w in d.get("aggregates", {}).get("vib", [])]
     assert [(w["start"], w["count"]) for w in windows] == [(T0, 5), (T0 + 5, 5)]
     assert windows[0]["max"] == pytest.approx(max(math.sin(p) for p in range(5)))
+
+
+def _samples(datas: list[dict[str, Any]], tag: str) -> list[tuple[int, Any, Any]]:
+    """(absolute ms, value, issue or None) of one tag across messages, in order."""
+    return [
+        (d["t0"] * 1000 + snap[0], snap[1][tag], snap[2].get(tag) if len(snap) > 2 else None)
+        for d in datas
+        for snap in d.get("samples", [])
+        if tag in snap[1]
+    ]

@@ -58,6 +58,28 @@ async def test_every_type_and_order_over_tcp(model: Model, tcp_server: TcpServer
     assert sorted(r.function for r in first_cycle) == [1, 2, 3, 4]
 
 
+async def test_undecodable_tag_is_bad_and_its_block_neighbours_good(
+    model: Model, tcp_server: TcpServer
+) -> None:
+    """A value that does not decode (invalid UTF-8) marks that tag bad, not its block."""
+    unit = model.unit(1)
+    unit.holding.update({0: 7, 1: 0xFFFE, 2: 9})
+    tags = {
+        "before": {"table": "holding", "address": 0},
+        "text": {"table": "holding", "address": 1, "type": "string", "length": 2},
+        "after": {"table": "holding", "address": 2},
+    }
+    (link,) = build_links([tcp(tcp_server, tags=tags)])
+    async with running([link]) as sink:
+        await sink.wait_for(lambda: len(sink.batches) >= 1, 5, "one batch")
+    batch = {r.tag: r for r in sink.batches[0]}
+    assert (batch["before"].value, batch["after"].value) == (7, 9)
+    assert batch["before"].quality is batch["after"].quality is Quality.GOOD
+    assert batch["text"].quality is Quality.BAD
+    assert batch["text"].value is None
+    assert "utf-8" in batch["text"].reason.lower()
+
+
 async def test_coalescing_uses_the_planned_minimum_on_the_wire(
     model: Model, tcp_server: TcpServer
 ) -> None:

@@ -95,3 +95,36 @@ def test_series_ids_survive_reopen_and_rollback(tmp_path: Path) -> None:
     con.execute("COMMIT")
     assert _stored(con) == _expected(first + second)
     con.close()
+
+
+def test_all_plain_batches_are_stored_like_row_by_row(tmp_path: Path) -> None:
+    """Good plain values of known series (the column-wise path) are stored exactly.
+
+    A bool or a new series in a batch sends it row by row, still exact.
+    """
+    con, _ = open_database(tmp_path / "b.db", 16 * 2**20)
+    series = SeriesIds()
+    series.load(con)
+    known = [Reading(f"d{i % 3}", f"t{i % 7}", 0, 999.0, 4.0) for i in range(21)]
+    plain = [
+        Reading(f"d{i % 3}", f"t{i % 7}", v, 1000.5 + i, 5.25 + i)
+        for i, v in enumerate([1, 2.5, "text", -(2**40), 1e300, 7] * 40)
+    ]
+    with_bool = [*plain[:5], Reading("d0", "t0", True, 2000.0, 6.0), *plain[5:9]]
+    with_new = [*plain[:3], Reading("d9", "new", 4, 2001.0, 7.0)]
+    batches = [known, plain, with_bool, with_new]
+    for batch in batches:
+        con.execute("BEGIN")
+        series.insert(con, batch)
+        con.execute("COMMIT")
+    stored = _stored(con)
+    assert stored == _expected([r for batch in batches for r in batch])
+    assert [type(row[3]) for row in stored[len(known) : len(known) + 6]] == [
+        int,
+        float,
+        str,
+        int,
+        float,
+        int,
+    ]
+    con.close()

@@ -12,7 +12,7 @@ import pytest
 from edge_agent.model import Quality
 from edge_agent.telemetry import PublishMode, PublishPolicy, TelemetryEngine, TelemetryMessage
 from edge_agent.telemetry.batcher import DeviceBatch, encode_value
-from tests.edge_agent.telemetry.helpers import rd, samples_of
+from tests.edge_agent.telemetry.helpers import rd, samples_of, tags_of
 
 Check = Callable[[list[TelemetryMessage]], list[dict[str, Any]]]
 
@@ -54,11 +54,12 @@ def test_device_tags_share_one_message(check: Check) -> None:
     data = check(eng.due(1005.0))
     assert [d["device"] for d in data] == ["press1", "oven"]
     press, oven = data
-    assert list(press["samples"]) == ["temp", "state"]
-    assert len(press["samples"]["temp"]) == 5
-    assert len(press["samples"]["state"]) == 1
+    assert tags_of(press) == ["temp", "state"]
+    assert len(samples_of([press], "temp")) == 5
+    assert len(samples_of([press], "state")) == 1
     assert [w["count"] for w in press["aggregates"]["vib"]] == [1, 1, 1, 1]
-    assert "count" not in press["samples"]
+    assert "count" not in tags_of(press)
+    assert "vib" not in tags_of(press)
     assert [s[1] for s in samples_of([oven], "temp")] == [100, 101, 102, 103, 104]
 
 
@@ -106,7 +107,7 @@ def test_overflow_drops_whole_batches_and_counts_them(check: Check) -> None:
     assert eng.stats.dropped_overflow == 6
     assert eng.pending_values == 12
     (data,) = check(eng.due(1001.0))
-    assert len(data["samples"]["temp"]) == 12
+    assert len(samples_of([data], "temp")) == 12
     eng.ingest([rd("temp", i, 1001.1 + i / 100) for i in range(6)])
     assert eng.stats.dropped_overflow == 6
     assert eng.pending_values == 6
@@ -142,16 +143,35 @@ def test_sample_encoding_is_compact_and_strict_json(check: Check) -> None:
     assert data == {
         "device": "press1",
         "t0": 1000,
-        "samples": {
-            "v": [
-                [250, 1.5],
-                [500, "NaN"],
-                [600, [1.0, "Infinity"]],
-                [700, None, "bad", "illegal address"],
-                [800, 3, "stale"],
-            ]
-        },
+        "samples": [
+            [250, {"v": 1.5}],
+            [500, {"v": "NaN"}],
+            [600, {"v": [1.0, "Infinity"]}],
+            [700, {"v": None}, {"v": ["bad", "illegal address"]}],
+            [800, {"v": 3}, {"v": "stale"}],
+        ],
     }
+
+
+def test_a_poll_is_one_snapshot_per_read_time(check: Check) -> None:
+    """A device's poll becomes one snapshot per block time; issues list only non-good tags."""
+    eng = TelemetryEngine({("press1", t): EVERY for t in ("a", "b", "c", "d")}, 1.0)
+    eng.ingest(
+        [
+            rd("a", 1, 1000.1),
+            rd("b", 2.5, 1000.1),
+            rd("c", None, 1000.1, quality=Quality.BAD, reason="timeout"),
+            rd("d", "x", 1000.2),
+            rd("unpublished", 9, 1000.2),
+        ]
+    )
+    eng.ingest([rd("a", 3, 1000.6), rd("b", 4, 1000.6)])
+    (data,) = check(eng.due(1001.0))
+    assert data["samples"] == [
+        [100, {"a": 1, "b": 2.5, "c": None}, {"c": ["bad", "timeout"]}],
+        [200, {"d": "x"}],
+        [600, {"a": 3, "b": 4}],
+    ]
 
 
 @pytest.mark.parametrize(
@@ -191,9 +211,14 @@ def test_device_batch_build_empties_it() -> None:
     "data",
     [
         {"device": "press1"},
-        {"device": "press1", "samples": {"t": [[0, 1]]}},
-        {"device": "press1", "t0": 1, "samples": {"t": [[0, 1, "good"]]}},
-        {"device": "press1", "t0": 1, "samples": {"t": [[0.5, 1]]}},
+        {"device": "press1", "samples": [[0, {"t": 1}]]},
+        {"device": "press1", "t0": 1, "samples": []},
+        {"device": "press1", "t0": 1, "samples": [[0, {}]]},
+        {"device": "press1", "t0": 1, "samples": [[0.5, {"t": 1}]]},
+        {"device": "press1", "t0": 1, "samples": [[0, {"t": 1}, {"t": "good"}]]},
+        {"device": "press1", "t0": 1, "samples": [[0, {"t": 1}, {}]]},
+        {"device": "press1", "t0": 1, "samples": [[0, {"t": None}, {"t": ["bad", ""]}]]},
+        {"device": "press1", "t0": 1, "samples": {"t": [[0, 1]]}},
         {
             "device": "press1",
             "aggregates": {"t": [{"start": 0, "end": 1, "count": 0, "good_ratio": 1}]},
@@ -202,7 +227,7 @@ def test_device_batch_build_empties_it() -> None:
             "device": "press1",
             "aggregates": {"t": [{"start": 0, "end": 1, "count": 1, "good_ratio": 1, "min": 1}]},
         },
-        {"device": "press1", "t0": 1, "samples": {"t": [[0, 1]]}, "extra": 1},
+        {"device": "press1", "t0": 1, "samples": [[0, {"t": 1}]], "extra": 1},
     ],
 )
 def test_schema_rejects_malformed_data(data: dict[str, Any], telemetry_validator: Any) -> None:

@@ -1,9 +1,11 @@
-"""The configuration sample in docs/telemetry.md loads and means what the prose says."""
+"""The samples in docs/telemetry.md: the config loads as described, the payload validates."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 from edge_agent.config import load_config
 from edge_agent.telemetry import PublishMode, PublishPolicy
@@ -33,3 +35,13 @@ def test_doc_sample_loads_with_documented_policies(tmp_path: Path) -> None:
         ("press1", "alarm_word"): PublishPolicy(mode=PublishMode.EVERY),
     }
     assert config.telemetry.interval_s == 1.0
+
+
+def test_doc_payload_example_is_valid_data(telemetry_validator: Any) -> None:
+    """The documented data part validates against the schema (format and docs agree)."""
+    blocks = re.findall(r"```json\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
+    assert blocks
+    for block in blocks:
+        data = json.loads(block)
+        telemetry_validator.validate(data)
+        assert data["samples"]

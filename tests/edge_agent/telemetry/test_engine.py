@@ -49,7 +49,7 @@ def test_every_delivers_every_poll_in_order(check: Check) -> None:
     got = samples_of(data, "x")
     assert [g[1] for g in got] == [0, 1, 2, 3, None, 5, 6, 7, 8, 9]
     assert [g[2] for g in got] == ["good"] * 4 + ["bad"] + ["good"] * 5
-    assert data[0]["samples"]["x"][4] == [450, None, "bad", "timeout"]
+    assert data[0]["samples"][4] == [450, {"x": None}, {"x": ["bad", "timeout"]}]
     assert got[9][0] == pytest.approx(1000.95, abs=1e-6)
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from edge_agent.model import Quality, Reading, Value
 from edge_agent.telemetry import PublishMode, PublishPolicy, TelemetryEngine, TelemetryMessage
 from edge_agent.telemetry.batcher import encode_value
+from tests.edge_agent.telemetry.helpers import sample_quality
 
 T0_MS = 1_764_190_800_000
 
@@ -57,10 +58,12 @@ def published(messages: list[TelemetryMessage], validator: Any) -> list[tuple[in
     """(absolute ms, encoded value, quality) of every sample, schema-validated."""
     out = []
     for message in messages:
-        validator.validate(message.data)
-        for sample in message.data["samples"]["t"]:
-            quality = sample[2] if len(sample) > 2 else "good"
-            out.append((message.data["t0"] * 1000 + sample[0], sample[1], quality))
+        data = message.data
+        validator.validate(data)
+        for snapshot in data["samples"]:
+            if "t" in snapshot[1]:
+                quality = sample_quality(snapshot, "t")
+                out.append((data["t0"] * 1000 + snapshot[0], snapshot[1]["t"], quality))
     return out
 
 
@@ -251,9 +254,9 @@ def test_every_device_polls_are_published_whole_and_exactly(
     for message in messages:
         data = message.data
         telemetry_validator.validate(data)
-        assert message.values == sum(map(len, data["samples"].values()))
-        for tag, samples in data["samples"].items():
-            for sample in samples:
-                quality = sample[2] if len(sample) > 2 else "good"
-                got.setdefault(tag, []).append((data["t0"] * 1000 + sample[0], sample[1], quality))
+        assert message.values == sum(len(snapshot[1]) for snapshot in data["samples"])
+        for snapshot in data["samples"]:
+            ms = data["t0"] * 1000 + snapshot[0]
+            for tag, value in snapshot[1].items():
+                got.setdefault(tag, []).append((ms, value, sample_quality(snapshot, tag)))
     assert got == expected
