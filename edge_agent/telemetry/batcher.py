@@ -57,6 +57,7 @@ __all__ = ["DeviceBatch", "TelemetryMessage", "encode_value"]
 _GOOD = Quality.GOOD
 _QUALITY = operator.attrgetter("quality")
 _TS = operator.attrgetter("ts")
+_ONLY_GOOD = {_GOOD}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -105,6 +106,23 @@ _ENCODE = json.JSONEncoder(
 ).encode
 
 
+class _Snapshot:
+    """A poll already reduced to its values by tag (all good, one reading time)."""
+
+    __slots__ = ("ts", "values")
+
+    def __init__(self, ts: float, values: dict[str, Any]) -> None:
+        self.ts = ts
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def _first_ts(chunk: Sequence[Reading] | _Snapshot) -> float:
+    return chunk.ts if isinstance(chunk, _Snapshot) else chunk[0].ts
+
+
 class DeviceBatch:
     """What one device has to publish since the last message.
 
@@ -122,7 +140,7 @@ class DeviceBatch:
         self._tags = frozenset(sample_tags)
         # Readings in arrival order, as the sequences they came in: whole polls
         # (add_poll) and lists of single readings (add).
-        self._chunks: list[Sequence[Reading]] = []
+        self._chunks: list[Sequence[Reading] | _Snapshot] = []
         self._open: list[Reading] | None = None  # the chunk single readings go to
         self._aggregates: dict[str, list[dict[str, Any]]] = {}
 
@@ -140,13 +158,24 @@ class DeviceBatch:
         chunk.append(reading)
 
     def add_poll(self, readings: Sequence[Reading]) -> None:
-        """Queue a poll's readings whole (kept by reference: do not mutate it afterwards).
+        """Queue a poll's readings (kept by reference: do not mutate it afterwards).
 
-        Readings of tags that are not sample tags are left out when the message is built.
+        Readings of tags that are not sample tags are left out. A poll of good
+        readings of sample tags taken at one time (the common case) is turned into
+        its snapshot here, with one comprehension: the values are kept, the
+        readings can go (memory, with a publish interval of several polls).
         """
-        if readings:
-            self._chunks.append(readings)
-            self._open = None
+        if not readings:
+            return
+        self._open = None
+        ts = readings[0].ts
+        if set(map(_QUALITY, readings)) == _ONLY_GOOD and set(map(_TS, readings)) == {ts}:
+            values = {r.tag: r.value for r in readings}
+            # Each tag once, and only sample tags: otherwise kept as readings.
+            if len(values) == len(readings) and values.keys() <= self._tags:
+                self._chunks.append(_Snapshot(ts, values))
+                return
+        self._chunks.append(readings)
 
     def sink(self, tag: str) -> Callable[[Reading], None]:
         """The callable that queues one reading of ``tag`` for publication."""
@@ -180,7 +209,7 @@ class DeviceBatch:
         data: dict[str, Any] = {"device": self.device}
         count = 0
         if chunks:
-            t0 = math.floor(min(chunk[0].ts for chunk in chunks))
+            t0 = math.floor(min(map(_first_ts, chunks)))
             samples = self._snapshots(chunks, t0)
             if samples:
                 data["t0"] = t0
@@ -201,30 +230,19 @@ class DeviceBatch:
             text = _ENCODE(data)
         return TelemetryMessage(device=self.device, ts=now, values=count, text=text)
 
-    def _snapshots(self, chunks: list[Sequence[Reading]], t0: int) -> list[list[Any]]:
-        """The ``samples`` list: the hot path of message building.
+    def _snapshots(self, chunks: list[Sequence[Reading] | _Snapshot], t0: int) -> list[list[Any]]:
+        """The ``samples`` list: the snapshots :meth:`add_poll` made, the rest built here.
 
-        A poll of good readings of sample tags taken at one time (the common
-        case) becomes one snapshot in one comprehension; anything else goes
-        reading by reading, starting a new snapshot when the reading time changes
-        or the tag is already in the current one.
+        Other readings go one by one, a new snapshot starting when the reading
+        time changes or the tag is already in the current one.
         """
         out: list[list[Any]] = []
         tags = self._tags
         good = _GOOD
-        only_good = {good}
         for chunk in chunks:
-            ts = chunk[0].ts
-            if (
-                set(map(_QUALITY, chunk)) == only_good
-                and chunk[-1].ts == ts
-                and set(map(_TS, chunk)) == {ts}
-            ):
-                values = {r.tag: r.value for r in chunk}
-                # Each tag once, and only sample tags: otherwise the general path below.
-                if len(values) == len(chunk) and values.keys() <= tags:
-                    out.append([round((ts - t0) * 1000.0), values])
-                    continue
+            if isinstance(chunk, _Snapshot):
+                out.append([round((chunk.ts - t0) * 1000.0), chunk.values])
+                continue
             current: dict[str, Any] = {}
             issues: dict[str, Any] = {}
             last_ts: float | None = None
