@@ -47,6 +47,7 @@ class AgentSection:
     state_dir: Path
     log_level: str = "info"
     status_interval_s: float = 5.0
+    status_tags_max: int = 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +115,7 @@ def _parse_agent(table: Table | None, base_dir: Path, issues: Issues) -> AgentSe
         state_dir = (base_dir / state_dir).resolve()
     level = t.get_str("log_level", "info", choices=LOG_LEVELS)
     status_interval = t.get_float("status_interval_s", 5.0, min=0.5, max=3600)
+    status_tags_max = t.get_int("status_tags_max", 1000, min=0, max=1_000_000)
     t.finish()
     return AgentSection(
         id=agent_id,
@@ -122,6 +124,7 @@ def _parse_agent(table: Table | None, base_dir: Path, issues: Issues) -> AgentSe
         state_dir=state_dir,
         log_level=level,
         status_interval_s=status_interval,
+        status_tags_max=status_tags_max,
     )
 
 

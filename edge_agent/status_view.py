@@ -235,9 +235,14 @@ def _devices_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
 
 def _tags_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
     rows = []
+    omitted = 0
     devices = _map(snapshot.get("devices"))
     for dev_name in sorted(devices):
-        tags = _map(_map(devices[dev_name]).get("tags"))
+        device = _map(devices[dev_name])
+        tags = _map(device.get("tags"))
+        count = _num(device.get("tag_count"))
+        if count is not None and count > len(tags):
+            omitted += int(count) - len(tags)
         for tag_name in sorted(tags):
             tag = _map(tags[tag_name])
             quality = str(tag.get("quality") or "unknown")
@@ -251,9 +256,18 @@ def _tags_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
                     _cell(tag.get("reason") or None),
                 ]
             )
+    note = []
+    if omitted:
+        limit = _num(snapshot.get("tags_max"))
+        shown = f"at most {int(limit):,} tags" if limit is not None else "a limited number of tags"
+        note = [
+            f"  {omitted:,} more tags not listed: status.json carries {shown}, the ones not "
+            "good first ([agent] status_tags_max)"
+        ]
     if not rows:
-        return ["TAGS", "  (no readings yet)"]
-    return ["TAGS", *format_table(("DEVICE", "TAG", "VALUE", "QUALITY", "AGE", "REASON"), rows)]
+        return ["TAGS", *(note or ["  (no readings yet)"])]
+    table = format_table(("DEVICE", "TAG", "VALUE", "QUALITY", "AGE", "REASON"), rows)
+    return ["TAGS", *table, *note]
 
 
 def _machines_section(snapshot: Mapping[str, Any], now: float) -> list[str]:

@@ -395,3 +395,44 @@ async def test_status_json_is_the_snapshot_encoded_device_by_device(tmp_path: Pa
     }
     assert set(doc) == set(snap)
     await rt.buffer.close()
+
+
+async def test_status_lists_at_most_status_tags_max_tags_bad_ones_first(tmp_path: Path) -> None:
+    """Beyond [agent] status_tags_max, status.json lists the tags that are not good first.
+
+    Then good ones in device order; every device's tags are counted.
+    """
+    import json
+
+    from edge_agent.config import load_config
+    from edge_agent.model import Quality, Reading
+    from edge_agent.runtime import Runtime
+    from edge_agent.status_view import render
+
+    path = tmp_path / "agent.toml"
+    devices = DEVICE.format(name="a", port=1502) + DEVICE.format(name="b", port=1503)
+    header = HEADER.format(state=tmp_path / "state", mqtt_port=1883)
+    path.write_text(header.replace("[agent]\n", "[agent]\nstatus_tags_max = 3\n", 1) + devices)
+    rt = Runtime(load_config(path), install_signals=False)
+    (tmp_path / "state").mkdir()
+    await rt.buffer.open()
+    rt.tags["a"] = {f"g{i}": Reading("a", f"g{i}", i, 1.5, 2.5) for i in range(4)}
+    rt.tags["b"] = {
+        "ok": Reading("b", "ok", 1, 1.5, 2.5),
+        "lost": Reading("b", "lost", None, 1.5, 2.5, Quality.BAD, "timeout"),
+    }
+    doc = json.loads(rt.status_json())
+    assert json.loads(json.dumps(rt.status_snapshot(), default=str))["devices"] == doc["devices"]
+    assert doc["tags_max"] == 3
+    assert list(doc["devices"]["b"]["tags"]) == ["lost"]
+    assert list(doc["devices"]["a"]["tags"]) == ["g0", "g1"]
+    assert (doc["devices"]["a"]["tag_count"], doc["devices"]["b"]["tag_count"]) == (4, 2)
+    text = render(doc, now=doc["written_at"])
+    assert "3 more tags not listed" in text
+    assert "at most 3 tags" in text
+    # Within the limit every tag is listed and nothing is said about it.
+    rt.tags["a"] = {"g0": rt.tags["a"]["g0"]}
+    doc = json.loads(rt.status_json())
+    assert sum(len(d["tags"]) for d in doc["devices"].values()) == 3
+    assert "not listed" not in render(doc, now=doc["written_at"])
+    await rt.buffer.close()
