@@ -4,14 +4,16 @@ Turns model objects into the rows the writer inserts: readings refer to a
 ``series`` row per (device, tag) (cached ids, created inside the caller's
 transaction), quality is stored as a small integer code, list values as JSON
 text. :meth:`SeriesIds.insert` writes readings with multi-row ``INSERT``
-statements that bind no NULLs for the common row, in arrival order (rowid order
-stays arrival order). Runs on the writer thread only; no I/O besides the
-statements it is asked to run in the caller's transaction, no threads, no
-state except the id cache.
+statements that bind no NULLs for the common row and a block read's time once,
+in arrival order (rowid order stays arrival order). Runs on the writer thread
+only; no I/O besides the statements it is asked to run in the caller's
+transaction, no threads, no state except the id cache.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import operator
 import sqlite3
@@ -65,9 +67,17 @@ _MONO = operator.attrgetter("mono")
 _QUALITY = operator.attrgetter("quality")
 _REASON = operator.attrgetter("reason")
 _SOURCE_TS = operator.attrgetter("source_ts")
-_ONLY_GOOD = {_GOOD}
-_ONLY_NONE = {None}
 _PLAIN_TYPES = {int, float, str}
+_RUN_KEY = operator.attrgetter("device", "ts", "mono")
+# Rows per statement of a run; 2 + 2 x 500 parameters, far below SQLite's limit.
+_RUN_ROWS_MAX = 500
+
+
+@functools.lru_cache(maxsize=256)
+def _run_statement(rows: int) -> str:
+    """INSERT of ``rows`` plain readings sharing ts (?1) and mono (?2)."""
+    values = ",".join(f"(?1, ?{2 * i + 3}, ?{2 * i + 4}, 0, ?2)" for i in range(rows))
+    return f"INSERT INTO readings(ts, series, value, quality, mono) VALUES {values}"  # noqa: S608 - placeholders only
 
 
 class SeriesIds:
@@ -101,34 +111,46 @@ class SeriesIds:
             self._insert_mixed(con, readings)
 
     def _insert_all_plain(self, con: sqlite3.Connection, readings: Sequence[Reading]) -> bool:
-        """Insert a batch whose rows are all plain, column by column; False if one is not.
+        """Insert a batch whose rows are all plain, a poll at a time; False if one is not.
 
-        The usual batch (good polls of numbers) is checked and turned into parameters
-        with ``map`` over the columns, C loops without a Python step per reading.
+        The usual batch (good polls of numbers) is checked column by column with C
+        loops (``map``, ``list.count``: no Python step per reading, and no enum
+        hashing). Each run of readings sharing device, time and monotonic time (a
+        block read) is one statement binding those two times once and two
+        parameters per row: binding costs about 0.2 us per parameter, more than
+        SQLite's own work for the row.
         """
-        if set(map(_QUALITY, readings)) != _ONLY_GOOD or any(map(_REASON, readings)):
-            return False
-        if set(map(_SOURCE_TS, readings)) != _ONLY_NONE:
+        n = len(readings)
+        if (
+            list(map(_QUALITY, readings)).count(_GOOD) != n
+            or list(map(_REASON, readings)).count("") != n
+            or list(map(_SOURCE_TS, readings)).count(None) != n
+        ):
             return False
         values = list(map(_VALUE, readings))
         if not set(map(type, values)) <= _PLAIN_TYPES:
             return False  # None, bool or list values: converted row by row
+        ids = self._ids
+        runs: list[tuple[float, float, list[int], int]] = []  # (ts, mono, series ids, end)
+        end = 0
         try:
-            sids = list(
-                map(
-                    self._pairs.__getitem__,
-                    zip(map(_DEVICE, readings), map(_TAG, readings), strict=True),
-                )
-            )
+            for (device, ts, mono), run in itertools.groupby(readings, _RUN_KEY):
+                sids = list(map(ids[device].__getitem__, map(_TAG, run)))
+                end += len(sids)
+                runs.append((ts, mono, sids, end))
         except KeyError:
             return False  # a new series: created row by row
-        n = len(values)
-        flat: list[object] = [0] * (_PLAIN_COLUMNS * n)  # quality code 0 (good) stays
-        flat[0::_PLAIN_COLUMNS] = map(_TS, readings)
-        flat[1::_PLAIN_COLUMNS] = sids
-        flat[2::_PLAIN_COLUMNS] = values
-        flat[4::_PLAIN_COLUMNS] = map(_MONO, readings)
-        _insert_plain(con, flat)
+        execute = con.execute
+        start = 0
+        for ts, mono, sids, end in runs:
+            for i in range(0, len(sids), _RUN_ROWS_MAX):
+                part = sids[i : i + _RUN_ROWS_MAX]
+                k = len(part)
+                params: list[object] = [ts, mono, *part, *part]
+                params[3::2] = values[start + i : start + i + k]
+                params[2::2] = part
+                execute(_run_statement(k), params)
+            start = end
         return True
 
     def _insert_mixed(self, con: sqlite3.Connection, readings: Sequence[Reading]) -> None:

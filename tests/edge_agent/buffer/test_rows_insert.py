@@ -110,9 +110,13 @@ def test_all_plain_batches_are_stored_like_row_by_row(tmp_path: Path) -> None:
         Reading(f"d{i % 3}", f"t{i % 7}", v, 1000.5 + i, 5.25 + i)
         for i, v in enumerate([1, 2.5, "text", -(2**40), 1e300, 7] * 40)
     ]
+    # Polls: runs sharing device, ts and mono, one longer than a statement's rows.
+    polls = [Reading("d1", f"t{i % 7}", i * 3, 3000.25, 9.5) for i in range(1200)]
+    polls += [Reading("d2", f"t{i % 7}", -i, 3000.25, 9.5) for i in range(7)]
+    polls += [Reading("d2", f"t{i % 7}", 0.5 * i, 3001.0, 10.5) for i in range(7)]
     with_bool = [*plain[:5], Reading("d0", "t0", True, 2000.0, 6.0), *plain[5:9]]
     with_new = [*plain[:3], Reading("d9", "new", 4, 2001.0, 7.0)]
-    batches = [known, plain, with_bool, with_new]
+    batches = [known, plain, polls, with_bool, with_new]
     for batch in batches:
         con.execute("BEGIN")
         series.insert(con, batch)
