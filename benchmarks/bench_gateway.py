@@ -155,6 +155,26 @@ def _server_stats(stats_path: Path) -> tuple[int, float]:
     return int(raw["requests"]), float(raw["t"])
 
 
+def count_values(data: dict[str, Any]) -> tuple[int, float, dict[int, int]]:
+    """Values in one telemetry data part: (count, newest sample time, values per second).
+
+    Seconds are buckets from x.5 to x+1.5 s, keyed by x: polls sit on the
+    whole-second grid, so no poll's jitter decides which side of an edge it falls on.
+    """
+    n = 0
+    newest = 0.0
+    seconds: dict[int, int] = {}
+    t0 = data.get("t0", 0)
+    for dt_ms, values, *_issues in data.get("samples", []):
+        n += len(values)
+        newest = max(newest, t0 + dt_ms / 1000.0)
+        second = t0 + (dt_ms - 500) // 1000
+        seconds[second] = seconds.get(second, 0) + len(values)
+    for windows in data.get("aggregates", {}).values():
+        n += len(windows)
+    return n, newest, seconds
+
+
 class _Counter:
     """paho subscriber (own thread) counting telemetry values and the newest sample time."""
 
@@ -181,20 +201,7 @@ class _Counter:
         body = json.loads(message.payload)
         if body.get("kind") != "telemetry":
             return
-        data = body["data"]
-        n = 0
-        newest = 0.0
-        seconds: dict[int, int] = {}
-        t0 = data.get("t0", 0)
-        for dt_ms, values, *_issues in data.get("samples", []):
-            n += len(values)
-            newest = max(newest, t0 + dt_ms / 1000.0)
-            # Buckets run from x.5 to x+1.5 s: polls sit on the whole-second grid,
-            # so no poll's jitter decides which side of a bucket edge it falls on.
-            second = t0 + (dt_ms - 500) // 1000
-            seconds[second] = seconds.get(second, 0) + len(values)
-        for windows in data.get("aggregates", {}).values():
-            n += len(windows)
+        n, newest, seconds = count_values(body["data"])
         with self._lock:
             self.values += n
             self.messages += 1
