@@ -93,6 +93,26 @@ async def bench_ingest(workdir: Path) -> float:
     return rate
 
 
+async def drain_backlog(
+    buf: Buffer, uplink: Uplink, *, limit_s: float = 120.0
+) -> tuple[float, int]:
+    """Run the uplink until the outbox is empty (at most ``limit_s``); stop, close.
+
+    Returns (seconds taken, messages left); the buffer is closed afterwards.
+    """
+    start = time.perf_counter()
+    task = asyncio.create_task(uplink.run())
+    deadline = start + limit_s
+    while buf.backlog and time.perf_counter() < deadline:  # noqa: ASYNC110 - bounded poll
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    left = buf.backlog
+    await uplink.stop()
+    await task
+    await buf.close()
+    return elapsed, left
+
+
 async def bench_drain(workdir: Path, broker: Mosquitto) -> float:
     """Messages per second from a pre-filled outbox to the broker (PUBACK + delete)."""
     buf = Buffer(StorageConfig(path=workdir / "drain.db"), "bench")
@@ -112,16 +132,7 @@ async def bench_drain(workdir: Path, broker: Mosquitto) -> float:
     uplink = Uplink(
         MqttConfig(port=broker.port, max_in_flight=DRAIN_IN_FLIGHT), buf, "bench", "bench"
     )
-    start = time.perf_counter()
-    task = asyncio.create_task(uplink.run())
-    deadline = start + 120
-    while buf.backlog and time.perf_counter() < deadline:  # noqa: ASYNC110 - bounded poll
-        await asyncio.sleep(0.01)
-    elapsed = time.perf_counter() - start
-    left = buf.backlog
-    await uplink.stop()
-    await task
-    await buf.close()
+    elapsed, left = await drain_backlog(buf, uplink)
     rate = (DRAIN_MESSAGES - left) / elapsed
     print(
         f"drain: {rate:,.0f} messages/s ({DRAIN_MESSAGES:,} message backlog, QoS 1, "

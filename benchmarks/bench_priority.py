@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_pipeline import machine
+from benchmarks.bench_pipeline import drain_backlog, machine
 from edge_agent.buffer import Buffer, Outgoing, Priority, StorageConfig
 from edge_agent.uplink import MqttConfig, Uplink
 from tests.plugins.broker import Mosquitto, MqttCollector, find_mosquitto, free_port
@@ -71,17 +71,8 @@ async def bench_mixed_drain(workdir: Path, broker: Mosquitto, *, observe: bool) 
     if coll is not None:
         coll.start()
     uplink = Uplink(MqttConfig(port=broker.port, max_in_flight=IN_FLIGHT), buf, "bench", "bench")
-    start = time.perf_counter()
     started = time.monotonic()
-    task = asyncio.create_task(uplink.run())
-    deadline = start + 120
-    while buf.backlog and time.perf_counter() < deadline:  # noqa: ASYNC110 - bounded poll
-        await asyncio.sleep(0.01)
-    elapsed = time.perf_counter() - start
-    left = buf.backlog
-    await uplink.stop()
-    await task
-    await buf.close()
+    elapsed, left = await drain_backlog(buf, uplink)
     rate = (MESSAGES - left) / elapsed
     count = {kind: sum(1 for k in kinds.values() if k == kind) for kind in set(kinds.values())}
     n_kpi = count["kpi"]
