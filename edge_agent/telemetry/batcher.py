@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import math
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -176,12 +176,6 @@ class DeviceBatch:
                 self._chunks.append(_Snapshot(ts, values))
                 return
         self._chunks.append(readings)
-
-    def sink(self, tag: str) -> Callable[[Reading], None]:
-        """The callable that queues one reading of ``tag`` for publication."""
-        if tag not in self._tags:
-            raise KeyError(f"{tag!r} is not a sample tag of device {self.device!r}")
-        return self.add
 
     def add_aggregate(self, tag: str, summary: dict[str, Any]) -> None:
         """Queue one closed aggregate window of ``tag``."""

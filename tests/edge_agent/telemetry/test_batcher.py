@@ -194,7 +194,7 @@ def test_device_batch_build_empties_it() -> None:
     """build() returns None when empty and leaves nothing behind after a message."""
     batch = DeviceBatch("press1", ["a"])
     assert batch.build(1.0) is None
-    sink = batch.sink("a")
+    sink = batch.add
     sink(rd("a", 1, 1.0))
     batch.add_aggregate("b", {"start": 0.0, "end": 1.0, "count": 1, "good_ratio": 1.0})
     assert batch.pending_values == 2
