@@ -2,10 +2,11 @@
 
 One file describes the agent (identity, site, state directory), storage,
 the MQTT uplink, reporting windows, devices (delegated to the driver chosen
-by ``protocol``) and machines (signals and KPI parameters). Everything is
-validated before anything starts: every problem is collected with the file,
-the dotted key path and what was expected, unknown keys are errors, and
-cross-references (a machine reading ``press1.speed``) are checked.
+by ``protocol``), machines (signals and KPI parameters) and outcome
+contracts over those machines. Everything is validated before anything
+starts: every problem is collected with the file, the dotted key path and
+what was expected, unknown keys are errors, and cross-references (a machine
+reading ``press1.speed``, a contract naming a machine) are checked.
 :func:`load_config` raises :class:`~edge_agent.errors.ConfigError` carrying
 all problems, or returns an immutable :class:`AgentConfig`. No network or
 device I/O happens here.
@@ -28,6 +29,7 @@ from drivers import registry
 from drivers.base import DeviceConfig
 from edge_agent.buffer import StorageConfig, parse_storage
 from edge_agent.configkit import Issues, Table, load_toml
+from edge_agent.contracts import REPORTING_CONTRACT, Contract, parse_contract, reporting_contract
 from edge_agent.machines import MachineConfig, parse_machine
 from edge_agent.telemetry import POLICY_KEYS, PublishPolicy, parse_publish_policy
 from edge_agent.uplink import MqttConfig, parse_mqtt
@@ -89,6 +91,7 @@ class AgentConfig:
     devices: Mapping[str, DeviceConfig]
     publish: Mapping[tuple[str, str], PublishPolicy] = field(default_factory=dict)
     machines: Mapping[str, MachineConfig] = field(default_factory=dict)
+    contracts: Mapping[str, Contract] = field(default_factory=dict)
 
 
 def _name_problem(kind: str) -> Any:
@@ -262,6 +265,33 @@ def _check_refs(machines: Mapping[str, MachineConfig], root: Table, issues: Issu
                 )
 
 
+def _parse_contracts(
+    root: Table,
+    machines: Mapping[str, MachineConfig],
+    reporting: ReportingConfig,
+    issues: Issues,
+) -> dict[str, Contract]:
+    """``[contracts.NAME]`` tables, plus the old ``[reporting] contract_start/end`` form."""
+    profiles = {name: m.kpi for name, m in machines.items()}
+    contracts: dict[str, Contract] = {}
+    for name, ct in root.tables("contracts"):
+        if not _NAME.match(name):
+            issues.add(ct.path, _name_problem("contract")(name))
+        contracts[name] = parse_contract(name, ct, profiles)
+    if reporting.contract_start is not None and reporting.contract_end is not None:
+        if REPORTING_CONTRACT in contracts:
+            issues.add(
+                "reporting.contract_start",
+                f"is the contract {REPORTING_CONTRACT!r}, already defined by "
+                f"[contracts.{REPORTING_CONTRACT}]: keep one of the two",
+            )
+        else:
+            contracts[REPORTING_CONTRACT] = reporting_contract(
+                reporting.contract_start, reporting.contract_end, list(machines)
+            )
+    return contracts
+
+
 def load_config(path: str | Path) -> AgentConfig:
     """Load, validate and return the configuration, or raise ConfigError with every problem."""
     file = Path(path)
@@ -287,6 +317,7 @@ def load_config(path: str | Path) -> AgentConfig:
             issues.add(mt.path, _name_problem("machine")(name))
         machines[name] = parse_machine(name, mt)
     _check_refs(machines, root, issues)
+    contracts = _parse_contracts(root, machines, reporting, issues)
     root.finish()
     issues.raise_if_any()
     return AgentConfig(
@@ -300,6 +331,7 @@ def load_config(path: str | Path) -> AgentConfig:
         devices=devices,
         publish=publish,
         machines=machines,
+        contracts=contracts,
     )
 
 

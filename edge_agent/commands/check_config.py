@@ -54,6 +54,7 @@ def summary(config: AgentConfig) -> str:
         lines.append(
             f"machine {name}: reads {', '.join(m.refs)}; ideal cycle {m.kpi.ideal_cycle_time_s} s"
         )
+    lines.extend(c.describe() for c in config.contracts.values())
     lines.append(
         f"reporting windows: {', '.join(config.reporting.windows)}"
         f" every {config.reporting.interval_s:g} s"

@@ -278,3 +278,13 @@ def parse_profile(table: Table) -> KpiProfile:
     )
     table.finish()
     return profile
+
+
+def parse_shifts(table: Table) -> tuple[Shift, ...]:
+    """The ``shifts`` array of ``table`` (shared by KPI profiles and contract calendars)."""
+    return _shifts(table)
+
+
+def parse_intervals(table: Table, key: str, *, with_reason: bool) -> tuple[UtcInterval, ...]:
+    """An array of UTC ``{start, end}`` intervals (shared with contract exclusions)."""
+    return _intervals(table, key, with_reason=with_reason)
