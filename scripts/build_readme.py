@@ -16,6 +16,7 @@ COMPONENTS = [
     "modbus.md",
     "opcua.md",
     "kpi.md",
+    "contracts.md",
     "pipeline.md",
     "telemetry.md",
     "simulators.md",
