@@ -17,10 +17,13 @@ Telegraf's tsd-005:
   *across* classes is not ``seq`` order. After a broker outage or an agent
   restart publishing resumes at the oldest unacknowledged row of each class.
 * **At-least-once.** Rows in flight when a connection drops are re-sent (same
-  bytes, same ``seq``); the consumer de-duplicates on ``(agent, seq)`` with a set
-  (not "highest seen": classes overtake each other). A gap in ``seq`` that stays
-  after the backlog is drained means data was evicted under the disk budget
-  (counted in the buffer's stats) - it is never silent.
+  bytes, same ``seq``); the consumer de-duplicates on ``(agent, epoch, seq)`` with
+  a set (not "highest seen": classes overtake each other). A ``seq`` is never
+  reused within an epoch, even when the database is lost (see
+  :mod:`edge_agent.buffer.recovery`). A gap in ``seq`` that stays after the backlog
+  is drained means data was evicted under the disk budget (counted in the
+  buffer's stats) or lost with a damaged database (announced by a ``gap``
+  message, published before anything else at start) - it is never silent.
 * **Bounded.** At most ``max_in_flight`` publishes are outstanding; paho's RAM
   queue is bounded to the same size. The pending mid map is cleared on every
   disconnect, and a mid that gets no PUBACK within ``ack_timeout_s`` forces a
@@ -42,6 +45,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from edge_agent.buffer import Buffer, OutboxRow, outbox
+from edge_agent.errors import StorageFull
 from edge_agent.uplink import payload
 from edge_agent.uplink.client import MqttLink, Will
 from edge_agent.uplink.config import DrainOrder, MqttConfig, Transport
@@ -93,8 +97,12 @@ class Uplink:
         )
         will = Will(
             topic=self.topics.status(),
-            online=lambda: payload.status(agent_id, "online", self._clock(), site=site),
-            offline=lambda: payload.status(agent_id, "offline", self._clock(), site=site),
+            online=lambda: payload.status(
+                agent_id, "online", self._clock(), site=site, epoch=buffer.epoch
+            ),
+            offline=lambda: payload.status(
+                agent_id, "offline", self._clock(), site=site, epoch=buffer.epoch
+            ),
         )
         self._link = MqttLink(
             config, client_id=config.effective_client_id(agent_id), will=will, events=self
@@ -114,6 +122,8 @@ class Uplink:
         self._status_acked = asyncio.Event()
         self._stopping = False
         self._stopped = asyncio.Event()
+        self._gaps_pending = True
+        self._gap_error_logged = False
         self.published = 0
         self.sent = 0
         self.rejected = 0
@@ -132,6 +142,8 @@ class Uplink:
         unsubscribe = self.buffer.on_publish(self._new_rows)
         try:
             while not self._stopping:
+                if self._gaps_pending and self.buffer.is_open:
+                    await self._publish_gaps()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), HOUSEKEEPING_S)
                 self._wake.clear()
@@ -236,6 +248,22 @@ class Uplink:
         self.last_error = message
 
     # -- internals -----------------------------------------------------------------------
+    async def _publish_gaps(self) -> None:
+        """Queue the buffer's pending gap reports (messages lost with a database) once."""
+        try:
+            seqs = await self.buffer.publish_gaps(self.topics.gap())
+        except StorageFull:
+            return  # kept in the database; tried again at the next housekeeping round
+        except Exception:
+            # Kept in the database as well; an uplink that stops over it would lose more.
+            if not self._gap_error_logged:
+                log.exception("Could not queue the gap report; retrying")
+                self._gap_error_logged = True
+            return
+        self._gaps_pending = False
+        if seqs:
+            log.info("Gap report queued for publishing: seqs=%s", seqs)
+
     def _new_rows(self) -> None:
         self._queue.wake()
         self._wake.set()
@@ -295,7 +323,7 @@ class Uplink:
                 queue.absorb(queries, results, epoch)
 
     def _send(self, row: OutboxRow) -> bool:
-        body = payload.envelope(row, self.agent_id)
+        body = payload.envelope(row, self.agent_id, self.buffer.epoch)
         generation, mid, rc = self._link.publish(row.topic, body, retain=row.retain)
         if generation != self._generation or rc == mqtt.MQTT_ERR_QUEUE_SIZE or mid < 0:
             return False
@@ -326,7 +354,13 @@ class Uplink:
             self._status_acked.clear()
             generation, mid, rc = self._link.publish(
                 self.topics.status(),
-                payload.status(self.agent_id, "offline", self._clock(), site=self.site),
+                payload.status(
+                    self.agent_id,
+                    "offline",
+                    self._clock(),
+                    site=self.site,
+                    epoch=self.buffer.epoch,
+                ),
                 retain=True,
             )
             if rc == mqtt.MQTT_ERR_SUCCESS and generation == self._generation:

@@ -202,7 +202,7 @@ def test_agent_speaks_notify_protocol(agent_dir: Path) -> None:
             created=created,
             retain=bool(retain),
         )
-        message = json.loads(envelope(row, "gw-ops-test"))
+        message = json.loads(envelope(row, "gw-ops-test", "0a1b2c3d"))
         validator.validate(message)
         assert message["data"]["uplink"]["connected"] is False
 
