@@ -15,8 +15,9 @@ the link's own business: it reports it through :class:`PollResult.events`.
 ``run_link`` forwards a comms event only when it changes a device's state,
 so the sink sees strictly alternating up/down per device.
 
-Guarantees: ``run_link`` never returns except by cancellation, closes the
-link on the way out, and never polls while a previous poll is pending (one
+Guarantees: ``run_link`` never returns except by cancellation (any other
+exception from the link is handled like a lost link, its traceback logged at
+DEBUG only), closes the link on the way out, and never polls while a previous poll is pending (one
 task per link). :class:`GridClock` never drifts and never bunches ticks.
 """
 
@@ -269,8 +270,15 @@ async def run_link(
                     connected = True
                     fresh = True
                 result = await link.poll()
-            except DeviceUnavailable as exc:
+            except Exception as exc:
+                if not isinstance(exc, DeviceUnavailable):
+                    # A driver or library bug must not end the link's task (its devices
+                    # would silently stop being polled): handled as a lost link, the
+                    # traceback at DEBUG.
+                    log.debug("Link failed unexpectedly link=%s", link.name, exc_info=True)
                 reason = str(exc) or type(exc).__name__
+                if not isinstance(exc, DeviceUnavailable):
+                    reason = f"unexpected error: {type(exc).__name__}: {reason}"
                 if down_reason is None:
                     log.warning("Link lost link=%s reason=%r", link.name, reason)
                 now, mono = time.time(), time.monotonic()

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import struct
 from collections.abc import Mapping
+
+import pytest
 
 from drivers.base import Backoff, DeviceDiagnostics, GridClock, PollResult, run_link
 from edge_agent.errors import DeviceUnavailable
 from edge_agent.model import CommsEvent, CommsState, Quality, Reading
 from tests.drivers.test_contract import RecordingSink
 
-Step = PollResult | DeviceUnavailable
+Step = PollResult | Exception
 
 
 class ScriptedLink:
@@ -44,7 +48,7 @@ class ScriptedLink:
             self.done.set()
             await asyncio.Event().wait()
         step = self.polls.pop(0)
-        if isinstance(step, DeviceUnavailable):
+        if isinstance(step, Exception):
             raise step
         return step
 
@@ -138,3 +142,21 @@ def test_backoff_grows_with_jitter_and_resets() -> None:
         assert cap / 2 <= backoff.next_delay() <= cap
     backoff.reset()
     assert backoff.next_delay() <= 1.0
+
+
+async def test_an_unexpected_exception_is_a_lost_link_not_a_dead_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A library error escaping poll: devices down, reconnect, traceback at DEBUG only."""
+    caplog.set_level(logging.DEBUG)
+    link = ScriptedLink(
+        [True, True],
+        [struct.error("unpack requires a buffer of 2 bytes"), PollResult(batches=[[reading("a")]])],
+    )
+    sink = await run_script(link)
+    assert sink.states("a") == [CommsState.DOWN, CommsState.UP]
+    assert link.closed >= 1
+    down = [e for e in sink.events if e.state is CommsState.DOWN]
+    assert "unexpected error: error: unpack requires" in down[0].reason
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING and r.exc_info] == []
+    assert any(r.levelno == logging.DEBUG and r.exc_info for r in caplog.records)
