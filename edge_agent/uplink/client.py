@@ -13,6 +13,17 @@ unacknowledged QoS 1 messages after a reconnect. Our outbox re-sends them too,
 from SQLite, so a reused client would double every in-flight message. Dropping
 the client on disconnect leaves the outbox as the only source of truth.
 
+Reconnecting (:class:`Reconnect`): after a connection that was up drops, the
+first retry comes after ``reconnect_min_s`` (jittered). While the broker does not
+accept connections at all (refused, unreachable, connect timeout, closed before
+CONNACK, CONNACK "server unavailable") it is probed at most ``probe_interval_s``
+apart, whatever the outage's length, so a returning broker is found within that
+time; each delay is drawn between half and all of its bound, so a fleet's
+attempts spread over the interval instead of arriving in the same second. When
+the broker itself refuses the client (credentials, authorisation, TLS, "server
+busy", rate limits), the delay doubles up to ``reconnect_max_s``: hammering would
+not help, and would add load where the broker asked for less.
+
 Other details: ``publish()`` is called from the event-loop thread; a no-op
 ``on_socket_register_write`` keeps paho from writing the socket from that thread
 (the network thread's ``select`` is woken through paho's socket pair instead).
@@ -27,11 +38,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
@@ -39,7 +51,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from drivers.base import Backoff
 from edge_agent.errors import UplinkError
 from edge_agent.uplink.config import MqttConfig, MqttProtocol, SessionMode, Transport
 
@@ -47,6 +58,8 @@ log = logging.getLogger(__name__)
 
 LOOP_TIMEOUT_S = 0.2
 STOP_FLUSH_S = 2.0
+# CONNACK reason codes that mean "not up yet" rather than "not you": probe again soon.
+_CONNACK_PROBE = frozenset({0x88})  # Server unavailable (MQTT 3.1.1 code 3 maps here)
 
 
 class LinkEvents(Protocol):
@@ -72,6 +85,47 @@ class Will:
     topic: str
     online: Callable[[], bytes]
     offline: Callable[[], bytes]
+
+
+@dataclass(slots=True)
+class Reconnect:
+    """When to try the broker again (see the module docstring).
+
+    Args:
+        min_s: First retry after a drop, and the start of the doubling.
+        max_s: Longest delay while the broker refuses this client.
+        probe_s: Longest delay while the broker does not accept connections at all.
+        rng: Random source of the jitter (injectable for tests).
+    """
+
+    min_s: float
+    max_s: float
+    probe_s: float
+    rng: random.Random = field(default_factory=random.Random)
+    attempt: int = 0
+
+    def next_delay(self, *, unreachable: bool) -> float:
+        """Seconds to wait before the next attempt, drawn in [bound/2, bound].
+
+        ``unreachable``: the last attempt found no broker (as opposed to a broker
+        that refused this client); the bound is then at most ``probe_s``.
+        """
+        bound = min(self.max_s, self.min_s * 2.0**self.attempt)
+        self.attempt += 1
+        if unreachable:
+            bound = min(bound, self.probe_s)
+        return self.rng.uniform(bound / 2, bound)
+
+    def reset(self) -> None:
+        """A connection was accepted: the next drop starts again at ``min_s``."""
+        self.attempt = 0
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether a connect failure means "no broker there" rather than "broker said no"."""
+    if isinstance(exc, ssl.SSLError | UplinkError):
+        return False
+    return isinstance(exc, OSError)  # refused, reset, unreachable, timeout
 
 
 def read_password(config: MqttConfig) -> str | None:
@@ -134,7 +188,10 @@ class MqttLink:
         self._generation = 0
         self._acks: list[tuple[int, int, str | None]] = []
         self._reason = ""
-        self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self._refused = False  # the broker answered CONNACK with a refusal
+        self._reconnect = Reconnect(
+            config.reconnect_min_s, config.reconnect_max_s, config.probe_interval_s
+        )
 
     # -- event-loop side -------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -238,10 +295,11 @@ class MqttLink:
 
     def _on_connect(self, client: mqtt.Client, generation: int, flags: Any, rc: Any) -> None:
         if rc.is_failure:
+            self._refused = int(getattr(rc, "value", 0)) not in _CONNACK_PROBE
             self._marshal(self._events.link_error, f"broker refused the connection: {rc}")
             client.disconnect()
             return
-        self._backoff.reset()
+        self._reconnect.reset()
         # Birth before any outbox row: queued here, on the network thread, before the loop hears.
         client.publish(self._will.topic, self._will.online(), qos=1, retain=True)
         with self._lock:
@@ -276,12 +334,13 @@ class MqttLink:
             with self._lock:
                 self._generation += 1
                 generation = self._generation
+            self._refused = False
             try:
                 client = self._make_client(generation)
                 self._connect(client)
             except Exception as exc:  # every connect failure is retried and reported
                 self._marshal(self._events.link_error, describe_error(exc))
-                self._stop.wait(self._backoff.next_delay())
+                self._stop.wait(self._reconnect.next_delay(unreachable=unreachable(exc)))
                 continue
             rc = mqtt.MQTT_ERR_SUCCESS
             stop_deadline: float | None = None
@@ -303,7 +362,7 @@ class MqttLink:
                 reason, self._reason = self._reason or f"connection lost (rc={rc})", ""
             self._marshal(self._events.link_disconnected, generation, reason)
             if not self._stop.is_set():
-                self._stop.wait(self._backoff.next_delay())
+                self._stop.wait(self._reconnect.next_delay(unreachable=not self._refused))
 
 
 def _no_op_register_write(_client: Any, _userdata: Any, _sock: Any) -> None:

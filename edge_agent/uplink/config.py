@@ -83,6 +83,7 @@ class MqttConfig:
     drain_order: DrainOrder = DrainOrder.OLDEST_FIRST
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
+    probe_interval_s: float = 5.0
     ack_timeout_s: float = 30.0
     topic_prefix: str = DEFAULT_PREFIX
     topics: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
@@ -158,6 +159,7 @@ def parse_mqtt(table: Table | None, *, base_dir: Path) -> MqttConfig:
     reconnect_max_s = t.get_float("reconnect_max_s", 60.0, positive=True)
     if reconnect_max_s < reconnect_min_s:
         t.error("reconnect_max_s", f"must be >= reconnect_min_s ({reconnect_min_s})")
+    probe_interval_s = t.get_float("probe_interval_s", 5.0, min=0.5, max=3600.0)
     ack_timeout_s = t.get_float("ack_timeout_s", 30.0, positive=True)
     prefix = t.get_str(
         "topic_prefix",
@@ -197,6 +199,7 @@ def parse_mqtt(table: Table | None, *, base_dir: Path) -> MqttConfig:
         drain_order=drain_order,
         reconnect_min_s=reconnect_min_s,
         reconnect_max_s=reconnect_max_s,
+        probe_interval_s=probe_interval_s,
         ack_timeout_s=ack_timeout_s,
         topic_prefix=prefix,
         topics=topics,
