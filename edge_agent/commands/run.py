@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from edge_agent.cli import EXIT_CONFIG, configure_logging
@@ -11,6 +12,10 @@ from edge_agent.config import load_config_compact
 from edge_agent.errors import ConfigError
 
 log = logging.getLogger("edge_agent")
+
+# Files the agent creates (state directory, buffer.db and its WAL, status.json, the
+# sequence ledger) hold plant data: never world-readable, whoever starts the agent.
+UMASK = 0o027
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,6 +42,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {issue}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(args.verbose, config.agent.log_level)
+    # Only ever stricter than what we were given (systemd's UMask= may say 0077).
+    os.umask(os.umask(UMASK) | UMASK)
     from edge_agent.runtime import run_agent
 
     return run_agent(config)
