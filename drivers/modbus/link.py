@@ -643,11 +643,12 @@ class ModbusLink:
             diag.record_error("connection")
             raise DeviceUnavailable(f"{self._name}: connection lost: {exc}") from exc
         except ModbusIOException as exc:
-            # RTU has no transaction id. A late reply from another unit is dropped by
-            # pymodbus' framer (device id check); a late reply from this unit arrives
-            # while it sits in backoff (>= 0.5 s), when no request is pending, and is
-            # discarded too. Only retries re-send the identical request, so a late
-            # reply that satisfies a retry carries the right data.
+            # RTU has no transaction id. A late reply from another unit that arrives
+            # while this request waits is refused by the guard (unit id) and the port
+            # reopened; a late reply from this unit arrives while it sits in backoff
+            # (>= 0.5 s), when no request is pending: the guard hides it and the port is
+            # reopened before the next request. Only retries re-send the identical
+            # request, so a late reply that satisfies a retry carries the right data.
             self._last_io = time.monotonic()
             problem = guard.problem
             if problem is not None:  # the guard could not fail the request itself
