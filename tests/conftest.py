@@ -1,4 +1,4 @@
-"""Shared fixtures: real processes on loopback (broker, simulators, PostgreSQL), never fixed ports."""
+"""Shared fixtures: real processes on loopback (broker, simulators, PostgreSQL), no fixed ports."""
 
 pytest_plugins = [
     "tests.plugins.broker",

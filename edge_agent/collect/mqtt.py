@@ -125,6 +125,8 @@ class Subscriber:
         if failed:
             self.last_error = f"subscription refused: {', '.join(failed)}"
             log.error("Broker refused a subscription reasons=%s", ",".join(failed))
+        else:
+            log.info("Subscribed topics=%s", ",".join(self.cfg.subscriptions()))
         self.subscribed.set()
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:

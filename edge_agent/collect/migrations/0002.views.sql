@@ -22,10 +22,11 @@ SELECT a.agent,
        a.verification_status
 FROM agents a
 LEFT JOIN agent_streams s ON s.agent = a.agent AND s.epoch = a.current_epoch
-LEFT JOIN (SELECT agent, sum(gaps_detected) AS gaps_detected, sum(gaps_filled) AS gaps_filled,
+LEFT JOIN (SELECT agent, sum(gaps_detected)::bigint AS gaps_detected,
+                  sum(gaps_filled)::bigint AS gaps_filled,
                   count(*) AS epochs
            FROM agent_streams GROUP BY agent) st ON st.agent = a.agent
-LEFT JOIN (SELECT agent, sum(last_seq - first_seq + 1) AS missing
+LEFT JOIN (SELECT agent, sum(last_seq - first_seq + 1)::bigint AS missing
            FROM seq_gaps GROUP BY agent) g ON g.agent = a.agent;
 
 -- Telemetry snapshots as one row per tag value (samples form; aggregates stay in data).

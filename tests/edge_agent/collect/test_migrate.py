@@ -30,7 +30,7 @@ def test_concurrent_instances_migrate_once(pg_database: str) -> None:
     def run() -> None:
         try:
             results.append(migrate.apply(cfg))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(3)]

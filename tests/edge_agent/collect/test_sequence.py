@@ -41,8 +41,7 @@ def test_a_late_number_outside_any_gap_is_untracked() -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.permutations(list(range(1, 41))), st.lists(st.integers(1, 8), min_size=1))
 def test_any_arrival_order_ends_without_gaps(order: list[int], sizes: list[int]) -> None:
-    """Whatever the order and batching, once every number arrived no gap is left open and
-    every number found missing was healed."""
+    """Any order and batching: once all arrived, no gap is open and every missing one healed."""
     last, gaps = 0, set()
     detected = filled = 0
     i = k = 0

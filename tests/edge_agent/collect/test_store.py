@@ -59,7 +59,7 @@ def test_duplicates_inside_one_batch_are_counted(pg_migrated: str) -> None:
 
 
 def test_epochs_are_separate_streams(pg_migrated: str) -> None:
-    """seq 1 of epoch '' (v1) and seq 1 of epoch 'b' (v2) are two messages."""
+    """Seq 1 of epoch '' (v1) and seq 1 of epoch 'b' (v2) are two messages."""
     write(pg_migrated, [msg("telemetry", 1), msg("telemetry", 1, epoch="b")])
     assert one(pg_migrated, "SELECT count(*) FROM telemetry") == 2
     assert rows(pg_migrated, "SELECT epoch, last_seq FROM agent_streams ORDER BY epoch") == [
