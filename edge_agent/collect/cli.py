@@ -69,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         force=True,
     )
     logging.getLogger("paho").setLevel(logging.CRITICAL)
+    # yoyo logs every migration step at INFO; the collector logs what was applied itself.
+    logging.getLogger("yoyo").setLevel(logging.WARNING)
     try:
         if args.command == "check-config":
             cfg = config.load(args.config)

@@ -63,3 +63,9 @@ def test_secret_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("X_PW")
     with pytest.raises(config.SecretError, match="X_PW"):
         config.read_secret("X_PW", None, "database.password")
+
+
+def test_docs_quote_the_example_verbatim() -> None:
+    """docs/collector.md shows config/collector/collector.example.toml as it is."""
+    docs = (EXAMPLE.parents[2] / "docs" / "collector.md").read_text(encoding="utf-8")
+    assert "```toml\n" + EXAMPLE.read_text(encoding="utf-8") + "```" in docs
