@@ -69,3 +69,81 @@ def pg_migrated(pg_database: str) -> str:
 
     migrate.apply(DatabaseConfig(dsn=pg_database))
     return pg_database
+
+
+def _bindir() -> Path | None:
+    """Directory of initdb/pg_ctl of the newest installed PostgreSQL (Debian layout)."""
+    root = Path("/usr/lib/postgresql")
+    if root.is_dir():
+        for version in sorted(root.iterdir(), key=lambda p: p.name, reverse=True):
+            if (version / "bin" / "initdb").is_file():
+                return version / "bin"
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster on a free 127.0.0.1 port, safe to restart or crash.
+
+    Used where a test must restart a real server: the machine's shared server is never
+    restarted (other jobs use it). As root the cluster runs as the ``postgres`` user.
+    """
+
+    def __init__(self, bindir: Path, base: Path, port: int) -> None:
+        self.bindir, self.base, self.port = bindir, base, port
+        self.data = base / "data"
+        self.log = base / "server.log"
+
+    def _run(self, *args: str, timeout: float = 60) -> None:
+        import subprocess
+
+        cmd = [str(self.bindir / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=timeout)
+
+    def init(self) -> None:
+        """Initdb (trust auth, no fsync: a test cluster)."""
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        """Start and wait until it accepts connections."""
+        opts = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop: ``fast`` (clean), or ``immediate`` (like a crash: recovery on next start)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    @property
+    def dsn(self) -> str:
+        """Admin DSN (database postgres)."""
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A private cluster for restart tests (skipped when PostgreSQL is not installed)."""
+    import tempfile
+
+    from tests.plugins.broker import free_port
+
+    pytest.importorskip("psycopg", reason="the collector extra is not installed")
+    bindir = _bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    base = Path(tempfile.mkdtemp(prefix="edge-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+    server = PrivatePostgres(bindir, base, free_port())
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        import contextlib
+        import subprocess
+
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            server.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)
