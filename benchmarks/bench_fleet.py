@@ -221,10 +221,12 @@ def one_run(instances: int, stream: list[tuple[str, bytes]], work: Path) -> dict
             CollectorProcess(path, path.stem).start().stop()
         publish_s = publish(broker.port, stream)
         load_before = os.getloadavg()
+        broker_cpu0 = _pid_cpu(psutil, broker.pid)
         collectors = [CollectorProcess(path, path.stem) for path in configs]
         t0 = time.perf_counter()
-        for c in collectors:
-            c.start()
+        marks = [c.launch() for c in collectors]  # all at once: they drain side by side
+        for c, mark in zip(collectors, marks, strict=True):
+            c.wait_subscribed(mark)
         # CPU spent starting (imports, migrations check) is not per-message work.
         started_cpu = [_cpu(psutil, c) for c in collectors]
         total = len(stream)
@@ -239,9 +241,23 @@ def one_run(instances: int, stream: list[tuple[str, bytes]], work: Path) -> dict
             time.sleep(0.25)
         wall = time.perf_counter() - t0
         cpu = [_cpu(psutil, c) - s0 for c, s0 in zip(collectors, started_cpu, strict=True)]
+        broker_cpu = _pid_cpu(psutil, broker.pid) - broker_cpu0
+        with psycopg.connect(dsn) as conn:
+            pids = [
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE application_name LIKE 'edge-agent-collect/bench-%'"
+                ).fetchall()
+            ]
+        pg_cpu = sum(_pid_cpu(psutil, pid) for pid in pids)
         load_after = os.getloadavg()
+        stored = {}
         for c in collectors:
             c.stop()
+            # The instance's own count, from its last log line.
+            line = [x for x in c.output.splitlines() if "Collector stopped" in x][-1]
+            stored[c.name] = int(line.split(" stored=")[1].split()[0])
         with psycopg.connect(dsn) as conn:
             first, last, n, dups = conn.execute(
                 "SELECT min(received_at), max(received_at), count(*), "
@@ -250,9 +266,6 @@ def one_run(instances: int, stream: list[tuple[str, bytes]], work: Path) -> dict
             missing = conn.execute(
                 "SELECT coalesce(sum(missing), 0) FROM agent_overview"
             ).fetchone()
-            stored = dict(
-                conn.execute("SELECT client_id, stored FROM collector_instances").fetchall()
-            )
         if n != total:
             raise RuntimeError(f"{n}/{total} messages stored within the time limit")
         span = (last - first).total_seconds() if first and last else wall
@@ -264,6 +277,8 @@ def one_run(instances: int, stream: list[tuple[str, bytes]], work: Path) -> dict
             "rate": total / span,
             "per_instance": {k: v / span for k, v in sorted(stored.items())},
             "collector_cpu_us_per_msg": 1e6 * sum(cpu) / total,
+            "postgres_cpu_us_per_msg": 1e6 * pg_cpu / total,
+            "broker_cpu_us_per_msg": 1e6 * broker_cpu / total,
             "duplicates": int(dups),
             "missing": int(missing[0]) if missing else -1,
             "load": (load_before, load_after),
@@ -278,6 +293,14 @@ def one_run(instances: int, stream: list[tuple[str, bytes]], work: Path) -> dict
 
 def _cpu(psutil: Any, collector: Any) -> float:
     times = psutil.Process(collector.proc.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def _pid_cpu(psutil: Any, pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
     return float(times.user + times.system)
 
 
@@ -316,7 +339,9 @@ def main() -> None:
                 print(
                     f"{instances} instance(s): {r['rate']:,.0f} msg/s stored "
                     f"({r['messages']} in {r['drain_s']:.1f} s; {per}); collector CPU "
-                    f"{r['collector_cpu_us_per_msg']:.0f} us/msg; publish {r['publish_s']:.1f} s; "
+                    f"{r['collector_cpu_us_per_msg']:.0f} us/msg, its PostgreSQL backends "
+                    f"{r['postgres_cpu_us_per_msg']:.0f} us/msg, Mosquitto "
+                    f"{r['broker_cpu_us_per_msg']:.0f} us/msg; publish {r['publish_s']:.1f} s; "
                     f"duplicates {r['duplicates']}, missing {r['missing']}; "
                     f"load {r['load'][0][0]:.2f} -> {r['load'][1][0]:.2f}",
                     flush=True,

@@ -4,19 +4,18 @@
 inside a transaction the caller opens and commits (:mod:`edge_agent.collect.collector`
 acknowledges the messages only after that commit). Order of work in :func:`write`:
 
-1. **Lock the agents** of the batch (upsert of their ``agents`` rows, in sorted order).
-   Every other row written belongs to one of these agents, so two collector instances that
-   receive messages of the same agent (shared subscription) serialise on that row and
-   never deadlock or interleave one agent's gap bookkeeping.
-2. **Ledger** insert of every numbered message, ``ON CONFLICT DO NOTHING RETURNING``: what
+1. **Ledger** insert of every numbered message, ``ON CONFLICT DO NOTHING RETURNING``: what
    comes back is new; the rest are duplicates (counted, not stored again).
-3. **Streams and gaps** (:mod:`edge_agent.collect.sequence`) for the new numbers.
-4. **Rows** of the new messages: telemetry, health, other kinds (insert once); KPI records
+2. **Rows** of the new messages: telemetry, health, other kinds (insert once); KPI records
    (replace only by a higher rank: final over so-far, higher revision, then the later
    message) and every final revision; stop events by ``event_id`` (closed over open, then
-   the later message).
-5. **Status** messages (no number: the newest per agent wins), **quarantine** (by digest,
-   a re-delivered copy is counted), and the agents' counters.
+   the later message); **quarantine** (by digest, a re-delivered copy is counted).
+3. **Lock the agents** of the batch (upsert of their ``agents`` rows, in sorted order), then
+   **streams and gaps** (:mod:`edge_agent.collect.sequence`) for the new numbers,
+   **status** messages (no number: the newest per agent wins) and the agents' counters.
+   Two collector instances that receive messages of the same agent (shared subscription)
+   serialise on that row for this last part only, so they never interleave one agent's gap
+   bookkeeping; every lock is taken in one global order, so they cannot deadlock.
 
 Running :func:`write` twice with the same messages stores nothing twice: the second run
 finds every number in the ledger. That is what makes "commit, then acknowledge" safe when
@@ -129,8 +128,8 @@ def digest(topic: str, payload: bytes) -> bytes:
 
 _LEDGER_SQL = """
 INSERT INTO ledger (agent, epoch, seq, kind, ts, quarantined)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::timestamptz[],
-                     %s::boolean[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], %b::timestamptz[],
+                     %b::boolean[])
 ON CONFLICT DO NOTHING
 RETURNING agent, epoch, seq
 """
@@ -167,23 +166,23 @@ WHERE ((EXCLUDED.end_at IS NOT NULL) > (stop_events.end_at IS NOT NULL))
 
 _TELEMETRY = """
 INSERT INTO telemetry (agent, epoch, seq, ts, device, data)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::text[],
-                     %s::jsonb[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::timestamptz[], %b::text[],
+                     %b::jsonb[])
 ON CONFLICT DO NOTHING
 """
 
 _HEALTH = """
 INSERT INTO health (agent, epoch, seq, ts, uptime_s, cpu_percent, rss_bytes, backlog,
                     clock_synced, data)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::float8[],
-                     %s::float8[], %s::bigint[], %s::bigint[], %s::boolean[], %s::jsonb[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::timestamptz[], %b::float8[],
+                     %b::float8[], %b::bigint[], %b::bigint[], %b::boolean[], %b::jsonb[])
 ON CONFLICT DO NOTHING
 """
 
 _OTHER = """
 INSERT INTO other_records (agent, epoch, seq, kind, ts, topic, validated, data, raw)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::timestamptz[],
-                     %s::text[], %s::boolean[], %s::jsonb[], %s::text[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], %b::timestamptz[],
+                     %b::text[], %b::boolean[], %b::jsonb[], %b::text[])
 ON CONFLICT DO NOTHING
 """
 
@@ -213,8 +212,8 @@ UPDATE agents AS a SET
                                       OR u.backlog_at >= a.reported_backlog_at)
                             THEN u.backlog ELSE a.reported_backlog END,
     reported_backlog_at = greatest(a.reported_backlog_at, u.backlog_at)
-FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
-            %s::timestamptz[], %s::text[], %s::bigint[], %s::timestamptz[])
+FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[],
+            %b::timestamptz[], %b::text[], %b::bigint[], %b::timestamptz[])
      AS u(agent, messages, duplicates, quarantined, other_kinds, last_ts, epoch, backlog,
           backlog_at)
 WHERE a.agent = u.agent
@@ -223,8 +222,8 @@ WHERE a.agent = u.agent
 _STREAM_UPSERT = """
 INSERT INTO agent_streams (agent, epoch, last_seq, last_ts, messages, duplicates,
                            gaps_detected, gaps_filled)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::bigint[],
-                     %s::bigint[], %s::bigint[], %s::bigint[])
+SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::timestamptz[], %b::bigint[],
+                     %b::bigint[], %b::bigint[], %b::bigint[])
 ON CONFLICT (agent, epoch) DO UPDATE SET
     last_seq = greatest(agent_streams.last_seq, EXCLUDED.last_seq),
     last_ts = greatest(agent_streams.last_ts, EXCLUDED.last_ts),
@@ -251,9 +250,11 @@ def write(conn: psycopg.Connection, items: Sequence[Item]) -> BatchResult:
     """Store ``items`` inside the caller's open transaction (see the module docstring)."""
     result = BatchResult()
     cur = conn.cursor()
-    _lock_agents(cur, items)
 
-    # 2. ledger: first copy of a number in the batch is the candidate, the rest duplicates.
+    # Phase 1, rows that only this message owns (no agent lock needed). Locks are taken in
+    # one global order (ledger keys sorted, then record keys sorted, then quarantine
+    # digests sorted, then agents sorted in phase 2), so concurrent instances cannot deadlock.
+    # Ledger: first copy of a number in the batch is the candidate, the rest duplicates.
     candidates: dict[tuple[str, str, int], Item] = {}
     batch_dups: list[tuple[str, str, int]] = []
     for item in items:
@@ -286,7 +287,14 @@ def write(conn: psycopg.Connection, items: Sequence[Item]) -> BatchResult:
     for agent, _epoch, _seq in duplicate_keys:
         per_agent[agent]["duplicates"] += 1
 
-    # 3. streams and gaps
+    fresh = [candidates[k] for k in sorted(new_keys)]
+    _write_rows(cur, fresh, result, per_agent)
+    _quarantine(cur, items, duplicate_keys, result, per_agent)
+
+    # Phase 2, per-agent bookkeeping under the agents' row locks (held to the commit, so
+    # two instances serialise per agent only for this short part).
+    _lock_agents(cur, items)
+    # Streams and gaps.
     streams: dict[tuple[str, str], _StreamDelta] = defaultdict(_StreamDelta)
     for key in new_keys:
         delta = streams[(key[0], key[1])]
@@ -299,11 +307,6 @@ def write(conn: psycopg.Connection, items: Sequence[Item]) -> BatchResult:
     if streams:
         _advance_streams(cur, streams, result)
 
-    # 4. rows of new messages
-    fresh = [candidates[k] for k in sorted(new_keys)]
-    _write_rows(cur, fresh, result, per_agent)
-
-    # 5. status, quarantine, counters
     latest: dict[str, tuple[dt.datetime, str]] = {}
     backlog: dict[str, tuple[dt.datetime, int]] = {}
     for item in fresh:
@@ -329,7 +332,6 @@ def write(conn: psycopg.Connection, items: Sequence[Item]) -> BatchResult:
                 ),
             )
             result.status += 1
-    _quarantine(cur, items, duplicate_keys, result, per_agent)
     agents = sorted(set(per_agent) | set(latest) | set(backlog))
     if agents:
         cur.execute(
@@ -353,7 +355,7 @@ def _lock_agents(cur: psycopg.Cursor[Any], items: Iterable[Item]) -> None:
     agents = sorted({i.parsed.agent for i in items if i.parsed.agent is not None})
     if agents:
         cur.execute(
-            "INSERT INTO agents (agent) SELECT a FROM unnest(%s::text[]) AS a ORDER BY a "
+            "INSERT INTO agents (agent) SELECT a FROM unnest(%b::text[]) AS a ORDER BY a "
             "ON CONFLICT (agent) DO UPDATE SET last_seen = now()",
             [agents],
         )
@@ -367,7 +369,7 @@ def _advance_streams(
     keys = sorted(streams)
     cur.execute(
         "SELECT s.agent, s.epoch, s.last_seq FROM agent_streams s "
-        "JOIN unnest(%s::text[], %s::text[]) AS k(agent, epoch) "
+        "JOIN unnest(%b::text[], %b::text[]) AS k(agent, epoch) "
         "ON s.agent = k.agent AND s.epoch = k.epoch "
         "ORDER BY s.agent, s.epoch FOR UPDATE OF s",
         [[k[0] for k in keys], [k[1] for k in keys]],
@@ -407,7 +409,7 @@ def _advance_streams(
         )
     if removed:
         cur.execute(
-            "DELETE FROM seq_gaps g USING unnest(%s::text[], %s::text[], %s::bigint[]) "
+            "DELETE FROM seq_gaps g USING unnest(%b::text[], %b::text[], %b::bigint[]) "
             "AS r(agent, epoch, first_seq) "
             "WHERE g.agent = r.agent AND g.epoch = r.epoch AND g.first_seq = r.first_seq",
             _columns(removed, 3),
@@ -415,7 +417,7 @@ def _advance_streams(
     if added:
         cur.execute(
             "INSERT INTO seq_gaps (agent, epoch, first_seq, last_seq) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])",
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[])",
             _columns(added, 4),
         )
     cur.execute(_STREAM_UPSERT, _columns(upserts, 8))

@@ -55,6 +55,11 @@ class CollectorProcess:
 
     def start(self, *, subscribed_within: float = 20.0) -> CollectorProcess:
         """Start and wait until it subscribed (or fail with its output)."""
+        mark = self.launch()
+        return self.wait_subscribed(mark, subscribed_within)
+
+    def launch(self) -> int:
+        """Start without waiting; returns the log mark to pass to :meth:`wait_subscribed`."""
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -71,9 +76,14 @@ class CollectorProcess:
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        with self._cond:
+            mark = len(self.lines)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
-        mark = len(self.lines)
-        if not self.wait_log("Subscribed", subscribed_within, since=mark):
+        return mark
+
+    def wait_subscribed(self, mark: int, timeout: float = 20.0) -> CollectorProcess:
+        """Wait until the process launched at ``mark`` subscribed (or fail with its output)."""
+        if not self.wait_log("Subscribed", timeout, since=mark):
             self.kill()
             raise AssertionError(f"{self.name} did not subscribe:\n{self.output}")
         return self
