@@ -160,6 +160,9 @@ def _run(cfg: config.CollectorConfig) -> int:
     except (MigrationsPending, config.SecretError) as exc:
         print(f"edge-agent-collect run: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except (OSError, ValueError) as exc:  # TLS files missing or unreadable, bad key pair
+        print(f"edge-agent-collect run: mqtt TLS setup: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except psycopg.Error as exc:
         print(f"edge-agent-collect run: database: {_first_line(exc)}", file=sys.stderr)
         return EXIT_FAILURE
