@@ -20,6 +20,7 @@ COMPONENTS = [
     "telemetry.md",
     "simulators.md",
     "operations.md",
+    "collector.md",
 ]
 _FENCE = re.compile(r"^(```|~~~)")
 _HEADING = re.compile(r"^(#{1,6}) ")
@@ -63,7 +64,17 @@ def build() -> str:
     return "\n".join(p.rstrip() + "\n" for p in parts)
 
 
-BENCH_ORDER = ["kpi", "modbus", "opcua", "pipeline", "priority", "telemetry", "sim", "operations"]
+BENCH_ORDER = [
+    "kpi",
+    "modbus",
+    "opcua",
+    "pipeline",
+    "priority",
+    "telemetry",
+    "sim",
+    "operations",
+    "fleet",
+]
 
 
 def build_benchmarks() -> str:
