@@ -10,6 +10,7 @@ pass silently). This module does no I/O except :func:`load_toml`.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import math
 from collections.abc import Callable, Mapping
@@ -65,11 +66,19 @@ class Issues:
             raise ConfigError(self.items)
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def load_toml(path: str | Path, issues: Issues) -> dict[str, Any]:
-    """Read and parse a TOML file with tomli (TOML 1.1 on every interpreter)."""
+    """Read and parse a TOML file with tomli (TOML 1.1 on every interpreter).
+
+    A UTF-8 byte order mark (Windows editors write one) is skipped: TOML itself
+    does not allow it, but it is invisible to the technician who saved the file.
+    """
     try:
         with open(path, "rb") as fh:
-            return tomli.load(fh)
+            data = fh.read()
+        return tomli.loads(data.removeprefix(_BOM).decode("utf-8"))
     except FileNotFoundError:
         issues.add("", "file not found")
     except PermissionError:
@@ -91,6 +100,7 @@ class Table:
         self.path = path
         self.issues = issues
         self._used: set[str] = set()
+        self._failed: set[str] = set()
 
     # -- helpers ---------------------------------------------------------
     def key_path(self, key: str) -> str:
@@ -99,7 +109,16 @@ class Table:
 
     def error(self, key: str, message: str) -> None:
         """Record a problem for ``key`` of this table."""
+        self._failed.add(key)
         self.issues.add(self.key_path(key), message)
+
+    def ok(self, *keys: str) -> bool:
+        """Whether none of ``keys`` had a problem recorded (guards checks that combine keys).
+
+        A value that failed its own check was replaced by a placeholder; a rule that
+        combines it with another key would report a second, misleading problem.
+        """
+        return self._failed.isdisjoint(keys)
 
     def has(self, key: str) -> bool:
         """Whether the key is present (does not mark it used)."""
@@ -294,10 +313,14 @@ class Table:
         return out
 
     def finish(self) -> None:
-        """Report every key of this table that no getter asked for."""
+        """Report every key of this table that no getter asked for, with a likely intended key."""
+        known = sorted(self._used)
         for key in self.data:
             if key not in self._used:
-                self.error(key, "unknown key")
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+                self.error(
+                    key, f"unknown key, did you mean {close[0]!r}?" if close else "unknown key"
+                )
 
 
 def _bounds(lo: float | None, hi: float | None) -> str:
