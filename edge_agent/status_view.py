@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -313,7 +314,12 @@ def _flagged(rows_flags: list[tuple[str, list[str]]]) -> list[str]:
     for machine, flags in rows_flags:
         for flag in flags:
             text = flag_text(flag)
-            notes.append(f"  * {machine} {text.column}: {text.label}: {text.meaning} [{flag}]")
+            notes += textwrap.wrap(
+                f"* {machine} {text.column} {text.label} ({flag}): {text.meaning}",
+                width=96,
+                initial_indent="  ",
+                subsequent_indent="    ",
+            )
     return notes
 
 
@@ -399,8 +405,8 @@ def _uplink_line(snapshot: Mapping[str, Any]) -> list[str]:
     parts = [
         state,
         f"backlog {_count(uplink.get('backlog'), 'messages')}",
-        f"in flight {_count(uplink.get('in_flight'), 'messages')}",
-        f"published {_count(uplink.get('published'), 'messages')}",
+        f"in flight {_count(uplink.get('in_flight'), '')}".rstrip(),
+        f"published {_count(uplink.get('published'), '')}".rstrip(),
     ]
     lines = ["UPLINK    " + "  ".join(parts)]
     if uplink.get("last_error"):

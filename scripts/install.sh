@@ -160,6 +160,11 @@ for ((i = 0; i < ${#all[@]} - keep; i++)); do
   say "removed old virtualenv ${all[$i]}"
 done
 if [ -f "$src_root/README.md" ]; then install -m 0644 "$src_root/README.md" "$PREFIX/README.md"; fi
+# The README links to docs/*.md: keep the pages next to it for the unit's Documentation=.
+if [ -d "$src_root/docs" ]; then
+  mkdir -p "$PREFIX/docs"
+  install -m 0644 "$src_root"/docs/*.md "$PREFIX/docs/"
+fi
 
 # A short command for the technician: edge-agent status.
 bin_link=$DESTDIR/usr/local/bin/edge-agent

@@ -157,9 +157,10 @@ def test_flags_are_shown_next_to_the_figure_they_qualify(snapshot: dict[str, Any
     assert "91.2% " in row  # AVAIL is not qualified by these flags
     assert row.rstrip().endswith("some future flag")  # an unknown flag gets a FLAGS column
     assert any(line.strip().startswith("MACHINE") and "FLAGS" in line for line in lines)
-    note = next(line for line in lines if line.strip().startswith("* press1 PERF"))
-    assert "capped" in note
+    assert any(line.startswith("  * press1 PERF capped (performance_capped):") for line in lines)
+    note = text.split("* press1 PERF", 1)[1].split("UPLINK", 1)[0]
     assert "ideal_cycle_time_s" in note
+    assert all(len(line) <= 100 for line in lines if line.startswith("  "))
 
 
 def test_buffer_line_is_plain_words() -> None:
