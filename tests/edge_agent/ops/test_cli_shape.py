@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +71,23 @@ def test_check_config_takes_several_files_either_way() -> None:
     """check-config validates every file given, positional and with -c."""
     args = build_parser().parse_args(["check-config", "a.toml", "b.toml", "-c", "c.toml"])
     assert config_paths(args) == [Path("a.toml"), Path("b.toml"), Path("c.toml")]
+
+
+@pytest.mark.integration
+def test_demo_speaks_plainly_to_the_end(tmp_path: Path) -> None:
+    """`edge-agent demo` ends with the uplink in words (never 'uplink backlog: None')."""
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "demo", "--duration", "3", "--plain"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "None" not in proc.stdout
+    last = proc.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("uplink: agent stopped; devices up: 3/3"), last
+    assert "connected, " in proc.stdout  # while running: 'connected, N messages waiting'
