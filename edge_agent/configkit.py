@@ -18,6 +18,7 @@ and a NUL character in any key or string (it would truncate or break a path).
 
 from __future__ import annotations
 
+import difflib
 import enum
 import math
 import os
@@ -84,6 +85,9 @@ class Issues:
             raise ConfigError(self.items)
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def load_toml(path: str | Path, issues: Issues) -> dict[str, Any]:
     """Read and parse a TOML file with tomli (TOML 1.1 on every interpreter), within limits.
 
@@ -113,7 +117,7 @@ def load_toml(path: str | Path, issues: Issues) -> dict[str, Any]:
         issues.add("", f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, expected a config file")
         return {}
     try:
-        data = tomli.loads(raw.decode("utf-8"))
+        data = tomli.loads(raw.removeprefix(_BOM).decode("utf-8"))
     except UnicodeDecodeError:
         issues.add("", "not UTF-8 text")
         return {}
@@ -167,6 +171,7 @@ class Table:
         self.path = path
         self.issues = issues
         self._used: set[str] = set()
+        self._failed: set[str] = set()
 
     # -- helpers ---------------------------------------------------------
     def key_path(self, key: str) -> str:
@@ -175,7 +180,16 @@ class Table:
 
     def error(self, key: str, message: str) -> None:
         """Record a problem for ``key`` of this table."""
+        self._failed.add(key)
         self.issues.add(self.key_path(key), message)
+
+    def ok(self, *keys: str) -> bool:
+        """Whether none of ``keys`` had a problem recorded (guards checks that combine keys).
+
+        A value that failed its own check was replaced by a placeholder; a rule that
+        combines it with another key would report a second, misleading problem.
+        """
+        return self._failed.isdisjoint(keys)
 
     def has(self, key: str) -> bool:
         """Whether the key is present (does not mark it used)."""
@@ -370,10 +384,14 @@ class Table:
         return out
 
     def finish(self) -> None:
-        """Report every key of this table that no getter asked for."""
+        """Report every key of this table that no getter asked for, with a likely intended key."""
+        known = sorted(self._used)
         for key in self.data:
             if key not in self._used:
-                self.error(key, "unknown key")
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+                self.error(
+                    key, f"unknown key, did you mean {close[0]!r}?" if close else "unknown key"
+                )
 
 
 def _bounds(lo: float | None, hi: float | None) -> str:

@@ -43,11 +43,12 @@ from typing import Any
 
 from drivers import registry
 from drivers.base import DeviceConfig, Link, run_link
-from edge_agent import __version__, sdnotify
+from edge_agent import __version__, logtext, sdnotify
 from edge_agent.buffer import Buffer, Outgoing
 from edge_agent.clock import clock_synced
 from edge_agent.config import AgentConfig, load_config_compact
 from edge_agent.errors import ConfigError, StorageFull
+from edge_agent.final_status import write_final_status
 from edge_agent.health import HealthCollector
 from edge_agent.kpi import MachineCalculator, Sample
 from edge_agent.kpi.calendar import WindowKind, windows_containing
@@ -256,6 +257,7 @@ class Runtime:
         if self.uplink_task is not None:
             self.uplink_task.cancel()
             await asyncio.gather(self.uplink_task, return_exceptions=True)
+        await write_final_status(self.config.agent.state_dir / "status.json", self.status_parts)
         await self.buffer.close()
         log.info("Agent stopped id=%s", self.config.agent.id)
 
@@ -442,6 +444,7 @@ class Runtime:
             data["fault_name"] = mr.config.fault_names.get(int(code))
         topic = self.uplink.topics.stop(machine=mr.config.name)
         self._enqueue("stop", topic, data, PRIORITY_EVENT)
+        logtext.log_stop(data)
 
     # -- reporting --------------------------------------------------------------
     async def _report_loop(self) -> None:
@@ -473,6 +476,7 @@ class Runtime:
                 key = f"{mr.config.name}|{data['name']}|{data['revision']}|{data.get('final')}"
                 self._enqueue("kpi", topic, data, PRIORITY_EVENT, record_key=key)
                 if kind == "day":
+                    logtext.log_kpi_flags(mr.config.name, mr.latest.get("today"), data)
                     mr.latest["today"] = data
                 elif kind == "shift":
                     mr.latest["shift"] = data

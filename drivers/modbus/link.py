@@ -417,7 +417,8 @@ class ModbusLink:
             dev.down = False
             dev.backoff.reset()
             dev.diag.comms = "up"
-            log.info(
+            # run_link logs the transition once for every protocol; this is the unit detail.
+            log.debug(
                 "Device restored device=%s link=%s unit=%d",
                 dev.config.name,
                 self._name,
@@ -441,7 +442,7 @@ class ModbusLink:
         dev.down = True
         dev.diag.comms = "down"
         cfg = dev.config
-        log.warning(
+        log.debug(  # run_link logs the transition once for every protocol
             "Device lost device=%s link=%s unit=%d reason=%r",
             cfg.name,
             self._name,

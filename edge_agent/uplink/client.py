@@ -151,6 +151,52 @@ def read_password(config: MqttConfig) -> str | None:
     return None
 
 
+def check_tls_files(config: MqttConfig) -> None:
+    """Fail with the key and the path when a TLS file cannot be read.
+
+    ``ssl`` reports a missing CA file as a bare ``[Errno 2] No such file or
+    directory`` without the name; the technician needs to know which file.
+
+    Raises:
+        UplinkError: ``mqtt.<key>: <path> does not exist`` (or is unreadable).
+    """
+    from edge_agent.preflight import file_problem
+
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = getattr(config, key)
+        if path is not None and (problem := file_problem(path)) is not None:
+            raise UplinkError(f"mqtt.{key}: {problem}")
+
+
+def _from_broker(flags: Any) -> bool:
+    return bool(getattr(flags, "is_disconnect_packet_from_server", False))
+
+
+def describe_disconnect(reason_code: Any, *, from_broker: bool) -> str:
+    """Why a connection ended, in words a technician can act on.
+
+    paho reports a socket closed without a DISCONNECT packet (a broker stopped
+    cleanly under MQTT 3.1.1, a restarted broker, a cut cable) as reason code
+    "Unspecified error"; that says nothing, so it is told as what it is.
+
+    Args:
+        reason_code: paho's ``ReasonCode`` (or its text).
+        from_broker: Whether the broker sent a DISCONNECT packet (MQTT 5).
+    """
+    text = str(reason_code)
+    if from_broker:
+        if text in ("Server shutting down", "Success", "Normal disconnection"):
+            return f"the broker closed the connection ({text.lower()})"
+        return f"the broker disconnected us: {text}"
+    if text == "Keep alive timeout":
+        return "no answer from the broker within the keepalive time (network or broker stalled)"
+    if text == "Success":  # paho's word for a disconnect we asked for
+        return "disconnected by the agent"
+    if text == "Unspecified error":
+        return "connection closed by the broker or the network (broker stopped or restarted?)"
+    return text
+
+
 def describe_error(exc: BaseException) -> str:
     """A one-line operator-facing description of a connect failure."""
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -261,6 +307,7 @@ class MqttLink:
         if cfg.username:
             client.username_pw_set(cfg.username, password)
         if cfg.transport is Transport.TLS:
+            check_tls_files(cfg)
             client.tls_set(
                 ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
                 certfile=str(cfg.cert_file) if cfg.cert_file else None,
@@ -272,7 +319,9 @@ class MqttLink:
         client.will_set(self._will.topic, self._will.offline(), qos=1, retain=True)
         client.on_socket_register_write = _no_op_register_write
         client.on_connect = lambda c, _u, flags, rc, _p: self._on_connect(c, generation, flags, rc)
-        client.on_disconnect = lambda _c, _u, _f, rc, _p: self._on_disconnect(generation, rc)
+        client.on_disconnect = lambda _c, _u, flags, rc, _p: self._on_disconnect(
+            generation, describe_disconnect(rc, from_broker=_from_broker(flags))
+        )
         client.on_publish = lambda _c, _u, mid, rc, _p: self._on_publish(generation, mid, rc)
         return client
 
@@ -308,12 +357,12 @@ class MqttLink:
             self._events.link_connected, generation, bool(getattr(flags, "session_present", False))
         )
 
-    def _on_disconnect(self, generation: int, rc: Any) -> None:
+    def _on_disconnect(self, generation: int, reason: str) -> None:
         # Reported once, by the thread loop after paho's loop returns (paho may call this twice).
         with self._lock:
             if self._generation == generation:
                 self._client = None
-                self._reason = str(rc)
+                self._reason = reason
 
     def _on_publish(self, generation: int, mid: int, rc: Any) -> None:
         failure = str(rc) if getattr(rc, "is_failure", False) else None

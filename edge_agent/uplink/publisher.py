@@ -44,6 +44,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from edge_agent import logtext
 from edge_agent.buffer import Buffer, OutboxRow, outbox
 from edge_agent.errors import StorageFull
 from edge_agent.uplink import payload
@@ -129,6 +130,8 @@ class Uplink:
         self.rejected = 0
         self.connects = 0
         self.last_error: str | None = None
+        # A backlog being sent after a (re)connect: (monotonic start, messages waiting then).
+        self._catching_up: tuple[float, int] | None = None
 
     # -- public --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -151,6 +154,7 @@ class Uplink:
                 if self._connected and not self._stopping:
                     await self._fill()
                 self._check_ack_timeout()
+                self._check_caught_up()
             await self._stopped.wait()
         finally:
             unsubscribe()
@@ -194,13 +198,15 @@ class Uplink:
             mark = self.buffer.last_seq if self.buffer.is_open else 0
         self._queue = DrainQueue(live_mark=mark)
         self.last_error = None
+        backlog = self.buffer.backlog if self.buffer.is_open else 0
         log.info(
-            "MQTT connected: host=%s port=%d session_present=%s backlog=%s",
+            "MQTT connected host=%s port=%d session_present=%s backlog=%d",
             self.config.host,
             self.config.port,
             session_present,
-            self.buffer.backlog if self.buffer.is_open else "?",
+            backlog,
         )
+        self._catching_up = (time.monotonic(), backlog) if backlog > self._caught_up_at() else None
         self._wake.set()
 
     def link_disconnected(self, generation: int, reason: str) -> None:
@@ -211,7 +217,12 @@ class Uplink:
         self._pending.clear()
         if not self._stopping:
             self.last_error = f"disconnected: {reason}"
-            log.warning("MQTT connection lost, buffering: reason=%r", reason)
+            self._catching_up = None
+            log.warning(
+                "MQTT connection lost, buffering messages until it is back host=%s reason=%s",
+                self.config.host,
+                reason,
+            )
         self._status_acked.set()
 
     def link_acked(self, acks: list[tuple[int, int, str | None]]) -> None:
@@ -263,6 +274,24 @@ class Uplink:
         self._gaps_pending = False
         if seqs:
             log.info("Gap report queued for publishing: seqs=%s", seqs)
+
+    def _caught_up_at(self) -> int:
+        """Backlog size that counts as live: what one in-flight window carries."""
+        return self.config.max_in_flight
+
+    def _check_caught_up(self) -> None:
+        """Log once when the backlog found at connect has been sent (the backlog's end line)."""
+        if self._catching_up is None or not self._connected or not self.buffer.is_open:
+            return
+        if self.buffer.backlog > self._caught_up_at():
+            return
+        started, count = self._catching_up
+        self._catching_up = None
+        log.info(
+            "MQTT backlog sent, publishing live again messages=%d took=%s",
+            count,
+            logtext.duration(time.monotonic() - started),
+        )
 
     def _new_rows(self) -> None:
         self._queue.wake()
