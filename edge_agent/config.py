@@ -31,6 +31,7 @@ from edge_agent.configkit import Issues, Table, load_toml
 from edge_agent.machines import MachineConfig, parse_machine
 from edge_agent.telemetry import POLICY_KEYS, PublishPolicy, parse_publish_policy
 from edge_agent.uplink import MqttConfig, parse_mqtt
+from edge_agent.uplink.sparkplug.catalog import check_ids
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 WINDOW_KINDS = ("hour", "shift", "day", "month")
@@ -287,6 +288,9 @@ def load_config(path: str | Path) -> AgentConfig:
             issues.add(mt.path, _name_problem("machine")(name))
         machines[name] = parse_machine(name, mt)
     _check_refs(machines, root, issues)
+    if mqtt.sparkplug is not None:
+        for key, message in check_ids(mqtt.sparkplug, devices, machines):
+            issues.add(key, message)
     root.finish()
     issues.raise_if_any()
     return AgentConfig(
