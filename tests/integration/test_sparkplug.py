@@ -14,6 +14,7 @@ with history, primary host offline/online.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -40,9 +41,7 @@ POLL_MS = 200
 WAIT_S = 20.0
 
 
-def agent_config(
-    state: Path, mqtt_port: int, modbus_port: int, *, primary_host: str = ""
-) -> str:
+def agent_config(state: Path, mqtt_port: int, modbus_port: int, *, primary_host: str = "") -> str:
     """The agent's TOML: one simulated PLC (published tags) and one machine, Sparkplug B."""
     host_line = f'primary_host_id = "{primary_host}"' if primary_host else ""
     return f"""
@@ -139,6 +138,7 @@ class Agent:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """Start ``edge-agent run`` (its output appended to the log file)."""
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "edge_agent", "run", "-c", str(self.config)],
@@ -148,6 +148,7 @@ class Agent:
             )
 
     def stop(self) -> int:
+        """SIGTERM by PID (SIGKILL after a bound); returns the exit code."""
         proc = self.proc
         if proc is None:
             return 0
@@ -162,6 +163,7 @@ class Agent:
         return int(proc.returncode)
 
     def tail(self) -> str:
+        """The end of the agent's log, for failure messages."""
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
 
 
@@ -193,7 +195,9 @@ def count(kind: str, device: str | None = None) -> Callable[[list[Received]], in
     return n
 
 
-async def wait(collector: MqttCollector, what: Callable[[list[Received]], bool], agent: Agent) -> None:
+async def wait(
+    collector: MqttCollector, what: Callable[[list[Received]], bool], agent: Agent
+) -> None:
     """Wait (bounded) for a predicate over the capture; fail with the agent's log."""
     ok = await asyncio.to_thread(collector.wait_for, what, WAIT_S)
     assert ok, f"timed out; agent log:\n{agent.tail()}"
@@ -211,8 +215,11 @@ def view(collector: MqttCollector) -> HostView:
 async def test_births_data_and_restart(
     mosquitto: Mosquitto, sim: SimulatorHost, tmp_path: Path
 ) -> None:
-    """NBIRTH (bdSeq 0, seq 0), DBIRTHs with types and units, then DDATA/NDATA; after a
-    restart the explicit NDEATH carries bdSeq 0 and the new NBIRTH bdSeq 1 (persisted)."""
+    """Births with types and units, then data; a restart ends and starts sessions by bdSeq.
+
+    NBIRTH (bdSeq 0, seq 0) and DBIRTHs, then DDATA/NDATA; after a restart the explicit
+    NDEATH carries bdSeq 0 and the new NBIRTH bdSeq 1 (persisted across the restart).
+    """
     agent = make_agent(tmp_path, mosquitto.port, sim.modbus_port)
     with MqttCollector("127.0.0.1", mosquitto.port, "spBv1.0/#") as collector:
         agent.start()
@@ -254,18 +261,24 @@ async def test_births_data_and_restart(
     assert machine.named("KPI/hour/start").datatype == 13  # DateTime
     # Values: counters go up, KPI records carry their window.
     goods = [v for _t, v, _h in host.values(PLC, "good") if v is not None]
-    assert goods == sorted(goods) and len(goods) >= 6
+    assert goods == sorted(goods)
+    assert len(goods) >= 6
     windows = [v for _t, v, _h in host.values(MACHINE_DEVICE, "KPI/hour/window")]
-    assert windows and all(str(w).startswith("hour:") for w in windows)
+    assert windows
+    assert all(str(w).startswith("hour:") for w in windows)
     aggregates = host.values(PLC, "temperature/count")
-    assert aggregates and all(v >= 1 for _t, v, _h in aggregates)
+    assert aggregates
+    assert all(v >= 1 for _t, v, _h in aggregates)
 
 
 async def test_device_down_up_and_rebirth_request(
     mosquitto: Mosquitto, sim: SimulatorHost, tmp_path: Path
 ) -> None:
-    """A silent PLC gets its DDEATH, its return a DBIRTH; an NCMD rebirth re-sends every birth
-    with the same bdSeq and seq from 0, and data goes on with no seq gap."""
+    """A silent PLC gets its DDEATH and its return a DBIRTH; an NCMD rebirth re-births.
+
+    The rebirth re-sends every birth with the same bdSeq and seq from 0, and data goes on
+    with no seq gap.
+    """
     agent = make_agent(tmp_path, mosquitto.port, sim.modbus_port)
     with MqttCollector("127.0.0.1", mosquitto.port, "spBv1.0/#") as collector:
         agent.start()
@@ -308,8 +321,11 @@ async def test_device_down_up_and_rebirth_request(
 async def test_broker_outage_history_is_flagged_and_complete(
     mosquitto_factory: MosquittoFactory, sim: SimulatorHost, tmp_path: Path
 ) -> None:
-    """During a broker outage rows wait in the outbox; after it a new session (bdSeq + 1)
-    publishes them flagged is_historical, and no poll of the outage is missing."""
+    """Rows of a broker outage follow the next birth, flagged is_historical, none missing.
+
+    During the outage rows wait in the outbox; after it a new session (bdSeq + 1)
+    publishes them flagged is_historical, and no poll of the outage is missing.
+    """
     broker = mosquitto_factory(persistence=True)
     agent = make_agent(tmp_path, broker.port, sim.modbus_port)
     collector = MqttCollector(
@@ -348,15 +364,18 @@ async def test_broker_outage_history_is_flagged_and_complete(
     live = [t for t, _v, h in goods if not h and t > (outage_end + 1.0) * 1000]
     assert live, "live values after the outage are not historical"
     stamps = sorted({t for t, _v, _h in goods})
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert max(gaps) < 3 * POLL_MS, f"a poll is missing: largest gap {max(gaps)} ms"
 
 
 async def test_primary_host_offline_holds_data_online_releases_it(
     mosquitto: Mosquitto, sim: SimulatorHost, tmp_path: Path
 ) -> None:
-    """With a primary host, nothing is born until its STATE says online; going offline makes
-    the node publish NDEATH and reconnect; the held data follows the next birth, historical."""
+    """The primary host's STATE gates births; offline holds data, online releases it.
+
+    Nothing is born until STATE says online; going offline makes the node publish NDEATH
+    and reconnect; the held data follows the next birth, flagged historical.
+    """
     agent = make_agent(tmp_path, mosquitto.port, sim.modbus_port, primary_host="scada")
     host_client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="scada-test")
     host_client.connect("127.0.0.1", mosquitto.port)
@@ -395,7 +414,9 @@ async def test_primary_host_offline_holds_data_online_releases_it(
 
     assert len(host.sessions) == 2
     first, second = host.sessions
-    assert second.bdseq == first.bdseq + 1, "the reconnect after the host went away is a new CONNECT"
+    assert second.bdseq == first.bdseq + 1, (
+        "the reconnect after the host went away is a new CONNECT"
+    )
     assert [m.named("bdSeq").value for m in first.deaths] == [first.bdseq]
     held = [(t, h) for t, _v, h in host.values(PLC, "good") if t < held_until * 1000]
     assert held, "data polled while the host was offline was not published"

@@ -114,7 +114,9 @@ def decode(topic: str, raw: bytes) -> Msg:
         props: dict[str, Any] = {}
         if m.HasField("properties"):
             for key, value in zip(m.properties.keys, m.properties.values, strict=True):
-                props[key] = getattr(value, value.WhichOneof("value")) if value.WhichOneof("value") else None
+                props[key] = (
+                    getattr(value, value.WhichOneof("value")) if value.WhichOneof("value") else None
+                )
         metrics.append(
             M(
                 name=m.name if m.HasField("name") else None,
@@ -172,7 +174,9 @@ class HostView:
 
     def __init__(self, messages: list[Msg], group: str, node: str) -> None:
         self.messages = [
-            m for m in messages if m.topic.startswith(f"{NS}/{group}/") and m.topic.split("/")[3] == node
+            m
+            for m in messages
+            if m.topic.startswith(f"{NS}/{group}/") and m.topic.split("/")[3] == node
         ]
         self.sessions: list[Session] = []
         self.alias_names: dict[int, str] = {}
@@ -193,13 +197,17 @@ class HostView:
                     session.deaths.append(msg)
                     session, seq, born = None, None, set()
                 continue
-            assert msg.seq is not None and 0 <= msg.seq <= 255, f"seq missing: {where}"
+            assert msg.seq is not None, f"seq missing: {where}"
+            assert 0 <= msg.seq <= 255, f"seq out of range: {where}"
             if msg.kind == "NBIRTH":
                 assert msg.seq == 0, f"NBIRTH seq: {where}"
                 bd = msg.named("bdSeq")
-                assert bd.datatype == 4 and bd.alias is None, f"bdSeq metric: {where}"
+                assert bd.datatype == 4, f"bdSeq not Int64: {where}"
+                assert bd.alias is None, f"bdSeq with an alias: {where}"
                 rebirth = msg.named("Node Control/Rebirth")
-                assert rebirth.datatype == 11 and rebirth.value is False and rebirth.alias is None
+                assert rebirth.datatype == 11
+                assert rebirth.value is False
+                assert rebirth.alias is None
                 if session is None or session.bdseq != bd.value:
                     session = Session(bdseq=bd.value)
                     self.sessions.append(session)
@@ -210,9 +218,8 @@ class HostView:
                 self._learn(msg)
                 continue
             assert session is not None, f"{msg.kind} outside a session: {where}"
-            assert seq is not None and msg.seq == (seq + 1) % 256, (
-                f"seq {msg.seq} after {seq}: {where}"
-            )
+            assert seq is not None, f"no seq before: {where}"
+            assert msg.seq == (seq + 1) % 256, f"seq {msg.seq} after {seq}: {where}"
             seq = msg.seq
             if msg.kind == "DBIRTH":
                 assert msg.device is not None
@@ -227,7 +234,8 @@ class HostView:
                 if msg.kind == "DDATA":
                     assert msg.device in born, f"DDATA for a device not born: {where}"
                 for m in msg.metrics:
-                    assert m.name is None and m.datatype is None, f"DATA metric with name: {where}"
+                    assert m.name is None, f"DATA metric with a name: {where}"
+                    assert m.datatype is None, f"DATA metric with a datatype: {where}"
                     assert m.alias in self.alias_names, f"unknown alias {m.alias}: {where}"
                     assert m.timestamp is not None, f"metric without timestamp: {where}"
                 session.data.append(msg)
@@ -235,7 +243,8 @@ class HostView:
 
     def _learn(self, msg: Msg) -> None:
         for m in msg.metrics:
-            assert m.name is not None and m.datatype is not None, f"birth metric: {msg.topic}"
+            assert m.name is not None, f"birth metric without name: {msg.topic}"
+            assert m.datatype is not None, f"birth metric without datatype: {msg.topic}"
             assert m.timestamp is not None, f"birth metric without timestamp: {msg.topic}"
             if m.alias is not None:
                 known = self.alias_names.get(m.alias)

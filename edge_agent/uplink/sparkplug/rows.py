@@ -244,12 +244,13 @@ class RowEncoder:
             "flags": ",".join(str(f) for f in data.get("flags") or ()),
             "downtime_by_code": _json(data.get("downtime_by_code")),
         }
+        metrics = device.metrics
         for name, _typ in KPI_IDENTITY:
-            spec = device.metrics[f"KPI/{kind}/{name}"]
-            count += self._put(payload, spec, fields[name], ts, historical)
+            if (spec := metrics.get(f"KPI/{kind}/{name}")) is not None:
+                count += self._put(payload, spec, fields[name], ts, historical)
         for name, _typ in KPI_NUMBERS:
-            spec = device.metrics[f"KPI/{kind}/{name}"]
-            count += self._put(payload, spec, _finite(data.get(name)), ts, historical)
+            if (spec := metrics.get(f"KPI/{kind}/{name}")) is not None:
+                count += self._put(payload, spec, _finite(data.get(name)), ts, historical)
         return Encoded(device=device, payload=payload, values=count)
 
     def _stop(self, row: OutboxRow, data: Any, historical: bool) -> Encoded | None:
@@ -274,9 +275,8 @@ class RowEncoder:
         payload = codec.Payload()
         count = 0
         for name, _typ in STOP_FIELDS:
-            count += self._put(
-                payload, device.metrics[f"Stop/{name}"], fields[name], ts, historical
-            )
+            if (spec := device.metrics.get(f"Stop/{name}")) is not None:
+                count += self._put(payload, spec, fields[name], ts, historical)
         return Encoded(device=device, payload=payload, values=count)
 
     # -- edge node ---------------------------------------------------------------------
@@ -288,8 +288,8 @@ class RowEncoder:
             value: Any = data
             for key in path:
                 value = value.get(key) if isinstance(value, dict) else None
-            spec = self.catalog.node_metrics[name]
-            count += self._put(payload, spec, _finite(value), ts, historical)
+            if (spec := self.catalog.node_metrics.get(name)) is not None:
+                count += self._put(payload, spec, _finite(value), ts, historical)
         return Encoded(device=None, payload=payload, values=count)
 
     # -- shared ------------------------------------------------------------------------

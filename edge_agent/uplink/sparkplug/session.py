@@ -337,8 +337,8 @@ class EdgeNode:
     def send_row(self, sender: Sender, row: OutboxRow) -> RowResult:
         """Encode and publish one outbox row (after :meth:`pump` returned True)."""
         encoder = self.encoder
-        if encoder is None:
-            return RowResult.RETRY
+        if encoder is None or not self.ready:
+            return RowResult.RETRY  # births (or a rebirth, or leaving) come first
         encoded = encoder.encode(row, historical=row.seq <= self.mark, since=self._birth_time)
         if encoded is None:
             self.skipped += 1
