@@ -18,6 +18,7 @@ COMPONENTS = [
     "kpi.md",
     "pipeline.md",
     "telemetry.md",
+    "sparkplug.md",
     "simulators.md",
     "operations.md",
 ]

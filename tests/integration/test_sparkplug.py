@@ -244,8 +244,8 @@ async def test_births_data_and_restart(
     assert nbirth.kind == "NBIRTH"
     assert {m.device for m in dbirths} == {PLC, MACHINE_DEVICE}
     node_names = {m.name for m in nbirth.metrics}
-    assert {"bdSeq", "Node Control/Rebirth", "Node Info/agent", "Health/cpu_percent"} <= node_names
-    assert nbirth.named("Node Info/agent").value == NODE
+    assert {"bdSeq", "Node Control/Rebirth", "Properties/agent", "Health/cpu_percent"} <= node_names
+    assert nbirth.named("Properties/agent").value == NODE
     plc = next(m for m in dbirths if m.device == PLC)
     speed = plc.named("speed")
     assert speed.datatype == 9  # Float (float32 register pair)

@@ -4,7 +4,7 @@ Compiled once from the agent configuration by :func:`build_catalog` (pure, no
 I/O, no protobuf). The naming scheme, documented in ``docs/sparkplug.md``:
 
 * **Edge Node metrics**: ``bdSeq`` and ``Node Control/Rebirth`` (Sparkplug's own,
-  no alias), ``Node Info/*`` (agent id, site, version) and ``Health/*`` (a fixed
+  no alias), ``Properties/*`` (agent id, site, version) and ``Health/*`` (a fixed
   subset of the health message).
 * **One device per configured PLC device** (Sparkplug device id = the device
   name): one metric per *published* tag (``publish`` other than ``none``) named
@@ -158,7 +158,7 @@ HEALTH_FIELDS: tuple[tuple[str, tuple[str, ...], DataType], ...] = (
 )
 
 #: Static Edge Node metrics (their values come from the agent identity).
-NODE_INFO = ("Node Info/agent", "Node Info/site", "Node Info/version")
+NODE_INFO = ("Properties/agent", "Properties/site", "Properties/version")
 
 #: The telemetry engine's default wait for late readings of an aggregate window.
 AGGREGATE_GRACE_S = 0.5
@@ -212,11 +212,11 @@ class Catalog:
     """Every device and metric of the Edge Node.
 
     Attributes:
-        node_metrics: Edge Node metrics by name (``Node Info/*``, ``Health/*``).
+        node_metrics: Edge Node metrics by name (``Properties/*``, ``Health/*``).
         devices: Devices by Sparkplug device id, in birth order.
         plc: PLC devices by configured device name.
         machines: Machine devices by machine name.
-        info: Values of the ``Node Info/*`` metrics.
+        info: Values of the ``Properties/*`` metrics.
         window_kinds: KPI window kinds that have metrics.
     """
 
@@ -328,7 +328,7 @@ def build_catalog(config: AgentConfig, sparkplug: SparkplugConfig, *, version: s
     Args:
         config: The validated agent configuration.
         sparkplug: Its ``[mqtt.sparkplug]`` section.
-        version: The agent version (``Node Info/version``).
+        version: The agent version (``Properties/version``).
     """
     aliases = _Aliases()
     node: dict[str, MetricSpec] = {}
@@ -358,9 +358,9 @@ def build_catalog(config: AgentConfig, sparkplug: SparkplugConfig, *, version: s
         spec = _machine_device(sparkplug.machine_device(name), name, kinds, aliases)
         devices[spec.device_id] = machines[name] = spec
     info = {
-        "Node Info/agent": config.agent.id,
-        "Node Info/site": config.agent.site,
-        "Node Info/version": version,
+        "Properties/agent": config.agent.id,
+        "Properties/site": config.agent.site,
+        "Properties/version": version,
     }
     return Catalog(
         node_metrics=node,

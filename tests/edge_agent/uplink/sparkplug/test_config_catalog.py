@@ -120,7 +120,7 @@ def test_catalog_of_the_example() -> None:
     ]
     assert len(aliases) == len(set(aliases))
     assert min(aliases) >= 1
-    assert catalog.info["Node Info/version"] == "1.2.3"
+    assert catalog.info["Properties/version"] == "1.2.3"
     again = build_catalog(config, config.mqtt.sparkplug, version="1.2.3")
     assert again.signature() == catalog.signature(), "aliases are stable for one config"
 
