@@ -187,6 +187,14 @@ class EdgeNode:
     def describe(self, catalog: Catalog, latest: Latest | None = None) -> None:
         """Use ``catalog`` (from :func:`~.catalog.build_catalog`); rebirth if it changed."""
         old = self.catalog
+        if old is not None:
+            # Types learned from values (OPC-UA) survive a reload of the same metrics.
+            for device_id, spec in catalog.devices.items():
+                before = old.devices.get(device_id)
+                for name, metric in spec.metrics.items():
+                    known = before.metrics.get(name) if before is not None else None
+                    if metric.datatype is None and known is not None:
+                        metric.datatype = known.datatype
         if old is not None and old.signature() == catalog.signature():
             self.latest = latest or self.latest
             return

@@ -315,3 +315,25 @@ def test_rows_without_a_sparkplug_form_are_acknowledged_and_counted(tmp_path: Pa
     assert spb.send_row(sender, telemetry(2, device="nope", a=1)) is RowResult.SKIPPED
     assert sender.skipped == [1, 2]
     assert spb.state()["skipped_rows"] == 2
+
+
+def test_a_reload_with_the_same_catalog_keeps_learned_types_and_needs_no_rebirth(
+    tmp_path: Path,
+) -> None:
+    """Describing the same configuration again (SIGHUP) changes nothing on the wire."""
+    clock, sender = Clock(), FakeSender()
+    spb = node(tmp_path, clock)
+    spb.device_comms("ua", True)
+    connect(spb)
+    assert spb.pump(sender, 0)
+    assert spb.send_row(sender, telemetry(3, device="ua", x=41)) is RowResult.RETRY
+    assert spb.pump(sender, 3)
+    births = len(sender.sent)
+    spb.describe(catalog())
+    assert spb.ready
+    assert spb.pump(sender, 3)
+    assert len(sender.sent) == births
+    changed = catalog()
+    changed.plc["plc"].metrics["temp"].unit = "K"
+    spb.describe(changed)
+    assert not spb.ready, "a changed catalog is announced by a rebirth"
