@@ -33,6 +33,7 @@ from edge_agent.errors import ConfigError
 from edge_agent.machines import MachineConfig, parse_machine
 from edge_agent.telemetry import POLICY_KEYS, PublishPolicy, parse_publish_policy
 from edge_agent.uplink import MqttConfig, parse_mqtt
+from edge_agent.uplink.sparkplug.catalog import check_ids
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +316,9 @@ def _load(file: Path, issues: Issues) -> AgentConfig:
             issues.add(mt.path, _name_problem("machine")(name))
         machines[name] = parse_machine(name, mt)
     _check_refs(machines, root, issues)
+    if mqtt.sparkplug is not None:
+        for key, message in check_ids(mqtt.sparkplug, devices, machines):
+            issues.add(key, message)
     root.finish()
     issues.raise_if_any()
     return AgentConfig(

@@ -144,6 +144,7 @@ class Runtime:
         self.uplink = Uplink(
             config.mqtt, self.buffer, agent_id=config.agent.id, site=config.agent.site
         )
+        self.uplink.describe(config, self.tags)
         self.uplink_task: asyncio.Task[None] | None = None
         self.telemetry: TelemetryEngine | None = self._make_telemetry(config)
         self.health = HealthCollector(state_dir=config.agent.state_dir)
@@ -331,6 +332,7 @@ class Runtime:
         if isinstance(item, CommsEvent):
             self.buffer.add_comms(item)
             self.comms[item.device] = "up" if item.state is CommsState.UP else "down"
+            self.uplink.device_comms(item.device, item.state is CommsState.UP)
             return
         if not item:
             return
@@ -771,6 +773,7 @@ class Runtime:
                 await asyncio.gather(self.uplink_task, return_exceptions=True)
             self.uplink = Uplink(new.mqtt, self.buffer, agent_id=old.agent.id, site=old.agent.site)
             self.uplink_task = asyncio.create_task(self.uplink.run(), name="uplink")
+        self.uplink.describe(self.config, self.tags)
         log.info(
             "Configuration reloaded devices=%d machines=%d", len(new.devices), len(new.machines)
         )

@@ -63,7 +63,17 @@ def build_config_page(text: str | None = None) -> str:
     return f"{head}{BEGIN_EXAMPLE}\n```toml\n{example}\n```\n{END_EXAMPLE}{tail}"
 
 
-BENCH_ORDER = ["kpi", "modbus", "opcua", "pipeline", "priority", "telemetry", "sim", "operations", "fleet"]
+BENCH_ORDER = [
+    "kpi",
+    "modbus",
+    "opcua",
+    "pipeline",
+    "priority",
+    "telemetry",
+    "sim",
+    "operations",
+    "fleet",
+]
 
 
 def build_benchmarks() -> str:

@@ -18,6 +18,8 @@ for f in "$root"/config/*.toml; do
   "$tmp/venv/bin/edge-agent" check-config --no-environment "$f" >/dev/null
   echo "check-config ok: $(basename "$f")"
 done
+# Sparkplug B: the committed protoc output loads with the protobuf the wheel pulls in.
+"$tmp/venv/bin/python" -c "import edge_agent.uplink.sparkplug.codec" && echo "sparkplug gencode ok"
 "$tmp/venv/bin/edge-agent-sim" list-scenarios >/dev/null
 "$tmp/venv/bin/edge-agent-sim" describe --scenario steady >/dev/null
 # The collector: config check, schemas and migrations found inside the installed package.

@@ -29,7 +29,11 @@ Other details: ``publish()`` is called from the event-loop thread; a no-op
 (the network thread's ``select`` is woken through paho's socket pair instead).
 The birth message (retained ``online``) is queued inside ``on_connect``, before
 any outbox row; the Last Will (retained ``offline``) is registered before
-``connect``. Credentials are read at connect time and never logged.
+``connect``. A dialect without a status birth (Sparkplug: its NBIRTH is sent by
+the publisher) leaves ``Will.online`` unset; its subscriptions are sent in
+``on_connect`` before the loop hears of the connection, and incoming messages
+are marshalled like every other callback. Credentials are read at connect time
+and never logged.
 """
 
 from __future__ import annotations
@@ -77,14 +81,25 @@ class LinkEvents(Protocol):
     def link_error(self, message: str) -> None:
         """A connect attempt failed (refused, TLS, auth); retried with backoff."""
 
+    def link_message(self, generation: int, topic: str, payload: bytes) -> None:
+        """A message arrived on one of the link's subscriptions."""
+
 
 @dataclass(frozen=True, slots=True)
 class Will:
-    """Retained status messages: ``online`` published on connect, ``offline`` as Last Will."""
+    """Status messages: ``online`` published on connect (if set), ``offline`` as Last Will.
+
+    ``offline`` is called once per connection attempt, before ``connect`` (a Sparkplug
+    NDEATH takes its ``bdSeq`` there); ``accepted`` (if set) is called on the network
+    thread when the broker accepted that connection, before anything else happens on it.
+    """
 
     topic: str
-    online: Callable[[], bytes]
+    online: Callable[[], bytes] | None
     offline: Callable[[], bytes]
+    qos: int = 1
+    retain: bool = True
+    accepted: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)
@@ -220,12 +235,19 @@ class MqttLink:
     """Owns the paho client(s) and the network thread of one broker connection."""
 
     def __init__(
-        self, config: MqttConfig, *, client_id: str, will: Will, events: LinkEvents
+        self,
+        config: MqttConfig,
+        *,
+        client_id: str,
+        will: Will,
+        events: LinkEvents,
+        subscriptions: tuple[str, ...] = (),
     ) -> None:
         self._config = config
         self._client_id = client_id
         self._will = will
         self._events = events
+        self._subscriptions = subscriptions
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -246,18 +268,28 @@ class MqttLink:
         self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
         self._thread.start()
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> tuple[int, int, int]:
-        """Queue a QoS 1 publish on the current connection: ``(generation, mid, rc)``.
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        qos: int = 1,
+        generation: int | None = None,
+    ) -> tuple[int, int, int]:
+        """Queue a publish on the current connection: ``(generation, mid, rc)``.
 
         ``rc`` is paho's: 0 queued for sending, 4 no connection (the row stays in the
-        outbox), 15 paho's bounded queue is full.
+        outbox), 15 paho's bounded queue is full. With ``generation``, nothing is sent
+        unless that connection is the current one (rc 4 otherwise). A QoS 0 message is
+        reported through ``link_acked`` once paho has written it to the socket.
         """
         with self._lock:
-            client, generation = self._client, self._generation
-        if client is None:
-            return generation, -1, int(mqtt.MQTT_ERR_NO_CONN)
-        info = client.publish(topic, payload, qos=1, retain=retain)
-        return generation, int(info.mid), int(info.rc)
+            client, current = self._client, self._generation
+        if client is None or (generation is not None and generation != current):
+            return current, -1, int(mqtt.MQTT_ERR_NO_CONN)
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+        return current, int(info.mid), int(info.rc)
 
     def drop_connection(self) -> None:
         """Close the current connection (the thread reconnects), e.g. after an ack timeout."""
@@ -316,13 +348,19 @@ class MqttLink:
             )
             if cfg.tls_insecure:
                 client.tls_insecure_set(True)
-        client.will_set(self._will.topic, self._will.offline(), qos=1, retain=True)
+        client.will_set(
+            self._will.topic, self._will.offline(), qos=self._will.qos, retain=self._will.retain
+        )
         client.on_socket_register_write = _no_op_register_write
         client.on_connect = lambda c, _u, flags, rc, _p: self._on_connect(c, generation, flags, rc)
         client.on_disconnect = lambda _c, _u, flags, rc, _p: self._on_disconnect(
             generation, describe_disconnect(rc, from_broker=_from_broker(flags))
         )
         client.on_publish = lambda _c, _u, mid, rc, _p: self._on_publish(generation, mid, rc)
+        if self._subscriptions:
+            client.on_message = lambda _c, _u, message: self._marshal(
+                self._events.link_message, generation, message.topic, bytes(message.payload)
+            )
         return client
 
     def _connect(self, client: mqtt.Client) -> None:
@@ -349,8 +387,13 @@ class MqttLink:
             client.disconnect()
             return
         self._reconnect.reset()
+        if self._will.accepted is not None:
+            self._will.accepted()
+        if self._subscriptions:
+            client.subscribe([(topic, 1) for topic in self._subscriptions])
         # Birth before any outbox row: queued here, on the network thread, before the loop hears.
-        client.publish(self._will.topic, self._will.online(), qos=1, retain=True)
+        if self._will.online is not None:
+            client.publish(self._will.topic, self._will.online(), qos=1, retain=True)
         with self._lock:
             self._client = client
         self._marshal(
