@@ -43,11 +43,12 @@ from typing import Any
 
 from drivers import registry
 from drivers.base import DeviceConfig, Link, run_link
-from edge_agent import __version__, sdnotify
+from edge_agent import __version__, logtext, sdnotify
 from edge_agent.buffer import Buffer, Outgoing
 from edge_agent.clock import clock_synced
 from edge_agent.config import AgentConfig, load_config_compact
 from edge_agent.errors import ConfigError, StorageFull
+from edge_agent.final_status import write_final_status
 from edge_agent.health import HealthCollector
 from edge_agent.kpi import MachineCalculator, Sample
 from edge_agent.kpi.calendar import WindowKind, windows_containing
@@ -143,6 +144,7 @@ class Runtime:
         self.uplink = Uplink(
             config.mqtt, self.buffer, agent_id=config.agent.id, site=config.agent.site
         )
+        self.uplink.describe(config, self.tags)
         self.uplink_task: asyncio.Task[None] | None = None
         self.telemetry: TelemetryEngine | None = self._make_telemetry(config)
         self.health = HealthCollector(state_dir=config.agent.state_dir)
@@ -256,6 +258,7 @@ class Runtime:
         if self.uplink_task is not None:
             self.uplink_task.cancel()
             await asyncio.gather(self.uplink_task, return_exceptions=True)
+        await write_final_status(self.config.agent.state_dir / "status.json", self.status_parts)
         await self.buffer.close()
         log.info("Agent stopped id=%s", self.config.agent.id)
 
@@ -329,6 +332,7 @@ class Runtime:
         if isinstance(item, CommsEvent):
             self.buffer.add_comms(item)
             self.comms[item.device] = "up" if item.state is CommsState.UP else "down"
+            self.uplink.device_comms(item.device, item.state is CommsState.UP)
             return
         if not item:
             return
@@ -442,6 +446,7 @@ class Runtime:
             data["fault_name"] = mr.config.fault_names.get(int(code))
         topic = self.uplink.topics.stop(machine=mr.config.name)
         self._enqueue("stop", topic, data, PRIORITY_EVENT)
+        logtext.log_stop(data)
 
     # -- reporting --------------------------------------------------------------
     async def _report_loop(self) -> None:
@@ -473,6 +478,7 @@ class Runtime:
                 key = f"{mr.config.name}|{data['name']}|{data['revision']}|{data.get('final')}"
                 self._enqueue("kpi", topic, data, PRIORITY_EVENT, record_key=key)
                 if kind == "day":
+                    logtext.log_kpi_flags(mr.config.name, mr.latest.get("today"), data)
                     mr.latest["today"] = data
                 elif kind == "shift":
                     mr.latest["shift"] = data
@@ -767,6 +773,7 @@ class Runtime:
                 await asyncio.gather(self.uplink_task, return_exceptions=True)
             self.uplink = Uplink(new.mqtt, self.buffer, agent_id=old.agent.id, site=old.agent.site)
             self.uplink_task = asyncio.create_task(self.uplink.run(), name="uplink")
+        self.uplink.describe(self.config, self.tags)
         log.info(
             "Configuration reloaded devices=%d machines=%d", len(new.devices), len(new.machines)
         )
