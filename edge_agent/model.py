@@ -59,6 +59,7 @@ class CommsState(str, enum.Enum):
 
     UP = "up"
     DOWN = "down"
+    UNKNOWN = "unknown"  # before the link reported anything
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

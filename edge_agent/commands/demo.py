@@ -125,8 +125,7 @@ def _render(rt: Any, counter: Counter, broker: str, started: float) -> str:
     lines += ["", f"messages received at the broker: {counts}"]
     backlog = rt.uplink.state().get("backlog") if rt.uplink is not None else "?"
     lines.append(
-        f"uplink backlog: {backlog}; devices up: {sum(1 for s in rt.comms.values() if s == 'up')}"
-        f"/{len(rt.comms)}"
+        f"uplink backlog: {backlog}; devices up: {rt.tags.devices_up()}/{len(rt.tags.comms)}"
     )
     return "\n".join(lines)
 

@@ -337,6 +337,7 @@ def test_telemetry_taken_with_an_unsynchronised_clock_is_flagged(tmp_path: Path)
 
     from edge_agent.config import load_config
     from edge_agent.model import Reading
+    from edge_agent.ops.clock import ClockWatch
     from edge_agent.runtime import Runtime
 
     # In-process and nothing started: the clock status is injected.
@@ -345,27 +346,28 @@ def test_telemetry_taken_with_an_unsynchronised_clock_is_flagged(tmp_path: Path)
         'type = "bool"', 'type = "bool"\npublish = "every"'
     )
     path.write_text(HEADER.format(state=tmp_path / "state", mqtt_port=1883) + device)
-    rt = Runtime(load_config(path), install_signals=False)
-    assert rt.telemetry is not None
-    rt._synced, rt._synced_at = False, time.monotonic()
-    rt.telemetry.ingest([Reading("a", "running", True, time.time(), time.monotonic())])
+    synced = [False]
+    rt = Runtime(load_config(path), install_signals=False, clock=ClockWatch(lambda: synced[0], 0.0))
+    engine = rt.telemetry.engine
+    assert engine is not None
+    engine.ingest([Reading("a", "running", True, time.time(), time.monotonic())])
     asyncio.run(_telemetry_round(rt))
-    assert rt.outgoing
-    assert all(json.loads(m.data).get("clock_unsynced") is True for m in rt.outgoing)
-    rt._synced = True
-    rt.outgoing.clear()
-    rt.telemetry.ingest([Reading("a", "running", False, time.time() + 10, time.monotonic())])
+    assert rt.staging.held
+    assert all(json.loads(m.data).get("clock_unsynced") is True for m in rt.staging.held)
+    synced[0] = True
+    rt.staging.held.clear()
+    engine.ingest([Reading("a", "running", False, time.time() + 10, time.monotonic())])
     asyncio.run(_telemetry_round(rt, later=15))
-    assert rt.outgoing
-    assert all("clock_unsynced" not in json.loads(m.data) for m in rt.outgoing)
+    assert rt.staging.held
+    assert all("clock_unsynced" not in json.loads(m.data) for m in rt.staging.held)
 
 
 async def _telemetry_round(rt: Any, later: float = 5) -> None:
     async def keep() -> None:
         return None
 
-    rt._flush_outgoing = keep  # keep the messages in memory for the assertion
-    await rt._telemetry_once(time.time() + later)
+    rt.staging.flush = keep  # keep the messages in memory for the assertion
+    await rt.telemetry.round(time.time() + later)
 
 
 async def test_status_json_is_the_snapshot_encoded_device_by_device(tmp_path: Path) -> None:
@@ -382,10 +384,10 @@ async def test_status_json_is_the_snapshot_encoded_device_by_device(tmp_path: Pa
     rt = Runtime(load_config(path), install_signals=False)
     (tmp_path / "state").mkdir()
     await rt.buffer.open()
-    rt.tags["a"] = {"running": Reading("a", "running", True, 1.5, 2.5)}
-    rt.tags["b"] = {"good": Reading("b", "good", None, 1.5, 2.5, Quality.BAD, "timeout")}
-    doc = json.loads(rt.status_json())
-    snap = json.loads(json.dumps(rt.status_snapshot(), default=str))
+    rt.tags.latest["a"] = {"running": Reading("a", "running", True, 1.5, 2.5)}
+    rt.tags.latest["b"] = {"good": Reading("b", "good", None, 1.5, 2.5, Quality.BAD, "timeout")}
+    doc = json.loads(rt.status.text())
+    snap = json.loads(json.dumps(rt.status.snapshot(), default=str))
     assert doc["devices"] == snap["devices"]
     assert doc["devices"]["b"]["tags"]["good"] == {
         "value": None,
@@ -416,13 +418,13 @@ async def test_status_lists_at_most_status_tags_max_tags_bad_ones_first(tmp_path
     rt = Runtime(load_config(path), install_signals=False)
     (tmp_path / "state").mkdir()
     await rt.buffer.open()
-    rt.tags["a"] = {f"g{i}": Reading("a", f"g{i}", i, 1.5, 2.5) for i in range(4)}
-    rt.tags["b"] = {
+    rt.tags.latest["a"] = {f"g{i}": Reading("a", f"g{i}", i, 1.5, 2.5) for i in range(4)}
+    rt.tags.latest["b"] = {
         "ok": Reading("b", "ok", 1, 1.5, 2.5),
         "lost": Reading("b", "lost", None, 1.5, 2.5, Quality.BAD, "timeout"),
     }
-    doc = json.loads(rt.status_json())
-    assert json.loads(json.dumps(rt.status_snapshot(), default=str))["devices"] == doc["devices"]
+    doc = json.loads(rt.status.text())
+    assert json.loads(json.dumps(rt.status.snapshot(), default=str))["devices"] == doc["devices"]
     assert doc["tags_max"] == 3
     assert list(doc["devices"]["b"]["tags"]) == ["lost"]
     assert list(doc["devices"]["a"]["tags"]) == ["g0", "g1"]
@@ -431,8 +433,8 @@ async def test_status_lists_at_most_status_tags_max_tags_bad_ones_first(tmp_path
     assert "3 more tags not listed" in text
     assert "at most 3 tags" in text
     # Within the limit every tag is listed and nothing is said about it.
-    rt.tags["a"] = {"g0": rt.tags["a"]["g0"]}
-    doc = json.loads(rt.status_json())
+    rt.tags.latest["a"] = {"g0": rt.tags.latest["a"]["g0"]}
+    doc = json.loads(rt.status.text())
     assert sum(len(d["tags"]) for d in doc["devices"].values()) == 3
     assert "not listed" not in render(doc, now=doc["written_at"])
     await rt.buffer.close()

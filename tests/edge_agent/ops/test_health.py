@@ -18,8 +18,8 @@ from referencing import Registry, Resource
 
 from edge_agent import __version__
 from edge_agent.buffer.outbox import OutboxRow
-from edge_agent.clock import ClockSource, ClockStatus
-from edge_agent.health import SLOTS, HealthCollector, cpu_temperature
+from edge_agent.ops.clock import ClockSource, ClockStatus
+from edge_agent.ops.health import SLOTS, HealthCollector, cpu_temperature
 from edge_agent.uplink.payload import envelope
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
@@ -143,7 +143,7 @@ def test_slots_are_filled_by_providers(tmp_path: Path, caplog: pytest.LogCapture
         raise RuntimeError("stats bug")
 
     collector.provide("buffer", broken)
-    with caplog.at_level(logging.ERROR, logger="edge_agent.health"):
+    with caplog.at_level(logging.ERROR, logger="edge_agent.ops.health"):
         first = collector.collect()
         second = collector.collect()
     assert first["uplink"] == {"connected": True, "backlog": 3, "in_flight": 1}

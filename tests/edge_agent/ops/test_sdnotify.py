@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent import sdnotify
+from edge_agent.ops import sdnotify
 
 
 class Listener:

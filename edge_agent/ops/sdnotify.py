@@ -30,7 +30,7 @@ import socket
 import time
 from collections.abc import Callable
 
-log = logging.getLogger("edge_agent.sdnotify")
+log = logging.getLogger("edge_agent.ops.sdnotify")
 
 __all__ = [
     "Heartbeat",

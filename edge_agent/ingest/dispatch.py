@@ -1,0 +1,88 @@
+"""The dispatcher: every batch the links read goes to the places that need it.
+
+One task takes items off the :class:`~edge_agent.ingest.queue.IngestQueue` in
+order and hands them on:
+
+* comms events to the buffer and the tag state;
+* readings to the buffer (batched SQLite writer), the tag state (latest view),
+  the telemetry engine (publishing policies) and the machines that read the
+  device (samples into their calculators); the stop events those produce are
+  staged for the outbox at once.
+
+It is the hot path of a gateway (12,500 values/s): nothing here is done per
+value except by the parts it hands the batch to.
+"""
+
+from __future__ import annotations
+
+from edge_agent.buffer import Buffer
+from edge_agent.buffer.outbox import Priority
+from edge_agent.ingest.queue import IngestQueue, Item
+from edge_agent.ingest.tags import TagState
+from edge_agent.model import CommsEvent
+from edge_agent.ops.clock import ClockWatch
+from edge_agent.outgoing.staging import OutboxStaging
+from edge_agent.outgoing.telemetry import TelemetryPump
+from edge_agent.reporting.machine import MachineSet
+from edge_agent.reporting.messages import stop_data
+
+
+class Dispatcher:
+    """Routes ingested items to buffer, tag state, telemetry and machines."""
+
+    def __init__(
+        self,
+        *,
+        buffer: Buffer,
+        tags: TagState,
+        telemetry: TelemetryPump,
+        machines: MachineSet,
+        staging: OutboxStaging,
+        clock: ClockWatch,
+    ) -> None:
+        self.buffer = buffer
+        self.tags = tags
+        self.telemetry = telemetry
+        self.machines = machines
+        self.staging = staging
+        self.clock = clock
+        self.processed = 0
+
+    async def run(self, queue: IngestQueue) -> None:
+        """Handle items as they arrive, until cancelled."""
+        while True:
+            await self.handle(await queue.get())
+
+    async def drain(self, queue: IngestQueue) -> None:
+        """Handle what is queued now (shutdown, after the links stopped)."""
+        while (item := queue.get_nowait()) is not None:
+            await self.handle(item)
+
+    async def handle(self, item: Item) -> None:
+        """Hand one item on."""
+        self.processed += 1
+        if isinstance(item, CommsEvent):
+            self.buffer.add_comms(item)
+            self.tags.set_comms(item)
+            return
+        if not item:
+            return
+        self.buffer.add_readings(item)
+        device = item[0].device
+        self.tags.update(device, item)
+        engine = self.telemetry.engine
+        if engine is not None:
+            engine.ingest(item)
+        machines = self.machines.by_device.get(device)
+        if not machines:
+            return
+        synced = self.clock.synced(max(r.mono for r in item))
+        staging = self.staging
+        for lm, event in self.machines.feed(machines, item, synced):
+            topic = staging.topics.stop(machine=lm.config.name)
+            staging.stage("stop", topic, stop_data(lm.config, event), Priority.HIGH)
+        if len(staging):
+            await staging.flush()
+
+
+__all__ = ["Dispatcher"]

@@ -1,0 +1,98 @@
+"""Outbox staging: messages wait here until one commit stores them in the outbox.
+
+Producers (the dispatcher's stop events, the reporter's KPI records, health and
+telemetry) call :meth:`OutboxStaging.stage`, which never blocks; :meth:`OutboxStaging.flush`
+commits everything staged in one transaction (one fsync). When the disk budget or
+the disk is full the messages stay here and are retried on the next flush.
+
+Guarantees: a message is either committed to the outbox, still staged, or counted
+in :attr:`OutboxStaging.dropped`; beyond ``max_held`` staged messages the
+lowest-priority, oldest ones are dropped, never a KPI record or a stop event.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from edge_agent.buffer import Buffer, Outgoing
+from edge_agent.errors import StorageFull
+from edge_agent.uplink import TopicTemplates
+
+log = logging.getLogger("edge_agent.outgoing")
+
+# Messages held in memory while the outbox cannot be written (disk budget or disk full).
+OUTGOING_MAX = 20_000
+
+
+class OutboxStaging:
+    """Messages staged for the outbox, committed together.
+
+    Args:
+        buffer: The opened buffer whose outbox receives the messages.
+        topics: Topic templates of the current uplink (replaced when ``[mqtt]`` changes).
+        max_held: Bound on staged messages while the outbox cannot be written.
+    """
+
+    def __init__(
+        self, buffer: Buffer, topics: TopicTemplates, max_held: int = OUTGOING_MAX
+    ) -> None:
+        self.buffer = buffer
+        self.topics = topics
+        self.max_held = max_held
+        self.held: list[Outgoing] = []
+        self.dropped: dict[str, int] = {}
+        self.published: dict[str, int] = {}
+        self.storage_full = False
+
+    def __len__(self) -> int:
+        return len(self.held)
+
+    def stage(
+        self,
+        kind: str,
+        topic: str,
+        data: dict[str, Any] | str,
+        priority: int,
+        *,
+        record_key: str | None = None,
+    ) -> None:
+        """Stage one message; :meth:`flush` commits every staged message at once."""
+        self.held.append(
+            Outgoing(kind=kind, topic=topic, data=data, priority=priority, record_key=record_key)
+        )
+
+    async def flush(self) -> None:
+        """Commit every staged message to the outbox in one transaction (one fsync)."""
+        if not self.held:
+            return
+        batch, self.held = self.held, []
+        try:
+            await self.buffer.publish_many(batch)
+        except StorageFull as exc:
+            if not self.storage_full:
+                log.error("Outbox full, keeping messages in memory: %s", exc)
+            self.storage_full = True
+            self.held = batch + self.held
+            self._trim()
+            return
+        if self.storage_full:
+            log.info("Outbox writable again, %d queued messages stored", len(batch))
+            self.storage_full = False
+        for m in batch:
+            self.published[m.kind] = self.published.get(m.kind, 0) + 1
+
+    def _trim(self) -> None:
+        excess = len(self.held) - self.max_held
+        if excess <= 0:
+            return
+        # Largest priority number = least important; oldest first within it.
+        order = sorted(
+            (i for i, m in enumerate(self.held) if m.kind not in ("kpi", "stop")),
+            key=lambda i: (-self.held[i].priority, i),
+        )
+        drop = set(order[:excess])
+        for i in drop:
+            kind = self.held[i].kind
+            self.dropped[kind] = self.dropped.get(kind, 0) + 1
+        self.held = [m for i, m in enumerate(self.held) if i not in drop]

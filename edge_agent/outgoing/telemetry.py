@@ -1,0 +1,70 @@
+"""The telemetry pump: the engine's due messages into the outbox, a slice at a time.
+
+:class:`TelemetryPump` owns the live :class:`~edge_agent.telemetry.TelemetryEngine`
+(``None`` when no tag publishes). Once per publish interval it asks the engine for
+what is due and stages it, committing every
+:data:`~edge_agent.ops.tuning.TELEMETRY_VALUES_PER_COMMIT` values so a large
+gateway's round never exists encoded all at once. It adds no
+policy of its own: what is published and when is the engine's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+from edge_agent.buffer.outbox import Priority
+from edge_agent.ops.clock import ClockWatch
+from edge_agent.ops.tuning import TELEMETRY_VALUES_PER_COMMIT
+from edge_agent.outgoing.staging import OutboxStaging
+from edge_agent.telemetry import TelemetryEngine, TelemetryMessage
+
+
+class TelemetryPump:
+    """Moves due telemetry from the engine to the outbox staging.
+
+    Args:
+        engine: The engine fed by the dispatcher, or ``None`` when nothing publishes.
+        staging: Where messages are staged and committed.
+        clock: Clock status, to flag messages built while the clock is unsynchronised.
+    """
+
+    def __init__(
+        self, engine: TelemetryEngine | None, staging: OutboxStaging, clock: ClockWatch
+    ) -> None:
+        self.engine = engine
+        self.staging = staging
+        self.clock = clock
+
+    async def run(self, interval_s: float) -> None:
+        """Stage what is due every ``interval_s`` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.round(time.time())
+
+    async def round(self, now: float) -> None:
+        """Stage and commit the messages due at ``now``."""
+        if self.engine is None:
+            return
+        unsynced = self.clock.unsynced(time.monotonic())
+        await self._stage(self.engine.iter_due(now, clock_unsynced=unsynced))
+
+    async def flush(self, now: float) -> None:
+        """Stage and commit everything pending, open aggregate windows included (shutdown)."""
+        if self.engine is None:
+            return
+        unsynced = self.clock.unsynced(time.monotonic())
+        await self._stage(self.engine.flush(now, clock_unsynced=unsynced))
+
+    async def _stage(self, messages: Iterable[TelemetryMessage]) -> None:
+        staging = self.staging
+        values = 0
+        for msg in messages:
+            topic = staging.topics.telemetry(device=msg.device)
+            staging.stage("telemetry", topic, msg.text, Priority.LOW)
+            values += msg.values
+            if values >= TELEMETRY_VALUES_PER_COMMIT:
+                await staging.flush()
+                values = 0
+        await staging.flush()

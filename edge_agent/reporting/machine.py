@@ -1,0 +1,198 @@
+"""Live machines: each machine's sample builder and streaming calculator.
+
+:class:`MachineSet` holds a :class:`LiveMachine` per configured machine and an
+index of which machines read which device, so the dispatcher visits only the
+machines a batch concerns. A machine is restored from its saved calculator state
+when the KPI profile it was saved with is unchanged.
+
+Guarantees: time the agent was not running is never counted as machine time. A
+start after a crash feeds a ``quality = "bad"`` sample just after the last sample
+processed before it (so the outage is unknown time), and :meth:`MachineSet.mark_unknown`
+does the same on a clean stop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_agent.buffer import Buffer
+from edge_agent.config import ReportingConfig
+from edge_agent.kpi import MachineCalculator, Sample, StopEvent, profile_hash
+from edge_agent.kpi.calendar import WindowKind, windows_containing
+from edge_agent.machines import MachineConfig, SampleBuilder
+from edge_agent.model import Reading
+
+log = logging.getLogger("edge_agent.reporting")
+
+
+def state_key(name: str) -> str:
+    """Key of a machine's saved calculator state in the buffer."""
+    return f"calc:{name}"
+
+
+@dataclass(slots=True)
+class LiveMachine:
+    """One machine: its sample builder, calculator, open windows and current state."""
+
+    config: MachineConfig
+    builder: SampleBuilder
+    calc: MachineCalculator
+    window_ends: dict[str, float] = field(default_factory=dict)
+    state: str = "unknown"
+    fault: int | None = None
+    since: float | None = None
+    last_t: float | None = None
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    finals: set[str] = field(default_factory=set)
+
+    def open_windows(self, rep: ReportingConfig, t: float) -> None:
+        """Open the report windows that hold ``t`` (cheap: recomputed only when one ends)."""
+        for kind in rep.windows:
+            if t < self.window_ends.get(kind, float("-inf")):
+                continue
+            windows = windows_containing(self.config.kpi, WindowKind(kind), t)
+            for w in windows:
+                self.calc.open_window(w.name, w.start, w.end)
+            # Outside every shift there is no window: look again a minute later.
+            self.window_ends[kind] = min((w.end for w in windows), default=t + 60.0)
+        if (
+            rep.contract_start is not None
+            and rep.contract_end is not None
+            and "contract" not in self.window_ends
+        ):
+            start, end = rep.contract_start.timestamp(), rep.contract_end.timestamp()
+            name = f"contract:{rep.contract_start.isoformat()}/{rep.contract_end.isoformat()}"
+            self.calc.open_window(name, start, end)
+            self.window_ends["contract"] = end
+
+    def add(self, rep: ReportingConfig, sample: Sample) -> list[StopEvent]:
+        """Feed one sample; returns the stop-event updates it caused."""
+        self.open_windows(rep, sample.t)
+        events = self.calc.add(sample)
+        self._track_state(sample)
+        return events
+
+    def _track_state(self, sample: Sample) -> None:
+        if sample.quality != "good":
+            state, fault = "unknown", None
+        elif sample.run:
+            state, fault = "running", sample.fault or None
+        else:
+            state, fault = "stopped", sample.fault
+        if state != self.state or (state == "stopped" and fault != self.fault):
+            self.since = sample.t
+        self.state, self.fault, self.last_t = state, fault, sample.t
+
+    def saved_state(self) -> dict[str, Any]:
+        """What :meth:`MachineSet.restore` needs to continue after a restart."""
+        return {
+            "profile_hash": profile_hash(self.config.kpi),
+            "last_t": self.last_t,
+            "state": self.calc.to_state(),
+        }
+
+
+class MachineSet(Mapping[str, LiveMachine]):
+    """The live machines by name, and which machines read which device.
+
+    Args:
+        buffer: Where calculator state is saved and restored from.
+        reporting: The ``[reporting]`` section (windows, lateness, contract period).
+    """
+
+    def __init__(self, buffer: Buffer, reporting: ReportingConfig) -> None:
+        self.buffer = buffer
+        self.reporting = reporting
+        self._machines: dict[str, LiveMachine] = {}
+        self.by_device: dict[str, list[LiveMachine]] = {}
+
+    def __getitem__(self, name: str) -> LiveMachine:
+        return self._machines[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._machines)
+
+    def __len__(self) -> int:
+        return len(self._machines)
+
+    async def start(self, configs: Mapping[str, MachineConfig]) -> None:
+        """Build (or restore) every configured machine."""
+        for name, mc in configs.items():
+            self._machines[name] = await self.restore(mc)
+        self._index()
+
+    async def restore(self, mc: MachineConfig) -> LiveMachine:
+        """A machine continued from its saved state, or a fresh one."""
+        saved = await self.buffer.load_state(state_key(mc.name))
+        calc: MachineCalculator | None = None
+        if saved is not None and saved.get("profile_hash") == profile_hash(mc.kpi):
+            try:
+                calc = MachineCalculator.from_state(mc.kpi, saved["state"])
+            except Exception:
+                log.exception("Discarding unreadable calculator state machine=%s", mc.name)
+        if calc is None:
+            calc = MachineCalculator(mc.kpi, allowed_lateness_s=self.reporting.allowed_lateness_s)
+        elif saved is not None and saved.get("last_t") is not None:
+            # Restart after a crash: from the last sample we processed until the first new
+            # one, we know nothing. Say so explicitly rather than hold the old state.
+            t = float(saved["last_t"]) + 0.001
+            calc.add(
+                Sample(
+                    t=t, run=0, fault=0, good=0, total=0, quality="bad", mono_s=None, synced=None
+                )
+            )
+        return LiveMachine(config=mc, builder=SampleBuilder(mc), calc=calc)
+
+    def _index(self) -> None:
+        """Which machines read which device, so a batch only visits its machines."""
+        index: dict[str, list[LiveMachine]] = {}
+        for lm in self._machines.values():
+            for dev in lm.config.devices:
+                index.setdefault(dev, []).append(lm)
+        self.by_device = index
+
+    def feed(
+        self, machines: Sequence[LiveMachine], batch: list[Reading], synced: bool | None
+    ) -> list[tuple[LiveMachine, StopEvent]]:
+        """Turn one device's batch into samples of the machines reading it."""
+        t = max(r.ts for r in batch)
+        mono = max(r.mono for r in batch)
+        out: list[tuple[LiveMachine, StopEvent]] = []
+        for lm in machines:
+            if not lm.builder.update(batch):
+                continue
+            sample = lm.builder.sample(t=t, mono=mono, synced=synced)
+            out.extend((lm, ev) for ev in lm.add(self.reporting, sample))
+        return out
+
+    def mark_unknown(self, now: float, mono: float, synced: bool | None) -> None:
+        """Our own downtime is unknown, not machine downtime: a bad sample for every machine."""
+        for lm in self._machines.values():
+            lm.calc.add(
+                Sample(
+                    t=now,
+                    run=0,
+                    fault=0,
+                    good=0,
+                    total=0,
+                    quality="bad",
+                    mono_s=mono,
+                    synced=synced,
+                )
+            )
+
+    async def reload(
+        self, configs: Mapping[str, MachineConfig], reporting: ReportingConfig
+    ) -> None:
+        """Apply a reloaded ``[machines]``: unchanged ones keep running, others are rebuilt."""
+        self.reporting = reporting
+        for name in [m for m in self._machines if m not in configs]:
+            del self._machines[name]
+        for name, mc in configs.items():
+            current = self._machines.get(name)
+            if current is None or current.config != mc:
+                self._machines[name] = await self.restore(mc)
+        self._index()

@@ -1,0 +1,105 @@
+"""The reporter: KPI records, state intervals and calculator state on the reporting interval.
+
+Every ``[reporting] interval_s`` :meth:`Reporter.report` stages, for each machine,
+the final records of windows past their lateness, revisions of final windows that
+late samples changed, and a "so far" record of every open window (cut at now, so
+the rest of the window is not reported as unknown); it queues the closed state
+intervals for the buffer and saves each calculator's state, so a restart continues
+where the agent stopped.
+
+Guarantees: records are committed to the outbox before the calculator state that
+produced them is saved (a crash in between re-sends, never skips); a save that
+fails for lack of space is retried on the next round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from edge_agent.buffer import Buffer
+from edge_agent.buffer.outbox import Priority
+from edge_agent.errors import StorageFull
+from edge_agent.kpi import KpiRecord
+from edge_agent.outgoing.staging import OutboxStaging
+from edge_agent.reporting.machine import LiveMachine, MachineSet, state_key
+from edge_agent.reporting.messages import kpi_data, record_key, window_kind
+
+log = logging.getLogger("edge_agent.reporting")
+
+
+class Reporter:
+    """Stages each machine's records and saves its calculator state.
+
+    Args:
+        machines: The live machines.
+        staging: Where records are staged and committed.
+        buffer: Where state intervals and calculator state go.
+        clock: Wall clock (UNIX seconds), injectable for tests.
+    """
+
+    def __init__(
+        self,
+        machines: MachineSet,
+        staging: OutboxStaging,
+        buffer: Buffer,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.machines = machines
+        self.staging = staging
+        self.buffer = buffer
+        self.clock = clock
+
+    async def run(self, interval_s: float, beat: Callable[[], None]) -> None:
+        """Report every ``interval_s`` seconds until cancelled; ``beat()`` after each round."""
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.report()
+            beat()
+
+    async def report(self) -> None:
+        """One round: stage and commit records, queue intervals, save calculator state."""
+        now = self.clock()
+        for lm in self.machines.values():
+            self._stage_records(lm, now)
+        await self.staging.flush()
+        await self.save_states()
+
+    def _stage_records(self, lm: LiveMachine, now: float) -> None:
+        calc = lm.calc
+        records: list[KpiRecord] = []
+        closed = calc.close_due(now)
+        lm.finals.update(r.name for r in closed)
+        records.extend(closed)
+        records.extend(calc.revisions())
+        names = calc.window_names()
+        lm.finals.intersection_update(names)
+        for name in names:
+            if name not in lm.finals:
+                # "So far": cut at now, so the rest of the window is not reported as unknown.
+                records.append(calc.record(name, now=now))
+        staging = self.staging
+        for rec in records:
+            data = kpi_data(lm.config, rec)
+            kind = window_kind(data)
+            topic = staging.topics.kpi(machine=lm.config.name, window_kind=kind)
+            staging.stage("kpi", topic, data, Priority.HIGH, record_key=record_key(data))
+            if kind == "day":
+                lm.latest["today"] = data
+            elif kind == "shift":
+                lm.latest["shift"] = data
+        intervals = [iv.as_dict() for iv in calc.drain_intervals()]
+        if intervals:
+            self.buffer.add_intervals(lm.config.name, intervals)
+
+    async def save_states(self) -> None:
+        """Save every calculator's state (durable); kept in memory when storage is full."""
+        for lm in self.machines.values():
+            try:
+                await self.buffer.save_state(state_key(lm.config.name), lm.saved_state())
+            except StorageFull:
+                # Kept in memory; the next round tries again (records already went out).
+                log.debug("Calculator state not saved (storage full) machine=%s", lm.config.name)
