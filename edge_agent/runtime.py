@@ -124,7 +124,7 @@ class Runtime:
         if self.install_signals:
             self._install_signals()
         self.uplink_task = asyncio.create_task(self.uplink.run(), name="uplink")
-        self.links.apply(cfg.devices)
+        await self.links.apply(cfg.devices)
         self.heartbeat.register("status")
         self.heartbeat.register("reporter")
         loops: dict[str, Coroutine[Any, Any, None]] = {
@@ -138,6 +138,7 @@ class Runtime:
                 lambda: self.config.agent.status_interval_s, lambda: self.heartbeat.beat("status")
             ),
             "reload": self._reload_loop(),
+            "links": self.links.watch(),
             "watchdog": sdnotify.watchdog_loop(self.heartbeat.is_alive),
         }
         tasks = [asyncio.create_task(coro, name=name) for name, coro in loops.items()]
@@ -236,7 +237,13 @@ class Runtime:
                 sdnotify.ready(self._status_line())
 
     async def reload(self) -> bool:
-        """Re-read the config file; apply it if valid, else keep the old one. True if applied."""
+        """Re-read the config file; apply it if valid, else keep the old one. True if applied.
+
+        Every part is compared by value and only what changed is replaced: links are
+        stopped (and awaited) before their replacements open the same endpoints,
+        unchanged machines keep running, pending telemetry is published before its
+        engine is replaced.
+        """
         try:
             new = await asyncio.to_thread(load_config_compact, self.config.file)
         except ConfigError as exc:
@@ -252,22 +259,25 @@ class Runtime:
                 "Reload: [agent] and [storage] changes need a restart; keeping the old ones"
             )
         # Identity and storage stay as started; everything else comes from the new file.
-        self.config = dataclasses.replace(new, file=old.file, agent=old.agent, storage=old.storage)
-        self.links.apply(new.devices)
-        self.tags.keep_devices(new.devices)
-        await self.machines.reload(new.machines, new.reporting)
-        self.telemetry.engine = _engine(self.config)
-        if new.mqtt != old.mqtt:
+        self.config = cfg = dataclasses.replace(
+            new, file=old.file, agent=old.agent, storage=old.storage
+        )
+        await self.links.apply(cfg.devices)
+        self.tags.keep_devices(cfg.devices)
+        await self.reporter.retire(await self.machines.reload(cfg.machines, cfg.reporting))
+        if cfg.publish != old.publish or cfg.telemetry != old.telemetry:
+            await self.telemetry.replace(_engine(cfg))
+        if cfg.mqtt != old.mqtt:
             log.info("Reload: restarting the uplink with the new [mqtt] settings")
             await self.uplink.stop()
             if self.uplink_task is not None:
                 self.uplink_task.cancel()
                 await asyncio.gather(self.uplink_task, return_exceptions=True)
-            self.uplink = self._make_uplink(self.config)
+            self.uplink = self._make_uplink(cfg)
             self.staging.topics = self.uplink.topics
             self.uplink_task = asyncio.create_task(self.uplink.run(), name="uplink")
         log.info(
-            "Configuration reloaded devices=%d machines=%d", len(new.devices), len(new.machines)
+            "Configuration reloaded devices=%d machines=%d", len(cfg.devices), len(cfg.machines)
         )
         return True
 

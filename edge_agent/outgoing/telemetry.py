@@ -57,6 +57,18 @@ class TelemetryPump:
         unsynced = self.clock.unsynced(time.monotonic())
         await self._stage(self.engine.flush(now, clock_unsynced=unsynced))
 
+    async def replace(self, engine: TelemetryEngine | None) -> None:
+        """Swap in a new engine (reload), then publish everything the old one held.
+
+        Swapped first, so readings the dispatcher hands over meanwhile go to the new
+        engine; the old one's pending values and open aggregate windows (as partial
+        windows) are staged and committed, none lost.
+        """
+        old, self.engine = self.engine, engine
+        if old is not None:
+            unsynced = self.clock.unsynced(time.monotonic())
+            await self._stage(old.flush(time.time(), clock_unsynced=unsynced))
+
     async def _stage(self, messages: Iterable[TelemetryMessage]) -> None:
         staging = self.staging
         values = 0

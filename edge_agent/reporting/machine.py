@@ -5,6 +5,16 @@ index of which machines read which device, so the dispatcher visits only the
 machines a batch concerns. A machine is restored from its saved calculator state
 when the KPI profile it was saved with is unchanged.
 
+Reload (:meth:`MachineSet.reload`) compares machines by value: an unchanged machine
+keeps everything (builder, calculator, open windows), so it loses no time; a machine
+whose KPI profile is unchanged keeps its live calculator (only a changed signal
+mapping gets a new sample builder); a machine whose profile changed, or that was
+removed, is *retired*: the reporter closes its open windows at the reload instant
+with the known time counted (see :meth:`~edge_agent.reporting.reporter.Reporter.retire`).
+The replacement calculator of a changed profile reports the rest of those windows
+as ``<window>~<reload instant>``, ``[reload, end)``, so both parts keep their own
+identity and their components add up to the whole window.
+
 Guarantees: time the agent was not running is never counted as machine time. A
 start after a crash feeds a ``quality = "bad"`` sample just after the last sample
 processed before it (so the outage is unknown time), and :meth:`MachineSet.mark_unknown`
@@ -14,14 +24,16 @@ does the same on a clean stop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.buffer import Buffer
 from edge_agent.config import ReportingConfig
 from edge_agent.kpi import MachineCalculator, Sample, StopEvent, profile_hash
-from edge_agent.kpi.calendar import WindowKind, windows_containing
+from edge_agent.kpi.calendar import ReportWindow, WindowKind, windows_containing
+from edge_agent.kpi.timeutil import format_instant
 from edge_agent.machines import MachineConfig, SampleBuilder
 from edge_agent.model import Reading
 
@@ -47,6 +59,8 @@ class LiveMachine:
     last_t: float | None = None
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
     finals: set[str] = field(default_factory=set)
+    # Set when this calculator replaced one with another profile (see module docstring).
+    reconfigured_at: float | None = None
 
     def open_windows(self, rep: ReportingConfig, t: float) -> None:
         """Open the report windows that hold ``t`` (cheap: recomputed only when one ends)."""
@@ -55,7 +69,7 @@ class LiveMachine:
                 continue
             windows = windows_containing(self.config.kpi, WindowKind(kind), t)
             for w in windows:
-                self.calc.open_window(w.name, w.start, w.end)
+                self._open(w)
             # Outside every shift there is no window: look again a minute later.
             self.window_ends[kind] = min((w.end for w in windows), default=t + 60.0)
         if (
@@ -65,8 +79,17 @@ class LiveMachine:
         ):
             start, end = rep.contract_start.timestamp(), rep.contract_end.timestamp()
             name = f"contract:{rep.contract_start.isoformat()}/{rep.contract_end.isoformat()}"
-            self.calc.open_window(name, start, end)
+            self._open(ReportWindow(name, start, end))
             self.window_ends["contract"] = end
+
+    def _open(self, w: ReportWindow) -> None:
+        at = self.reconfigured_at
+        if at is not None and w.start < at < w.end:
+            # The part before the reload was reported by the calculator this one replaced.
+            name = f"{w.name}~{format_instant(round(at * 1000))}"
+            self.calc.open_window(name, at, w.end)
+        else:
+            self.calc.open_window(w.name, w.start, w.end)
 
     def add(self, rep: ReportingConfig, sample: Sample) -> list[StopEvent]:
         """Feed one sample; returns the stop-event updates it caused."""
@@ -91,6 +114,7 @@ class LiveMachine:
         return {
             "profile_hash": profile_hash(self.config.kpi),
             "last_t": self.last_t,
+            "reconfigured_at": self.reconfigured_at,
             "state": self.calc.to_state(),
         }
 
@@ -124,8 +148,13 @@ class MachineSet(Mapping[str, LiveMachine]):
             self._machines[name] = await self.restore(mc)
         self._index()
 
-    async def restore(self, mc: MachineConfig) -> LiveMachine:
-        """A machine continued from its saved state, or a fresh one."""
+    async def restore(self, mc: MachineConfig, *, at: float | None = None) -> LiveMachine:
+        """A machine continued from its saved state, or a fresh one.
+
+        A saved state of another profile, or of a machine retired by a reload, means
+        windows of that name were reported by another calculator: the fresh one
+        reports the rest of them under their own names (``reconfigured_at``).
+        """
         saved = await self.buffer.load_state(state_key(mc.name))
         calc: MachineCalculator | None = None
         if saved is not None and saved.get("profile_hash") == profile_hash(mc.kpi):
@@ -135,7 +164,11 @@ class MachineSet(Mapping[str, LiveMachine]):
                 log.exception("Discarding unreadable calculator state machine=%s", mc.name)
         if calc is None:
             calc = MachineCalculator(mc.kpi, allowed_lateness_s=self.reporting.allowed_lateness_s)
-        elif saved is not None and saved.get("last_t") is not None:
+            lm = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=calc)
+            if saved is not None:
+                lm.reconfigured_at = time.time() if at is None else at
+            return lm
+        if saved is not None and saved.get("last_t") is not None:
             # Restart after a crash: from the last sample we processed until the first new
             # one, we know nothing. Say so explicitly rather than hold the old state.
             t = float(saved["last_t"]) + 0.001
@@ -144,7 +177,10 @@ class MachineSet(Mapping[str, LiveMachine]):
                     t=t, run=0, fault=0, good=0, total=0, quality="bad", mono_s=None, synced=None
                 )
             )
-        return LiveMachine(config=mc, builder=SampleBuilder(mc), calc=calc)
+        lm = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=calc)
+        if saved is not None and saved.get("reconfigured_at") is not None:
+            lm.reconfigured_at = float(saved["reconfigured_at"])
+        return lm
 
     def _index(self) -> None:
         """Which machines read which device, so a batch only visits its machines."""
@@ -185,14 +221,59 @@ class MachineSet(Mapping[str, LiveMachine]):
             )
 
     async def reload(
-        self, configs: Mapping[str, MachineConfig], reporting: ReportingConfig
-    ) -> None:
-        """Apply a reloaded ``[machines]``: unchanged ones keep running, others are rebuilt."""
-        self.reporting = reporting
-        for name in [m for m in self._machines if m not in configs]:
-            del self._machines[name]
+        self,
+        configs: Mapping[str, MachineConfig],
+        reporting: ReportingConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> Retired:
+        """Apply a reloaded ``[machines]`` (see the module docstring); returns the retired ones.
+
+        The swap itself does not await: no sample reaches a machine between the
+        reload instant and its replacement.
+        """
+        replacements: dict[str, LiveMachine] = {}
         for name, mc in configs.items():
             current = self._machines.get(name)
-            if current is None or current.config != mc:
-                self._machines[name] = await self.restore(mc)
+            if current is None:
+                replacements[name] = await self.restore(mc, at=clock())
+            elif profile_hash(current.config.kpi) != profile_hash(mc.kpi):
+                fresh = MachineCalculator(mc.kpi, allowed_lateness_s=reporting.allowed_lateness_s)
+                replacements[name] = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=fresh)
+        at = clock()
+        retired: list[LiveMachine] = []
+        for name in [m for m in self._machines if m not in configs]:
+            retired.append(self._machines.pop(name))
+            log.info("Machine removed machine=%s", name)
+        for name, mc in configs.items():
+            current = self._machines.get(name)
+            new = replacements.get(name)
+            if new is not None:
+                if current is not None:
+                    retired.append(current)
+                    new.reconfigured_at = at
+                    log.warning(
+                        "Machine profile changed, windows closed and restarted machine=%s", name
+                    )
+                self._machines[name] = new
+            elif current is not None and current.config != mc:
+                if _signals(current.config) != _signals(mc):
+                    current.builder = SampleBuilder(mc)
+                current.config = mc
+                log.info("Machine updated, calculator kept machine=%s", name)
+        self.reporting = reporting
         self._index()
+        return Retired(at=at, machines=retired)
+
+
+@dataclass(frozen=True, slots=True)
+class Retired:
+    """Machines a reload took out of service at ``at``, for the reporter to close."""
+
+    at: float
+    machines: list[LiveMachine]
+
+
+def _signals(mc: MachineConfig) -> tuple[Any, ...]:
+    """What the sample builder depends on."""
+    return (mc.run, mc.fault, mc.good, mc.total, mc.signal_max_age_s)

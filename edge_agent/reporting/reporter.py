@@ -7,6 +7,11 @@ the rest of the window is not reported as unknown); it queues the closed state
 intervals for the buffer and saves each calculator's state, so a restart continues
 where the agent stopped.
 
+:meth:`Reporter.retire` closes the windows of machines a reload took out of
+service (removed, or replaced because their KPI profile changed): every open
+window's record, cut at the reload instant, is published as final with the flag
+``reconfigured``, so the known time up to the reload is counted.
+
 Guarantees: records are committed to the outbox before the calculator state that
 produced them is saved (a crash in between re-sends, never skips); a save that
 fails for lack of space is retried on the next round.
@@ -18,16 +23,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from edge_agent.buffer import Buffer
 from edge_agent.buffer.outbox import Priority
 from edge_agent.errors import StorageFull
 from edge_agent.kpi import KpiRecord
 from edge_agent.outgoing.staging import OutboxStaging
-from edge_agent.reporting.machine import LiveMachine, MachineSet, state_key
+from edge_agent.reporting.machine import LiveMachine, MachineSet, Retired, state_key
 from edge_agent.reporting.messages import kpi_data, record_key, window_kind
 
 log = logging.getLogger("edge_agent.reporting")
+
+#: Flag of a record whose window was closed early because a reload retired its machine.
+FLAG_RECONFIGURED = "reconfigured"
 
 
 class Reporter:
@@ -81,6 +90,10 @@ class Reporter:
             if name not in lm.finals:
                 # "So far": cut at now, so the rest of the window is not reported as unknown.
                 records.append(calc.record(name, now=now))
+        self._stage(lm, records)
+        self._queue_intervals(lm)
+
+    def _stage(self, lm: LiveMachine, records: list[KpiRecord]) -> None:
         staging = self.staging
         for rec in records:
             data = kpi_data(lm.config, rec)
@@ -91,15 +104,39 @@ class Reporter:
                 lm.latest["today"] = data
             elif kind == "shift":
                 lm.latest["shift"] = data
-        intervals = [iv.as_dict() for iv in calc.drain_intervals()]
+
+    def _queue_intervals(self, lm: LiveMachine) -> None:
+        intervals = [iv.as_dict() for iv in lm.calc.drain_intervals()]
         if intervals:
             self.buffer.add_intervals(lm.config.name, intervals)
 
+    async def retire(self, retired: Retired) -> None:
+        """Close the windows of retired machines at the reload instant (see module docstring)."""
+        if not retired.machines:
+            return
+        at = retired.at
+        for lm in retired.machines:
+            calc = lm.calc
+            records = [*calc.close_due(at), *calc.revisions()]
+            for name in calc.window_names(final=False):
+                rec = calc.record(name, now=at)
+                flags = (*rec.flags, FLAG_RECONFIGURED)
+                records.append(rec.with_meta(final=True, flags=flags))
+            self._stage(lm, records)
+            self._queue_intervals(lm)
+        await self.staging.flush()
+        for lm in retired.machines:
+            # A later calculator of that name must not take these windows for its own.
+            await self._save(lm, {"retired_at": at})
+
     async def save_states(self) -> None:
         """Save every calculator's state (durable); kept in memory when storage is full."""
-        for lm in self.machines.values():
-            try:
-                await self.buffer.save_state(state_key(lm.config.name), lm.saved_state())
-            except StorageFull:
-                # Kept in memory; the next round tries again (records already went out).
-                log.debug("Calculator state not saved (storage full) machine=%s", lm.config.name)
+        for lm in list(self.machines.values()):
+            await self._save(lm, lm.saved_state())
+
+    async def _save(self, lm: LiveMachine, state: dict[str, Any]) -> None:
+        try:
+            await self.buffer.save_state(state_key(lm.config.name), state)
+        except StorageFull:
+            # Kept in memory; the next round tries again (records already went out).
+            log.debug("Calculator state not saved (storage full) machine=%s", lm.config.name)

@@ -72,7 +72,7 @@ total = "{name}.good"
 
 [machines.{name}.kpi]
 ideal_cycle_time_s = 2.0
-max_gap_s = 2.0
+max_gap_s = {max_gap_s}
 
 [[machines.{name}.kpi.shifts]]
 name = "all"
@@ -183,10 +183,11 @@ def agent_factory(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Callable[...
         devices: list[tuple[str, int]],
         extra_env: dict[str, str] | None = None,
         machines: tuple[str, ...] = (),
+        max_gap_s: float = 2.0,
     ) -> Agent:
         state = tmp_path / "state"
         config = tmp_path / "agent.toml"
-        write_config(config, state, mosquitto.port, devices, machines)
+        write_config(config, state, mosquitto.port, devices, machines, max_gap_s)
         sock = tmp_path / "notify.sock"
         sock.unlink(missing_ok=True)
         agent = Agent(config, state, sock, extra_env or {})
@@ -204,11 +205,12 @@ def write_config(
     mqtt_port: int,
     devices: list[tuple[str, int]],
     machines: tuple[str, ...] = (),
+    max_gap_s: float = 2.0,
 ) -> None:
     """Write an agent config with the given (name, port) devices and machines on them."""
     text = HEADER.format(state=state, mqtt_port=mqtt_port)
     text += "".join(DEVICE.format(name=n, port=p) for n, p in devices)
-    text += "".join(MACHINE.format(name=n) for n in machines)
+    text += "".join(MACHINE.format(name=n, max_gap_s=max_gap_s) for n in machines)
     path.write_text(text)
 
 
@@ -291,6 +293,42 @@ def test_sighup_adds_and_removes_devices_and_rejects_invalid_files(
     agent.wait_status(
         lambda s: s["written_at"] > written and s["devices"]["b"]["comms"] == "up", 10
     )
+    assert agent.stop() == 0
+
+
+def test_sighup_keeps_a_machine_with_an_unchanged_profile_without_unknown_time(
+    sims: tuple[SimProcess, SimProcess], agent_factory: Callable[..., Agent], mosquitto: Mosquitto
+) -> None:
+    """Reloads that leave machine a's KPI profile unchanged add no unknown time to its day.
+
+    First the machine is unchanged (a device is added), then its run signal becomes an
+    expression: both keep the live calculator. ``max_gap_s`` is raised so a slow poll on
+    a loaded machine cannot add unknown time; a calculator rebuilt from its saved state
+    would (the time since the last save).
+    """
+    port_a, port_b = sims[0].modbus_port, sims[1].modbus_port
+    agent = agent_factory([("a", port_a)], machines=("a",), max_gap_s=10.0)
+    agent.wait_status(lambda s: _today(s).get("running_time_s", 0) > 2.0, 30)
+
+    def reload_and_compare(devices: list[tuple[str, int]], edit: Callable[[str], str]) -> None:
+        written = agent.status()["written_at"]
+        before = _today(agent.wait_status(lambda s: s["written_at"] > written + 1.5, 10))
+        write_config(agent.config, agent.state, mosquitto.port, devices, ("a",), 10.0)
+        agent.config.write_text(edit(agent.config.read_text()))
+        agent.proc.send_signal(signal.SIGHUP)
+        snap = agent.wait_status(lambda s: set(s["devices"]) == {d for d, _ in devices}, 20)
+        written = snap["written_at"]
+        after = _today(agent.wait_status(lambda s: s["written_at"] > written + 3.0, 10))
+        assert after["name"] == before["name"]
+        assert after["running_time_s"] > before["running_time_s"] + 2.0
+        assert after["unknown_time_s"] == before["unknown_time_s"], agent.output()
+
+    both = [("a", port_a), ("b", port_b)]
+    reload_and_compare(both, lambda text: text)
+    assert "Configuration reloaded devices=2 machines=1" in agent.output()
+    as_expr = 'run = { expr = "a.running == true" }'
+    reload_and_compare(both, lambda text: text.replace('run = "a.running"', as_expr))
+    assert "Machine updated, calculator kept machine=a" in agent.output()
     assert agent.stop() == 0
 
 
