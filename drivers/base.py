@@ -63,7 +63,11 @@ class PollResult:
 
 @dataclass(slots=True)
 class DeviceDiagnostics:
-    """Per-device counters shown by ``edge-agent status`` and health telemetry."""
+    """Per-device counters shown by ``edge-agent status`` and health telemetry.
+
+    The comms state is not here: the agent keeps it from the comms events
+    :func:`run_link` emits (one source of truth).
+    """
 
     requests: int = 0
     errors: dict[str, int] = field(default_factory=dict)
@@ -73,7 +77,6 @@ class DeviceDiagnostics:
     rtt_count: int = 0
     last_good_ts: float | None = None
     skipped_cycles: int = 0
-    comms: str = "unknown"
 
     def record_rtt(self, ms: float) -> None:
         """Add one round-trip time sample."""
@@ -90,7 +93,6 @@ class DeviceDiagnostics:
         """JSON-ready view."""
         avg = self.rtt_sum_ms / self.rtt_count if self.rtt_count else None
         return {
-            "comms": self.comms,
             "requests": self.requests,
             "errors": dict(self.errors),
             "rtt_ms": {"min": self.rtt_min_ms, "avg": avg, "max": self.rtt_max_ms},

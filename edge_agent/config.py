@@ -28,6 +28,7 @@ from drivers import registry
 from drivers.base import DeviceConfig
 from edge_agent.buffer import StorageConfig, parse_storage
 from edge_agent.configkit import Issues, Table, load_toml
+from edge_agent.ingest.queue import IngestConfig, parse_ingest
 from edge_agent.machines import MachineConfig, parse_machine
 from edge_agent.telemetry import POLICY_KEYS, PublishPolicy, parse_publish_policy
 from edge_agent.uplink import MqttConfig, parse_mqtt
@@ -87,6 +88,7 @@ class AgentConfig:
     health: HealthConfig
     telemetry: TelemetryConfig
     devices: Mapping[str, DeviceConfig]
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     publish: Mapping[tuple[str, str], PublishPolicy] = field(default_factory=dict)
     machines: Mapping[str, MachineConfig] = field(default_factory=dict)
 
@@ -280,6 +282,7 @@ def load_config(path: str | Path) -> AgentConfig:
     tele_t = root.table("telemetry") or Table({}, "telemetry", issues)
     telemetry = TelemetryConfig(interval_s=tele_t.get_float("interval_s", 1.0, min=0.1, max=86400))
     tele_t.finish()
+    ingest = parse_ingest(root.table("ingest"))
     devices, publish = _parse_devices(root, issues, agent.state_dir)
     machines: dict[str, MachineConfig] = {}
     for name, mt in root.tables("machines"):
@@ -298,6 +301,7 @@ def load_config(path: str | Path) -> AgentConfig:
         health=health,
         telemetry=telemetry,
         devices=devices,
+        ingest=ingest,
         publish=publish,
         machines=machines,
     )

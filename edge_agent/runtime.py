@@ -44,8 +44,10 @@ from edge_agent.ingest.tags import TagState
 from edge_agent.links import LinkSupervisor
 from edge_agent.ops import sdnotify, tuning
 from edge_agent.ops.clock import ClockWatch
+from edge_agent.ops.events import Event, EventLog
 from edge_agent.ops.health import HealthCollector
 from edge_agent.ops.status import StatusFile, device_diagnostics
+from edge_agent.ops.watch import Watch
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.outgoing.telemetry import TelemetryPump
 from edge_agent.reporting.machine import MachineSet
@@ -68,27 +70,33 @@ class Runtime:
     Args:
         config: The validated configuration.
         install_signals: Handle SIGTERM/SIGINT/SIGHUP (off when embedded: demo, tests).
-        clock: Clock status source (tests inject one).
+        clock: Clock status (tests inject one); its changes are counted as events.
     """
 
     def __init__(
-        self, config: AgentConfig, *, install_signals: bool = True, clock: ClockWatch | None = None
+        self,
+        config: AgentConfig,
+        *,
+        install_signals: bool = True,
+        clock: ClockWatch | None = None,
     ) -> None:
         self.config = config
         self.install_signals = install_signals
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
         self.started_at = time.time()
+        self.events = events = EventLog()
         self.clock = clock or ClockWatch()
-        self.queue = IngestQueue()
+        self.clock.events = events
+        self.queue = IngestQueue(config.ingest, events)
         self.tags = TagState(config.devices)
         self.buffer = Buffer(config.storage, agent_id=config.agent.id)
         self.uplink = self._make_uplink(config)
         self.uplink_task: asyncio.Task[None] | None = None
-        self.staging = OutboxStaging(self.buffer, self.uplink.topics)
-        self.telemetry = TelemetryPump(_engine(config), self.staging, self.clock)
-        self.machines = MachineSet(self.buffer, config.reporting)
-        self.reporter = Reporter(self.machines, self.staging, self.buffer)
+        self.staging = OutboxStaging(self.buffer, self.uplink.topics, events)
+        self.telemetry = TelemetryPump(_engine(config), self.staging, self.clock, events)
+        self.machines = MachineSet(self.buffer, config.reporting, events)
+        self.reporter = Reporter(self.machines, self.staging, self.buffer, events=events)
         self.links = LinkSupervisor(self.queue)
         self.dispatcher = Dispatcher(
             buffer=self.buffer,
@@ -97,11 +105,14 @@ class Runtime:
             machines=self.machines,
             staging=self.staging,
             clock=self.clock,
+            events=events,
         )
+        self.watch = Watch(self.buffer, self.clock, events)
         self.health = HealthCollector(state_dir=config.agent.state_dir)
         self.health.provide("buffer", self.buffer.stats)
         self.health.provide("uplink", self._uplink_state)
         self.health.provide("devices", lambda: device_diagnostics(self.links, self.tags))
+        self.health.provide("events", events.snapshot)
         self.health.provide("pipeline", self._pipeline_figures)
         self.status = StatusFile(self, config.agent.state_dir / "status.json")
         # Stages that run on a timer whatever the devices do; a dispatcher idle because
@@ -139,6 +150,7 @@ class Runtime:
             ),
             "reload": self._reload_loop(),
             "links": self.links.watch(),
+            "watch": self.watch.run(),
             "watchdog": sdnotify.watchdog_loop(self.heartbeat.is_alive),
         }
         tasks = [asyncio.create_task(coro, name=name) for name, coro in loops.items()]
@@ -177,18 +189,23 @@ class Runtime:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self.machines.mark_unknown(
-            time.time(), time.monotonic(), self.clock.synced(time.monotonic())
-        )
+        mono = time.monotonic()
+        self.machines.mark_unknown(time.time(), mono, self.clock.synced(mono))
+        # Not suppressed: records or calculator state not stored here are lost, so a
+        # failure is logged with its traceback and counted, never silent.
         try:
             await self.reporter.report()
             await self.telemetry.flush(time.time())
-        except Exception:
-            log.exception("Final report failed")
+        except Exception as exc:
+            self.events.enter(Event.FLUSH_FAILED, "final_report", exc_info=exc)
+        if self.staging.held:
+            log.error(
+                "Stopping with messages the outbox did not take messages=%d", len(self.staging)
+            )
         try:
             await self.uplink.stop()
-        except Exception:
-            log.exception("Uplink stop failed")
+        except Exception as exc:
+            self.events.enter(Event.FLUSH_FAILED, "uplink_stop", exc_info=exc)
         if self.uplink_task is not None:
             self.uplink_task.cancel()
             await asyncio.gather(self.uplink_task, return_exceptions=True)
@@ -199,11 +216,15 @@ class Runtime:
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.health.interval_s)
-            self.staging.stage(
-                "health", self.staging.topics.health(), self.health_snapshot(), Priority.MEDIUM
-            )
-            await self.staging.flush()
+            await self.publish_health()
             sdnotify.status(self._status_line())
+
+    async def publish_health(self) -> None:
+        """Stage one health message and commit it to the outbox."""
+        self.staging.stage(
+            "health", self.staging.topics.health(), self.health_snapshot(), Priority.MEDIUM
+        )
+        await self.staging.flush()
 
     def health_snapshot(self) -> dict[str, Any]:
         """Health telemetry payload (``data`` part)."""
@@ -247,7 +268,7 @@ class Runtime:
         try:
             new = await asyncio.to_thread(load_config_compact, self.config.file)
         except ConfigError as exc:
-            log.error("Reload rejected, keeping the running configuration:\n%s", exc)
+            self.events.occurred(Event.RELOAD_REJECTED, detail=str(exc))
             return False
         old = self.config
         if (
@@ -276,8 +297,8 @@ class Runtime:
             self.uplink = self._make_uplink(cfg)
             self.staging.topics = self.uplink.topics
             self.uplink_task = asyncio.create_task(self.uplink.run(), name="uplink")
-        log.info(
-            "Configuration reloaded devices=%d machines=%d", len(cfg.devices), len(cfg.machines)
+        self.events.occurred(
+            Event.RELOAD_ACCEPTED, devices=len(cfg.devices), machines=len(cfg.machines)
         )
         return True
 

@@ -222,7 +222,6 @@ class ModbusLink:
             dev.down = False
             dev.retry_at = 0.0
             dev.backoff.reset()
-            dev.diag.comms = "up"
         for s in self._schedules:
             s.clock = GridClock(s.interval_ms / 1000.0, now=now)
 
@@ -234,8 +233,6 @@ class ModbusLink:
                 client.close()
             except Exception:
                 log.debug("Ignoring error while closing link=%s", self._name, exc_info=True)
-        for dev in self._devices:
-            dev.diag.comms = "down"
 
     async def poll(self) -> PollResult:
         """Wait for the earliest due schedule, run every due schedule, return what was read.
@@ -289,13 +286,7 @@ class ModbusLink:
         if dev.down:
             dev.down = False
             dev.backoff.reset()
-            dev.diag.comms = "up"
-            log.info(
-                "Device restored device=%s link=%s unit=%d",
-                dev.config.name,
-                self._name,
-                dev.config.unit_id,
-            )
+            # Logged once by the agent's event catalogue (device_down), not here.
             result.events.append(
                 CommsEvent(
                     device=dev.config.name,
@@ -312,15 +303,7 @@ class ModbusLink:
         if dev.down:
             return
         dev.down = True
-        dev.diag.comms = "down"
         cfg = dev.config
-        log.warning(
-            "Device lost device=%s link=%s unit=%d reason=%r",
-            cfg.name,
-            self._name,
-            cfg.unit_id,
-            reason,
-        )
         ts, mono = time.time(), time.monotonic()
         result.events.append(
             CommsEvent(device=cfg.name, state=CommsState.DOWN, ts=ts, mono=mono, reason=reason)

@@ -172,8 +172,6 @@ class OpcuaLink:
         for item in self._items:
             if item.error and self._device(item.device).mode is Mode.SUBSCRIBE:
                 self._pending.append((item.device, _bad(item.device, item.tag.name, item.error)))
-        for diag in self._diag.values():
-            diag.comms = "up"
 
     async def close(self) -> None:
         """Stop pumps and close the session; never raises."""
@@ -188,8 +186,6 @@ class OpcuaLink:
         client, self._client = self._client, None
         if client is not None:
             await close_client(client, self._lead.timeout_ms / 1000)
-        for diag in self._diag.values():
-            diag.comms = "down"
 
     async def poll(self) -> PollResult:
         """Wait for notifications or the next poll tick; return readings per device.

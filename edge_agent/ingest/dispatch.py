@@ -3,7 +3,8 @@
 One task takes items off the :class:`~edge_agent.ingest.queue.IngestQueue` in
 order and hands them on:
 
-* comms events to the buffer and the tag state;
+* comms events to the buffer, the tag state and the event catalogue
+  (``device_down``: one line when a device goes down, one when it is back);
 * readings to the buffer (batched SQLite writer), the tag state (latest view),
   the telemetry engine (publishing policies) and the machines that read the
   device (samples into their calculators); the stop events those produce are
@@ -19,8 +20,9 @@ from edge_agent.buffer import Buffer
 from edge_agent.buffer.outbox import Priority
 from edge_agent.ingest.queue import IngestQueue, Item
 from edge_agent.ingest.tags import TagState
-from edge_agent.model import CommsEvent
+from edge_agent.model import CommsEvent, CommsState
 from edge_agent.ops.clock import ClockWatch
+from edge_agent.ops.events import Event, EventLog
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.outgoing.telemetry import TelemetryPump
 from edge_agent.reporting.machine import MachineSet
@@ -39,6 +41,7 @@ class Dispatcher:
         machines: MachineSet,
         staging: OutboxStaging,
         clock: ClockWatch,
+        events: EventLog,
     ) -> None:
         self.buffer = buffer
         self.tags = tags
@@ -46,6 +49,7 @@ class Dispatcher:
         self.machines = machines
         self.staging = staging
         self.clock = clock
+        self.events = events
         self.processed = 0
 
     async def run(self, queue: IngestQueue) -> None:
@@ -64,6 +68,10 @@ class Dispatcher:
         if isinstance(item, CommsEvent):
             self.buffer.add_comms(item)
             self.tags.set_comms(item)
+            if item.state is CommsState.DOWN:
+                self.events.enter(Event.DEVICE_DOWN, item.device, reason=item.reason)
+            else:
+                self.events.leave(Event.DEVICE_DOWN, item.device)
             return
         if not item:
             return

@@ -4,55 +4,136 @@ Link tasks call :meth:`IngestQueue.put_readings` and :meth:`IngestQueue.put_comm
 and never wait: a PLC poll must not be held up by anything downstream. The
 dispatcher awaits :meth:`IngestQueue.get`.
 
-Guarantees: at most ``max_batches`` items wait; when the queue is full the newest
-batch is dropped and counted (``dropped_readings``, ``dropped_events``).
+Bound and full-queue behaviour, stated in ``[ingest]`` (:class:`IngestConfig`):
+at most ``queue_max_batches`` reading batches wait; when the queue is full,
+``when_full = "drop_newest"`` (default) drops the batch being put, ``"drop_oldest"``
+the oldest batch waiting (fresher data wins). Either way the readings are counted
+(event ``queue_full``: one log line when the queue fills, one when it is below half
+again). Comms events are not subject to that bound: they are rare, small, and losing
+one would turn known state into wrong state; a separate bound of
+:data:`COMMS_MAX` guards against a flapping device while the dispatcher is stuck.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from edge_agent.configkit import Table
 from edge_agent.model import CommsEvent, Reading
+from edge_agent.ops.events import Event, EventLog
 
-QUEUE_MAX_ITEMS = 10_000
+COMMS_MAX = 10_000
 
 Item = list[Reading] | CommsEvent
 
 
-class IngestQueue:
-    """Bounded hand-over from the links to the dispatcher; full means drop-newest, counted."""
+class WhenFull(str, enum.Enum):
+    """What a full ingest queue drops."""
 
-    def __init__(self, max_batches: int = QUEUE_MAX_ITEMS) -> None:
-        self.max_batches = max_batches
-        self._queue: asyncio.Queue[Item] = asyncio.Queue(max_batches)
+    DROP_NEWEST = "drop_newest"
+    DROP_OLDEST = "drop_oldest"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestConfig:
+    """``[ingest]``: the bound of the queue between the links and the dispatcher."""
+
+    queue_max_batches: int = 10_000
+    when_full: WhenFull = WhenFull.DROP_NEWEST
+
+
+def parse_ingest(table: Table | None) -> IngestConfig:
+    """Parse ``[ingest]`` (every key optional)."""
+    if table is None:
+        return IngestConfig()
+    bound = table.get_int("queue_max_batches", 10_000, min=10, max=1_000_000)
+    policy = table.get_str(
+        "when_full", WhenFull.DROP_NEWEST.value, choices=tuple(w.value for w in WhenFull)
+    )
+    table.finish()
+    when_full = WhenFull(policy) if policy in WhenFull._value2member_map_ else WhenFull.DROP_NEWEST
+    return IngestConfig(queue_max_batches=bound, when_full=when_full)
+
+
+class IngestQueue:
+    """Bounded hand-over from the links to the dispatcher (see module docstring).
+
+    Args:
+        config: Bound and full-queue behaviour.
+        events: Where drops are counted and logged.
+    """
+
+    def __init__(self, config: IngestConfig | None = None, events: EventLog | None = None) -> None:
+        self.config = config or IngestConfig()
+        self.events = events or EventLog()
+        self._items: deque[Item] = deque()
+        self._batches = 0
+        self._comms = 0
+        self._ready = asyncio.Event()
         self.dropped_readings = 0
         self.dropped_events = 0
 
     def put_readings(self, readings: Sequence[Reading]) -> None:
         """Queue one batch; never blocks the driver."""
-        try:
-            self._queue.put_nowait(list(readings))
-        except asyncio.QueueFull:
-            self.dropped_readings += len(readings)
+        if self._batches >= self.config.queue_max_batches and (
+            self.config.when_full is WhenFull.DROP_NEWEST or not self._drop_oldest()
+        ):
+            self._dropped(len(readings))
+            return
+        self._items.append(list(readings))
+        self._batches += 1
+        self._ready.set()
+
+    def _drop_oldest(self) -> bool:
+        for i, item in enumerate(self._items):
+            if isinstance(item, list):
+                del self._items[i]
+                self._batches -= 1
+                self._dropped(len(item))
+                return True
+        return False
+
+    def _dropped(self, n: int) -> None:
+        self.dropped_readings += n
+        self.events.enter(
+            Event.QUEUE_FULL, count=n, queue_max_batches=self.config.queue_max_batches
+        )
 
     def put_comms(self, event: CommsEvent) -> None:
         """Queue a comms event; never blocks the driver."""
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if self._comms >= COMMS_MAX:
             self.dropped_events += 1
+            self.events.enter(Event.QUEUE_FULL, count=1, comms_max=COMMS_MAX)
+            return
+        self._items.append(event)
+        self._comms += 1
+        self._ready.set()
 
     async def get(self) -> Item:
         """The oldest item, waiting for one."""
-        return await self._queue.get()
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        item = self.get_nowait()
+        assert item is not None  # noqa: S101 - checked above, nothing awaited since
+        return item
 
     def get_nowait(self) -> Item | None:
         """The oldest item, or ``None`` when the queue is empty."""
-        try:
-            return self._queue.get_nowait()
-        except asyncio.QueueEmpty:
+        if not self._items:
             return None
+        item = self._items.popleft()
+        if isinstance(item, list):
+            self._batches -= 1
+            if self._batches < self.config.queue_max_batches // 2:
+                self.events.leave(Event.QUEUE_FULL)
+        else:
+            self._comms -= 1
+        return item
 
     def __len__(self) -> int:
-        return self._queue.qsize()
+        return len(self._items)

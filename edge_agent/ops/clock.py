@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.ops.events import Event, EventLog
+
 __all__ = [
     "ClockSource",
     "ClockWatch",
@@ -208,10 +210,15 @@ class ClockWatch:
     """
 
     def __init__(
-        self, probe: Callable[[], bool | None] = clock_synced, min_interval_s: float = 1.0
+        self,
+        probe: Callable[[], bool | None] = clock_synced,
+        min_interval_s: float = 1.0,
+        *,
+        events: EventLog | None = None,
     ) -> None:
         self._probe = probe
         self._min_interval_s = min_interval_s
+        self.events = events or EventLog()
         self._synced: bool | None = None
         self._at = float("-inf")
 
@@ -219,6 +226,10 @@ class ClockWatch:
         """The clock status at monotonic time ``mono`` (``None`` when unknown)."""
         if mono - self._at >= self._min_interval_s:
             self._synced, self._at = self._probe(), mono
+            if self._synced is False:
+                self.events.enter(Event.CLOCK_UNSYNCED)
+            elif self._synced is True:
+                self.events.leave(Event.CLOCK_UNSYNCED)
         return self._synced
 
     def unsynced(self, mono: float) -> bool:

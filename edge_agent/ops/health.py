@@ -5,7 +5,7 @@ to tell a healthy gateway from a dying one: agent version and uptime, the
 agent's CPU share and resident memory, free space where the buffer lives,
 SoC temperature and whether the wall clock is NTP-synchronised. The runtime
 plugs its own figures into named *slots* (buffer stats, uplink state,
-per-device diagnostics, error counts, pipeline queue figures) through
+per-device diagnostics, the event catalogue's counters, pipeline queue figures) through
 :meth:`HealthCollector.provide`; the collector calls those providers on each
 :meth:`~HealthCollector.collect`.
 
@@ -49,7 +49,7 @@ log = logging.getLogger("edge_agent.ops.health")
 __all__ = ["SLOTS", "THERMAL_ZONE0", "HealthCollector", "cpu_temperature"]
 
 #: Names of the figures the runtime provides; always present in the payload (``None`` if unset).
-SLOTS = ("buffer", "uplink", "devices", "errors", "pipeline")
+SLOTS = ("buffer", "uplink", "devices", "events", "pipeline")
 
 THERMAL_ZONE0 = Path("/sys/class/thermal/thermal_zone0/temp")
 

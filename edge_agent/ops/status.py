@@ -30,6 +30,8 @@ from edge_agent.buffer import Buffer
 from edge_agent.config import AgentConfig
 from edge_agent.ingest.tags import Listed, TagState
 from edge_agent.links import LinkSupervisor
+from edge_agent.model import CommsState
+from edge_agent.ops.events import Event, EventLog
 from edge_agent.ops.health import HealthCollector
 from edge_agent.ops.tuning import compact_json
 from edge_agent.outgoing.staging import OutboxStaging
@@ -57,6 +59,7 @@ class StatusSources(Protocol):
     buffer: Buffer
     staging: OutboxStaging
     health: HealthCollector
+    events: EventLog
 
 
 def device_diagnostics(links: LinkSupervisor, tags: TagState) -> dict[str, dict[str, Any]]:
@@ -64,7 +67,7 @@ def device_diagnostics(links: LinkSupervisor, tags: TagState) -> dict[str, dict[
     out: dict[str, dict[str, Any]] = {}
     for dev, diag in links.diagnostics().items():
         d = diag.as_dict()
-        d["comms"] = tags.comms.get(dev, "unknown")
+        d["comms"] = tags.comms.get(dev, CommsState.UNKNOWN).value
         out[dev] = d
     return out
 
@@ -87,8 +90,12 @@ class StatusFile:
             try:
                 # No local name for the parts: they would stay alive through the sleep below.
                 await asyncio.to_thread(_write_parts_atomic, self.path, self.parts())
-            except Exception:
-                log.exception("Could not write status file path=%s", self.path)
+            except Exception as exc:
+                # Logged once with its traceback while it lasts, not every few seconds.
+                events = self.sources.events
+                events.enter(Event.STATUS_WRITE_FAILED, exc_info=exc, path=str(self.path))
+            else:
+                self.sources.events.leave(Event.STATUS_WRITE_FAILED)
             beat()
             await asyncio.sleep(interval_s())
 
@@ -161,7 +168,7 @@ class StatusFile:
         views = self.sources.tags.latest.get(name, {})
         return {
             "protocol": dev.protocol,
-            "comms": self.sources.tags.comms.get(name, "unknown"),
+            "comms": self.sources.tags.comms.get(name, CommsState.UNKNOWN).value,
             "diagnostics": diags.get(name, {}),
             "tag_count": len(views),
             # ``_value_`` is a plain attribute, ``.value`` an enum property costing as

@@ -6,6 +6,11 @@ what is due and stages it, committing every
 :data:`~edge_agent.ops.tuning.TELEMETRY_VALUES_PER_COMMIT` values so a large
 gateway's round never exists encoded all at once. It adds no
 policy of its own: what is published and when is the engine's business.
+
+The engine's drop counters (readings over its backlog bound, aggregate readings
+late for their window) become the events ``telemetry_overflow`` and
+``telemetry_late`` after every round, including those of an engine replaced on
+reload, so no drop goes uncounted.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Iterable
 
 from edge_agent.buffer.outbox import Priority
 from edge_agent.ops.clock import ClockWatch
+from edge_agent.ops.events import Event, EventLog
 from edge_agent.ops.tuning import TELEMETRY_VALUES_PER_COMMIT
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.telemetry import TelemetryEngine, TelemetryMessage
@@ -28,14 +34,22 @@ class TelemetryPump:
         engine: The engine fed by the dispatcher, or ``None`` when nothing publishes.
         staging: Where messages are staged and committed.
         clock: Clock status, to flag messages built while the clock is unsynchronised.
+        events: Where the engine's drops are counted and logged.
     """
 
     def __init__(
-        self, engine: TelemetryEngine | None, staging: OutboxStaging, clock: ClockWatch
+        self,
+        engine: TelemetryEngine | None,
+        staging: OutboxStaging,
+        clock: ClockWatch,
+        events: EventLog | None = None,
     ) -> None:
         self.engine = engine
         self.staging = staging
         self.clock = clock
+        self.events = events or EventLog()
+        # Drop counts of the current engine already turned into events.
+        self._seen = (0, 0)
 
     async def run(self, interval_s: float) -> None:
         """Stage what is due every ``interval_s`` seconds, until cancelled."""
@@ -49,6 +63,7 @@ class TelemetryPump:
             return
         unsynced = self.clock.unsynced(time.monotonic())
         await self._stage(self.engine.iter_due(now, clock_unsynced=unsynced))
+        self._harvest(self.engine)
 
     async def flush(self, now: float) -> None:
         """Stage and commit everything pending, open aggregate windows included (shutdown)."""
@@ -56,6 +71,7 @@ class TelemetryPump:
             return
         unsynced = self.clock.unsynced(time.monotonic())
         await self._stage(self.engine.flush(now, clock_unsynced=unsynced))
+        self._harvest(self.engine)
 
     async def replace(self, engine: TelemetryEngine | None) -> None:
         """Swap in a new engine (reload), then publish everything the old one held.
@@ -65,9 +81,26 @@ class TelemetryPump:
         windows) are staged and committed, none lost.
         """
         old, self.engine = self.engine, engine
+        seen, self._seen = self._seen, (0, 0)
         if old is not None:
             unsynced = self.clock.unsynced(time.monotonic())
             await self._stage(old.flush(time.time(), clock_unsynced=unsynced))
+            self._harvest(old, seen)
+
+    def _harvest(self, engine: TelemetryEngine, seen: tuple[int, int] | None = None) -> None:
+        """Turn the engine's new drops into events (and end the conditions when none)."""
+        stats = engine.stats
+        before = self._seen if seen is None else seen
+        if seen is None:
+            self._seen = (stats.dropped_overflow, stats.dropped_late)
+        for event, n in (
+            (Event.TELEMETRY_OVERFLOW, stats.dropped_overflow - before[0]),
+            (Event.TELEMETRY_LATE, stats.dropped_late - before[1]),
+        ):
+            if n > 0:
+                self.events.enter(event, count=n)
+            else:
+                self.events.leave(event)
 
     async def _stage(self, messages: Iterable[TelemetryMessage]) -> None:
         staging = self.staging

@@ -36,6 +36,7 @@ from edge_agent.kpi.calendar import ReportWindow, WindowKind, windows_containing
 from edge_agent.kpi.timeutil import format_instant
 from edge_agent.machines import MachineConfig, SampleBuilder
 from edge_agent.model import Reading
+from edge_agent.ops.events import Event, EventLog
 
 log = logging.getLogger("edge_agent.reporting")
 
@@ -125,11 +126,15 @@ class MachineSet(Mapping[str, LiveMachine]):
     Args:
         buffer: Where calculator state is saved and restored from.
         reporting: The ``[reporting]`` section (windows, lateness, contract period).
+        events: Where reconfigured machines are counted and logged.
     """
 
-    def __init__(self, buffer: Buffer, reporting: ReportingConfig) -> None:
+    def __init__(
+        self, buffer: Buffer, reporting: ReportingConfig, events: EventLog | None = None
+    ) -> None:
         self.buffer = buffer
         self.reporting = reporting
+        self.events = events or EventLog()
         self._machines: dict[str, LiveMachine] = {}
         self.by_device: dict[str, list[LiveMachine]] = {}
 
@@ -244,7 +249,7 @@ class MachineSet(Mapping[str, LiveMachine]):
         retired: list[LiveMachine] = []
         for name in [m for m in self._machines if m not in configs]:
             retired.append(self._machines.pop(name))
-            log.info("Machine removed machine=%s", name)
+            self.events.occurred(Event.MACHINE_RECONFIGURED, name, change="removed")
         for name, mc in configs.items():
             current = self._machines.get(name)
             new = replacements.get(name)
@@ -252,9 +257,7 @@ class MachineSet(Mapping[str, LiveMachine]):
                 if current is not None:
                     retired.append(current)
                     new.reconfigured_at = at
-                    log.warning(
-                        "Machine profile changed, windows closed and restarted machine=%s", name
-                    )
+                    self.events.occurred(Event.MACHINE_RECONFIGURED, name, change="profile")
                 self._machines[name] = new
             elif current is not None and current.config != mc:
                 if _signals(current.config) != _signals(mc):

@@ -13,8 +13,10 @@ window's record, cut at the reload instant, is published as final with the flag
 ``reconfigured``, so the known time up to the reload is counted.
 
 Guarantees: records are committed to the outbox before the calculator state that
-produced them is saved (a crash in between re-sends, never skips); a save that
-fails for lack of space is retried on the next round.
+produced them is saved (a crash in between re-sends, never skips; while records
+are held because the outbox cannot take them, the state is not saved); a round
+that fails is logged once with its traceback and counted (event ``flush_failed``,
+stage ``report``), retried on the next round, and its recovery logged once.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from edge_agent.buffer import Buffer
 from edge_agent.buffer.outbox import Priority
 from edge_agent.errors import StorageFull
 from edge_agent.kpi import KpiRecord
+from edge_agent.ops.events import Event, EventLog
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.reporting.machine import LiveMachine, MachineSet, Retired, state_key
 from edge_agent.reporting.messages import kpi_data, record_key, window_kind
@@ -46,6 +49,7 @@ class Reporter:
         machines: The live machines.
         staging: Where records are staged and committed.
         buffer: Where state intervals and calculator state go.
+        events: Where failed rounds are counted and logged.
         clock: Wall clock (UNIX seconds), injectable for tests.
     """
 
@@ -55,18 +59,25 @@ class Reporter:
         staging: OutboxStaging,
         buffer: Buffer,
         *,
+        events: EventLog | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.machines = machines
         self.staging = staging
         self.buffer = buffer
+        self.events = events or EventLog()
         self.clock = clock
 
     async def run(self, interval_s: float, beat: Callable[[], None]) -> None:
         """Report every ``interval_s`` seconds until cancelled; ``beat()`` after each round."""
         while True:
             await asyncio.sleep(interval_s)
-            await self.report()
+            try:
+                await self.report()
+            except Exception as exc:
+                self.events.enter(Event.FLUSH_FAILED, "report", exc_info=exc)
+            else:
+                self.events.leave(Event.FLUSH_FAILED, "report")
             beat()
 
     async def report(self) -> None:
@@ -74,8 +85,8 @@ class Reporter:
         now = self.clock()
         for lm in self.machines.values():
             self._stage_records(lm, now)
-        await self.staging.flush()
-        await self.save_states()
+        if await self.staging.flush():
+            await self.save_states()
 
     def _stage_records(self, lm: LiveMachine, now: float) -> None:
         calc = lm.calc
@@ -124,7 +135,8 @@ class Reporter:
                 records.append(rec.with_meta(final=True, flags=flags))
             self._stage(lm, records)
             self._queue_intervals(lm)
-        await self.staging.flush()
+        if not await self.staging.flush():
+            return  # their saved state stays; the records go out with the next flush
         for lm in retired.machines:
             # A later calculator of that name must not take these windows for its own.
             await self._save(lm, {"retired_at": at})
@@ -137,6 +149,8 @@ class Reporter:
     async def _save(self, lm: LiveMachine, state: dict[str, Any]) -> None:
         try:
             await self.buffer.save_state(state_key(lm.config.name), state)
-        except StorageFull:
+        except StorageFull as exc:
             # Kept in memory; the next round tries again (records already went out).
-            log.debug("Calculator state not saved (storage full) machine=%s", lm.config.name)
+            self.events.enter(Event.FLUSH_FAILED, "calculator_state", reason=str(exc))
+        else:
+            self.events.leave(Event.FLUSH_FAILED, "calculator_state")

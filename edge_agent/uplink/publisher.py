@@ -320,8 +320,11 @@ class Uplink:
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.01, deadline - loop.time()))
-        with contextlib.suppress(Exception):
+        try:
             self._flush_acks()
+        except Exception:
+            # Nothing is lost (the rows stay in the outbox and are re-sent), but say so.
+            log.exception("Could not record acknowledgements at stop; those rows will be re-sent")
         if self._connected:
             self._status_acked.clear()
             generation, mid, rc = self._link.publish(

@@ -19,6 +19,7 @@ from referencing import Registry, Resource
 from edge_agent import __version__
 from edge_agent.buffer.outbox import OutboxRow
 from edge_agent.ops.clock import ClockSource, ClockStatus
+from edge_agent.ops.events import EventLog
 from edge_agent.ops.health import SLOTS, HealthCollector, cpu_temperature
 from edge_agent.uplink.payload import envelope
 
@@ -219,7 +220,7 @@ def test_collected_payload_matches_schema(
             }
         },
     )
-    collector.provide("errors", lambda: {"comms_lost": 2})
+    collector.provide("events", EventLog().snapshot)
     collector.provide("pipeline", lambda: {"dropped_readings": 0, "queue_depth": 3})
     validator.validate(_envelope(collector.collect()))
 
