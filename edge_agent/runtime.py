@@ -34,8 +34,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from edge_agent.buffer import Buffer
-from edge_agent.buffer.outbox import Priority
+from edge_agent.buffer import Buffer, MessageKind
 from edge_agent.config import AgentConfig, load_config_compact
 from edge_agent.errors import ConfigError
 from edge_agent.ingest.dispatch import Dispatcher
@@ -221,9 +220,7 @@ class Runtime:
 
     async def publish_health(self) -> None:
         """Stage one health message and commit it to the outbox."""
-        self.staging.stage(
-            "health", self.staging.topics.health(), self.health_snapshot(), Priority.MEDIUM
-        )
+        self.staging.stage(MessageKind.HEALTH, self.staging.topics.health(), self.health_snapshot())
         await self.staging.flush()
 
     def health_snapshot(self) -> dict[str, Any]:

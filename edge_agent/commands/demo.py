@@ -115,7 +115,7 @@ def _render(rt: Any, counter: Counter, broker: str, started: float) -> str:
             return f"{100 * v:6.1f}%" if isinstance(v, int | float) else "      -"
 
         lines.append(
-            f"{name:<10} {mr.state:<9} {mr.fault or '':>5} {since:>7} {pct('availability')} "
+            f"{name:<10} {mr.state.value:<9} {mr.fault or '':>5} {since:>7} {pct('availability')} "
             f"{pct('performance')} {pct('quality')} {pct('oee')} "
             f"{rec.get('downtime_total_s', 0):7.0f} {rec.get('stops', 0):5}  "
             f"{mr.config.fault_names.get(mr.fault, '') if mr.fault else ''}"

@@ -16,8 +16,7 @@ value except by the parts it hands the batch to.
 
 from __future__ import annotations
 
-from edge_agent.buffer import Buffer
-from edge_agent.buffer.outbox import Priority
+from edge_agent.buffer import Buffer, MessageKind
 from edge_agent.ingest.queue import IngestQueue, Item
 from edge_agent.ingest.tags import TagState
 from edge_agent.model import CommsEvent, CommsState
@@ -88,7 +87,7 @@ class Dispatcher:
         staging = self.staging
         for lm, event in self.machines.feed(machines, item, synced):
             topic = staging.topics.stop(machine=lm.config.name)
-            staging.stage("stop", topic, stop_data(lm.config, event), Priority.HIGH)
+            staging.stage(MessageKind.STOP, topic, stop_data(lm.config, event))
         if len(staging):
             await staging.flush()
 

@@ -124,7 +124,7 @@ class StatusFile:
         cfg = src.config
         machines = {
             name: {
-                "state": lm.state,
+                "state": lm.state.value,
                 "fault": lm.fault,
                 "fault_name": lm.config.fault_names.get(lm.fault) if lm.fault else None,
                 "since": lm.since,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from edge_agent.buffer import Buffer, Outgoing
+from edge_agent.buffer import Buffer, MessageKind, Outgoing
 from edge_agent.errors import StorageFull
 from edge_agent.ops.events import Event, EventLog
 from edge_agent.uplink import TopicTemplates
@@ -59,16 +59,17 @@ class OutboxStaging:
 
     def stage(
         self,
-        kind: str,
+        kind: MessageKind,
         topic: str,
         data: dict[str, Any] | str,
-        priority: int,
         *,
         record_key: str | None = None,
     ) -> None:
-        """Stage one message; :meth:`flush` commits every staged message at once."""
+        """Stage one message (priority from its kind); :meth:`flush` commits all at once."""
         self.held.append(
-            Outgoing(kind=kind, topic=topic, data=data, priority=priority, record_key=record_key)
+            Outgoing(
+                kind=kind, topic=topic, data=data, priority=kind.priority, record_key=record_key
+            )
         )
 
     async def flush(self) -> bool:
@@ -106,7 +107,7 @@ class OutboxStaging:
             return
         # Largest priority number = least important; oldest first within it.
         order = sorted(
-            (i for i, m in enumerate(self.held) if m.kind not in ("kpi", "stop")),
+            (i for i, m in enumerate(self.held) if MessageKind(m.kind).evictable),
             key=lambda i: (-self.held[i].priority, i),
         )
         drop = set(order[:excess])

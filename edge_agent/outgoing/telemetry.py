@@ -19,7 +19,7 @@ import asyncio
 import time
 from collections.abc import Iterable
 
-from edge_agent.buffer.outbox import Priority
+from edge_agent.buffer import MessageKind
 from edge_agent.ops.clock import ClockWatch
 from edge_agent.ops.events import Event, EventLog
 from edge_agent.ops.tuning import TELEMETRY_VALUES_PER_COMMIT
@@ -107,7 +107,7 @@ class TelemetryPump:
         values = 0
         for msg in messages:
             topic = staging.topics.telemetry(device=msg.device)
-            staging.stage("telemetry", topic, msg.text, Priority.LOW)
+            staging.stage(MessageKind.TELEMETRY, topic, msg.text)
             values += msg.values
             if values >= TELEMETRY_VALUES_PER_COMMIT:
                 await staging.flush()

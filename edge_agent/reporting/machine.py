@@ -31,8 +31,15 @@ from typing import Any
 
 from edge_agent.buffer import Buffer
 from edge_agent.config import ReportingConfig
-from edge_agent.kpi import MachineCalculator, Sample, StopEvent, profile_hash
-from edge_agent.kpi.calendar import ReportWindow, WindowKind, windows_containing
+from edge_agent.kpi import (
+    MachineCalculator,
+    MachineState,
+    Sample,
+    SampleQuality,
+    StopEvent,
+    profile_hash,
+)
+from edge_agent.kpi.calendar import ReportWindow, windows_containing
 from edge_agent.kpi.timeutil import format_instant
 from edge_agent.machines import MachineConfig, SampleBuilder
 from edge_agent.model import Reading
@@ -54,9 +61,6 @@ class LiveMachine:
     builder: SampleBuilder
     calc: MachineCalculator
     window_ends: dict[str, float] = field(default_factory=dict)
-    state: str = "unknown"
-    fault: int | None = None
-    since: float | None = None
     last_t: float | None = None
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
     finals: set[str] = field(default_factory=set)
@@ -68,7 +72,7 @@ class LiveMachine:
         for kind in rep.windows:
             if t < self.window_ends.get(kind, float("-inf")):
                 continue
-            windows = windows_containing(self.config.kpi, WindowKind(kind), t)
+            windows = windows_containing(self.config.kpi, kind, t)
             for w in windows:
                 self._open(w)
             # Outside every shift there is no window: look again a minute later.
@@ -96,19 +100,23 @@ class LiveMachine:
         """Feed one sample; returns the stop-event updates it caused."""
         self.open_windows(rep, sample.t)
         events = self.calc.add(sample)
-        self._track_state(sample)
+        self.last_t = sample.t
         return events
 
-    def _track_state(self, sample: Sample) -> None:
-        if sample.quality != "good":
-            state, fault = "unknown", None
-        elif sample.run:
-            state, fault = "running", sample.fault or None
-        else:
-            state, fault = "stopped", sample.fault
-        if state != self.state or (state == "stopped" and fault != self.fault):
-            self.since = sample.t
-        self.state, self.fault, self.last_t = state, fault, sample.t
+    @property
+    def state(self) -> MachineState:
+        """Running, stopped or unknown, as the calculator's live tracker has it."""
+        return self.calc.live.state
+
+    @property
+    def fault(self) -> int | None:
+        """The fault code while stopped with one, else None."""
+        return self.calc.live.fault or None
+
+    @property
+    def since(self) -> float | None:
+        """Since when (epoch seconds) the machine is in this state and fault."""
+        return self.calc.live.since
 
     def saved_state(self) -> dict[str, Any]:
         """What :meth:`MachineSet.restore` needs to continue after a restart."""
@@ -179,7 +187,14 @@ class MachineSet(Mapping[str, LiveMachine]):
             t = float(saved["last_t"]) + 0.001
             calc.add(
                 Sample(
-                    t=t, run=0, fault=0, good=0, total=0, quality="bad", mono_s=None, synced=None
+                    t=t,
+                    run=0,
+                    fault=0,
+                    good=0,
+                    total=0,
+                    quality=SampleQuality.BAD,
+                    mono_s=None,
+                    synced=None,
                 )
             )
         lm = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=calc)
@@ -219,7 +234,7 @@ class MachineSet(Mapping[str, LiveMachine]):
                     fault=0,
                     good=0,
                     total=0,
-                    quality="bad",
+                    quality=SampleQuality.BAD,
                     mono_s=mono,
                     synced=synced,
                 )

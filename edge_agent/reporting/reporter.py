@@ -27,8 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edge_agent.buffer import Buffer
-from edge_agent.buffer.outbox import Priority
+from edge_agent.buffer import Buffer, MessageKind
 from edge_agent.errors import StorageFull
 from edge_agent.kpi import KpiRecord
 from edge_agent.ops.events import Event, EventLog
@@ -110,7 +109,7 @@ class Reporter:
             data = kpi_data(lm.config, rec)
             kind = window_kind(data)
             topic = staging.topics.kpi(machine=lm.config.name, window_kind=kind)
-            staging.stage("kpi", topic, data, Priority.HIGH, record_key=record_key(data))
+            staging.stage(MessageKind.KPI, topic, data, record_key=record_key(data))
             if kind == "day":
                 lm.latest["today"] = data
             elif kind == "shift":

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent.buffer import Priority
+from edge_agent.buffer import MessageKind, Priority
 from edge_agent.config import load_config
 from edge_agent.model import CommsEvent, CommsState, Reading
 from edge_agent.ops.clock import ClockWatch
@@ -240,7 +240,7 @@ async def telemetry_late(a: Agent, synced: list[bool]) -> None:
 async def outbox_full(a: Agent, synced: list[bool]) -> None:
     rt = a.rt
     seqs = await fill_outbox_with_kpis(rt)
-    rt.staging.stage("health", "t", BIG, Priority.MEDIUM)
+    rt.staging.stage(MessageKind.HEALTH, "t", BIG)
     assert not await rt.staging.flush()
     await rt.buffer.ack(seqs)  # the uplink delivered them: space returns
     assert await rt.staging.flush()
@@ -251,7 +251,7 @@ async def outbox_dropped(a: Agent, synced: list[bool]) -> None:
     await fill_outbox_with_kpis(rt)
     rt.staging.max_held = 2
     for i in range(3):
-        rt.staging.stage("telemetry", "t", {"i": i, **BIG}, Priority.LOW)
+        rt.staging.stage(MessageKind.TELEMETRY, "t", {"i": i, **BIG})
     assert not await rt.staging.flush()
     assert rt.staging.dropped == {"telemetry": 1}
 
@@ -265,7 +265,7 @@ async def clock_unsynced(a: Agent, synced: list[bool]) -> None:
 
 async def flush_failed(a: Agent, synced: list[bool]) -> None:
     rt = a.rt
-    rt.staging.stage("health", "t", {"x": 1}, Priority.MEDIUM)
+    rt.staging.stage(MessageKind.HEALTH, "t", {"x": 1})
     await rt.buffer.close()  # the commit fails: the message stays staged
     assert not await rt.staging.flush()
     assert len(rt.staging) == 1
