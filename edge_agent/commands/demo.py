@@ -174,11 +174,14 @@ async def _run_demo(args: argparse.Namespace) -> int:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=2.0 if args.plain else 1.0)
             finally:
+                # The machines as they were running: once stopped, the agent's own
+                # downtime is unknown time and every machine shows "unknown".
+                final = _render(rt, counter, broker.kind, started)
                 rt.request_stop()
                 code = await agent
                 view.loop_stop()
                 view.disconnect()
-            print(_render(rt, counter, broker.kind, started))
+            print(final)
             return EXIT_OK if code == 0 else EXIT_FAILURE
     finally:
         if state_ctx is not None:
