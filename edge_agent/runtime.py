@@ -150,7 +150,7 @@ class Runtime:
             "reload": self._reload_loop(),
             "links": self.links.watch(),
             "watch": self.watch.run(),
-            "watchdog": sdnotify.watchdog_loop(self.heartbeat.is_alive),
+            "watchdog": sdnotify.watchdog_loop(self.heartbeat.is_healthy),
         }
         tasks = [asyncio.create_task(coro, name=name) for name, coro in loops.items()]
         sdnotify.ready(self._status_line())

@@ -58,11 +58,6 @@ class MessageKind(str, enum.Enum):
         """Whether unpublished rows of this kind may be deleted under the disk budget."""
         return self not in RECORD_KINDS
 
-    @property
-    def record_table(self) -> str | None:
-        """Table that also keeps the payload as a record, if any."""
-        return RECORD_KINDS.get(self)
-
 
 _PRIORITY = {
     MessageKind.KPI: Priority.HIGH,

@@ -99,14 +99,10 @@ class StatusFile:
             beat()
             await asyncio.sleep(interval_s())
 
-    def text(self) -> str:
-        """``status.json`` text: the same document as ``json.dumps(snapshot())``."""
-        return "".join(self.parts())
-
     def parts(self) -> list[str]:
-        """``status.json`` text in pieces, encoded one device at a time."""
+        """``status.json`` text in pieces: the :meth:`snapshot`, then one device at a time."""
         src = self.sources
-        snapshot = self.snapshot(devices=False)
+        snapshot = self.snapshot()
         diags = device_diagnostics(src.links, src.tags)
         listed = src.tags.listed(src.config.devices, src.config.agent.status_tags_max)
         head = compact_json(snapshot)
@@ -118,8 +114,8 @@ class StatusFile:
         parts.append("}}")
         return parts
 
-    def snapshot(self, *, devices: bool = True) -> dict[str, Any]:
-        """The document as a dict (``devices`` left out when not asked for)."""
+    def snapshot(self) -> dict[str, Any]:
+        """The document without its ``devices`` (encoded one at a time by :meth:`parts`)."""
         src = self.sources
         cfg = src.config
         machines = {
@@ -150,12 +146,6 @@ class StatusFile:
             "health": src.health.collect(slots=False),
             "published": dict(src.staging.published),
         }
-        if devices:
-            diags = device_diagnostics(src.links, src.tags)
-            listed = src.tags.listed(cfg.devices, cfg.agent.status_tags_max)
-            snapshot["devices"] = {
-                name: self._device(name, dev, diags, listed) for name, dev in cfg.devices.items()
-            }
         return snapshot
 
     def _device(
