@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edge_agent.backoff import Backoff as Backoff  # re-exported: the links' reconnect policy
 from edge_agent.configkit import Table
 from edge_agent.errors import DeviceUnavailable
 from edge_agent.model import CommsEvent, CommsState, Reading, ReadingSink, Value
@@ -164,26 +164,6 @@ class DriverSpec:
     describe_plan: Callable[[Sequence[DeviceConfig]], str] | None = None
     probe_devices: Callable[[Sequence[DeviceConfig]], Awaitable[list[ProbeResult]]] | None = None
     check_devices: Callable[[Sequence[DeviceConfig]], list[tuple[str, str]]] | None = None
-
-
-class Backoff:
-    """Exponential backoff with full jitter, bounded."""
-
-    def __init__(self, initial_s: float = 0.5, max_s: float = 30.0, factor: float = 2.0) -> None:
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self.factor = factor
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        """Delay before the next attempt: uniform in [cap/2, cap] of the current step."""
-        cap = min(self.max_s, self.initial_s * self.factor**self.attempt)
-        self.attempt += 1
-        return random.uniform(cap / 2, cap)
-
-    def reset(self) -> None:
-        """Start over after a success."""
-        self.attempt = 0
 
 
 class GridClock:

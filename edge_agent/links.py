@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from drivers import registry
-from drivers.base import DeviceConfig, DeviceDiagnostics, Link, run_link
+from drivers.base import DeviceConfig, DeviceDiagnostics, DriverSpec, Link, run_link
+from edge_agent.backoff import Backoff
 from edge_agent.model import ReadingSink
 
 log = logging.getLogger("edge_agent.links")
@@ -51,10 +52,20 @@ class LinkSupervisor:
 
     Args:
         sink: Where every link puts its readings and comms events.
+        specs: The driver registry (tests inject their own drivers).
+        backoff: Reconnect policy for new links (tests inject a fast one).
     """
 
-    def __init__(self, sink: ReadingSink) -> None:
+    def __init__(
+        self,
+        sink: ReadingSink,
+        *,
+        specs: Callable[[], Mapping[str, DriverSpec]] = registry,
+        backoff: Callable[[], Backoff] = Backoff,
+    ) -> None:
         self.sink = sink
+        self._specs = specs
+        self._backoff = backoff
         self._running: dict[LinkKey, _Running] = {}
         self._failed: asyncio.Queue[tuple[str, BaseException]] = asyncio.Queue()
 
@@ -65,7 +76,7 @@ class LinkSupervisor:
 
     async def apply(self, devices: Mapping[str, DeviceConfig]) -> None:
         """Run links for ``devices``: unchanged ones keep running, others are replaced."""
-        specs = registry()
+        specs = self._specs()
         by_protocol: dict[str, list[DeviceConfig]] = {}
         for dev in devices.values():
             by_protocol.setdefault(dev.protocol, []).append(dev)
@@ -92,7 +103,8 @@ class LinkSupervisor:
     def _start(self, key: LinkKey, link: Link, configs: tuple[DeviceConfig, ...]) -> None:
         tags = {c.name: c.tag_names for c in configs}
         task = asyncio.create_task(
-            run_link(link, self.sink, tags_by_device=tags), name=f"link:{link.name}"
+            run_link(link, self.sink, tags_by_device=tags, backoff=self._backoff()),
+            name=f"link:{link.name}",
         )
         task.add_done_callback(self._done)
         self._running[key] = _Running(link=link, configs=configs, task=task)

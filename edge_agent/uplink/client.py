@@ -39,7 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from drivers.base import Backoff
+from edge_agent.backoff import Backoff
 from edge_agent.errors import UplinkError
 from edge_agent.uplink.config import MqttConfig, MqttProtocol, SessionMode, Transport
 

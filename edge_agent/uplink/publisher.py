@@ -37,13 +37,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 
 from edge_agent.buffer import Buffer, OutboxRow, outbox
 from edge_agent.uplink import payload
-from edge_agent.uplink.client import MqttLink, Will
+from edge_agent.uplink.client import LinkEvents, MqttLink, Will
 from edge_agent.uplink.config import DrainOrder, MqttConfig, Transport
 from edge_agent.uplink.drain import DrainQueue
 from edge_agent.uplink.topics import TopicTemplates
@@ -51,6 +51,22 @@ from edge_agent.uplink.topics import TopicTemplates
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 1.0
+
+
+class BrokerLink(Protocol):
+    """What the uplink uses of its broker connection (``MqttLink``, or a fake in tests)."""
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start connecting in the background."""
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> tuple[int, int, int]:
+        """Queue a QoS 1 publish: ``(generation, mid, rc)``."""
+
+    def drop_connection(self) -> None:
+        """Drop the current connection (it is re-established)."""
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Disconnect and stop."""
 
 
 async def fetch_lanes(
@@ -72,6 +88,8 @@ class Uplink:
         agent_id: The agent id (in every envelope and the default client id).
         site: The site name (topic placeholder ``{site}``).
         clock: Wall clock for status timestamps (injectable).
+        link: Builds the broker link from the uplink (its events receiver) and the
+            will; default :class:`~edge_agent.uplink.client.MqttLink` (tests inject a fake).
     """
 
     def __init__(
@@ -82,6 +100,7 @@ class Uplink:
         site: str,
         *,
         clock: Callable[[], float] = time.time,
+        link: Callable[[LinkEvents, Will], BrokerLink] | None = None,
     ) -> None:
         self.config = config
         self.buffer = buffer
@@ -96,9 +115,12 @@ class Uplink:
             online=lambda: payload.status(agent_id, "online", self._clock(), site=site),
             offline=lambda: payload.status(agent_id, "offline", self._clock(), site=site),
         )
-        self._link = MqttLink(
-            config, client_id=config.effective_client_id(agent_id), will=will, events=self
-        )
+        if link is None:
+            self._link: BrokerLink = MqttLink(
+                config, client_id=config.effective_client_id(agent_id), will=will, events=self
+            )
+        else:
+            self._link = link(self, will)
         self._wake = asyncio.Event()
         self._connected = False
         self._generation = 0
