@@ -11,15 +11,17 @@ BENCH ?=
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,demo]'
+	$(BIN)/python -m pip install -q -e '.[dev,demo,collector]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
 venv: $(STAMP)
 
 ## Binaries the integration tests drive: mosquitto (broker), socat (RTU pty pair),
 ## mbpoll (third-party Modbus client). Installed from Debian when missing and root.
+## PostgreSQL (collector tests) is started when installed but stopped.
 system-deps:
 	@bash scripts/ensure-system-deps.sh
+	@bash scripts/ensure-postgres.sh
 
 demo: venv
 	$(BIN)/edge-agent demo

@@ -16,6 +16,13 @@ received sample. It also measures the pure telemetry engine in-process
 uses. Targets (issue #9): no falling behind at 12,500 values/s, < 10 us agent
 CPU per value, < 60 MB RSS.
 
+Sparkplug B (``payload = "sparkplug_b"``, issue #18): the same runs with the
+agent as a Sparkplug Edge Node; the subscriber decodes the DDATA protobuf and
+counts metrics (one per value) by their timestamps. ``python -m
+benchmarks.bench_gateway ab`` alternates JSON and Sparkplug runs of 100 x 125
+(three each, load average printed before each), for a fair comparison on a
+shared machine.
+
 It binds 127.0.0.1 only, stops everything it starts by PID, and bounds every
 wait. ``EDGE_BENCH_SECONDS`` shortens or lengthens the measuring window
 (default 12 s; warm-up is half of it). It does not tune the agent; the figures
@@ -175,6 +182,25 @@ def count_values(data: dict[str, Any]) -> tuple[int, float, dict[int, int]]:
     return n, newest, seconds
 
 
+def count_sparkplug(topic: str, raw: bytes) -> tuple[int, float, dict[int, int]]:
+    """Values in one Sparkplug DDATA payload, bucketed like :func:`count_values`."""
+    if "/DDATA/" not in topic:
+        return 0, 0.0, {}
+    from edge_agent.uplink.sparkplug import sparkplug_b_pb2
+
+    payload = sparkplug_b_pb2.Payload.FromString(raw)
+    n = 0
+    newest = 0.0
+    seconds: dict[int, int] = {}
+    for metric in payload.metrics:
+        ms = metric.timestamp
+        n += 1
+        newest = max(newest, ms / 1000.0)
+        second = (ms - 500) // 1000
+        seconds[second] = seconds.get(second, 0) + 1
+    return n, newest, seconds
+
+
 class _Counter:
     """paho subscriber (own thread) counting telemetry values and the newest sample time."""
 
@@ -198,10 +224,15 @@ class _Counter:
             raise RuntimeError("subscriber did not subscribe within 10 s")
 
     def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
-        body = json.loads(message.payload)
-        if body.get("kind") != "telemetry":
-            return
-        n, newest, seconds = count_values(body["data"])
+        if message.topic.startswith("spBv1.0/"):
+            n, newest, seconds = count_sparkplug(message.topic, message.payload)
+            if not n:
+                return
+        else:
+            body = json.loads(message.payload)
+            if body.get("kind") != "telemetry":
+                return
+            n, newest, seconds = count_values(body["data"])
         with self._lock:
             self.values += n
             self.messages += 1
@@ -231,6 +262,7 @@ def _config(
     state: Path,
     publish: str,
     interval_s: float,
+    payload: str = "json",
 ) -> str:
     lines = [
         "[agent]",
@@ -242,7 +274,12 @@ def _config(
         "[mqtt]",
         f'host = "{HOST}"',
         f"port = {mqtt_port}",
+        f'payload = "{payload}"',
         "",
+    ]
+    if payload == "sparkplug_b":
+        lines += ["[mqtt.sparkplug]", 'group_id = "bench"', ""]
+    lines += [
         "[telemetry]",
         f"interval_s = {interval_s}",
         "",
@@ -278,6 +315,7 @@ class GatewayResult:
     peak_rss_mb: float
     requests_per_poll: float
     lag_s: float
+    payload: str = "json"
 
     @property
     def expected_per_s(self) -> int:
@@ -292,6 +330,7 @@ def run_gateway(
     *,
     publish: str = "every",
     interval_s: float = 1.0,
+    payload: str = "json",
 ) -> GatewayResult:
     """Run one load-generator + agent + broker + subscriber measurement.
 
@@ -339,7 +378,16 @@ def run_gateway(
             counter = _Counter(mqtt_port)
             cfg = work / "agent.toml"
             cfg.write_text(
-                _config(devices, registers, ports, mqtt_port, work / "state", publish, interval_s)
+                _config(
+                    devices,
+                    registers,
+                    ports,
+                    mqtt_port,
+                    work / "state",
+                    publish,
+                    interval_s,
+                    payload,
+                )
             )
             log = (work / "agent.log").open("wb")
             # Not under systemd: no watchdog or notify socket inherited from our caller.
@@ -403,6 +451,7 @@ def run_gateway(
                 peak_rss_mb=peak / 2**20,
                 requests_per_poll=(req1 - req0) / (devices * max(s1 - s0, 1e-9)),
                 lag_s=lag,
+                payload=payload,
             )
         finally:
             if counter is not None:
@@ -480,26 +529,65 @@ def main() -> None:
         f"{'CPU us/value':>12} {'RSS MB':>7} {'peak MB':>7} {'req/poll':>8} {'lag s':>6}"
     )
     big_d, big_r = SIZES[-1]
-    runs = [(d, r, "every", 1.0) for d, r in SIZES]
-    runs += [(big_d, big_r, "every", 5.0), (big_d, big_r, "none", 1.0)]
-    for devices, registers, publish, interval_s in runs:
+    runs = [(d, r, "every", 1.0, "json") for d, r in SIZES]
+    runs += [(big_d, big_r, "every", 5.0, "json"), (big_d, big_r, "none", 1.0, "json")]
+    runs += [(big_d, big_r, "every", 1.0, "sparkplug_b")]
+    for devices, registers, publish, interval_s, payload in runs:
         try:
-            r = run_gateway(devices, registers, seconds, publish=publish, interval_s=interval_s)
+            r = run_gateway(
+                devices,
+                registers,
+                seconds,
+                publish=publish,
+                interval_s=interval_s,
+                payload=payload,
+            )
         except Exception as exc:  # report the size and go on with the others
-            print(f"  {devices:>4} x {registers:<3} {publish:>7} FAILED: {exc}")
+            print(f"  {devices:>4} x {registers:<3} {publish:>7} {payload} FAILED: {exc}")
             continue
         expected = r.expected_per_s if publish != "none" else 0
         lag = f"{r.lag_s:>6.2f}" if r.received_per_s else f"{'-':>6}"
         print(
             f"  {devices:>4} x {registers:<3} {publish:>7} {interval_s:>6.0f} {expected:>10} "
             f"{r.received_per_s:>10.0f} {r.cpu_us_per_value:>12.2f} {r.rss_mb:>7.1f} "
-            f"{r.peak_rss_mb:>7.1f} {r.requests_per_poll:>8.2f} {lag}",
+            f"{r.peak_rss_mb:>7.1f} {r.requests_per_poll:>8.2f} {lag}"
+            + ("  (Sparkplug B)" if payload == "sparkplug_b" else ""),
             flush=True,
         )
+
+
+def ab(rounds: int = 3, devices: int = 100, registers: int = 125) -> None:
+    """JSON and Sparkplug B runs alternated (JSON, Sparkplug, JSON, ...), load average each."""
+    seconds = float(os.environ.get("EDGE_BENCH_SECONDS", "12"))
+    print(
+        f"gateway A/B: {devices} x {registers}, publish every, 1 s interval, "
+        f"window {seconds:.0f} s; JSON and Sparkplug B alternated; "
+        "load = os.getloadavg() (1, 5, 15 min) before the run"
+    )
+    print(
+        f"  {'run':>3} {'payload':>11} {'load 1/5/15':>15} {'received/s':>10} "
+        f"{'CPU us/value':>12} {'RSS MB':>7} {'peak MB':>7} {'lag s':>6}"
+    )
+    for i in range(rounds):
+        for payload in ("json", "sparkplug_b"):
+            load = "/".join(f"{v:.2f}" for v in os.getloadavg())
+            try:
+                r = run_gateway(devices, registers, seconds, payload=payload)
+            except Exception as exc:
+                print(f"  {i + 1:>3} {payload:>11} {load:>15} FAILED: {exc}", flush=True)
+                continue
+            print(
+                f"  {i + 1:>3} {payload:>11} {load:>15} {r.received_per_s:>10.0f} "
+                f"{r.cpu_us_per_value:>12.2f} {r.rss_mb:>7.1f} {r.peak_rss_mb:>7.1f} "
+                f"{r.lag_s:>6.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "serve":
         _serve(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
+    elif len(sys.argv) == 2 and sys.argv[1] == "ab":
+        ab()
     else:
         main()

@@ -15,8 +15,9 @@ the link's own business: it reports it through :class:`PollResult.events`.
 ``run_link`` forwards a comms event only when it changes a device's state,
 so the sink sees strictly alternating up/down per device.
 
-Guarantees: ``run_link`` never returns except by cancellation, closes the
-link on the way out, and never polls while a previous poll is pending (one
+Guarantees: ``run_link`` never returns except by cancellation (any other
+exception from the link is handled like a lost link, its traceback logged at
+DEBUG only), closes the link on the way out, and never polls while a previous poll is pending (one
 task per link). :class:`GridClock` never drifts and never bunches ticks.
 """
 
@@ -209,6 +210,46 @@ def bad_batch(device: str, tags: Sequence[str], reason: str) -> list[Reading]:
     ]
 
 
+def _log_transition(
+    link_name: str,
+    event: CommsEvent,
+    previous: CommsState | None,
+    lost: dict[str, tuple[float, str]],
+) -> None:
+    """One log line for a device's comms transition (the catalogue is docs/logs.md)."""
+    from edge_agent.logtext import duration
+
+    device = event.device
+    if event.state is CommsState.DOWN:
+        lost[device] = (event.mono, event.reason or "unknown")
+        if previous is None:
+            log.warning(
+                "Device not reachable, retrying device=%s link=%s reason=%s",
+                device,
+                link_name,
+                event.reason,
+            )
+        else:
+            log.warning(
+                "Device comms lost, tags bad, retrying device=%s link=%s reason=%s",
+                device,
+                link_name,
+                event.reason,
+            )
+        return
+    was = lost.pop(device, None)
+    if was is None:
+        log.info("Device connected device=%s link=%s", device, link_name)
+        return
+    log.info(
+        "Device comms restored device=%s link=%s down_for=%s reason_was=%s",
+        device,
+        link_name,
+        duration(event.mono - was[0]),
+        was[1],
+    )
+
+
 async def run_link(
     link: Link,
     sink: ReadingSink,
@@ -228,19 +269,23 @@ async def run_link(
     * events the link reports in ``PollResult.events`` (one unit id lost or
       restored behind a healthy link) are forwarded.
 
-    Logs once when the link is lost and once when it is restored.
+    Logs each device's transitions, one line each (:func:`_log_transition`):
+    first contact, loss with its reason, recovery with how long it was down and
+    why; a retry is never logged above debug level.
     """
     backoff = backoff or Backoff()
     connected = False
     fresh = True
-    down_reason: str | None = None
     state: dict[str, CommsState] = {}
+    lost: dict[str, tuple[float, str]] = {}  # device -> (monotonic time lost, reason)
 
     def transition(event: CommsEvent) -> bool:
-        if state.get(event.device) is event.state:
+        previous = state.get(event.device)
+        if previous is event.state:
             return False
         state[event.device] = event.state
         sink.put_comms(event)
+        _log_transition(link.name, event, previous, lost)
         return True
 
     try:
@@ -251,10 +296,19 @@ async def run_link(
                     connected = True
                     fresh = True
                 result = await link.poll()
-            except DeviceUnavailable as exc:
+            except Exception as exc:
+                if not isinstance(exc, DeviceUnavailable):
+                    # A driver or library bug must not end the link's task (its devices
+                    # would silently stop being polled): handled as a lost link, the
+                    # traceback at DEBUG.
+                    log.debug("Link failed unexpectedly link=%s", link.name, exc_info=True)
                 reason = str(exc) or type(exc).__name__
-                if down_reason is None:
-                    log.warning("Link lost link=%s reason=%r", link.name, reason)
+                if not isinstance(exc, DeviceUnavailable):
+                    reason = f"unexpected error: {type(exc).__name__}: {reason}"
+                delay = backoff.next_delay()
+                log.debug(
+                    "Link down, retrying link=%s reason=%r delay_s=%.1f", link.name, reason, delay
+                )
                 now, mono = time.time(), time.monotonic()
                 for dev in link.device_names:
                     if transition(
@@ -263,15 +317,11 @@ async def run_link(
                         )
                     ):
                         sink.put_readings(bad_batch(dev, tags_by_device.get(dev, ()), reason))
-                down_reason = reason
                 if connected:
                     await link.close()
                     connected = False
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(delay)
                 continue
-            if down_reason is not None:
-                log.info("Link restored link=%s", link.name)
-                down_reason = None
             backoff.reset()
             reported = {e.device for e in result.events}
             if fresh:

@@ -20,9 +20,15 @@ class Backoff:
         self.attempt = 0
 
     def next_delay(self) -> float:
-        """Delay before the next attempt: uniform in [cap/2, cap] of the current step."""
+        """Delay before the next attempt: uniform in [cap/2, cap] of the current step.
+
+        The step stops growing once it reaches ``max_s``: ``factor ** attempt`` overflows
+        a float after about 1,000 attempts (``OverflowError``), which at 30 s each is a
+        PLC switched off for one night; the link task must not die of that.
+        """
         cap = min(self.max_s, self.initial_s * self.factor**self.attempt)
-        self.attempt += 1
+        if cap < self.max_s:
+            self.attempt += 1
         return random.uniform(cap / 2, cap)
 
     def reset(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
 import os
 import pickle
 import re
@@ -28,11 +29,15 @@ from drivers import registry
 from drivers.base import DeviceConfig
 from edge_agent.buffer import StorageConfig, parse_storage
 from edge_agent.configkit import Issues, Table, load_toml
+from edge_agent.errors import ConfigError
 from edge_agent.ingest.queue import IngestConfig, parse_ingest
 from edge_agent.kpi.calendar import WindowKind
 from edge_agent.machines import MachineConfig, parse_machine
 from edge_agent.telemetry import POLICY_KEYS, PublishPolicy, parse_publish_policy
 from edge_agent.uplink import MqttConfig, parse_mqtt
+from edge_agent.uplink.sparkplug.catalog import check_ids
+
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 # In the order they are listed by default (docs, check-config).
@@ -188,7 +193,7 @@ def _parse_devices(
         if not _NAME.match(name):
             issues.add(dev.path, _name_problem("device")(name))
         protocol = dev.data.get("protocol")
-        if protocol not in specs:
+        if not isinstance(protocol, str) or protocol not in specs:
             dev.get_str("protocol", choices=tuple(sorted(specs)))
             continue
         # Publishing policy keys are the same for every protocol: read them here so
@@ -265,9 +270,33 @@ def _check_refs(machines: Mapping[str, MachineConfig], root: Table, issues: Issu
 
 
 def load_config(path: str | Path) -> AgentConfig:
-    """Load, validate and return the configuration, or raise ConfigError with every problem."""
+    """Load, validate and return the configuration, or raise ConfigError with every problem.
+
+    Whatever the file holds, the only exception is :class:`ConfigError`: input the
+    validators did not foresee (a bug, since every getter checks types) is reported
+    as an issue too, with the traceback at DEBUG, so ``check-config`` exits 2 and a
+    reload keeps the running configuration instead of stopping the agent.
+    """
     file = Path(path)
     issues = Issues(str(file))
+    try:
+        return _load(file, issues)
+    except ConfigError:
+        raise
+    except RecursionError as exc:
+        issues.add("", "nested too deeply to validate")
+        raise ConfigError(issues.items) from exc
+    except Exception as exc:
+        log.debug("Unexpected error while validating %s", file, exc_info=True)
+        issues.add(
+            "",
+            f"could not be validated ({type(exc).__name__}: {exc}); "
+            "this is an edge-agent bug, please report it with the file",
+        )
+        raise ConfigError(issues.items) from exc
+
+
+def _load(file: Path, issues: Issues) -> AgentConfig:
     data = load_toml(file, issues)
     issues.raise_if_any()
     root = Table(data, "", issues)
@@ -292,6 +321,9 @@ def load_config(path: str | Path) -> AgentConfig:
         if machine is not None:
             machines[name] = machine
     _check_refs(machines, root, issues)
+    if mqtt.sparkplug is not None:
+        for key, message in check_ids(mqtt.sparkplug, devices, machines):
+            issues.add(key, message)
     root.finish()
     issues.raise_if_any()
     return AgentConfig(

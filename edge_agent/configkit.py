@@ -6,12 +6,23 @@ naming the file, the dotted key path and what was expected, and returns a
 placeholder so parsing continues and *all* mistakes are reported at once.
 :meth:`Table.finish` turns keys nobody asked for into errors (typos must not
 pass silently). This module does no I/O except :func:`load_toml`.
+
+Limits: :func:`load_toml` refuses, as a config issue and never as a traceback,
+anything no real configuration needs and a hostile or damaged file could use to
+exhaust the agent: a file that is not a regular file or is larger than
+:data:`MAX_FILE_BYTES`, nesting deeper than :data:`MAX_DEPTH` (arrays and tables;
+deeper than the TOML parser's own recursion is reported the same way), a key
+longer than :data:`MAX_KEY_CHARS`, a string longer than :data:`MAX_STRING_CHARS`
+and a NUL character in any key or string (it would truncate or break a path).
 """
 
 from __future__ import annotations
 
+import difflib
 import enum
 import math
+import os
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +33,13 @@ from edge_agent.errors import ConfigError, ConfigIssue
 
 E = TypeVar("E", bound=enum.Enum)
 T = TypeVar("T")
+
+# A gateway with 12,500 tags is about 1.5 MB of TOML.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+# The deepest real configuration nests about 6 levels (machines.m.kpi.shifts[0].x).
+MAX_DEPTH = 24
+MAX_KEY_CHARS = 256
+MAX_STRING_CHARS = 65_536
 
 
 class _Required:
@@ -42,8 +60,10 @@ def describe(value: object) -> str:
         list: "an array",
         dict: "a table",
     }.get(type(value), type(value).__name__)
+    if isinstance(value, dict | list) or (isinstance(value, str) and len(value) > 40):
+        return kind
     text = repr(value)
-    if isinstance(value, dict | list) or len(text) > 40:
+    if len(text) > 40:
         return kind
     return f"{kind} {text}"
 
@@ -65,22 +85,82 @@ class Issues:
             raise ConfigError(self.items)
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def load_toml(path: str | Path, issues: Issues) -> dict[str, Any]:
-    """Read and parse a TOML file with tomli (TOML 1.1 on every interpreter)."""
+    """Read and parse a TOML file with tomli (TOML 1.1 on every interpreter), within limits.
+
+    Every problem (missing, unreadable, too large, invalid TOML, beyond a limit) is
+    recorded in ``issues`` and ``{}`` returned; nothing raises.
+    """
     try:
         with open(path, "rb") as fh:
-            return tomli.load(fh)
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                issues.add("", "is not a regular file, expected a TOML file")
+                return {}
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         issues.add("", "file not found")
+        return {}
     except PermissionError:
         issues.add("", "permission denied")
+        return {}
     except IsADirectoryError:
         issues.add("", "is a directory, expected a TOML file")
-    except tomli.TOMLDecodeError as exc:
-        issues.add("", f"invalid TOML: {exc}")
+        return {}
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        issues.add("", f"cannot be read: {getattr(exc, 'strerror', None) or exc}")
+        return {}
+    if len(raw) > MAX_FILE_BYTES:
+        issues.add("", f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, expected a config file")
+        return {}
+    try:
+        data = tomli.loads(raw.removeprefix(_BOM).decode("utf-8"))
     except UnicodeDecodeError:
         issues.add("", "not UTF-8 text")
-    return {}
+        return {}
+    except tomli.TOMLDecodeError as exc:
+        issues.add("", f"invalid TOML: {exc}")
+        return {}
+    except RecursionError:
+        issues.add("", f"nested too deeply, expected at most {MAX_DEPTH} levels")
+        return {}
+    before = len(issues.items)
+    check_limits(data, issues)
+    return data if len(issues.items) == before else {}
+
+
+def check_limits(data: Mapping[str, Any], issues: Issues) -> None:
+    """Record every key or value beyond the limits of this module (iterative: no recursion)."""
+    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+    while stack:
+        path, value, depth = stack.pop()
+        if isinstance(value, str):
+            if len(value) > MAX_STRING_CHARS:
+                issues.add(path, f"string of {len(value)} characters, at most {MAX_STRING_CHARS}")
+            elif "\x00" in value:
+                issues.add(path, "must not contain a NUL character")
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth >= MAX_DEPTH:
+            issues.add(path, f"nested too deeply, expected at most {MAX_DEPTH} levels")
+            continue
+        if isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item, depth + 1) for i, item in enumerate(value))
+            continue
+        for key, item in value.items():
+            shown = key if len(key) <= 40 else key[:40] + "..."
+            child = f"{path}.{shown}" if path else shown
+            if len(key) > MAX_KEY_CHARS:
+                issues.add(child, f"key of {len(key)} characters, at most {MAX_KEY_CHARS}")
+                continue
+            if "\x00" in key:
+                issues.add(child.replace("\x00", "\\0"), "key must not contain a NUL character")
+                continue
+            stack.append((child, item, depth + 1))
 
 
 class Table:
@@ -91,6 +171,7 @@ class Table:
         self.path = path
         self.issues = issues
         self._used: set[str] = set()
+        self._failed: set[str] = set()
 
     # -- helpers ---------------------------------------------------------
     def key_path(self, key: str) -> str:
@@ -99,7 +180,16 @@ class Table:
 
     def error(self, key: str, message: str) -> None:
         """Record a problem for ``key`` of this table."""
+        self._failed.add(key)
         self.issues.add(self.key_path(key), message)
+
+    def ok(self, *keys: str) -> bool:
+        """Whether none of ``keys`` had a problem recorded (guards checks that combine keys).
+
+        A value that failed its own check was replaced by a placeholder; a rule that
+        combines it with another key would report a second, misleading problem.
+        """
+        return self._failed.isdisjoint(keys)
 
     def has(self, key: str) -> bool:
         """Whether the key is present (does not mark it used)."""
@@ -294,10 +384,14 @@ class Table:
         return out
 
     def finish(self) -> None:
-        """Report every key of this table that no getter asked for."""
+        """Report every key of this table that no getter asked for, with a likely intended key."""
+        known = sorted(self._used)
         for key in self.data:
             if key not in self._used:
-                self.error(key, "unknown key")
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+                self.error(
+                    key, f"unknown key, did you mean {close[0]!r}?" if close else "unknown key"
+                )
 
 
 def _bounds(lo: float | None, hi: float | None) -> str:

@@ -11,7 +11,10 @@ Grammar (no function calls, no attribute access, nothing executed)::
     TAGREF := name "." name            (device.tag)
 
 Examples: ``press1.speed > 5``, ``press1.state in [3, 4]``,
-``press1.running and not press1.estop``. Parsing happens once at config load;
+``press1.running and not press1.estop``. An expression is at most
+:data:`MAX_CHARS` characters and nests parentheses and ``not`` at most
+:data:`MAX_DEPTH` deep (the parser is recursive: without a bound, a few hundred
+parentheses would exhaust Python's stack). Parsing happens once at config load;
 evaluation is a closure over a value lookup and never raises on missing
 values: it returns ``None`` ("unknown"), which the caller turns into a bad
 sample.
@@ -41,6 +44,8 @@ _CMP: dict[str, Callable[[Any, Any], Any]] = {
     "!=": operator.ne,
 }
 _KEYWORDS = {"and", "or", "not", "in", "true", "false"}
+MAX_CHARS = 1000
+MAX_DEPTH = 32
 
 
 class ExprError(ValueError):
@@ -77,7 +82,13 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0
         self.tags: list[str] = []
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExprError(f"nested more than {MAX_DEPTH} levels deep (parentheses and 'not')")
 
     def peek(self) -> str | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -118,7 +129,9 @@ class _Parser:
     def not_(self) -> Evaluator:
         if self.peek() == "not":
             self.take()
+            self.enter()
             inner = self.not_()
+            self.depth -= 1
             return lambda env: None if (v := inner(env)) is None else not bool(v)
         return self.cmp()
 
@@ -162,8 +175,10 @@ class _Parser:
     def atom(self) -> Evaluator:
         tok = self.take(what="a value")
         if tok == "(":
+            self.enter()
             inner = self.or_()
             self.take(")")
+            self.depth -= 1
             return inner
         if tok == "true":
             return lambda env: True
@@ -201,6 +216,8 @@ def _tri_or(values: list[object]) -> object:
 
 def compile_expr(text: str) -> Compiled:
     """Parse an expression once; raise :class:`ExprError` with a readable message."""
+    if len(text) > MAX_CHARS:
+        raise ExprError(f"expression of {len(text)} characters, at most {MAX_CHARS}")
     parser = _Parser(text)
     evaluate = parser.parse()
     return Compiled(text=text, tags=tuple(dict.fromkeys(parser.tags)), evaluate=evaluate)

@@ -37,6 +37,7 @@ from typing import Any
 from edge_agent.buffer import Buffer, MessageKind
 from edge_agent.config import AgentConfig, load_config_compact
 from edge_agent.errors import ConfigError
+from edge_agent.final_status import write_final_status
 from edge_agent.ingest.dispatch import Dispatcher
 from edge_agent.ingest.queue import IngestQueue
 from edge_agent.ingest.tags import TagState
@@ -91,6 +92,7 @@ class Runtime:
         self.tags = TagState(config.devices)
         self.buffer = Buffer(config.storage, agent_id=config.agent.id)
         self.uplink = self._make_uplink(config)
+        self.uplink.describe(config, self.tags.latest)
         self.uplink_task: asyncio.Task[None] | None = None
         self.staging = OutboxStaging(self.buffer, self.uplink.topics, events)
         self.telemetry = TelemetryPump(_engine(config), self.staging, self.clock, events)
@@ -105,6 +107,7 @@ class Runtime:
             staging=self.staging,
             clock=self.clock,
             events=events,
+            on_comms=self._device_comms,
         )
         self.watch = Watch(self.buffer, self.clock, events)
         self.health = HealthCollector(state_dir=config.agent.state_dir)
@@ -208,6 +211,7 @@ class Runtime:
         if self.uplink_task is not None:
             self.uplink_task.cancel()
             await asyncio.gather(self.uplink_task, return_exceptions=True)
+        await write_final_status(self.status.path, self.status.parts)
         await self.buffer.close()
         log.info("Agent stopped id=%s", self.config.agent.id)
 
@@ -235,6 +239,9 @@ class Runtime:
             "outgoing_in_memory": len(self.staging),
             "dropped_outgoing": sum(self.staging.dropped.values()),
         }
+
+    def _device_comms(self, device: str, up: bool) -> None:
+        self.uplink.device_comms(device, up)  # the uplink is replaced when [mqtt] changes
 
     def _uplink_state(self) -> dict[str, Any]:
         return self.uplink.state()  # the uplink is replaced when [mqtt] changes
@@ -294,6 +301,7 @@ class Runtime:
             self.uplink = self._make_uplink(cfg)
             self.staging.topics = self.uplink.topics
             self.uplink_task = asyncio.create_task(self.uplink.run(), name="uplink")
+        self.uplink.describe(cfg, self.tags.latest)
         self.events.occurred(
             Event.RELOAD_ACCEPTED, devices=len(cfg.devices), machines=len(cfg.machines)
         )

@@ -2,10 +2,12 @@
 
 The running agent writes ``<state_dir>/status.json`` atomically every
 ``interval_s`` seconds (the runtime owns the writer). This module loads that
-file, decides whether it is stale (older than three intervals: the agent is
-not running or its event loop is stuck), and renders it as aligned plain-text
-tables: agent and clock, devices, tags, machines with today's KPIs, uplink,
-buffer and host health.
+file, decides whether the agent is running, stopped cleanly (the agent marks
+its last snapshot with ``stopped_at``), crashed (the snapshot is stale and its
+process is gone) or hung (stale, process still there), and renders it as
+aligned plain-text tables: agent and clock, devices, tags, machines with
+today's KPIs (flags shown next to the figure they qualify, explained below
+the table), uplink, buffer and host health, every figure with its unit.
 
 What it does not do: no network, no sockets to the agent, no writing. It never
 trusts the snapshot's shape: missing or mistyped fields render as ``-`` so a
@@ -18,19 +20,24 @@ parameter) and never raises on odd content.
 
 from __future__ import annotations
 
+import enum
 import json
 import math
+import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import AgentError
+from edge_agent.logtext import flag_text
 
 __all__ = [
+    "AgentState",
     "STALE_FACTOR",
     "STATUS_FILE",
     "SnapshotError",
+    "agent_state",
     "format_age",
     "format_table",
     "is_stale",
@@ -113,6 +120,37 @@ def is_stale(snapshot: Mapping[str, Any], now: float) -> bool:
     """True when the snapshot is older than :data:`STALE_FACTOR` write intervals (or undated)."""
     age = snapshot_age(snapshot, now)
     return age is None or age > STALE_FACTOR * _interval(snapshot)
+
+
+class AgentState(str, enum.Enum):
+    """What the snapshot says about the agent (``edge-agent status`` exit codes follow it)."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"  # clean stop: the agent wrote ``stopped_at``
+    CRASHED = "crashed"  # stale snapshot, its process is gone
+    HUNG = "hung"  # stale snapshot, its process is still there
+    STALE = "stale"  # stale, and whether the process lives is unknown
+
+
+def agent_state(
+    snapshot: Mapping[str, Any], now: float, *, process_alive: bool | None = None
+) -> AgentState:
+    """Classify the agent from its snapshot and whether its process exists.
+
+    Args:
+        snapshot: Parsed ``status.json``.
+        now: Current epoch time.
+        process_alive: Whether ``agent.pid`` is a live agent process (None: unknown).
+    """
+    if _num(snapshot.get("stopped_at")) is not None:
+        return AgentState.STOPPED
+    if not is_stale(snapshot, now):
+        return AgentState.RUNNING
+    if process_alive is True:
+        return AgentState.HUNG
+    if process_alive is False:
+        return AgentState.CRASHED
+    return AgentState.STALE
 
 
 def format_age(seconds: float | None) -> str:
@@ -270,11 +308,27 @@ def _tags_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
     return ["TAGS", *table, *note]
 
 
+def _flagged(rows_flags: list[tuple[str, list[str]]]) -> list[str]:
+    """Footnotes explaining the flags marked ``*`` in the machines table."""
+    notes = []
+    for machine, flags in rows_flags:
+        for flag in flags:
+            text = flag_text(flag)
+            notes += textwrap.wrap(
+                f"* {machine} {text.column} {text.label} ({flag}): {text.meaning}",
+                width=96,
+                initial_indent="  ",
+                subsequent_indent="    ",
+            )
+    return notes
+
+
 def _machines_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
     machines = _map(snapshot.get("machines"))
     if not machines:
         return ["MACHINES", "  (none configured)"]
     rows = []
+    rows_flags: list[tuple[str, list[str]]] = []
     for name in sorted(machines):
         machine = _map(machines[name])
         today = _map(machine.get("today"))
@@ -284,25 +338,40 @@ def _machines_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
         if fault_text != _DASH and machine.get("fault_name"):
             fault_text = _cell(f"{fault} ({machine['fault_name']})")
         stops = _num(today.get("stops"))
-        rows.append(
-            [
-                str(name),
-                state.upper() if state == "stopped" else state,
+        raw_flags = today.get("flags")
+        flags = sorted(str(f) for f in raw_flags) if isinstance(raw_flags, list) else []
+        marked = {flag_text(f).column for f in flags}
+        if flags:
+            rows_flags.append((str(name), flags))
+
+        def mark(column: str, text: str, marked: set[str] = marked) -> str:
+            return f"{text}*" if column in marked else text
+
+        row = [
+            str(name),
+            state.upper() if state == "stopped" else state,
+            mark(
+                "FOR",
                 format_age(
                     None if _num(machine.get("since")) is None else now - float(machine["since"])
                 ),
-                fault_text,
-                _pct(today.get("availability")),
-                _pct(today.get("performance")),
-                _pct(today.get("quality")),
-                _pct(today.get("oee")),
-                format_age(_num(today.get("downtime_total_s")))
-                if today.get("downtime_total_s")
-                else "0s",
-                _DASH if stops is None else str(int(stops)),
-            ]
-        )
-    headers = (
+            ),
+            fault_text,
+            mark("AVAIL", _pct(today.get("availability"))),
+            mark("PERF", _pct(today.get("performance"))),
+            mark("QUAL", _pct(today.get("quality"))),
+            _pct(today.get("oee")),
+            format_age(_num(today.get("downtime_total_s")))
+            if today.get("downtime_total_s")
+            else "0s",
+            _DASH if stops is None else str(int(stops)),
+        ]
+        if "FLAGS" in marked:
+            row.append(
+                ", ".join(flag_text(f).label for f in flags if flag_text(f).column == "FLAGS")
+            )
+        rows.append(row)
+    headers = [
         "MACHINE",
         "STATE",
         "FOR",
@@ -313,18 +382,16 @@ def _machines_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
         "OEE",
         "DOWNTIME",
         "STOPS",
-    )
-    return ["MACHINES (today)", *format_table(headers, rows)]
+    ]
+    if any(len(r) > len(headers) for r in rows):
+        headers.append("FLAGS")
+        rows = [r + [""] * (len(headers) - len(r)) for r in rows]
+    return ["MACHINES (today)", *format_table(headers, rows), *_flagged(rows_flags)]
 
 
-def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
-    if isinstance(value, Mapping):
-        for key in sorted(value, key=str):
-            _flatten(f"{prefix}.{key}" if prefix else str(key), value[key], out)
-    elif prefix.endswith("_bytes") and _num(value) is not None:
-        out.append((prefix, _bytes(value).replace(" ", "")))
-    else:
-        out.append((prefix, _cell(value)))
+def _count(value: Any, unit: str) -> str:
+    number = _num(value)
+    return f"{_DASH if number is None else f'{int(number):,}'} {unit}"
 
 
 def _uplink_line(snapshot: Mapping[str, Any]) -> list[str]:
@@ -337,9 +404,9 @@ def _uplink_line(snapshot: Mapping[str, Any]) -> list[str]:
     )
     parts = [
         state,
-        f"backlog={_cell(uplink.get('backlog'))}",
-        f"in_flight={_cell(uplink.get('in_flight'))}",
-        f"published={_cell(uplink.get('published'))}",
+        f"backlog {_count(uplink.get('backlog'), 'messages')}",
+        f"in flight {_count(uplink.get('in_flight'), '')}".rstrip(),
+        f"published {_count(uplink.get('published'), '')}".rstrip(),
     ]
     lines = ["UPLINK    " + "  ".join(parts)]
     if uplink.get("last_error"):
@@ -347,21 +414,41 @@ def _uplink_line(snapshot: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _sum(value: Any) -> int:
+    return int(sum(n for n in (_num(v) for v in _map(value).values()) if n is not None))
+
+
 def _buffer_line(snapshot: Mapping[str, Any]) -> list[str]:
+    """The buffer in plain words: disk used of the budget, what waits, what was lost."""
     buffer = snapshot.get("buffer")
     if not isinstance(buffer, Mapping) or not buffer:
         return ["BUFFER    -"]
-    pairs: list[tuple[str, str]] = []
-    _flatten("", buffer, pairs)
-    lines = []
-    line = "BUFFER   "
-    for key, value in pairs:
-        item = f" {key}={value}"
-        if len(line) + len(item) > 100 and line.strip() != "BUFFER":
-            lines.append(line)
-            line = "         "
-        line += item
-    lines.append(line)
+    used = _num(buffer.get("db_bytes"))
+    wal = _num(buffer.get("wal_bytes")) or 0.0
+    budget = _num(buffer.get("max_bytes"))
+    size = _bytes(None if used is None else used + wal)
+    if budget:
+        share = f" ({100 * ((used or 0) + wal) / budget:.0f}%)"
+        size = f"{size} of {_bytes(budget)}{share}"
+    parts = [f"disk {size}"]
+    dropped = _sum(buffer.get("dropped"))
+    parts.append(f"dropped {dropped:,} rows" if dropped else "nothing dropped")
+    held = (_num(buffer.get("held_rows")) or 0) + (_num(buffer.get("queued_rows")) or 0)
+    if held:
+        parts.append(f"{int(held):,} rows waiting in memory")
+    if buffer.get("disk_full"):
+        why = "disk budget reached" if buffer.get("full_reason") == "budget" else "disk full"
+        parts.append(f"FULL ({why}: oldest readings are evicted first)")
+    lines = ["BUFFER    " + "  ".join(parts)]
+    if dropped:
+        kinds = ", ".join(
+            f"{k} {int(v):,}" for k, v in sorted(_map(buffer.get("dropped")).items()) if _num(v)
+        )
+        lines.append(f"          dropped: {kinds}")
+    if buffer.get("last_error"):
+        lines.append(f"          last error: {_cell(buffer.get('last_error'))}")
+    if buffer.get("moved_aside"):
+        lines.append(f"          a damaged database was moved aside: {buffer.get('moved_aside')}")
     return lines
 
 
@@ -388,12 +475,53 @@ def _host_line(health: Mapping[str, Any]) -> list[str]:
     return ["HOST      " + "  ".join(parts)]
 
 
-def render(snapshot: Mapping[str, Any], *, now: float | None = None) -> str:
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(ts))
+
+
+def _banner(snapshot: Mapping[str, Any], now: float, state: AgentState) -> list[str]:
+    """The line(s) saying whether the figures below are live, and if not, why."""
+    age = snapshot_age(snapshot, now)
+    interval = _interval(snapshot)
+    pid = _cell(_map(snapshot.get("agent")).get("pid"))
+    if state is AgentState.RUNNING:
+        return []
+    if state is AgentState.STOPPED:
+        stopped = float(snapshot["stopped_at"])
+        return [
+            "",
+            f"Agent stopped cleanly at {_when(stopped)} ({_ago(stopped, now)}). "
+            "Figures below are from that moment.",
+        ]
+    how_old = "has no timestamp" if age is None else f"is {format_age(age)} old"
+    if state is AgentState.CRASHED:
+        banner = (
+            f"!!! AGENT NOT RUNNING (crashed?): the last snapshot {how_old} and process {pid} "
+            "is gone. Check: journalctl -u edge-agent -n 50 !!!"
+        )
+    elif state is AgentState.HUNG:
+        banner = (
+            f"!!! AGENT HUNG: process {pid} is there but the last snapshot {how_old} "
+            f"(it is written every {interval:g}s). Figures below are out of date. !!!"
+        )
+    else:
+        banner = (
+            f"!!! AGENT NOT RUNNING OR HUNG: the last snapshot {how_old} "
+            f"(it is written every {interval:g}s). Figures below are out of date. !!!"
+        )
+    return ["", "!" * len(banner), banner, "!" * len(banner)]
+
+
+def render(
+    snapshot: Mapping[str, Any], *, now: float | None = None, process_alive: bool | None = None
+) -> str:
     """Render a snapshot as the technician's screen.
 
     Args:
         snapshot: Parsed ``status.json``.
         now: Current epoch time (default ``time.time()``); a parameter so tests are exact.
+        process_alive: Whether the snapshot's agent process exists (None: unknown);
+            tells a crash from a hang when the snapshot is stale.
 
     Returns:
         Multi-line text ending with a newline.
@@ -404,19 +532,14 @@ def render(snapshot: Mapping[str, Any], *, now: float | None = None) -> str:
     age = snapshot_age(snapshot, now)
     interval = _interval(snapshot)
     written = "snapshot undated" if age is None else f"snapshot written {_ago(now - age, now)}"
+    state = agent_state(snapshot, now, process_alive=process_alive)
     lines = [
         "edge-agent status"
         f"  agent={_cell(agent.get('id'))}  version={_cell(agent.get('version'))}"
         f"  pid={_cell(agent.get('pid'))}  up {format_age(_num(agent.get('uptime_s')))}",
         f"{written} (every {interval:g}s)   clock: {_clock_text(health)}",
+        *_banner(snapshot, now, state),
     ]
-    if is_stale(snapshot, now):
-        how_old = "has no timestamp" if age is None else f"is {format_age(age)} old"
-        banner = (
-            f"!!! AGENT NOT RUNNING OR HUNG: the last snapshot {how_old} "
-            f"(it is written every {interval:g}s). Figures below are out of date. !!!"
-        )
-        lines += ["", "!" * len(banner), banner, "!" * len(banner)]
     lines.append("")
     lines += _devices_section(snapshot, now)
     lines.append("")

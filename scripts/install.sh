@@ -9,7 +9,8 @@
 #   2. smoke-tests it (edge-agent --version);
 #   3. installs config/agent.example.toml as  $DESTDIR/etc/edge-agent/agent.toml
 #      unless that file exists (an existing config is NEVER overwritten), and runs
-#      the NEW version's  edge-agent check-config  on it;
+#      the NEW version's  edge-agent check-config --no-environment  on it (the
+#      file itself; the service checks its own environment in ExecStartPre);
 #   4. only then points the  $PREFIX/venv  symlink at the new venv atomically: a
 #      failed upgrade never touches the running installation, and the previous
 #      venv is kept for rollback (older ones are removed); links
@@ -18,6 +19,9 @@
 #      PREFIX is not /opt/edge-agent);
 #   6. systemctl daemon-reload + enable --now (restart when already running),
 #      skipped when DESTDIR is set, with --no-systemctl, or when systemd is not PID 1.
+#      A service that is not running is NEVER started on the unedited example or
+#      on a config that still has its placeholder addresses (check-config --strict):
+#      the script says what to edit and how to start it afterwards.
 #
 # Environment:
 #   PREFIX       install root of the code            (default /opt/edge-agent)
@@ -135,7 +139,7 @@ else
   new_conf=1
   say "installed example config as $conf: edit it (devices, machines, [mqtt]) before use"
 fi
-if ! "$new_venv/bin/edge-agent" check-config "$conf"; then
+if ! "$new_venv/bin/edge-agent" check-config --no-environment "$conf"; then
   [ "${new_conf:-0}" = 1 ] && rm -f "$conf"
   die "$conf does not validate with edge-agent $version (see above); nothing was changed. Fix the config and run the installer again"
 fi
@@ -156,6 +160,11 @@ for ((i = 0; i < ${#all[@]} - keep; i++)); do
   say "removed old virtualenv ${all[$i]}"
 done
 if [ -f "$src_root/README.md" ]; then install -m 0644 "$src_root/README.md" "$PREFIX/README.md"; fi
+# The README links to docs/*.md: keep the pages next to it for the unit's Documentation=.
+if [ -d "$src_root/docs" ]; then
+  mkdir -p "$PREFIX/docs"
+  install -m 0644 "$src_root"/docs/*.md "$PREFIX/docs/"
+fi
 
 # A short command for the technician: edge-agent status.
 bin_link=$DESTDIR/usr/local/bin/edge-agent
@@ -172,7 +181,19 @@ chmod 0644 "$unit_dir/edge-agent.service.tmp"
 mv -f "$unit_dir/edge-agent.service.tmp" "$unit_dir/edge-agent.service"
 say "installed unit $unit_dir/edge-agent.service"
 
-# 6. Enable and start.
+# 6. Enable and start, but never on placeholders: a service started on the
+#    example would poll documentation addresses and buffer for a broker that
+#    does not exist.
+start_ok=1
+why=""
+if cmp -s "$conf" "$example_config"; then
+  start_ok=0
+  why="$conf is the unedited example"
+elif ! "$PREFIX/venv/bin/edge-agent" check-config --strict --no-environment "$conf" >/dev/null 2>&1; then
+  start_ok=0
+  why="$conf still has placeholder addresses (see: edge-agent check-config --strict $conf)"
+fi
+how_to_start="edit it (devices, machines, [mqtt]), check it with: edge-agent check-config --strict $conf; then: systemctl enable --now edge-agent"
 if [ "$use_systemctl" = 0 ]; then
   say "skipping systemctl (--no-systemctl)"
 elif [ -n "$DESTDIR" ]; then
@@ -185,10 +206,16 @@ else
     systemctl enable edge-agent.service
     systemctl restart edge-agent.service
     say "restarted edge-agent on the new version"
-  else
+    start_ok=1  # it was running: the technician chose this config; warned below
+    [ -z "$why" ] || say "warning: $why"
+  elif [ "$start_ok" = 1 ]; then
     systemctl enable --now edge-agent.service
     say "enabled and started edge-agent"
   fi
-  say "check it with: systemctl status edge-agent; journalctl -u edge-agent -f; edge-agent status"
 fi
+if [ "$start_ok" = 0 ]; then
+  say "the service is not started: $why"
+  say "$how_to_start"
+fi
+say "check it with: systemctl status edge-agent; journalctl -u edge-agent -f; edge-agent status"
 say "done"

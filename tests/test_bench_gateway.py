@@ -24,3 +24,21 @@ def test_counter_counts_every_value_of_engine_messages_by_second() -> None:
     assert n == 15
     assert newest == pytest.approx(1004.02)
     assert seconds == {999: 3, 1000: 3, 1001: 3, 1002: 3, 1003: 3}
+
+
+def test_sparkplug_counter_counts_every_metric_of_a_real_ddata() -> None:
+    """The Sparkplug variant counts DDATA metrics (one per value) by their timestamps."""
+    from benchmarks.bench_gateway import count_sparkplug
+    from edge_agent.uplink.sparkplug import codec
+    from edge_agent.uplink.sparkplug.catalog import DataType, MetricSpec
+
+    payload = codec.Payload(timestamp=1, seq=1)
+    spec = MetricSpec("r0", 1, DataType.UINT16)
+    for ms in (1_000_020, 1_000_520, 1_001_020):
+        codec.add_data_metric(payload, spec, 7, ms, historical=False)
+    raw = payload.SerializeToString()
+    n, newest, seconds = count_sparkplug("spBv1.0/bench/DDATA/bench-gw/d0", raw)
+    assert n == 3
+    assert newest == pytest.approx(1001.02)
+    assert seconds == {999: 1, 1000: 2}
+    assert count_sparkplug("spBv1.0/bench/DBIRTH/bench-gw/d0", raw) == (0, 0.0, {})

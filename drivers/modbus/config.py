@@ -225,9 +225,11 @@ def _parse_tag(
     unit = t.get_str("unit", "", nonempty=False)
     bit = 0
     length = 0
-    if table.is_bits and dtype not in BIT_TABLE_TYPES:
+    if not t.ok("table", "type"):
+        pass  # already reported; the placeholder would add a second, wrong error
+    elif table.is_bits and dtype not in BIT_TABLE_TYPES:
         t.error("type", f"expected 'bool' for table {table.value!r}, got {dtype.value!r}")
-    if not table.is_bits and dtype is DataType.BOOL:
+    elif not table.is_bits and dtype is DataType.BOOL:
         t.error(
             "type",
             "'bool' is only for coils and discrete inputs;"

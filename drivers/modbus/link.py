@@ -19,7 +19,15 @@ What it does with failures:
 * illegal address/function/value: the block is bisected until the offending
   tag is isolated; that tag reads bad ("illegal address") and is re-probed
   every ``reprobe_ms``; the refined plan is kept;
-* busy/device failure: the block's tags read bad for this cycle only.
+* busy/device failure: the block's tags read bad for this cycle only;
+* an answer that does not match its request (unit id, function code, byte count
+  against the registers or bits asked for, trailing bytes, CRC; checked on the raw
+  bytes by :mod:`.frames` before pymodbus decodes them) or that makes pymodbus
+  fail: the block's tags read bad with the reason ("invalid response: ..."),
+  ``invalid_response`` is counted, and the connection is dropped and reopened at
+  once, since the rest of a bad answer may still be on its way;
+* library errors never leave the driver: anything pymodbus raises is one of the
+  cases above, logged once per device and condition (the traceback at DEBUG).
 
 It does not retry writes (it never writes), does not buffer readings (the
 sink does) and never lets pymodbus reconnect on its own (``reconnect_delay=0``:
@@ -34,7 +42,7 @@ import termios
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -42,6 +50,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 
 from drivers.base import Backoff, DeviceDiagnostics, GridClock, PollResult
 from drivers.modbus.config import ModbusDeviceConfig, ModbusTable, SerialTransport, TcpTransport
+from drivers.modbus.frames import Check, Expected, Verdict, check_rtu, check_tcp
 from drivers.modbus.planner import Block, plan_device, split_block
 from edge_agent.errors import DecodeError, DeviceUnavailable
 from edge_agent.model import CommsEvent, CommsState, Quality, Reading
@@ -86,6 +95,12 @@ _READERS = {
     ModbusTable.HOLDING: "read_holding_registers",
     ModbusTable.INPUT: "read_input_registers",
 }
+_FUNCTIONS = {
+    ModbusTable.COIL: 1,
+    ModbusTable.DISCRETE_INPUT: 2,
+    ModbusTable.HOLDING: 3,
+    ModbusTable.INPUT: 4,
+}
 
 
 class UnitTimeout(Exception):
@@ -99,6 +114,75 @@ class ExceptionReply(Exception):
         self.code = code
         self.reason = _ISOLATE.get(code) or _TRANSIENT.get(code) or f"exception code {code}"
         super().__init__(self.reason)
+
+
+class InvalidResponse(ModbusException):
+    """The device answered, but not with a valid answer to the request (see :mod:`.frames`).
+
+    A :class:`pymodbus.exceptions.ModbusException` so that callers handling protocol
+    errors (the probe) handle it too; ``kind`` names the condition for counting and
+    logging (``function_code``, ``unit_id``, ``byte_count``, ``trailing_bytes``,
+    ``crc``, ``framing``, ``length``, ``library``).
+    """
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"invalid response: {self.reason}"
+
+
+class _ResponseGuard:
+    """pymodbus' ``trace_packet`` hook: only a valid answer to the outstanding request passes.
+
+    Called with every buffer sent and (accumulated) received. A received buffer
+    that is not yet complete, or is invalid, is hidden from pymodbus (``b""``: it
+    decodes nothing, so it never raises inside ``data_received``); an invalid one
+    also fails the pending request at once with :class:`InvalidResponse` instead of
+    letting it time out. Bytes arriving while no request is outstanding are hidden
+    too and flagged, so the next request starts on a fresh connection.
+    """
+
+    def __init__(self, *, rtu: bool) -> None:
+        self._check = check_rtu if rtu else check_tcp
+        self._rtu = rtu
+        self.ctx: Any = None
+        self.expected: Expected | None = None
+        self.problem: Check | None = None
+        self.unsolicited = False
+
+    def expect(self, unit: int, function: int, count: int) -> None:
+        """A request is about to be sent."""
+        self.expected = Expected(unit=unit, function=function, count=count)
+        self.problem = None
+
+    def done(self) -> None:
+        """The request is over (answered, failed or timed out)."""
+        self.expected = None
+
+    def __call__(self, sending: bool, data: bytes) -> bytes:
+        expected = self.expected
+        if sending:
+            if expected is not None and not self._rtu and len(data) >= 2:
+                self.expected = Expected(
+                    expected.unit, expected.function, expected.count, int.from_bytes(data[:2])
+                )
+            return data
+        if expected is None:
+            self.unsolicited = True
+            return b""
+        check = self._check(expected, data)
+        if check.verdict is Verdict.COMPLETE:
+            return data
+        if check.verdict is Verdict.INVALID:
+            self.problem = check
+            self.expected = None
+            future = getattr(self.ctx, "response_future", None)
+            if isinstance(future, asyncio.Future) and not future.done():
+                future.set_exception(InvalidResponse(check.kind, check.reason))
+        return b""
 
 
 @dataclass(slots=True)
@@ -125,6 +209,7 @@ class _Device:
     retry_at: float = 0.0
     backoff: Backoff = field(default_factory=lambda: Backoff(initial_s=1.0, max_s=30.0))
     schedules: list[_Schedule] = field(default_factory=list)
+    invalid: str | None = None  # the invalid-response condition already logged
 
 
 class ModbusLink:
@@ -152,6 +237,7 @@ class ModbusLink:
             ]
         self._schedules = [s for dev in self._devices for s in dev.schedules]
         self._client: Any = None
+        self._guard = _ResponseGuard(rtu=isinstance(self._transport, SerialTransport))
         self._last_io = 0.0
         ifd = (
             self._transport.inter_frame_delay_ms
@@ -187,11 +273,29 @@ class ModbusLink:
             DeviceUnavailable: The endpoint refused, or the port cannot be opened.
         """
         await self.close()
+        self._client = await self._open_client()
+        now = time.monotonic()
+        for dev in self._devices:
+            # run_link reports the link-level transition; per-device state starts afresh.
+            dev.down = False
+            dev.retry_at = 0.0
+            dev.backoff.reset()
+        for s in self._schedules:
+            s.clock = GridClock(s.interval_ms / 1000.0, now=now)
+
+    async def _open_client(self) -> Any:
+        """A connected pymodbus client whose received bytes pass through the guard."""
         timeout_s = max(d.config.timeout_ms for d in self._devices) / 1000.0
         transport = self._transport
+        guard = self._guard
         if isinstance(transport, TcpTransport):
             client: Any = AsyncModbusTcpClient(
-                transport.host, port=transport.port, timeout=timeout_s, retries=0, reconnect_delay=0
+                transport.host,
+                port=transport.port,
+                timeout=timeout_s,
+                retries=0,
+                reconnect_delay=0,
+                trace_packet=guard,
             )
         else:
             client = AsyncModbusSerialClient(
@@ -204,7 +308,11 @@ class ModbusLink:
                 timeout=timeout_s,
                 retries=0,
                 reconnect_delay=0,
+                trace_packet=guard,
             )
+        guard.ctx = client.ctx
+        guard.done()
+        guard.unsolicited = False
         try:
             ok = await client.connect()
         except (OSError, ValueError, termios.error, ModbusException) as exc:
@@ -212,18 +320,28 @@ class ModbusLink:
             # port refuses (e.g. parity on a pseudo-terminal).
             client.close()
             raise DeviceUnavailable(f"cannot open {self._name}: {exc}") from exc
+        except Exception as exc:  # a library failure stays inside the driver
+            log.debug("Unexpected error while connecting link=%s", self._name, exc_info=True)
+            client.close()
+            raise DeviceUnavailable(f"cannot open {self._name}: {type(exc).__name__}") from exc
         if not ok:
             client.close()
             raise DeviceUnavailable(f"cannot connect to {self._name}")
-        self._client = client
-        now = time.monotonic()
-        for dev in self._devices:
-            # run_link reports the link-level transition; per-device state starts afresh.
-            dev.down = False
-            dev.retry_at = 0.0
-            dev.backoff.reset()
-        for s in self._schedules:
-            s.clock = GridClock(s.interval_ms / 1000.0, now=now)
+        return client
+
+    async def _resync(self) -> None:
+        """Drop the connection and open a fresh one: the rest of a bad answer is discarded.
+
+        Raises:
+            DeviceUnavailable: The connection cannot be reopened.
+        """
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                log.debug("Ignoring error while closing link=%s", self._name, exc_info=True)
+        self._client = await self._open_client()
 
     async def close(self) -> None:
         """Close the connection; never raises."""
@@ -271,6 +389,7 @@ class ModbusLink:
         dev = s.device
         readings: list[Reading] = []
         refined: list[Block] = []
+        invalid_before = dev.diag.errors.get("invalid_response", 0)
         try:
             for block in s.blocks:
                 await self._read_isolating(s, block, refined, readings)
@@ -279,6 +398,14 @@ class ModbusLink:
             self._unit_failed(dev, str(exc), result)
             return
         s.blocks = refined
+        if dev.invalid is not None and dev.diag.errors.get("invalid_response", 0) == invalid_before:
+            log.info(
+                "Device answers validly again device=%s link=%s unit=%d",
+                dev.config.name,
+                self._name,
+                dev.config.unit_id,
+            )
+            dev.invalid = None
         if s.bad:
             ts, mono = time.time(), time.monotonic()
             for bad in s.bad:
@@ -286,7 +413,13 @@ class ModbusLink:
         if dev.down:
             dev.down = False
             dev.backoff.reset()
-            # Logged once by the agent's event catalogue (device_down), not here.
+            # run_link logs the transition once for every protocol; this is the unit detail.
+            log.debug(
+                "Device restored device=%s link=%s unit=%d",
+                dev.config.name,
+                self._name,
+                dev.config.unit_id,
+            )
             result.events.append(
                 CommsEvent(
                     device=dev.config.name,
@@ -304,6 +437,13 @@ class ModbusLink:
             return
         dev.down = True
         cfg = dev.config
+        log.debug(  # run_link logs the transition once for every protocol
+            "Device lost device=%s link=%s unit=%d reason=%r",
+            cfg.name,
+            self._name,
+            cfg.unit_id,
+            reason,
+        )
         ts, mono = time.time(), time.monotonic()
         result.events.append(
             CommsEvent(device=cfg.name, state=CommsState.DOWN, ts=ts, mono=mono, reason=reason)
@@ -354,6 +494,11 @@ class ModbusLink:
             refined.append(block)
             readings.extend(self._bad(dev, block, exc.reason, time.time(), time.monotonic()))
             return
+        except InvalidResponse as exc:
+            self._note_invalid(dev, exc)
+            refined.append(block)
+            readings.extend(self._bad(dev, block, str(exc), time.time(), time.monotonic()))
+            return
         except ModbusException as exc:
             refined.append(block)
             readings.extend(
@@ -370,13 +515,28 @@ class ModbusLink:
                 continue
             try:
                 words, ts, mono = await self.read_block(s.device.config, bad.block, s.device.diag)
-            except (ExceptionReply, ModbusException):
+            except (ExceptionReply, ModbusException) as exc:
+                if isinstance(exc, InvalidResponse):
+                    self._note_invalid(s.device, exc)
                 bad.reprobe_at = now + s.device.config.reprobe_ms / 1000.0
                 continue
             log.info("Tag recovered device=%s tag=%s", s.device.config.name, bad.block.tags[0].name)
             s.bad.remove(bad)
             refined.append(bad.block)
             self._decode(s.device, bad.block, words, ts, mono, readings)
+
+    def _note_invalid(self, dev: _Device, exc: InvalidResponse) -> None:
+        """Log an invalid-response condition once per device and kind (it is counted anyway)."""
+        if dev.invalid == exc.kind:
+            return
+        dev.invalid = exc.kind
+        log.warning(
+            "Device sends invalid responses, its tags read bad device=%s link=%s unit=%d reason=%r",
+            dev.config.name,
+            self._name,
+            dev.config.unit_id,
+            exc.reason,
+        )
 
     @staticmethod
     def _decode(
@@ -458,24 +618,37 @@ class ModbusLink:
             wait = self._last_io + self._inter_frame_s - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+        if self._guard.unsolicited:
+            # Bytes arrived while nothing was asked: the stream may be out of step.
+            await self._resync()
+            client = self._client
         ctx = client.ctx
         ctx.comm_params.timeout_connect = device.timeout_ms / 1000.0
         ctx.retries = device.retries
         reader = getattr(client, _READERS[block.table])
+        function = _FUNCTIONS[block.table]
         diag.requests += 1
         start = time.monotonic()
+        guard = self._guard
+        guard.expect(block.unit_id, function, block.count)
         try:
             response = await reader(block.start, count=block.count, device_id=block.unit_id)
+        except InvalidResponse as exc:
+            await self._invalid(exc, diag)
         except ConnectionException as exc:
             diag.record_error("connection")
             raise DeviceUnavailable(f"{self._name}: connection lost: {exc}") from exc
         except ModbusIOException as exc:
-            # RTU has no transaction id. A late reply from another unit is dropped by
-            # pymodbus' framer (device id check); a late reply from this unit arrives
-            # while it sits in backoff (>= 0.5 s), when no request is pending, and is
-            # discarded too. Only retries re-send the identical request, so a late
-            # reply that satisfies a retry carries the right data.
+            # RTU has no transaction id. A late reply from another unit that arrives
+            # while this request waits is refused by the guard (unit id) and the port
+            # reopened; a late reply from this unit arrives while it sits in backoff
+            # (>= 0.5 s), when no request is pending: the guard hides it and the port is
+            # reopened before the next request. Only retries re-send the identical
+            # request, so a late reply that satisfies a retry carries the right data.
             self._last_io = time.monotonic()
+            problem = guard.problem
+            if problem is not None:  # the guard could not fail the request itself
+                await self._invalid(InvalidResponse(problem.kind, problem.reason), diag, exc)
             diag.record_error("timeout")
             if not client.connected:
                 raise DeviceUnavailable(f"{self._name}: closed after repeated timeouts") from exc
@@ -486,6 +659,16 @@ class ModbusLink:
         except ModbusException:
             diag.record_error("protocol")
             raise
+        except Exception as exc:
+            # A library failure is one more kind of bad answer: it never leaves the driver.
+            log.debug("pymodbus failed on a read link=%s", self._name, exc_info=True)
+            await self._invalid(
+                InvalidResponse("library", f"library error: {type(exc).__name__}: {exc}"),
+                diag,
+                exc,
+            )
+        finally:
+            guard.done()
         mono = time.monotonic()
         ts = time.time()
         self._last_io = mono
@@ -500,10 +683,29 @@ class ModbusLink:
             )
             raise ExceptionReply(code)
         words = response.bits if block.table.is_bits else response.registers
-        if len(words) < block.count:
-            diag.record_error("protocol")
-            raise ModbusException(f"short response: {len(words)} of {block.count}")
+        if int(getattr(response, "function_code", function)) != function or (
+            len(words) < block.count or (not block.table.is_bits and len(words) != block.count)
+        ):
+            # The guard checked the bytes already; this holds if pymodbus ever decodes more.
+            await self._invalid(
+                InvalidResponse("length", f"{len(words)} values for {block.count} requested"),
+                diag,
+            )
         return words, ts, mono
+
+    async def _invalid(
+        self, exc: InvalidResponse, diag: DeviceDiagnostics, cause: BaseException | None = None
+    ) -> NoReturn:
+        """Count an invalid answer, resynchronise the connection and raise ``exc``.
+
+        Raises:
+            InvalidResponse: Always (``exc``), after the connection was reopened.
+            DeviceUnavailable: The connection could not be reopened.
+        """
+        diag.record_error("invalid_response")
+        self._last_io = time.monotonic()
+        await self._resync()
+        raise exc from cause
 
 
 def build_links(devices: Sequence[object]) -> list[ModbusLink]:

@@ -1,7 +1,8 @@
 """The outbox: messages waiting for a broker acknowledgement, as SQL on a writer connection.
 
 Every message the agent publishes is first a row here (``seq INTEGER PRIMARY KEY
-AUTOINCREMENT``: one monotonically increasing sequence per agent, never reused).
+AUTOINCREMENT``: one monotonically increasing sequence per agent and epoch, never
+reused; the sequence ledger beside the file keeps it so when the file is lost).
 KPI records and stop events are also kept in their own tables keyed by
 ``record_key`` and marked ``published`` when their outbox row is acknowledged, so
 retention can keep unpublished summaries and drop old published ones.
@@ -104,33 +105,39 @@ class NewMessage:
 
 def insert(con: sqlite3.Connection, messages: Sequence[NewMessage]) -> list[int]:
     """Insert messages (and their kpi/stop records) in one committed transaction; return seqs."""
-    seqs: list[int] = []
     con.execute("BEGIN IMMEDIATE")
     try:
-        for m in messages:
-            cur = con.execute(
-                "INSERT INTO outbox(kind, priority, topic, data, created, retain, record_key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (m.kind, int(m.priority), m.topic, m.data, m.created, int(m.retain), m.record_key),
-            )
-            seq = int(cur.lastrowid or 0)
-            seqs.append(seq)
-            table = RECORD_TABLES.get(m.kind)
-            if table is not None:
-                key = m.record_key if m.record_key is not None else f"seq:{seq}"
-                # A new revision of the same record replaces the stored one (keyed by record_key).
-                con.execute(
-                    f"INSERT INTO {table}(record_key, created, seq, data, published) "  # noqa: S608
-                    "VALUES (?, ?, ?, ?, NULL) ON CONFLICT(record_key) DO UPDATE SET "
-                    "created = excluded.created, seq = excluded.seq, data = excluded.data, "
-                    "published = NULL",
-                    (key, m.created, seq, m.data),
-                )
+        seqs = insert_rows(con, messages)
         con.execute("COMMIT")
     except BaseException:
         if con.in_transaction:
             con.execute("ROLLBACK")
         raise
+    return seqs
+
+
+def insert_rows(con: sqlite3.Connection, messages: Sequence[NewMessage]) -> list[int]:
+    """Insert messages inside the caller's transaction (no commit); return their seqs."""
+    seqs: list[int] = []
+    for m in messages:
+        cur = con.execute(
+            "INSERT INTO outbox(kind, priority, topic, data, created, retain, record_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (m.kind, int(m.priority), m.topic, m.data, m.created, int(m.retain), m.record_key),
+        )
+        seq = int(cur.lastrowid or 0)
+        seqs.append(seq)
+        table = RECORD_TABLES.get(m.kind)
+        if table is not None:
+            key = m.record_key if m.record_key is not None else f"seq:{seq}"
+            # A new revision of the same record replaces the stored one (keyed by record_key).
+            con.execute(
+                f"INSERT INTO {table}(record_key, created, seq, data, published) "  # noqa: S608
+                "VALUES (?, ?, ?, ?, NULL) ON CONFLICT(record_key) DO UPDATE SET "
+                "created = excluded.created, seq = excluded.seq, data = excluded.data, "
+                "published = NULL",
+                (key, m.created, seq, m.data),
+            )
     return seqs
 
 

@@ -12,7 +12,10 @@ Guarantees:
 
 * ``await publish(...)`` returns only after the row is committed
   (``synchronous=FULL`` by default), so a summary that was handed over survives a
-  crash or power cut; its ``seq`` is unique and increasing per database, never reused.
+  crash or power cut; its ``seq`` is unique and increasing within the buffer's
+  :attr:`Buffer.epoch` and never reused, even when the database file is lost,
+  replaced or rolled back (the sequence ledger beside it, :mod:`.sequence`, keeps
+  the numbering; :mod:`.recovery` reports what was lost as a gap).
 * Rows are never evicted from the outbox while they are high priority (KPI, stop).
 * The event loop never waits on a commit: every SQLite call runs on the writer
   thread; coroutines await its futures.
@@ -30,12 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edge_agent.buffer import outbox
+from edge_agent.buffer import outbox, recovery
 from edge_agent.buffer.config import StorageConfig
 from edge_agent.buffer.outbox import NewMessage, OutboxRow, Priority
 from edge_agent.buffer.rows import interval_row
 from edge_agent.buffer.schema import open_database, plan_size
+from edge_agent.buffer.sequence import LedgerError, SeqLedger, ledger_path, read_ledger
 from edge_agent.buffer.writer import Writer
+from edge_agent.errors import StorageFull
 from edge_agent.model import CommsEvent, Reading
 
 log = logging.getLogger(__name__)
@@ -92,22 +97,63 @@ class Buffer:
         self.agent_id = agent_id
         self._clock = clock
         self._writer: Writer | None = None
+        self._ledger: SeqLedger | None = None
         self._listeners: list[Callable[[], None]] = []
         self.moved_aside: Path | None = None
+        self.epoch = ""
+        self.recovered: dict[str, Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
         """Open the database (create, migrate, replace a corrupt file) and start the writer.
 
+        Also reconciles the numbering with the sequence ledger (:mod:`.recovery`):
+        :attr:`epoch` is set, and :attr:`recovered` holds the gap report when
+        messages were lost with the old database (published by :meth:`publish_gaps`).
+
         Raises:
             StorageFull: The disk is full even for an empty database.
             RuntimeError: The file's schema is newer than this agent.
             sqlite3.Error: Any other failure to open (permissions, locked).
+            OSError: The sequence ledger cannot be written.
         """
-        con, moved = await asyncio.to_thread(open_database, self.config.path, self.config.max_bytes)
+        con, moved, outcome, ledger = await asyncio.to_thread(self._open_sync)
         self.moved_aside = moved
+        self.epoch = outcome.epoch
+        self.recovered = outcome.gap.as_data() if outcome.gap is not None else None
+        self._ledger = ledger
         self._writer = Writer(con, self.config, clock=self._clock)
         self._writer.start()
+
+    def _open_sync(self) -> tuple[Any, Path | None, recovery.Outcome, SeqLedger]:
+        path = self.config.path
+        try:
+            existed = path.stat().st_size > 0
+        except FileNotFoundError:
+            existed = False
+        # Both must be read before SQLite opens the file: opening discards an invalid WAL.
+        wal_note = recovery.inspect_wal(path) if existed else None
+        problem: str | None = None
+        try:
+            record = read_ledger(ledger_path(path))
+        except LedgerError as exc:
+            record, problem = None, str(exc)
+        con, moved = open_database(path, self.config.max_bytes)
+        try:
+            found = recovery.Found(
+                intact=existed and moved is None,
+                ledger=record,
+                ledger_problem=problem,
+                moved=moved,
+                moved_info=recovery.inspect_moved(moved) if moved is not None else None,
+                wal_note=wal_note,
+            )
+            outcome = recovery.reconcile(con, found, now=self._clock())
+            ledger = SeqLedger(ledger_path(path), outcome.ledger)
+        except BaseException:
+            con.close()
+            raise
+        return con, moved, outcome, ledger
 
     async def close(self) -> None:
         """Flush queued rows, stop the writer thread and close the database."""
@@ -115,7 +161,14 @@ class Buffer:
         if writer is None:
             return
         self._writer = None
-        await asyncio.to_thread(writer.stop)
+        ledger, self._ledger = self._ledger, None
+
+        def stop() -> None:
+            writer.stop()
+            if ledger is not None:
+                ledger.close(writer.last_seq, self._clock())
+
+        await asyncio.to_thread(stop)
 
     @property
     def is_open(self) -> bool:
@@ -213,15 +266,82 @@ class Buffer:
         if not rows:
             return []
 
-        def insert(con: Any) -> list[int]:
-            seqs = outbox.insert(con, rows)
-            writer.outbox_count += len(seqs)
-            writer.last_seq = seqs[-1]
-            return seqs
-
-        seqs = await self._call(writer.durable(insert))
+        seqs = await self._call(
+            writer.durable(self._numbered(lambda con: outbox.insert(con, rows), len(rows)))
+        )
         for listener in list(self._listeners):
             listener()
+        return seqs
+
+    def _numbered(
+        self, insert: Callable[[Any], list[int]], count: int
+    ) -> Callable[[Any], list[int]]:
+        """Wrap an outbox insert (writer thread): reserve its seqs in the ledger first.
+
+        The reservation is durable before the commit that could hand the numbers out;
+        the committed high-water mark is recorded after it.
+        """
+        writer = self._w()
+        ledger = self._ledger
+
+        def job(con: Any) -> list[int]:
+            if ledger is not None:
+                try:
+                    ledger.reserve(writer.last_seq + count)
+                except OSError as exc:
+                    raise StorageFull(f"cannot reserve sequence numbers: {exc}") from exc
+            seqs = insert(con)
+            if seqs:
+                writer.outbox_count += len(seqs)
+                writer.last_seq = seqs[-1]
+                if ledger is not None:
+                    ledger.committed(seqs[-1], self._clock())
+            return seqs
+
+        return job
+
+    async def publish_gaps(self, topic: str) -> list[int]:
+        """Move pending gap reports (see :mod:`.recovery`) into the outbox; returns their seqs.
+
+        One transaction: the ``gap`` messages are stored and the pending reports
+        deleted together, so a crash in between neither loses nor repeats a report.
+
+        Raises:
+            StorageFull: The messages cannot be stored now (retry later).
+        """
+        writer = self._w()
+        created = self._clock()
+
+        def insert(con: Any) -> list[int]:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                row = con.execute(
+                    "SELECT value FROM state WHERE key = ?", (recovery.GAPS_KEY,)
+                ).fetchone()
+                reports = json.loads(row[0]) if row else []
+                messages = [
+                    NewMessage(
+                        kind="gap",
+                        priority=int(Priority.HIGH),
+                        topic=topic,
+                        data=dumps(report),
+                        created=created,
+                    )
+                    for report in reports
+                ]
+                seqs = outbox.insert_rows(con, messages)
+                con.execute("DELETE FROM state WHERE key = ?", (recovery.GAPS_KEY,))
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+            return seqs
+
+        seqs = await self._call(writer.durable(self._numbered(insert, recovery.GAPS_MAX)))
+        if seqs:
+            for listener in list(self._listeners):
+                listener()
         return seqs
 
     def on_publish(self, listener: Callable[[], None]) -> Callable[[], None]:
@@ -329,7 +449,9 @@ class Buffer:
         table), ``dropped`` (``readings`` = evicted under budget, ``outbox:<kind>``,
         ``readings:queue_full``, ``readings:memory_full`` ...), ``expired`` (rows aged out
         by retention), ``disk_full``, ``full_reason`` (``budget``/``disk``/``""``),
-        ``last_error``, ``moved_aside`` (path of a corrupt file replaced at open).
+        ``last_error``, ``moved_aside`` (path of a corrupt file replaced at open),
+        ``epoch`` (the seq numbering epoch) and ``recovered`` (the gap report of
+        messages lost with the database at open, or None).
         """
         w = self._w()
         usage = w.usage
@@ -351,6 +473,8 @@ class Buffer:
             "full_reason": w.full_reason,
             "last_error": w.last_error,
             "moved_aside": str(self.moved_aside) if self.moved_aside else None,
+            "epoch": self.epoch,
+            "recovered": self.recovered,
         }
 
     async def run_maintenance(self) -> None:

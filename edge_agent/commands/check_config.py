@@ -1,9 +1,15 @@
-"""``edge-agent check-config FILE``: validate a configuration without starting anything.
+"""``edge-agent check-config FILE``: would the agent start with this file, on this machine?
 
-Prints every problem at once (file, key path, expectation) and exits 2, or
-prints a summary of what would run and exits 0. ``--plan`` adds the request
-plan of each driver (Modbus block reads per device and cycle); ``--probe``
-connects to every configured device and test-reads every tag once.
+Two stages, both reported in full: the file itself (every problem at once:
+file, key path, expectation; :func:`edge_agent.config.load_config`), then
+what it needs from this machine (:func:`edge_agent.preflight.preflight`:
+files readable, variables set, state directory writable, hosts valid,
+placeholder addresses). Errors exit 2; warnings are printed and exit 0, or 2
+with ``--strict``. ``--no-environment`` skips the machine checks, to validate
+a file meant for another gateway. Otherwise it prints a summary of what would
+run. ``--plan`` adds the request plan of each driver (Modbus block reads per
+device and cycle); ``--probe`` connects to every configured device and
+test-reads every tag once.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ from collections import defaultdict
 from typing import Any
 
 from drivers import registry
-from edge_agent.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
+from edge_agent.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, add_config_argument, config_paths
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import ConfigError
+from edge_agent.preflight import preflight
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,13 +32,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "check-config",
         help="validate a configuration file",
-        description="Validate configuration files as a whole; report every problem at once.",
-        epilog="Exit codes: 0 valid, 2 invalid, 1 a probed tag failed.\n"
-        "Examples:\n  edge-agent check-config /etc/edge-agent/agent.toml\n"
-        "  edge-agent check-config --plan agent.toml\n  edge-agent check-config --probe agent.toml",
+        description="Check that the agent would start with this configuration on this machine: "
+        "the file as a whole (every problem at once), then files, variables, directories and "
+        "addresses it needs. Placeholder addresses from the example are warnings.",
+        epilog="Exit codes: 0 valid (warnings allowed), 2 invalid (or warnings with --strict),\n"
+        "1 a probed tag failed.\n"
+        "Examples:\n  edge-agent check-config                  # /etc/edge-agent/agent.toml\n"
+        "  edge-agent check-config agent.toml --strict\n"
+        "  edge-agent check-config --plan agent.toml\n"
+        "  edge-agent check-config --probe agent.toml\n"
+        "  edge-agent check-config --no-environment other-gateway.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="agent TOML file(s)")
+    add_config_argument(
+        p, many=True, help_text="agent TOML file(s) (default /etc/edge-agent/agent.toml)"
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="treat warnings (placeholder addresses ...) as errors"
+    )
+    p.add_argument(
+        "--no-environment",
+        action="store_true",
+        help="check the file only, not this machine (files, variables, directories)",
+    )
     p.add_argument("--plan", action="store_true", help="print the request plan per device")
     p.add_argument(
         "--probe", action="store_true", help="connect to every device and read every tag once"
@@ -76,7 +99,7 @@ def _plan(config: AgentConfig) -> str:
 
 def _check(args: argparse.Namespace) -> int:
     worst = EXIT_OK
-    for file in args.files:
+    for file in config_paths(args):
         try:
             config = load_config(file)
         except ConfigError as exc:
@@ -85,7 +108,20 @@ def _check(args: argparse.Namespace) -> int:
                 print(f"  {issue}", file=sys.stderr)
             worst = EXIT_CONFIG
             continue
-        print(f"{file}: OK")
+        findings = preflight(config, environment=not args.no_environment)
+        errors = [f for f in findings if f.level == "error" or args.strict]
+        warnings = [f for f in findings if f not in errors]
+        if errors:
+            what = "would not start" if any(f.level == "error" for f in errors) else "--strict"
+            print(f"{file}: INVALID ({what}), {len(errors)} problem(s):", file=sys.stderr)
+            for finding in errors:
+                print(f"  {file}: {finding}", file=sys.stderr)
+            worst = EXIT_CONFIG
+        for finding in warnings:
+            print(f"{file}: warning: {finding}", file=sys.stderr)
+        if errors:
+            continue
+        print(f"{file}: OK" + (f" ({len(warnings)} warning(s))" if warnings else ""))
         print(summary(config))
         if args.plan:
             print(_plan(config))

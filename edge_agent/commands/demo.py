@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 import tempfile
@@ -24,7 +25,8 @@ from typing import Any
 
 import tomli
 
-from edge_agent.cli import EXIT_FAILURE, EXIT_OK
+from edge_agent.cli import EXIT_FAILURE, EXIT_OK, add_config_argument
+from edge_agent.cli import config_path as given_config
 
 # In a source checkout the demo runs config/demo.toml; the wheel carries a copy.
 _SOURCE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
@@ -43,9 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog="Examples:\n  edge-agent demo\n  edge-agent demo --duration 30 --plain",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--config", default=None, help="demo TOML (default: the bundled config/demo.toml)"
-    )
+    add_config_argument(p, help_text="demo TOML (default: the bundled config/demo.toml)")
     p.add_argument(
         "--speed", type=float, default=10.0, help="simulated seconds per real second (default 10)"
     )
@@ -93,7 +93,10 @@ def _subscribe(port: int, counter: Counter) -> Any:
     return client
 
 
-def _render(rt: Any, counter: Counter, broker: str, started: float) -> str:
+def _render(
+    rt: Any, counter: Counter, broker: str, started: float, machines: list[str] | None = None
+) -> str:
+    """The live view; ``machines`` replaces the machine rows (the last ones before a stop)."""
     lines = [
         f"edge-agent demo: {time.time() - started:5.0f} s  (broker: {broker}; Ctrl-C to stop)",
         "",
@@ -101,6 +104,20 @@ def _render(rt: Any, counter: Counter, broker: str, started: float) -> str:
         f"{'qual':>7} {'OEE':>7} "
         f"{'down s':>7} {'stops':>5}  reason",
     ]
+    lines += _machine_rows(rt) if machines is None else machines
+    with counter.lock:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(counter.by_kind.items())) or "none yet"
+    lines += ["", f"messages received at the broker: {counts}"]
+    lines.append(
+        f"uplink: {_uplink_text(rt.uplink.state())}; devices up: "
+        f"{rt.tags.devices_up()}/{len(rt.tags.comms)}"
+    )
+    return "\n".join(lines)
+
+
+def _machine_rows(rt: Any) -> list[str]:
+    """One row per machine: state, fault, since, today's KPIs so far."""
+    lines: list[str] = []
     now = time.time()
     for name, mr in rt.machines.items():
         rec: dict[str, Any] = {}
@@ -120,14 +137,16 @@ def _render(rt: Any, counter: Counter, broker: str, started: float) -> str:
             f"{rec.get('downtime_total_s', 0):7.0f} {rec.get('stops', 0):5}  "
             f"{mr.config.fault_names.get(mr.fault, '') if mr.fault else ''}"
         )
-    with counter.lock:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(counter.by_kind.items())) or "none yet"
-    lines += ["", f"messages received at the broker: {counts}"]
-    backlog = rt.uplink.state().get("backlog") if rt.uplink is not None else "?"
-    lines.append(
-        f"uplink backlog: {backlog}; devices up: {rt.tags.devices_up()}/{len(rt.tags.comms)}"
-    )
-    return "\n".join(lines)
+    return lines
+
+
+def _uplink_text(state: dict[str, Any]) -> str:
+    """The uplink in words: ``connected, 0 messages waiting``; the buffer closes at the stop."""
+    backlog = state.get("backlog")
+    if backlog is None:
+        return "agent stopped"
+    link = "connected" if state.get("connected") else "NOT CONNECTED"
+    return f"{link}, {backlog} message{'s' if backlog != 1 else ''} waiting"
 
 
 async def _run_demo(args: argparse.Namespace) -> int:
@@ -137,7 +156,7 @@ async def _run_demo(args: argparse.Namespace) -> int:
     from simulators.host import SimulatorHost
     from simulators.scenario import load_scenario
 
-    template_path = Path(args.config) if args.config else DEMO_CONFIG
+    template_path = given_config(args, default=DEMO_CONFIG) or DEMO_CONFIG
     template = tomli.loads(await asyncio.to_thread(template_path.read_text, encoding="utf-8"))
     state_ctx = tempfile.TemporaryDirectory(prefix="edge-demo-") if args.state_dir is None else None
     state_dir = Path(args.state_dir) if args.state_dir else Path(state_ctx.name)  # type: ignore[union-attr]
@@ -175,13 +194,13 @@ async def _run_demo(args: argparse.Namespace) -> int:
                         await asyncio.wait_for(stop.wait(), timeout=2.0 if args.plain else 1.0)
             finally:
                 # The machines as they were running: once stopped, the agent's own
-                # downtime is unknown time and every machine shows "unknown".
-                final = _render(rt, counter, broker.kind, started)
+                # downtime is unknown time and every machine would show "unknown".
+                last_rows = _machine_rows(rt)
                 rt.request_stop()
                 code = await agent
                 view.loop_stop()
                 view.disconnect()
-            print(final)
+            print(_render(rt, counter, broker.kind, started, machines=last_rows))
             return EXIT_OK if code == 0 else EXIT_FAILURE
     finally:
         if state_ctx is not None:
@@ -218,4 +237,8 @@ def _to_toml(data: dict[str, Any], prefix: str = "") -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if not args.verbose:
+        # The simulated machines start now, so every day window begins with hours of no
+        # data: 'low_coverage' is true but says nothing here, and would scroll the live view.
+        logging.getLogger("edge_agent.machines").setLevel(logging.ERROR)
     return asyncio.run(_run_demo(args))

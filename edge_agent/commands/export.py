@@ -28,7 +28,15 @@ from typing import IO, Any
 
 from edge_agent.buffer.retention import first_id_at
 from edge_agent.buffer.schema import QUALITY_NAMES, connect
-from edge_agent.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
+from edge_agent.cli import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_OK,
+    UsageError,
+    add_config_argument,
+    config_path,
+    describe_os_error,
+)
 from edge_agent.uplink.payload import iso_utc
 
 # Readings are located by arrival order; rows stamped more than this far out of order
@@ -53,17 +61,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="export buffered data as CSV or JSON Lines",
         description="Export a time range of the local buffer (read-only; safe while running).",
         epilog="Examples:\n"
-        "  edge-agent export -c /etc/edge-agent/agent.toml --from 2026-11-26T00:00Z "
-        "--to 2026-11-27T00:00Z --kind readings --format csv -o readings.csv\n"
+        "  edge-agent export --from 2026-11-26T00:00Z --to 2026-11-27T00:00Z --kind readings "
+        "-o readings.csv\n"
+        "  edge-agent export agent.toml --from 2026-11-26 --to 2026-11-27 --kind summaries "
+        "--format jsonl | head\n"
         "  edge-agent export --db /var/lib/edge-agent/buffer.db --from 2026-11-26 --to 2026-11-27 "
-        "--kind summaries --format jsonl",
+        "--kind events",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument(
-        "-c", "--config", type=Path, help="agent TOML file (the buffer path is read from it)"
+    add_config_argument(
+        p,
+        help_text="agent TOML file; the buffer path is read from it "
+        "(default /etc/edge-agent/agent.toml)",
     )
-    src.add_argument("--db", type=Path, help="buffer database file (instead of --config)")
+    p.add_argument("--db", type=Path, help="buffer database file (instead of a config file)")
     p.add_argument(
         "--from", dest="start", required=True, metavar="ISO", help="start time, inclusive"
     )
@@ -182,11 +193,15 @@ def write(out: IO[str], kind: str, fmt: str, items: Iterator[dict[str, Any]]) ->
 
 
 def _db_path(args: argparse.Namespace) -> Path:
+    given = config_path(args, default=None)
     if args.db is not None:
+        if given is not None:
+            raise UsageError("give a config FILE or --db, not both")
         return Path(args.db)
+    from edge_agent.cli import DEFAULT_CONFIG
     from edge_agent.config import load_config
 
-    return load_config(args.config).storage.path
+    return load_config(given or DEFAULT_CONFIG).storage.path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -218,7 +233,11 @@ def run(args: argparse.Namespace) -> int:
         stack.callback(con.close)
         out: IO[str] = sys.stdout
         if args.output is not None:
-            out = stack.enter_context(open(args.output, "w", encoding="utf-8", newline=""))
+            try:
+                out = stack.enter_context(open(args.output, "w", encoding="utf-8", newline=""))
+            except OSError as exc:
+                print(f"edge-agent export: cannot write {describe_os_error(exc)}", file=sys.stderr)
+                return EXIT_FAILURE
         try:
             con.execute("BEGIN")  # one snapshot for the whole export
             count = write(out, args.kind, args.format, rows(con, args.kind, start, end))

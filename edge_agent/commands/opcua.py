@@ -34,7 +34,11 @@ EXIT_FAILURE = 1
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``opcua`` sub-command group (``opcua trust``)."""
     parser = subparsers.add_parser(
-        "opcua", help="OPC-UA tools (trust a server certificate)", description="OPC-UA tools."
+        "opcua",
+        help="OPC-UA tools (trust a server certificate)",
+        description="OPC-UA tools.",
+        epilog="Example:\n  edge-agent opcua trust --endpoint opc.tcp://10.0.0.5:4840",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="opcua_command", metavar="ACTION", required=True)
     trust = sub.add_parser(
@@ -42,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="fetch a server certificate, show it, and add it to the trust list after confirmation",
         description="Fetch the certificate an OPC-UA server presents, print subject, thumbprint "
         "and validity, and after confirmation store it in the trust list the agent checks.",
+        epilog="Examples:\n  edge-agent opcua trust --endpoint opc.tcp://10.0.0.5:4840\n"
+        "  edge-agent opcua trust --endpoint opc.tcp://10.0.0.5:4840 -c agent.toml --yes",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     trust.add_argument("--endpoint", required=True, help="opc.tcp://host:port/path")
     where = trust.add_mutually_exclusive_group()

@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "probe",
         help="read raw values from a device and show every interpretation",
         description="Read raw values from a device and show every interpretation.",
+        epilog="Example:\n  edge-agent probe modbus --endpoint 192.168.1.20:502 --unit 1 "
+        "--address 100 --count 2 --expect 1500\n(see edge-agent probe modbus --help)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     protocols = parser.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
     mb = protocols.add_parser(

@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         names = [w.name for w in windows]
         samples = load_samples(args.samples)
     except ConfigError as exc:
-        print(f"error: invalid KPI profile:\n{exc}", file=sys.stderr)
+        sep = " " if len(exc.issues) == 1 else "\n"
+        print(f"error: invalid KPI profile:{sep}{exc}", file=sys.stderr)
         return EXIT_INPUT
     except ReplayInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,10 +7,13 @@ finds it (see :func:`resolve_state_dir`), so plain ``edge-agent status`` works
 on an installed gateway.
 
 What it does not do: it never contacts the agent, a PLC or the broker, and
-never writes anything; it works while the agent runs and after it died.
+never writes anything; it works while the agent runs and after it died. It
+only looks whether the snapshot's process still exists, to tell a crash from
+a hang.
 
-Exit codes: 0 snapshot fresh; 1 snapshot missing or unreadable; 2 config
-unusable; 3 snapshot stale (agent not running or hung).
+Exit codes: 0 agent running (snapshot fresh); 1 snapshot missing or
+unreadable; 2 config unusable; 3 not running (crashed?) or hung (snapshot
+stale); 4 stopped cleanly (the agent marked its last snapshot on the way out).
 """
 
 from __future__ import annotations
@@ -24,9 +27,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
+from edge_agent.cli import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_NOT_RUNNING,
+    EXIT_OK,
+    EXIT_STOPPED,
+    add_config_argument,
+    config_path,
+)
 from edge_agent.configkit import Issues, load_toml
 from edge_agent.errors import ConfigError
-from edge_agent.status_view import STATUS_FILE, SnapshotError, is_stale, load_snapshot, render
+from edge_agent.status_view import (
+    STATUS_FILE,
+    AgentState,
+    SnapshotError,
+    agent_state,
+    load_snapshot,
+    render,
+)
 
 __all__ = ["DEFAULT_CONFIG", "DEFAULT_STATE_DIR", "register", "resolve_state_dir", "run"]
 
@@ -34,10 +53,15 @@ DEFAULT_STATE_DIR = Path("/var/lib/edge-agent")
 DEFAULT_CONFIG = Path("/etc/edge-agent/agent.toml")
 DEFAULT_WATCH_S = 2.0
 
-EXIT_OK = 0
-EXIT_MISSING = 1
-EXIT_CONFIG = 2
-EXIT_STALE = 3
+EXIT_MISSING = EXIT_FAILURE
+EXIT_STALE = EXIT_NOT_RUNNING
+_EXIT_BY_STATE = {
+    AgentState.RUNNING: EXIT_OK,
+    AgentState.STOPPED: EXIT_STOPPED,
+    AgentState.CRASHED: EXIT_NOT_RUNNING,
+    AgentState.HUNG: EXIT_NOT_RUNNING,
+    AgentState.STALE: EXIT_NOT_RUNNING,
+}
 
 _CLEAR = "\033[H\033[2J"
 
@@ -47,14 +71,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "status",
         help="show what the running agent is doing (devices, tags, KPIs, uplink)",
-        description="Show the running agent's last status snapshot. Works offline; "
-        "exit 1 when there is no snapshot, 3 when it is stale (agent not running or hung).",
+        description="Show the agent's last status snapshot: devices, tags, machines with today's "
+        "KPIs, uplink, buffer. Works offline, also after the agent stopped or crashed.",
+        epilog="Exit codes: 0 running, 1 no snapshot, 2 config unusable, 3 not running (crashed?)\n"
+        "or hung, 4 stopped cleanly.\n"
+        "Examples:\n  edge-agent status                     # the installed agent\n"
+        "  edge-agent status --watch             # refresh every 2 s until Ctrl-C\n"
+        "  edge-agent status agent.toml          # the agent of this config (its state_dir)\n"
+        "  edge-agent status --state-dir /var/lib/edge-agent --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "-c", "--config", type=Path, help="agent config; its [agent].state_dir is used"
+    add_config_argument(
+        parser, help_text="agent config; its [agent].state_dir is used (default: the installed one)"
     )
-    where.add_argument("--state-dir", type=Path, help="the agent's state directory")
+    parser.add_argument(
+        "--state-dir", type=Path, help="the agent's state directory (instead of FILE)"
+    )
     parser.add_argument("--json", action="store_true", help="print the raw snapshot as JSON")
     parser.add_argument(
         "--watch",
@@ -144,6 +176,26 @@ def _state_dir_from_config(config: Path) -> Path | None:
     return path if path.is_absolute() else config.parent / path
 
 
+def process_alive(pid: object) -> bool | None:
+    """Whether ``pid`` is a running edge-agent process; None when it cannot be told."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, another user's (the service runs as a dynamic user)
+    except OSError:
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc view: the PID exists, take it as the agent
+    # After a crash the PID may have been reused by an unrelated process.
+    return b"edge-agent" in cmdline or b"edge_agent" in cmdline
+
+
 def _show_once(path: Path, *, as_json: bool, out: TextIO, clear: bool) -> int:
     """Print the snapshot once; return the exit code it deserves."""
     try:
@@ -155,28 +207,44 @@ def _show_once(path: Path, *, as_json: bool, out: TextIO, clear: bool) -> int:
         print(f"edge-agent status: {exc}", file=sys.stderr)
         return EXIT_MISSING
     now = time.time()
-    stale = is_stale(snapshot, now)
+    agent = snapshot.get("agent")
+    alive = process_alive(agent.get("pid") if isinstance(agent, dict) else None)
+    state = agent_state(snapshot, now, process_alive=alive)
     text = (
         json.dumps(snapshot, indent=2, sort_keys=True) + "\n"
         if as_json
-        else render(snapshot, now=now)
+        else render(snapshot, now=now, process_alive=alive)
     )
     if clear:
         out.write(_CLEAR)
     out.write(text)
     out.flush()
-    if stale and as_json:
-        print("edge-agent status: snapshot is stale: agent not running or hung", file=sys.stderr)
-    return EXIT_STALE if stale else EXIT_OK
+    if as_json and state is not AgentState.RUNNING:
+        print(f"edge-agent status: agent {_STATE_WORDS[state]}", file=sys.stderr)
+    return _EXIT_BY_STATE[state]
+
+
+_STATE_WORDS = {
+    AgentState.RUNNING: "running",
+    AgentState.STOPPED: "stopped cleanly",
+    AgentState.CRASHED: "not running (crashed?)",
+    AgentState.HUNG: "hung (snapshot stale, process still there)",
+    AgentState.STALE: "not running or hung (snapshot stale)",
+}
 
 
 def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """Execute ``edge-agent status`` with parsed arguments."""
     stream = sys.stdout if out is None else out
     try:
-        state_dir = resolve_state_dir(state_dir=args.state_dir, config=args.config)
+        config = config_path(args, default=None)
+        if config is not None and args.state_dir is not None:
+            print("edge-agent status: give FILE or --state-dir, not both", file=sys.stderr)
+            return EXIT_CONFIG
+        state_dir = resolve_state_dir(state_dir=args.state_dir, config=config)
     except ConfigError as exc:
-        print(f"edge-agent status: cannot use the config:\n{exc}", file=sys.stderr)
+        sep = " " if len(exc.issues) == 1 else "\n"
+        print(f"edge-agent status: cannot use the config:{sep}{exc}", file=sys.stderr)
         return EXIT_CONFIG
     path = state_dir / STATUS_FILE
     if args.watch is None:

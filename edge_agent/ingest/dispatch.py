@@ -16,6 +16,9 @@ value except by the parts it hands the batch to.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from edge_agent import logtext
 from edge_agent.buffer import Buffer, MessageKind
 from edge_agent.ingest.queue import IngestQueue, Item
 from edge_agent.ingest.tags import TagState
@@ -41,6 +44,7 @@ class Dispatcher:
         staging: OutboxStaging,
         clock: ClockWatch,
         events: EventLog,
+        on_comms: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.buffer = buffer
         self.tags = tags
@@ -49,6 +53,7 @@ class Dispatcher:
         self.staging = staging
         self.clock = clock
         self.events = events
+        self.on_comms = on_comms
         self.processed = 0
 
     async def run(self, queue: IngestQueue) -> None:
@@ -67,10 +72,13 @@ class Dispatcher:
         if isinstance(item, CommsEvent):
             self.buffer.add_comms(item)
             self.tags.set_comms(item)
-            if item.state is CommsState.DOWN:
-                self.events.enter(Event.DEVICE_DOWN, item.device, reason=item.reason)
-            else:
+            up = item.state is CommsState.UP
+            if up:
                 self.events.leave(Event.DEVICE_DOWN, item.device)
+            else:
+                self.events.enter(Event.DEVICE_DOWN, item.device, reason=item.reason)
+            if self.on_comms is not None:
+                self.on_comms(item.device, up)  # Sparkplug: DBIRTH / DDEATH
             return
         if not item:
             return
@@ -87,7 +95,9 @@ class Dispatcher:
         staging = self.staging
         for lm, event in self.machines.feed(machines, item, synced):
             topic = staging.topics.stop(machine=lm.config.name)
-            staging.stage(MessageKind.STOP, topic, stop_data(lm.config, event))
+            data = stop_data(lm.config, event)
+            staging.stage(MessageKind.STOP, topic, data)
+            logtext.log_stop(data)
         if len(staging):
             await staging.flush()
 

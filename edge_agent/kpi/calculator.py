@@ -21,6 +21,7 @@ Pure: no I/O, no clock reads (time comes with samples and the watermark).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +31,12 @@ from edge_agent.kpi.events import LiveState, LiveTracker, StateInterval, StopEve
 from edge_agent.kpi.prepare import FLAG_CLOCK_STEP, Marker, Point, corrected_times, prepare
 from edge_agent.kpi.profile import KpiProfile, profile_hash
 from edge_agent.kpi.record import KpiRecord
-from edge_agent.kpi.sample import Sample, sample_from_json, sample_to_json
+from edge_agent.kpi.sample import Sample
+from edge_agent.kpi.samplelog import PointLog, SampleLog, decode_log, encode_log
 from edge_agent.kpi.timeutil import MS_PER_S
 
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: the sample log as compact rows (edge_agent.kpi.samplelog)
+_READABLE_VERSIONS = (2, STATE_VERSION)
 FLAG_LATE_IGNORED = "late_data_ignored"
 _NEVER = 2**62
 _IDENTITY = ("revision", "final")
@@ -98,10 +101,11 @@ class MachineCalculator:
         # base: the sweep after every point with t <= base_t; log: samples after it.
         self._base = Sweep(profile, self._planner)
         self._base_t = -_NEVER
-        self._log: list[Sample] = []
+        # Retained samples and fed points, stored column-wise (edge_agent.kpi.samplelog).
+        self._log = SampleLog()
         self._markers: list[Marker] = []
         self._sweep = self._base.clone()
-        self._fed: list[Point] = []
+        self._fed = PointLog()
         self._checkpoints: list[tuple[int, Sweep]] = []
         self._dirty = False
         self._changed: set[str] = set()
@@ -169,9 +173,9 @@ class MachineCalculator:
             markers = [*markers, *(Marker(p[0], p[0], FLAG_LATE_IGNORED) for p in late)]
             points = [p for p in points if p[0] > self._base_t]
             keep = {p[0] for p in points}
-            self._log = [
+            self._log = SampleLog(
                 s for s, t, w in zip(self._log, times, waiting, strict=True) if w or t in keep
-            ]
+            )
         k = 0
         fed = self._fed
         while k < len(points) and k < len(fed) and points[k] == fed[k]:
@@ -188,11 +192,12 @@ class MachineCalculator:
         self._changed |= self._sweep.changed
 
     def _log_times(self) -> list[int]:
-        if any(s.mono_s is not None for s in self._log):
-            return corrected_times(self.profile, self._log)[0]
-        return [s.t_ms for s in self._log]
+        if self._log.all_synced():
+            return self._log.times()  # clock correction would move none of them
+        # Built once: corrected_times reads each sample several times.
+        return corrected_times(self.profile, list(self._log))[0]
 
-    def _replay(self, t_from: int, points: list[Point]) -> None:
+    def _replay(self, t_from: int, points: Sequence[Point]) -> None:
         """Rebuild the sweep from the last state strictly before ``t_from``."""
         self._checkpoints = [cp for cp in self._checkpoints if cp[0] < t_from]
         start_t, start = self._checkpoints[-1] if self._checkpoints else (self._base_t, self._base)
@@ -212,7 +217,7 @@ class MachineCalculator:
         for marker in self._markers:
             sweep.flag(marker)
         self._sweep = sweep
-        self._fed = list(points)
+        self._fed = PointLog(points)
         # Every final window after t_from may have changed: let revisions() look.
         self._changed |= {n for n, w in self._windows.items() if w.span.end > t_from}
 
@@ -345,10 +350,8 @@ class MachineCalculator:
         i = older[-1]
         self._base_t, self._base = self._checkpoints[i]
         self._checkpoints = self._checkpoints[i + 1 :]
-        self._fed = [p for p in self._fed if p[0] > self._base_t]
-        self._log = [
-            s for s, t in zip(self._log, self._log_times(), strict=True) if t > self._base_t
-        ]
+        self._fed = self._fed.after(self._base_t)
+        self._log = self._log.select(t > self._base_t for t in self._log_times())
         lowest = min((w.span.start for w in self._windows.values()), default=self._base_t)
         self._markers = [m for m in self._markers if m.hi >= lowest]
 
@@ -363,7 +366,7 @@ class MachineCalculator:
             "revision_horizon_s": self.revision_horizon_s,
             "base_t": self._base_t,
             "base": self._base.to_state(),
-            "log": [sample_to_json(s) for s in self._log],
+            "log": encode_log(self._log),
             "markers": [list(m) for m in self._markers],
             "windows": [
                 {
@@ -387,7 +390,7 @@ class MachineCalculator:
         Raises:
             ValueError: for an unknown state version or a state saved with another profile.
         """
-        if state.get("version") != STATE_VERSION:
+        if state.get("version") not in _READABLE_VERSIONS:
             raise ValueError(f"unsupported calculator state version {state.get('version')!r}")
         if state.get("profile_hash") != profile_hash(profile):
             raise ValueError("calculator state was saved with another KPI profile")
@@ -400,7 +403,7 @@ class MachineCalculator:
         calc._base_t = state["base_t"]
         calc._base = Sweep.from_state(profile, calc._planner, state["base"])
         calc._sweep = calc._base.clone()
-        calc._log = [sample_from_json(s) for s in state["log"]]
+        calc._log = decode_log(state["log"])
         calc._markers = [Marker(int(lo), int(hi), str(flag)) for lo, hi, flag in state["markers"]]
         for w in state["windows"]:
             calc._windows[w["name"]] = _Window(

@@ -243,14 +243,14 @@ def _zone_name(table: Table) -> str:
     def check(name: str) -> str | None:
         try:
             ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
             return f"expected an IANA time zone such as 'Europe/Paris', got {name!r}"
         return None
 
     name = table.get_str("timezone", "UTC", check=check)
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return "UTC"
     return name
 

@@ -41,6 +41,9 @@ class EventSpec:
     leave: str | None = None  # log sentence when it ends; None for occurrences
     subject: str | None = None  # context key naming the subject (device, machine ...)
     level: int = logging.WARNING  # level of the enter line; leave lines are INFO
+    # False when another part already writes the lines (run_link logs every device's
+    # transitions with its link and reason): counted here, logged there.
+    logged: bool = True
 
 
 class Event(str, enum.Enum):
@@ -68,7 +71,13 @@ class Event(str, enum.Enum):
 
 
 CATALOGUE: dict[Event, EventSpec] = {
-    Event.DEVICE_DOWN: EventSpec("times", "Device down", "Device up", subject="device"),
+    Event.DEVICE_DOWN: EventSpec(
+        "times",
+        "Device comms lost, tags bad, retrying",
+        "Device comms restored",
+        subject="device",
+        logged=False,
+    ),
     Event.QUEUE_FULL: EventSpec(
         "readings dropped", "Ingest queue full, dropping readings", "Ingest queue has room again"
     ),
@@ -86,7 +95,10 @@ CATALOGUE: dict[Event, EventSpec] = {
         "Telemetry readings on time again",
     ),
     Event.OUTBOX_FULL: EventSpec(
-        "times", "Outbox full, keeping messages in memory", "Outbox writable again"
+        "times",
+        "Outbox full, keeping messages in memory",
+        "Outbox writable again",
+        level=logging.ERROR,
     ),
     Event.OUTBOX_DROPPED: EventSpec(
         "messages dropped",
@@ -100,7 +112,11 @@ CATALOGUE: dict[Event, EventSpec] = {
         "times", "Wall clock not synchronised", "Wall clock synchronised"
     ),
     Event.FLUSH_FAILED: EventSpec(
-        "times", "Flush failed", "Flush recovered", subject="stage", level=logging.ERROR
+        "times",
+        "Could not store records or messages, retrying",
+        "Storing records and messages again",
+        subject="stage",
+        level=logging.ERROR,
     ),
     Event.STATUS_WRITE_FAILED: EventSpec(
         "times", "Could not write status file", "Status file written again", level=logging.ERROR
@@ -209,6 +225,8 @@ class EventLog:
         exc_info: BaseException | None,
         detail: str = "",
     ) -> None:
+        if not spec.logged:
+            return
         fields = {spec.subject: subject} if spec.subject and subject else {}
         fields.update(context)
         text = f"{sentence} {_fmt(fields)}" if fields else sentence

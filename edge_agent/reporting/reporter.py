@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from edge_agent import logtext
 from edge_agent.buffer import Buffer, MessageKind
 from edge_agent.errors import StorageFull
 from edge_agent.kpi import KpiRecord
@@ -111,6 +112,7 @@ class Reporter:
             topic = staging.topics.kpi(machine=lm.config.name, window_kind=kind)
             staging.stage(MessageKind.KPI, topic, data, record_key=record_key(data))
             if kind == "day":
+                logtext.log_kpi_flags(lm.config.name, lm.latest.get("today"), data)
                 lm.latest["today"] = data
             elif kind == "shift":
                 lm.latest["shift"] = data

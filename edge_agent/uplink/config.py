@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_agent.configkit import Table
+from edge_agent.uplink.sparkplug.config import SparkplugConfig, parse_sparkplug
 from edge_agent.uplink.topics import (
     COMMON,
     DEFAULT_PREFIX,
@@ -44,6 +45,18 @@ class SessionMode(str, enum.Enum):
 
     PERSISTENT = "persistent"
     CLEAN = "clean"
+
+
+class PayloadFormat(str, enum.Enum):
+    """What the uplink publishes.
+
+    ``json``: the versioned JSON envelope on the agent's topic templates (default).
+    ``sparkplug_b``: a Sparkplug B 3.0 Edge Node (``spBv1.0`` topics, Tahu protobuf
+    payloads), see :mod:`edge_agent.uplink.sparkplug`. Both read the same outbox.
+    """
+
+    JSON = "json"
+    SPARKPLUG_B = "sparkplug_b"
 
 
 class DrainOrder(str, enum.Enum):
@@ -83,9 +96,12 @@ class MqttConfig:
     drain_order: DrainOrder = DrainOrder.OLDEST_FIRST
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
+    probe_interval_s: float = 5.0
     ack_timeout_s: float = 30.0
     topic_prefix: str = DEFAULT_PREFIX
     topics: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+    payload: PayloadFormat = PayloadFormat.JSON
+    sparkplug: SparkplugConfig | None = None
 
     def summary(self) -> str:
         """One line for ``check-config`` (never includes credentials)."""
@@ -94,8 +110,15 @@ class MqttConfig:
         return (
             f"{scheme}://{self.host}:{self.port} v{self.protocol.value}"
             f" {self.session.value} session,"
-            f" {self.max_in_flight} in flight, {self.drain_order.value}{auth}"
+            f" {self.max_in_flight} in flight, {self.drain_order.value}{auth}{self._spb()}"
         )
+
+    def _spb(self) -> str:
+        spb = self.sparkplug
+        if self.payload is not PayloadFormat.SPARKPLUG_B or spb is None:
+            return ""
+        host = f", primary host {spb.primary_host_id}" if spb.primary_host_id else ""
+        return f", Sparkplug B group {spb.group_id} qos {spb.qos.value}{host}"
 
     def effective_client_id(self, agent_id: str) -> str:
         """The configured client id, or ``edge-agent-<agent id>``."""
@@ -150,7 +173,21 @@ def parse_mqtt(table: Table | None, *, base_dir: Path) -> MqttConfig:
         t.error(
             "key_file" if key_file is None else "cert_file", "cert_file and key_file go together"
         )
-    session = t.get_enum("session", SessionMode, SessionMode.PERSISTENT)
+    payload = t.get_enum("payload", PayloadFormat, PayloadFormat.JSON)
+    sparkplug_b = payload is PayloadFormat.SPARKPLUG_B
+    # Sparkplug 3.0 requires a clean MQTT session (3.1.1 Clean Session, v5 Clean Start
+    # with Session Expiry 0); the outbox is what survives a reconnect.
+    session = t.get_enum(
+        "session", SessionMode, SessionMode.CLEAN if sparkplug_b else SessionMode.PERSISTENT
+    )
+    if sparkplug_b and session is SessionMode.PERSISTENT:
+        t.error("session", 'must be "clean" with payload = "sparkplug_b" (Sparkplug 3.0 rule)')
+    sparkplug: SparkplugConfig | None = None
+    if sparkplug_b:
+        sparkplug = parse_sparkplug(t.table("sparkplug"), t)
+    elif t.has("sparkplug"):
+        t.table("sparkplug")
+        t.error("sparkplug", 'only valid with payload = "sparkplug_b"')
     session_expiry_s = t.get_int("session_expiry_s", 3600, min=0, max=4_294_967_295)
     max_in_flight = t.get_int("max_in_flight", 100, min=1, max=65535)
     drain_order = t.get_enum("drain_order", DrainOrder, DrainOrder.OLDEST_FIRST)
@@ -158,6 +195,7 @@ def parse_mqtt(table: Table | None, *, base_dir: Path) -> MqttConfig:
     reconnect_max_s = t.get_float("reconnect_max_s", 60.0, positive=True)
     if reconnect_max_s < reconnect_min_s:
         t.error("reconnect_max_s", f"must be >= reconnect_min_s ({reconnect_min_s})")
+    probe_interval_s = t.get_float("probe_interval_s", 5.0, min=0.5, max=3600.0)
     ack_timeout_s = t.get_float("ack_timeout_s", 30.0, positive=True)
     prefix = t.get_str(
         "topic_prefix",
@@ -197,7 +235,10 @@ def parse_mqtt(table: Table | None, *, base_dir: Path) -> MqttConfig:
         drain_order=drain_order,
         reconnect_min_s=reconnect_min_s,
         reconnect_max_s=reconnect_max_s,
+        probe_interval_s=probe_interval_s,
         ack_timeout_s=ack_timeout_s,
         topic_prefix=prefix,
         topics=topics,
+        payload=payload,
+        sparkplug=sparkplug,
     )

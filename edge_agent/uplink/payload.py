@@ -1,12 +1,17 @@
 """The versioned JSON envelope of every message the agent publishes.
 
-Format (version 1, documented in ``docs/pipeline.md``, schemas in ``schemas/``)::
+Format (version 2, documented in ``docs/pipeline.md``, schemas in ``schemas/``)::
 
-    {"v": 1, "kind": "kpi", "agent": "press-gw-01", "seq": 1234,
+    {"v": 2, "kind": "kpi", "agent": "press-gw-01", "epoch": "5f3a9c1e", "seq": 1234,
      "ts": "2026-11-26T21:00:00.123Z", "data": {...}}
 
-* ``seq``: the outbox sequence number, unique and increasing per agent. Consumers
-  de-duplicate on ``(agent, seq)`` (QoS 1 is at-least-once) and detect gaps.
+* ``epoch``: the sequence-numbering epoch of the agent's buffer (8 hex digits). It
+  changes only when numbering had to restart (the database and its sequence ledger
+  were both lost), never on a normal restart.
+* ``seq``: the outbox sequence number, unique and increasing per ``(agent, epoch)``
+  and never reused. Consumers de-duplicate on ``(agent, epoch, seq)`` (QoS 1 is
+  at-least-once) and detect gaps; a ``gap`` message explains numbers that will
+  never arrive.
 * ``ts``: when the message was created (enqueued), UTC, millisecond ISO 8601.
 * ``data``: kind-specific; its JSON text is copied verbatim from the outbox row,
   so a re-sent message is byte-identical to the first attempt.
@@ -23,7 +28,7 @@ import time
 
 from edge_agent.buffer.outbox import OutboxRow
 
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION = 2
 
 
 @functools.lru_cache(maxsize=64)
@@ -41,11 +46,12 @@ def iso_utc(ts: float) -> str:
     return f"{_second(whole)}.{millis:03d}Z"
 
 
-def envelope(row: OutboxRow, agent: str) -> bytes:
+def envelope(row: OutboxRow, agent: str, epoch: str) -> bytes:
     """The envelope for an outbox row (``row.data`` is already JSON text)."""
     return (
         f'{{"v":{ENVELOPE_VERSION},"kind":{_quoted(row.kind)},"agent":{_quoted(agent)},'
-        f'"seq":{row.seq},"ts":"{iso_utc(row.created)}","data":{row.data}}}'
+        f'"epoch":{_quoted(epoch)},"seq":{row.seq},"ts":"{iso_utc(row.created)}",'
+        f'"data":{row.data}}}'
     ).encode()
 
 
@@ -54,12 +60,13 @@ def _quoted(text: str) -> str:
     return json.dumps(text)
 
 
-def status(agent: str, state: str, ts: float, *, site: str) -> bytes:
+def status(agent: str, state: str, ts: float, *, site: str, epoch: str) -> bytes:
     """A status message: ``state`` is ``online`` or ``offline``."""
     body = {
         "v": ENVELOPE_VERSION,
         "kind": "status",
         "agent": agent,
+        "epoch": epoch,
         "ts": iso_utc(ts),
         "data": {"state": state, "site": site},
     }

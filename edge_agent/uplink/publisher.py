@@ -17,10 +17,13 @@ Telegraf's tsd-005:
   *across* classes is not ``seq`` order. After a broker outage or an agent
   restart publishing resumes at the oldest unacknowledged row of each class.
 * **At-least-once.** Rows in flight when a connection drops are re-sent (same
-  bytes, same ``seq``); the consumer de-duplicates on ``(agent, seq)`` with a set
-  (not "highest seen": classes overtake each other). A gap in ``seq`` that stays
-  after the backlog is drained means data was evicted under the disk budget
-  (counted in the buffer's stats) - it is never silent.
+  bytes, same ``seq``); the consumer de-duplicates on ``(agent, epoch, seq)`` with
+  a set (not "highest seen": classes overtake each other). A ``seq`` is never
+  reused within an epoch, even when the database is lost (see
+  :mod:`edge_agent.buffer.recovery`). A gap in ``seq`` that stays after the backlog
+  is drained means data was evicted under the disk budget (counted in the
+  buffer's stats) or lost with a damaged database (announced by a ``gap``
+  message, published before anything else at start) - it is never silent.
 * **Bounded.** At most ``max_in_flight`` publishes are outstanding; paho's RAM
   queue is bounded to the same size. The pending mid map is cleared on every
   disconnect, and a mid that gets no PUBACK within ``ack_timeout_s`` forces a
@@ -28,6 +31,12 @@ Telegraf's tsd-005:
 
 All state here lives on the event loop; the paho thread only reports through
 :class:`~edge_agent.uplink.client.LinkEvents` callbacks marshalled into the loop.
+
+With ``payload = "sparkplug_b"`` the same outbox, window, PUBACK rule and drain
+order apply; the rows are encoded by a Sparkplug Edge Node session
+(:class:`~edge_agent.uplink.sparkplug.session.EdgeNode`) instead of the JSON
+envelope, after its birth certificates. Its hooks here are marked ``Sparkplug``;
+the JSON path does not go through them.
 """
 
 from __future__ import annotations
@@ -36,17 +45,26 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import paho.mqtt.client as mqtt
 
+from edge_agent import logtext
 from edge_agent.buffer import Buffer, OutboxRow, outbox
+from edge_agent.errors import StorageFull
 from edge_agent.uplink import payload
 from edge_agent.uplink.client import LinkEvents, MqttLink, Will
-from edge_agent.uplink.config import DrainOrder, MqttConfig, Transport
+from edge_agent.uplink.config import DrainOrder, MqttConfig, PayloadFormat, Transport
 from edge_agent.uplink.drain import DrainQueue
 from edge_agent.uplink.topics import TopicTemplates
+
+if TYPE_CHECKING:
+    from edge_agent.config import AgentConfig
+    from edge_agent.model import Reading
+    from edge_agent.uplink.sparkplug.config import SparkplugConfig
+    from edge_agent.uplink.sparkplug.session import EdgeNode
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +77,16 @@ class BrokerLink(Protocol):
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start connecting in the background."""
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> tuple[int, int, int]:
-        """Queue a QoS 1 publish: ``(generation, mid, rc)``."""
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        qos: int = 1,
+        generation: int | None = None,
+    ) -> tuple[int, int, int]:
+        """Queue a publish on the current connection: ``(generation, mid, rc)``."""
 
     def drop_connection(self) -> None:
         """Drop the current connection (it is re-established)."""
@@ -110,14 +136,38 @@ class Uplink:
         self.topics = TopicTemplates.create(
             site=site, agent=agent_id, prefix_template=config.topic_prefix, templates=config.topics
         )
-        will = Will(
-            topic=self.topics.status(),
-            online=lambda: payload.status(agent_id, "online", self._clock(), site=site),
-            offline=lambda: payload.status(agent_id, "offline", self._clock(), site=site),
-        )
+        # Sparkplug: the Edge Node session when payload = "sparkplug_b" (None for JSON).
+        self._spb: EdgeNode | None = None
+        subscriptions: tuple[str, ...] = ()
+        if config.payload is PayloadFormat.SPARKPLUG_B and config.sparkplug is not None:
+            self._spb = _edge_node(config.sparkplug, buffer, agent_id, clock)
+            spb = self._spb
+            will = Will(
+                topic=spb.topic("NDEATH"),
+                online=None,
+                offline=spb.will,
+                qos=1,
+                retain=False,
+                accepted=spb.accepted,
+            )
+            subscriptions = spb.subscriptions()
+        else:
+            will = Will(
+                topic=self.topics.status(),
+                online=lambda: payload.status(
+                    agent_id, "online", self._clock(), site=site, epoch=buffer.epoch
+                ),
+                offline=lambda: payload.status(
+                    agent_id, "offline", self._clock(), site=site, epoch=buffer.epoch
+                ),
+            )
         if link is None:
             self._link: BrokerLink = MqttLink(
-                config, client_id=config.effective_client_id(agent_id), will=will, events=self
+                config,
+                client_id=config.effective_client_id(agent_id),
+                will=will,
+                events=self,
+                subscriptions=subscriptions,
             )
         else:
             self._link = link(self, will)
@@ -136,11 +186,16 @@ class Uplink:
         self._status_acked = asyncio.Event()
         self._stopping = False
         self._stopped = asyncio.Event()
+        self._gaps_pending = True
+        self._gap_error_logged = False
         self.published = 0
         self.sent = 0
         self.rejected = 0
+        self.skipped = 0
         self.connects = 0
         self.last_error: str | None = None
+        # A backlog being sent after a (re)connect: (monotonic start, messages waiting then).
+        self._catching_up: tuple[float, int] | None = None
 
     # -- public --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -154,6 +209,8 @@ class Uplink:
         unsubscribe = self.buffer.on_publish(self._new_rows)
         try:
             while not self._stopping:
+                if self._gaps_pending and self.buffer.is_open:
+                    await self._publish_gaps()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), HOUSEKEEPING_S)
                 self._wake.clear()
@@ -161,6 +218,7 @@ class Uplink:
                 if self._connected and not self._stopping:
                     await self._fill()
                 self._check_ack_timeout()
+                self._check_caught_up()
             await self._stopped.wait()
         finally:
             unsubscribe()
@@ -176,8 +234,36 @@ class Uplink:
         self._wake.set()
         await self._shutdown(timeout=timeout)
 
+    def describe(
+        self, config: AgentConfig, tags: Mapping[str, Mapping[str, Reading]] | None = None
+    ) -> None:
+        """Tell the uplink what the agent reports (Sparkplug: metric catalog; JSON: no-op).
+
+        Call after construction and after every configuration reload. ``tags`` is the
+        runtime's latest reading per device and tag, read when a birth certificate
+        announces current values.
+        """
+        spb = self._spb
+        if spb is None or config.mqtt.sparkplug is None:
+            return
+        from edge_agent import __version__
+        from edge_agent.uplink.sparkplug.catalog import build_catalog
+
+        catalog = build_catalog(config, config.mqtt.sparkplug, version=__version__)
+        spb.describe(catalog, None if tags is None else _latest_reader(tags))
+        self._wake.set()
+
+    def device_comms(self, device: str, up: bool) -> None:
+        """A device's communication went up or down (Sparkplug: DBIRTH / DDEATH)."""
+        if self._spb is not None:
+            self._spb.device_comms(device, up)
+            self._wake.set()
+
     def state(self) -> dict[str, Any]:
         """Connection and delivery counters for health telemetry and ``status``."""
+        extra: dict[str, Any] = {}
+        if self._spb is not None:
+            extra = {"skipped": self.skipped, "sparkplug": self._spb.state()}
         return {
             "connected": self._connected,
             "backlog": self.buffer.backlog if self.buffer.is_open else None,
@@ -188,6 +274,7 @@ class Uplink:
             "connects": self.connects,
             "session_present": self._session_present,
             "last_error": self.last_error,
+            **extra,
         }
 
     # -- LinkEvents (called on the loop thread) -----------------------------------------
@@ -204,13 +291,17 @@ class Uplink:
             mark = self.buffer.last_seq if self.buffer.is_open else 0
         self._queue = DrainQueue(live_mark=mark)
         self.last_error = None
+        backlog = self.buffer.backlog if self.buffer.is_open else 0
+        if self._spb is not None:
+            self._spb.on_connected()
         log.info(
-            "MQTT connected: host=%s port=%d session_present=%s backlog=%s",
+            "MQTT connected host=%s port=%d session_present=%s backlog=%d",
             self.config.host,
             self.config.port,
             session_present,
-            self.buffer.backlog if self.buffer.is_open else "?",
+            backlog,
         )
+        self._catching_up = (time.monotonic(), backlog) if backlog > self._caught_up_at() else None
         self._wake.set()
 
     def link_disconnected(self, generation: int, reason: str) -> None:
@@ -219,9 +310,16 @@ class Uplink:
             return
         self._connected = False
         self._pending.clear()
+        if self._spb is not None:
+            self._spb.on_disconnected()
         if not self._stopping:
             self.last_error = f"disconnected: {reason}"
-            log.warning("MQTT connection lost, buffering: reason=%r", reason)
+            self._catching_up = None
+            log.warning(
+                "MQTT connection lost, buffering messages until it is back host=%s reason=%s",
+                self.config.host,
+                reason,
+            )
         self._status_acked.set()
 
     def link_acked(self, acks: list[tuple[int, int, str | None]]) -> None:
@@ -233,8 +331,8 @@ class Uplink:
                 self._status_acked.set()
                 continue
             entry = self._pending.pop(mid, None)
-            if entry is None:
-                continue
+            if entry is None or entry[0] < 0:
+                continue  # not ours, or a Sparkplug birth/death (no outbox row)
             if failure is not None:
                 self.rejected += 1
                 self.last_error = f"publish rejected by broker: seq={entry[0]} reason={failure}"
@@ -257,7 +355,74 @@ class Uplink:
             )
         self.last_error = message
 
+    def link_message(self, generation: int, topic: str, body: bytes) -> None:
+        """Sparkplug: NCMD / STATE from the broker (the JSON uplink subscribes to nothing)."""
+        if self._spb is not None and generation == self._generation and self._connected:
+            self._spb.on_message(topic, body)
+            self._wake.set()
+
+    # -- Sparkplug sender (called by the EdgeNode on the loop) -------------------------
+    def send_control(self, topic: str, body: bytes, qos: int) -> bool:
+        """Publish a Sparkplug birth/death; it takes a window slot until acknowledged."""
+        generation, mid, rc = self._link.publish(topic, body, qos=qos, generation=self._generation)
+        if generation != self._generation or rc != mqtt.MQTT_ERR_SUCCESS or mid < 0:
+            return False
+        self._pending[mid] = (-1, time.monotonic())
+        return True
+
+    def send_row(self, row: OutboxRow, topic: str, body: bytes, qos: int) -> bool:
+        """Publish a row's Sparkplug message (the row is deleted on its acknowledgement)."""
+        generation, mid, rc = self._link.publish(topic, body, qos=qos, generation=self._generation)
+        if generation != self._generation or rc != mqtt.MQTT_ERR_SUCCESS or mid < 0:
+            return False
+        self._pending[mid] = (row.seq, time.monotonic())
+        self.sent += 1
+        return True
+
+    def skip_row(self, row: OutboxRow) -> None:
+        """Acknowledge a row that has no Sparkplug form (counted in ``skipped``)."""
+        self._acked.append(row.seq)
+        self.skipped += 1
+
+    def free_slots(self) -> int:
+        """Publishes that fit in the in-flight window now."""
+        return self.config.max_in_flight - len(self._pending)
+
     # -- internals -----------------------------------------------------------------------
+    async def _publish_gaps(self) -> None:
+        """Queue the buffer's pending gap reports (messages lost with a database) once."""
+        try:
+            seqs = await self.buffer.publish_gaps(self.topics.gap())
+        except StorageFull:
+            return  # kept in the database; tried again at the next housekeeping round
+        except Exception:
+            # Kept in the database as well; an uplink that stops over it would lose more.
+            if not self._gap_error_logged:
+                log.exception("Could not queue the gap report; retrying")
+                self._gap_error_logged = True
+            return
+        self._gaps_pending = False
+        if seqs:
+            log.info("Gap report queued for publishing: seqs=%s", seqs)
+
+    def _caught_up_at(self) -> int:
+        """Backlog size that counts as live: what one in-flight window carries."""
+        return self.config.max_in_flight
+
+    def _check_caught_up(self) -> None:
+        """Log once when the backlog found at connect has been sent (the backlog's end line)."""
+        if self._catching_up is None or not self._connected or not self.buffer.is_open:
+            return
+        if self.buffer.backlog > self._caught_up_at():
+            return
+        started, count = self._catching_up
+        self._catching_up = None
+        log.info(
+            "MQTT backlog sent, publishing live again messages=%d took=%s",
+            count,
+            logtext.duration(time.monotonic() - started),
+        )
+
     def _new_rows(self) -> None:
         self._queue.wake()
         self._wake.set()
@@ -271,6 +436,8 @@ class Uplink:
     async def _fill(self) -> None:
         """Send rows until the in-flight window is full or the outbox is drained."""
         while self._connected and not self._stopping:
+            if self._spb is not None and not self._spb_ready():
+                return
             slots = self.config.max_in_flight - len(self._pending)
             if slots <= 0:
                 return
@@ -316,8 +483,27 @@ class Uplink:
             if queue is self._queue:
                 queue.absorb(queries, results, epoch)
 
+    def _spb_ready(self) -> bool:
+        """Sparkplug: births/deaths due before rows; leave when the primary host went away."""
+        spb = self._spb
+        if spb is None:
+            return True
+        if spb.leaving:
+            if spb.leave(self):
+                self._link.drop_connection()
+            return False
+        last = self.buffer.last_seq if self.buffer.is_open else 0
+        return spb.pump(self, last)
+
     def _send(self, row: OutboxRow) -> bool:
-        body = payload.envelope(row, self.agent_id)
+        if self._spb is not None:
+            from edge_agent.uplink.sparkplug.session import RowResult
+
+            result = self._spb.send_row(self, row)
+            if result is RowResult.RETRY and self._spb.ready is False:
+                self._wake.set()  # a rebirth is due first: come back at once
+            return result is not RowResult.RETRY
+        body = payload.envelope(row, self.agent_id, self.buffer.epoch)
         generation, mid, rc = self._link.publish(row.topic, body, retain=row.retain)
         if generation != self._generation or rc == mqtt.MQTT_ERR_QUEUE_SIZE or mid < 0:
             return False
@@ -349,11 +535,21 @@ class Uplink:
             log.exception("Could not record acknowledgements at stop; those rows will be re-sent")
         if self._connected:
             self._status_acked.clear()
-            generation, mid, rc = self._link.publish(
-                self.topics.status(),
-                payload.status(self.agent_id, "offline", self._clock(), site=self.site),
-                retain=True,
-            )
+            if self._spb is not None:
+                # Sparkplug: an explicit NDEATH (the Will's bdSeq) before the DISCONNECT.
+                from edge_agent.uplink.sparkplug import codec
+
+                bdseq = self._spb.bdseq.current
+                topic = self._spb.topic("NDEATH")
+                body = codec.ndeath(bdseq if bdseq is not None else 0, round(self._clock() * 1000))
+                retain = False
+            else:
+                topic = self.topics.status()
+                body = payload.status(
+                    self.agent_id, "offline", self._clock(), site=self.site, epoch=self.buffer.epoch
+                )
+                retain = True
+            generation, mid, rc = self._link.publish(topic, body, retain=retain)
             if rc == mqtt.MQTT_ERR_SUCCESS and generation == self._generation:
                 self._status_mid = mid
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -365,3 +561,30 @@ class Uplink:
         self._pending.clear()
         self._stopped.set()
         self._wake.set()
+
+
+def _edge_node(
+    sparkplug: SparkplugConfig, buffer: Buffer, agent_id: str, clock: Callable[[], float]
+) -> EdgeNode:
+    """Sparkplug: the Edge Node session; its bdSeq file sits next to the buffer database."""
+    from edge_agent.uplink.sparkplug.bdseq import BdSeq
+    from edge_agent.uplink.sparkplug.session import EdgeNode
+
+    db = Path(buffer.config.path)
+    bdseq = BdSeq(db.with_name(db.name + ".sparkplug.json"))
+    return EdgeNode(sparkplug, agent_id, bdseq, clock=clock)
+
+
+def _latest_reader(
+    tags: Mapping[str, Mapping[str, Reading]],
+) -> Callable[[str, str], tuple[Any, float, bool] | None]:
+    """Sparkplug: ``latest(device, tag)`` over the runtime's latest readings (read at birth)."""
+    from edge_agent.model import Quality
+
+    def latest(device: str, tag: str) -> tuple[Any, float, bool] | None:
+        reading = tags.get(device, {}).get(tag)
+        if reading is None:
+            return None
+        return reading.value, reading.ts, reading.quality is Quality.GOOD
+
+    return latest

@@ -25,6 +25,7 @@ KIND_FIELDS: Mapping[str, frozenset[str]] = {
     "health": frozenset(),
     "telemetry": frozenset({"device", "tag"}),
     "status": frozenset(),
+    "gap": frozenset(),
 }
 
 DEFAULT_PREFIX = "edge/{site}/{agent}"
@@ -34,6 +35,7 @@ DEFAULT_TEMPLATES: Mapping[str, str] = {
     "health": "{prefix}/health",
     "telemetry": "{prefix}/telemetry/{device}",
     "status": "{prefix}/status",
+    "gap": "{prefix}/gap",
 }
 
 
@@ -140,3 +142,7 @@ class TopicTemplates:
     def status(self) -> str:
         """Topic of the retained birth / last-will status message."""
         return self.render("status")
+
+    def gap(self) -> str:
+        """Topic of gap reports (messages lost with a damaged or missing database)."""
+        return self.render("gap")

@@ -13,3 +13,12 @@ def test_backoff_grows_with_jitter_and_resets() -> None:
         assert cap / 2 <= backoff.next_delay() <= cap
     backoff.reset()
     assert backoff.next_delay() <= 1.0
+
+
+def test_backoff_survives_a_night_of_failed_attempts() -> None:
+    """Thousands of attempts stay at the cap (2 ** attempt would overflow a float)."""
+    backoff = Backoff(initial_s=0.5, max_s=30.0)
+    delays = [backoff.next_delay() for _ in range(5000)]
+    assert 15.0 <= min(delays[-100:]) <= max(delays) <= 30.0
+    zero = Backoff(0.0, 0.0)  # tests use it: every delay 0, forever
+    assert {zero.next_delay() for _ in range(5000)} == {0.0}

@@ -147,7 +147,8 @@ def test_every_example_config_loads(path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("EDGE_MQTT_PASSWORD", "not-a-real-secret")
     cfg = load_config(path)
     assert cfg.devices
-    assert main(["check-config", str(path)]) == 0
+    # The file itself: the examples name files of a real gateway (/etc/edge-agent/ca.crt).
+    assert main(["check-config", "--no-environment", str(path)]) == 0
 
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.toml")), ids=lambda p: p.name)

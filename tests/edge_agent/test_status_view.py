@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent.status_view import (
+    AgentState,
     SnapshotError,
+    agent_state,
     format_age,
     format_table,
     is_stale,
@@ -99,10 +101,11 @@ def test_render_fresh_snapshot(snapshot: dict[str, Any]) -> None:
     stopped = next(line for line in lines if "STOPPED" in line)
     assert "17" in stopped
     assert "DISCONNECTED" in text
-    assert "backlog=1250" in text
+    assert "backlog 1,250 messages" in text
     assert "last error: connection refused" in text
-    assert "dropped.readings=12" in text
-    assert "db_bytes=10.0MiB" in text
+    assert "dropped 12 rows" in text
+    assert "dropped: readings 12" in text
+    assert "disk 10.0 MiB" in text
     assert "disk free 12.0 GiB" in text
     assert "temp 48.3 °C" in text
 
@@ -112,6 +115,79 @@ def test_render_stale_snapshot_is_loud(snapshot: dict[str, Any]) -> None:
     text = render(snapshot, now=snapshot["written_at"] + 300)
     assert "AGENT NOT RUNNING OR HUNG" in text
     assert "5m00s old" in text
+
+
+@pytest.mark.parametrize(
+    ("alive", "state", "banner"),
+    [
+        (False, AgentState.CRASHED, "AGENT NOT RUNNING (crashed?)"),
+        (True, AgentState.HUNG, "AGENT HUNG: process 4242 is there"),
+        (None, AgentState.STALE, "AGENT NOT RUNNING OR HUNG"),
+    ],
+)
+def test_stale_snapshot_tells_crash_from_hang(
+    snapshot: dict[str, Any], alive: bool | None, state: AgentState, banner: str
+) -> None:
+    """Stale with the process gone is a crash, with the process there a hang."""
+    now = snapshot["written_at"] + 300
+    assert agent_state(snapshot, now, process_alive=alive) is state
+    assert banner in render(snapshot, now=now, process_alive=alive)
+
+
+def test_clean_stop_is_not_an_alarm(snapshot: dict[str, Any]) -> None:
+    """A snapshot marked stopped_at says when the agent stopped cleanly, however old it is."""
+    snapshot["stopped_at"] = snapshot["written_at"]
+    now = snapshot["written_at"] + 3600
+    assert agent_state(snapshot, now, process_alive=False) is AgentState.STOPPED
+    text = render(snapshot, now=now, process_alive=False)
+    assert "Agent stopped cleanly at " in text
+    assert "(1h00m ago). Figures below are from that moment." in text
+    assert "!!!" not in text
+
+
+def test_flags_are_shown_next_to_the_figure_they_qualify(snapshot: dict[str, Any]) -> None:
+    """performance_capped marks PERF (999.6% is not a typo) and is explained under the table."""
+    today = snapshot["machines"]["press1"]["today"]
+    today["performance"] = 9.996
+    today["flags"] = ["performance_capped", "some_future_flag"]
+    text = render(snapshot, now=snapshot["written_at"])
+    lines = text.splitlines()
+    row = next(line for line in lines if line.strip().startswith("press1") and "%" in line)
+    assert "999.6%*" in row
+    assert "91.2% " in row  # AVAIL is not qualified by these flags
+    assert row.rstrip().endswith("some future flag")  # an unknown flag gets a FLAGS column
+    assert any(line.strip().startswith("MACHINE") and "FLAGS" in line for line in lines)
+    assert any(line.startswith("  * press1 PERF capped (performance_capped):") for line in lines)
+    note = text.split("* press1 PERF", 1)[1].split("UPLINK", 1)[0]
+    assert "ideal_cycle_time_s" in note
+    assert all(len(line) <= 100 for line in lines if line.startswith("  "))
+
+
+def test_buffer_line_is_plain_words() -> None:
+    """The BUFFER line says disk used of the budget and what was lost, not writer internals."""
+    buffer = {
+        "db_bytes": 3 * 1024 * 1024,
+        "wal_bytes": 1024 * 1024,
+        "max_bytes": 512 * 1024 * 1024,
+        "page_cap": 131072,
+        "free_pages": 17,
+        "queued_rows": 0,
+        "held_rows": 0,
+        "backlog": 3,
+        "last_seq": 99,
+        "written": {"readings": 1000},
+        "dropped": {},
+        "expired": {"readings": 5},
+        "disk_full": False,
+        "full_reason": "",
+        "last_error": None,
+        "moved_aside": None,
+    }
+    text = render({"written_at": 100.0, "interval_s": 5, "buffer": buffer}, now=101.0)
+    line = next(line for line in text.splitlines() if line.startswith("BUFFER"))
+    assert line == "BUFFER    disk 4.0 MiB of 512.0 MiB (1%)  nothing dropped"
+    for internal in ("free_pages", "page_cap", "last_seq", "written", "="):
+        assert internal not in text.split("BUFFER", 1)[1].split("HOST", 1)[0]
 
 
 def test_render_unsynced_clock_warns(snapshot: dict[str, Any]) -> None:

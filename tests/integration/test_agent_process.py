@@ -367,3 +367,30 @@ def test_restart_after_sigkill_resumes_windows_and_counts_the_gap_as_unknown(
     # The running time measured before the kill was restored from the saved state.
     assert today["running_time_s"] >= running_before
     assert restarted.stop() == 0
+
+
+def test_status_tells_a_clean_stop_from_a_crash(
+    sims: tuple[SimProcess, SimProcess],
+    agent_factory: Callable[..., Agent],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """After SIGTERM `edge-agent status` says 'stopped cleanly' (4); after kill -9 'crashed' (3)."""
+    from edge_agent.cli import main
+
+    agent = agent_factory([("a", sims[0].modbus_port)])
+    agent.wait_status(lambda s: s["devices"]["a"]["comms"] == "up", 20)
+    assert agent.stop() == 0
+    journal = (agent.state.parent / "agent.log").read_text()
+    assert "Device connected device=a link=" in journal
+    assert main(["status", "--state-dir", str(agent.state)]) == 4
+    assert "Agent stopped cleanly at " in capsys.readouterr().out
+
+    restarted = agent_factory([("a", sims[0].modbus_port)])
+    restarted.wait_status(
+        lambda s: "stopped_at" not in s and s["devices"]["a"]["comms"] == "up", 20
+    )
+    restarted.proc.kill()
+    restarted.proc.wait(5)
+    time.sleep(2.0)  # older than three status intervals (0.5 s)
+    assert main(["status", "--state-dir", str(restarted.state)]) == 3
+    assert "AGENT NOT RUNNING (crashed?)" in capsys.readouterr().out

@@ -115,6 +115,14 @@ async def test_fault_downtime_reaches_the_broker(mosquitto: Mosquitto, tmp_path:
     # Each edge is seen at the next poll: the duration is within one poll interval of the truth.
     assert abs(stop["duration_s"] - truth_s) <= POLL_S + 0.05
 
+    # The journal tells the same story in one line per transition (docs/logs.md).
+    journal = out.decode(errors="replace")
+    assert journal.count("Device connected device=plc ") == 1, journal[-3000:]
+    assert journal.count("Machine stopped machine=press ") == 1, journal[-3000:]
+    ended = [ln for ln in journal.splitlines() if "Machine running again machine=press " in ln]
+    assert len(ended) == 1, journal[-3000:]
+    assert "class=breakdown fault=42" in ended[0]
+
     kpi = [
         m.json()["data"]
         for m in messages

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import tomli
 from pymodbus.client import AsyncModbusTcpClient
 
-from simulators.cli import main
+from simulators.cli import _served, build_parser, main
 from simulators.truth import read_truth
 from tests.plugins.simulator import SimProcess
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_list_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,3 +100,72 @@ async def test_run_subprocess_ready_file_and_sigterm(
     assert recs[0]["type"] == "start"
     assert recs[-1]["type"] == "stop"
     assert "Modbus TCP listening on 127.0.0.1:" in sp.log_path.read_text()
+
+
+def _run_sim(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    ready = tmp_path / "ready.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulators", "run", "--scenario", "steady", "--duration-s", "1",
+         "--ready-file", str(ready), "--state-dir", str(tmp_path / "state"), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    return proc, json.loads(ready.read_text()) if ready.exists() else {}
+
+
+@pytest.mark.integration
+def test_protocols_are_opt_in(tmp_path: Path) -> None:
+    """Only the protocols asked for are served: Modbus TCP alone does not open OPC-UA on 4840."""
+    proc, info = _run_sim(tmp_path, "--modbus-port", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "modbus_tcp" in info
+    assert "opcua" not in info
+    assert "OPC-UA" not in proc.stdout
+
+
+@pytest.mark.integration
+def test_opcua_is_quiet_by_default_and_talks_with_v(tmp_path: Path) -> None:
+    """The asyncua security notices (plaintext password) are hidden unless -v."""
+    proc, info = _run_sim(tmp_path, "--opcua-port", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "opcua" in info
+    assert "modbus_tcp" not in info
+    assert proc.stderr == ""
+    loud = subprocess.run(
+        [sys.executable, "-m", "simulators", "-v", "run", "--scenario", "steady",
+         "--duration-s", "1", "--opcua-port", "0", "--state-dir", str(tmp_path / "state")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert loud.returncode == 0, loud.stderr
+    assert "plaintext" in loud.stderr
+
+
+def test_nothing_asked_for_serves_modbus_tcp_on_the_documented_port() -> None:
+    """With no protocol option, run serves Modbus TCP on 5020 (the README's port) only."""
+    args = build_parser().parse_args(["run", "--scenario", "steady"])
+    _served(args)
+    assert (args.modbus_port, args.opcua_port, args.rtu_port) == (5020, None, None)
+    args = build_parser().parse_args(["run", "--scenario", "steady", "--opcua-port", "4841"])
+    _served(args)
+    assert (args.modbus_port, args.opcua_port) == (None, 4841)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out.append((name, sub))
+                out += [(f"{name} {n}", p) for n, p in _subparsers(sub)]
+    return out
+
+
+def test_every_sim_command_has_a_description_and_examples() -> None:
+    """edge-agent-sim and each sub-command describe themselves and show examples in --help."""
+    parser = build_parser()
+    commands = _subparsers(parser)
+    assert {name for name, _ in commands} == {"list-scenarios", "describe", "run"}
+    for name, sub in [("edge-agent-sim", parser), *commands]:
+        assert sub.description, name
+        assert "Example" in sub.format_help(), name

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -61,12 +62,15 @@ async def produce(args: argparse.Namespace) -> int:
     print("ready", flush=True)
     deadline = time.monotonic() + args.timeout
     topic = uplink.topics.stop(machine="m1")
+    pid = os.getpid()  # which run produced a message: a reused seq shows two pids
     code = 1
     try:
         while not stop.is_set() and time.monotonic() < deadline:
             if buf.last_seq < args.count:
                 n = buf.last_seq + 1
-                await buf.publish("stop", topic, {"machine": "m1", "n": n}, priority=Priority.HIGH)
+                await buf.publish(
+                    "stop", topic, {"machine": "m1", "n": n, "pid": pid}, priority=Priority.HIGH
+                )
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0 / args.rate)
             elif buf.backlog == 0:

@@ -2,7 +2,10 @@
 
 It answers function codes 1-4 from per-unit memory, counts every request,
 and injects the quirks the driver must survive: illegal addresses, silent
-(dead) unit ids, slow replies, busy replies and gateway exceptions. It is
+(dead) unit ids, slow replies, busy replies and gateway exceptions, and
+malformed answers (``Unit.garble``: wrong function code or unit id, byte
+counts that disagree with the request or the frame, trailing bytes inside or
+after the frame, random bytes, a bad CRC on RTU). It is
 deliberately independent of the driver's codec so tests compare against an
 implementation that does not share its bugs. It does not implement writes.
 """
@@ -31,6 +34,22 @@ class Unit:
     silent: bool = False
     delay_s: float = 0.0
     exception: int | None = None
+    garble: str | None = None  # one of GARBLES: answer with a malformed response
+
+
+# Malformed answers: PDU-level ones are built by Model.handle, framing-level ones by
+# the TCP/RTU front ends ("trailing_after", "wrong_unit", "random", "bad_crc").
+GARBLES = (
+    "wrong_function",
+    "short_register",
+    "extra_register",
+    "byte_count_lies",
+    "trailing_in_frame",
+    "trailing_after",
+    "wrong_unit",
+    "random",
+    "bad_crc",
+)
 
 
 @dataclass
@@ -81,11 +100,35 @@ class Model:
             return bytes([fc, len(out)]) + bytes(out)
         regs = unit.holding if fc == 3 else unit.input
         words = [regs.get(a, 0) for a in range(start, start + count)]
-        return bytes([fc, 2 * count]) + struct.pack(f">{count}H", *words)
+        return _garbled(unit.garble, fc, words) or bytes([fc, 2 * count]) + struct.pack(
+            f">{count}H", *words
+        )
 
     def count(self, unit_id: int | None = None) -> int:
         """Requests seen (for one unit id, or all)."""
         return sum(1 for r in self.log if unit_id is None or r.unit == unit_id)
+
+    def garble_of(self, unit_id: int) -> str | None:
+        """The framing-level garble configured for a unit (None: answer normally)."""
+        unit = self.units.get(unit_id)
+        return unit.garble if unit is not None else None
+
+
+def _garbled(garble: str | None, fc: int, words: list[int]) -> bytes | None:
+    """A malformed register-read PDU for PDU-level garbles (None: answer normally)."""
+    n = len(words)
+    body = struct.pack(f">{n}H", *words)
+    if garble == "wrong_function":
+        return bytes([4 if fc == 3 else 3, 2 * n]) + body  # FC 4 answer to FC 3
+    if garble == "short_register":
+        return bytes([fc, 2 * (n - 1)]) + body[:-2]
+    if garble == "extra_register":
+        return bytes([fc, 2 * (n + 1)]) + body + b"\x00\x07"
+    if garble == "byte_count_lies":
+        return bytes([fc, 2 * n]) + body[:-2]  # says n registers, carries n - 1
+    if garble == "trailing_in_frame":
+        return bytes([fc, 2 * n]) + body + b"\xde\xad"
+    return None
 
 
 class TcpServer:
@@ -96,6 +139,7 @@ class TcpServer:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.connections = 0
 
     async def start(self) -> None:
         """Listen on 127.0.0.1 (port 0 the first time, the same port on restart)."""
@@ -115,6 +159,7 @@ class TcpServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        self.connections += 1
         try:
             while True:
                 header = await reader.readexactly(7)
@@ -122,7 +167,14 @@ class TcpServer:
                 pdu = await reader.readexactly(length - 1)
                 reply = await self.model.handle(unit_id, pdu)
                 if reply is not None and not writer.is_closing():
-                    writer.write(struct.pack(">HHHB", tid, 0, len(reply) + 1, unit_id) + reply)
+                    garble = self.model.garble_of(unit_id)
+                    answer_unit = unit_id + 1 if garble == "wrong_unit" else unit_id
+                    frame = struct.pack(">HHHB", tid, 0, len(reply) + 1, answer_unit) + reply
+                    if garble == "trailing_after":
+                        frame += b"\x00\x00\x00"
+                    elif garble == "random":
+                        frame = bytes(range(7, 7 + len(frame)))
+                    writer.write(frame)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -189,5 +241,11 @@ class RtuServer:
             reply = await self.model.handle(frame[0], frame[1:6])
             if reply is not None and self._fd >= 0:
                 body = bytes([frame[0]]) + reply
-                os.write(self._fd, body + crc16(body))
+                out = body + crc16(body)
+                garble = self.model.garble_of(frame[0])
+                if garble == "bad_crc":
+                    out = body + bytes(b ^ 0xFF for b in crc16(body))
+                elif garble == "trailing_after":
+                    out += b"\x00\x00\x00"
+                os.write(self._fd, out)
                 self.reply_times.append(time.monotonic())

@@ -105,7 +105,7 @@ def test_errors_name_key_path_and_expectation() -> None:
         "test.toml: devices.m1.tags.coil.type: expected 'bool' for table 'coil', got 'float32'"
         in issues
     )
-    assert "test.toml: devices.m1.tags.typo.scael: unknown key" in issues
+    assert "test.toml: devices.m1.tags.typo.scael: unknown key, did you mean 'scale'?" in issues
     assert "test.toml: devices.m1.colour: unknown key" in issues
     assert any(i.startswith("test.toml: devices.m1.endpoint: expected 'host:port'") for i in issues)
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import struct
 from collections.abc import Mapping
+
+import pytest
 
 from drivers.base import Backoff, DeviceDiagnostics, GridClock, PollResult, run_link
 from edge_agent.errors import DeviceUnavailable
 from edge_agent.model import CommsEvent, CommsState, Quality, Reading
 from tests.drivers.test_contract import RecordingSink
 
-Step = PollResult | DeviceUnavailable
+Step = PollResult | Exception
 
 
 class ScriptedLink:
@@ -44,7 +48,7 @@ class ScriptedLink:
             self.done.set()
             await asyncio.Event().wait()
         step = self.polls.pop(0)
-        if isinstance(step, DeviceUnavailable):
+        if isinstance(step, Exception):
             raise step
         return step
 
@@ -128,3 +132,72 @@ def test_grid_clock_does_not_drift_over_hours() -> None:
         clock.advance(k + 0.003 * (k % 7))
     assert clock.next_due() == 36_000.0
     assert clock.skipped == 0
+
+
+async def test_an_unexpected_exception_is_a_lost_link_not_a_dead_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A library error escaping poll: devices down, reconnect, traceback at DEBUG only."""
+    caplog.set_level(logging.DEBUG)
+    link = ScriptedLink(
+        [True, True],
+        [struct.error("unpack requires a buffer of 2 bytes"), PollResult(batches=[[reading("a")]])],
+    )
+    sink = await run_script(link)
+    assert sink.states("a") == [CommsState.DOWN, CommsState.UP]
+    assert link.closed >= 1
+    down = [e for e in sink.events if e.state is CommsState.DOWN]
+    assert "unexpected error: error: unpack requires" in down[0].reason
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING and r.exc_info] == []
+    assert any(r.levelno == logging.DEBUG and r.exc_info for r in caplog.records)
+
+
+async def test_each_device_transition_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    """Up, loss (with reason) and recovery (with duration and reason) once per device, no retries.
+
+    Five failed polls and three refused reconnects give no more lines than one: a PLC off
+    all night is two lines per device in the journal, not thousands.
+    """
+    caplog.set_level(logging.DEBUG, logger="edge_agent.drivers")
+    good = PollResult(batches=[[reading("a")], [reading("b")]])
+    link = ScriptedLink(
+        [True, False, False, False, True],
+        [good, DeviceUnavailable("timeout"), good],
+    )
+    await run_script(link)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert lines[:2] == [
+        "Device connected device=a link=scripted",
+        "Device connected device=b link=scripted",
+    ]
+    assert lines[2:4] == [
+        "Device comms lost, tags bad, retrying device=a link=scripted reason=timeout",
+        "Device comms lost, tags bad, retrying device=b link=scripted reason=timeout",
+    ]
+    assert [line.rsplit(" down_for=", 1)[0] for line in lines[4:]] == [
+        "Device comms restored device=a link=scripted",
+        "Device comms restored device=b link=scripted",
+    ]
+    assert all(line.endswith("reason_was=timeout") for line in lines[4:])
+    retries = [r for r in caplog.records if r.getMessage().startswith("Link down, retrying")]
+    assert len(retries) == 4
+    assert all(r.levelno == logging.DEBUG for r in retries)
+
+
+async def test_a_device_never_reached_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A device that never answered since start is 'not reachable', once, with the reason."""
+    caplog.set_level(logging.INFO, logger="edge_agent.drivers")
+    link = ScriptedLink([False, False, False], [])
+    sink = RecordingSink()
+    task = asyncio.create_task(
+        run_link(link, sink, tags_by_device={"a": ("t",), "b": ("t",)}, backoff=Backoff(0.0, 0.0))
+    )
+    while link.connects:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert [r.getMessage() for r in caplog.records] == [
+        "Device not reachable, retrying device=a link=scripted reason=refused",
+        "Device not reachable, retrying device=b link=scripted reason=refused",
+    ]

@@ -30,9 +30,20 @@ def _run(*argv: str) -> int:
     return int(args.func(args))
 
 
-def _write_snapshot(state_dir: Path, *, age_s: float = 0.5) -> dict[str, Any]:
+def _dead_pid() -> int:
+    """A PID that was an agent a moment ago and is gone now."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(10)
+    return proc.pid
+
+
+def _write_snapshot(
+    state_dir: Path, *, age_s: float = 0.5, pid: int | None = None, **extra: Any
+) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(FIXTURE.read_text())
     data["written_at"] = time.time() - age_s
+    data["agent"]["pid"] = _dead_pid() if pid is None else pid
+    data.update(extra)
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "status.json").write_text(json.dumps(data))
     return data
@@ -65,10 +76,10 @@ def test_missing_snapshot_exits_one(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_stale_snapshot_exits_three(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A snapshot older than three intervals is shown loudly and exits 3."""
+    """A snapshot older than three intervals whose process is gone: crashed, exit 3."""
     _write_snapshot(tmp_path, age_s=120)
     assert _run("--state-dir", str(tmp_path)) == 3
-    assert "AGENT NOT RUNNING OR HUNG" in capsys.readouterr().out
+    assert "AGENT NOT RUNNING (crashed?)" in capsys.readouterr().out
 
 
 def test_stale_json_warns_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,7 +88,44 @@ def test_stale_json_warns_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert _run("--state-dir", str(tmp_path), "--json") == 3
     captured = capsys.readouterr()
     assert json.loads(captured.out)["agent"]["id"] == "gw-hall2"
-    assert "not running or hung" in captured.err
+    assert "not running (crashed?)" in captured.err
+
+
+def test_clean_stop_exits_four(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A snapshot the agent marked on its way out: 'stopped cleanly at', exit 4, no alarm."""
+    stopped = time.time() - 600
+    _write_snapshot(tmp_path, age_s=600, stopped_at=stopped)
+    assert _run("--state-dir", str(tmp_path)) == 4
+    out = capsys.readouterr().out
+    assert "Agent stopped cleanly at " in out
+    assert "!!!" not in out
+
+
+def test_hung_agent_is_told_from_a_crashed_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stale snapshot, agent process still there: hung (exit 3), not 'crashed'."""
+    fake = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "edge-agent", "run"]
+    )
+    try:
+        _write_snapshot(tmp_path, age_s=120, pid=fake.pid)
+        assert status_cmd.process_alive(fake.pid) is True
+        assert _run("--state-dir", str(tmp_path)) == 3
+        assert f"AGENT HUNG: process {fake.pid} is there" in capsys.readouterr().out
+    finally:
+        fake.kill()
+        fake.wait(10)
+    assert status_cmd.process_alive(fake.pid) is False
+
+
+def test_config_as_positional_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`status FILE` is the same as `status -c FILE`."""
+    _write_snapshot(tmp_path / "state")
+    config = tmp_path / "agent.toml"
+    config.write_text('[agent]\nid = "gw"\nsite = "s"\nstate_dir = "state"\n')
+    assert _run(str(config)) == 0
+    assert "gw-hall2" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("relative", [True, False])
@@ -137,11 +185,12 @@ def test_resolution_order(tmp_path: Path) -> None:
     )
 
 
-def test_config_and_state_dir_are_exclusive(tmp_path: Path) -> None:
-    """-c and --state-dir cannot be combined (argparse exits with usage error 2)."""
-    with pytest.raises(SystemExit) as info:
-        _parser().parse_args(["status", "-c", "a.toml", "--state-dir", str(tmp_path)])
-    assert info.value.code == 2
+def test_config_and_state_dir_are_exclusive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config file and --state-dir cannot be combined (usage error 2)."""
+    assert _run("-c", "a.toml", "--state-dir", str(tmp_path)) == 2
+    assert "not both" in capsys.readouterr().err
 
 
 def test_watch_refreshes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

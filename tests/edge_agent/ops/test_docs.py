@@ -40,3 +40,20 @@ def test_unit_directives_quoted_in_docs_exist() -> None:
         assert f"\n{directive}\n" in unit
     assert "after 10 s" in doc
     assert "\nRestartSec=10\n" in unit
+
+
+def test_status_screen_in_docs_is_what_status_prints() -> None:
+    """The example screen under 'Checking on it' is render() of the test fixture, verbatim."""
+    import json
+
+    from edge_agent.status_view import render
+
+    snapshot = json.loads((ROOT / "tests" / "cases" / "status" / "status.json").read_text())
+    snapshot["buffer"]["max_bytes"] = 512 * 1024 * 1024
+    snapshot["machines"]["press1"]["today"]["performance"] = 1.024
+    snapshot["machines"]["press1"]["today"]["flags"] = ["performance_capped"]
+    text = DOC.read_text()
+    section = text[text.index("<!-- status-screen") :]
+    match = re.search(r"```text\n(.*?)```", section, re.DOTALL)
+    assert match
+    assert match.group(1) == render(snapshot, now=snapshot["written_at"] + 1.0)

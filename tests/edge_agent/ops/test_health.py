@@ -51,7 +51,7 @@ def _envelope(data: dict[str, Any], seq: int = 7) -> dict[str, Any]:
         created=time.time(),
         retain=False,
     )
-    message: dict[str, Any] = json.loads(envelope(row, "gw-test"))
+    message: dict[str, Any] = json.loads(envelope(row, "gw-test", "0a1b2c3d"))
     return message
 
 
@@ -249,6 +249,6 @@ def test_schema_rejects_wrong_envelope(
 ) -> None:
     """An envelope of another kind or version does not pass as a health message."""
     data = HealthCollector(tmp_path).collect()
-    for patch in ({"kind": "kpi"}, {"v": 2}, {"seq": 0}, {"ts": 1764190800.0}):
+    for patch in ({"kind": "kpi"}, {"v": 1}, {"seq": 0}, {"ts": 1764190800.0}, {"epoch": ""}):
         with pytest.raises(jsonschema.ValidationError):
             validator.validate({**_envelope(data), **patch})

@@ -241,6 +241,9 @@ def test_install_upgrade_uninstall(
     assert first.returncode == 0, first.stdout + first.stderr
     assert "skipping systemctl" in first.stdout
     assert "is valid" in first.stdout
+    # The unedited example is never started (placeholder broker and PLC addresses).
+    assert "is the unedited example" in first.stdout
+    assert "the service is not started" in first.stdout
     agent = prefix / "venv" / "bin" / "edge-agent"
     version = subprocess.run(
         [str(agent), "--version"],
@@ -256,7 +259,7 @@ def test_install_upgrade_uninstall(
     conf = root / "etc" / "edge-agent" / "agent.toml"
     assert conf.read_bytes() == (source_tree / "config" / "agent.example.toml").read_bytes()
     check = subprocess.run(
-        [str(agent), "check-config", str(conf)],
+        [str(agent), "check-config", "--no-environment", str(conf)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -271,11 +274,19 @@ def test_install_upgrade_uninstall(
     assert (root / "usr" / "local" / "bin" / "edge-agent").resolve() == agent.resolve()
     first_venv = (prefix / "venv").resolve()
 
-    # Upgrade: the technician's config survives, the example lands next to it.
+    # Upgrade: the technician's config survives, the example lands next to it. A comment
+    # edited is not enough to start it: the placeholder addresses are still there.
     conf.write_text(conf.read_text() + "\n# edited on site\n")
+    comment_only = _sh(install, "--no-systemctl", str(project_wheel), env=env, cwd=tmp_path)
+    assert comment_only.returncode == 0, comment_only.stdout + comment_only.stderr
+    assert "still has placeholder addresses" in comment_only.stdout
+    real = conf.read_text().replace("broker.example.net", "10.1.2.3")
+    conf.write_text(real.replace("192.0.2.10", "10.1.2.4"))
     edited = conf.read_bytes()
+    first_venv = (prefix / "venv").resolve()
     second = _sh(install, "--no-systemctl", str(project_wheel), env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr
+    assert "not started" not in second.stdout
     assert conf.read_bytes() == edited
     assert (conf.parent / "agent.example.toml").is_file()
     assert (prefix / "venv").resolve() != first_venv

@@ -202,12 +202,13 @@ def test_agent_speaks_notify_protocol(agent_dir: Path) -> None:
             created=created,
             retain=bool(retain),
         )
-        message = json.loads(envelope(row, "gw-ops-test"))
+        message = json.loads(envelope(row, "gw-ops-test", "0a1b2c3d"))
         validator.validate(message)
         assert message["data"]["uplink"]["connected"] is False
 
-    # Once the agent is gone the snapshot goes stale and status says so (exit 3).
+    # Once the agent is gone the snapshot is stale, but the agent marked it on its clean way
+    # out: status says it stopped cleanly (exit 4), not "not running or hung" (exit 3).
     time.sleep(1.6)  # > 3 x status_interval_s: the staleness threshold itself is under test
     stale = _status(agent_dir / "state")
-    assert stale.returncode == 3
-    assert "not running or hung" in stale.stderr
+    assert stale.returncode == 4
+    assert "stopped cleanly" in stale.stderr

@@ -25,7 +25,15 @@ class DataValidator:
 
     def validate(self, data: dict[str, Any]) -> None:
         """Raise ``jsonschema.ValidationError`` unless ``data`` is a valid telemetry data part."""
-        envelope = {"v": 1, "kind": "telemetry", "agent": "test", "seq": 0, "ts": 0.0, "data": data}
+        envelope = {
+            "v": 2,
+            "kind": "telemetry",
+            "agent": "test",
+            "epoch": "0a1b2c3d",
+            "seq": 0,
+            "ts": 0.0,
+            "data": data,
+        }
         self._validator.validate(envelope)
 
 

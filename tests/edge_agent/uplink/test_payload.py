@@ -72,8 +72,9 @@ def test_iso_utc_millisecond_rounding() -> None:
 
 def test_envelope_is_valid_json_with_verbatim_data() -> None:
     """The envelope embeds the stored data text unchanged and carries v, kind, agent, seq, ts."""
-    msg = json.loads(payload.envelope(row("kpi", KPI_DATA), "gw1"))
-    assert msg["v"] == 1
+    msg = json.loads(payload.envelope(row("kpi", KPI_DATA), "gw1", "0a1b2c3d"))
+    assert msg["v"] == 2
+    assert msg["epoch"] == "0a1b2c3d"
     assert msg["seq"] == 7
     assert msg["agent"] == "gw1"
     assert msg["data"] == KPI_DATA
@@ -83,9 +84,9 @@ def test_envelope_is_valid_json_with_verbatim_data() -> None:
 def test_stop_and_status_messages_validate() -> None:
     """Stop events and both status states match their schemas."""
     stop = {"machine": "m", "start": "2026-11-26T05:00:00Z", "end": None, "duration_s": None}
-    validate(json.loads(payload.envelope(row("stop", stop), "gw1")))
+    validate(json.loads(payload.envelope(row("stop", stop), "gw1", "0a1b2c3d")))
     for state in ("online", "offline"):
-        validate(json.loads(payload.status("gw1", state, 1795727700.0, site="s")))
+        validate(json.loads(payload.status("gw1", state, 1795727700.0, site="s", epoch="0a1b2c3d")))
 
 
 def test_kpi_schema_rejects_missing_fields_and_missing_seq() -> None:
@@ -93,8 +94,8 @@ def test_kpi_schema_rejects_missing_fields_and_missing_seq() -> None:
     broken = dict(KPI_DATA)
     del broken["oee"]
     with pytest.raises(jsonschema.ValidationError):
-        validate(json.loads(payload.envelope(row("kpi", broken), "gw1")))
-    msg = json.loads(payload.envelope(row("kpi", KPI_DATA), "gw1"))
+        validate(json.loads(payload.envelope(row("kpi", broken), "gw1", "0a1b2c3d")))
+    msg = json.loads(payload.envelope(row("kpi", KPI_DATA), "gw1", "0a1b2c3d"))
     del msg["seq"]
     with pytest.raises(jsonschema.ValidationError):
         validate(msg)

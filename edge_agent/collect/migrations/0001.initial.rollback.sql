@@ -1,0 +1,12 @@
+DROP TABLE collector_instances;
+DROP TABLE quarantine;
+DROP TABLE other_records;
+DROP TABLE health;
+DROP TABLE telemetry;
+DROP TABLE stop_events;
+DROP TABLE kpi_revisions;
+DROP TABLE kpi_records;
+DROP TABLE ledger;
+DROP TABLE seq_gaps;
+DROP TABLE agent_streams;
+DROP TABLE agents;

@@ -1,0 +1,251 @@
+"""Rows for the per-kind tables, built from a checked :class:`~.envelope.Message`.
+
+Pure code: every conversion PostgreSQL would otherwise do (instants, numbers, the stop
+event's identity) happens here, so a message the schema let through but that cannot be
+stored becomes a :class:`RowError` (and goes to quarantine with that reason) instead of a
+failed transaction. Column orders match the SQL in :mod:`edge_agent.collect.store`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from edge_agent.collect.envelope import Message
+from edge_agent.collect.timefmt import parse_instant
+
+# Kinds with a table of their own; every other numbered kind goes to other_records.
+TABLE_KINDS = frozenset({"kpi", "stop", "telemetry", "health"})
+MAX_DOUBLE = 1.7976931348623157e308
+
+KPI_TIMES = (
+    "calendar_time_s",
+    "planned_time_s",
+    "excluded_time_s",
+    "non_scheduled_time_s",
+    "unknown_time_s",
+    "running_time_s",
+    "micro_stop_time_s",
+    "operating_time_s",
+    "downtime_breakdown_s",
+    "downtime_other_s",
+    "downtime_total_s",
+)
+KPI_OPTIONAL_TIMES = ("downtime_customer_s", "downtime_provider_s", "ttr_sum_s")
+KPI_COUNTS = ("stops", "micro_stops", "failures")
+KPI_AMOUNTS = ("total_count", "good_count")
+KPI_RATIOS = ("availability", "sla_availability", "oee")
+KPI_COLUMNS = (
+    "agent",
+    "machine",
+    "window_name",
+    "window_kind",
+    "start_at",
+    "end_at",
+    "revision",
+    "final",
+    *KPI_TIMES,
+    *KPI_OPTIONAL_TIMES,
+    *KPI_COUNTS,
+    *KPI_AMOUNTS,
+    *KPI_RATIOS,
+    "data",
+    "raw",
+    "upgraded",
+    "epoch",
+    "seq",
+    "ts",
+)
+STOP_COLUMNS = (
+    "agent",
+    "event_id",
+    "machine",
+    "start_at",
+    "end_at",
+    "duration_s",
+    "category",
+    "code",
+    "fault_name",
+    "planned",
+    "data",
+    "raw",
+    "upgraded",
+    "epoch",
+    "seq",
+    "ts",
+)
+MAX_BIGINT = 2**63 - 1
+
+
+class RowError(ValueError):
+    """The message cannot be stored as a row of its kind's table (reason in the text)."""
+
+
+def _number(data: dict[str, Any], key: str, *, required: bool = True) -> float | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RowError(f"{key}: expected a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > MAX_DOUBLE:
+        raise RowError(f"{key}: number out of range")
+    return number
+
+
+def _integer(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_BIGINT:
+        raise RowError(f"{key}: expected an integer within bigint")
+    return value
+
+
+def _instant(data: dict[str, Any], key: str, *, required: bool = True) -> dt.datetime | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    parsed = parse_instant(value)
+    if parsed is None:
+        raise RowError(f"{key}: expected an RFC 3339 instant")
+    return parsed
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def kpi_row(msg: Message, raw: str) -> tuple[Any, ...]:
+    """A kpi_records row (also the source of a kpi_revisions row when final)."""
+    d = msg.data
+    window = d.get("window")
+    machine = d.get("machine")
+    if not isinstance(window, str) or not window or not isinstance(machine, str) or not machine:
+        raise RowError("kpi: machine and window must be non-empty strings")
+    kind = d.get("window_kind")
+    if not isinstance(kind, str) or not kind:
+        kind = window.split(":", 1)[0]
+    revision = _integer(d, "revision")
+    if not 0 <= revision <= 2**31 - 1:
+        raise RowError("revision: out of range")
+    return (
+        msg.agent,
+        machine,
+        window,
+        kind,
+        _instant(d, "start"),
+        _instant(d, "end"),
+        revision,
+        d.get("final") is True,
+        *(_number(d, k) for k in KPI_TIMES),
+        *(_number(d, k, required=False) for k in KPI_OPTIONAL_TIMES),
+        *(_integer(d, k) for k in KPI_COUNTS),
+        *(_number(d, k) for k in KPI_AMOUNTS),
+        *(_number(d, k, required=False) for k in KPI_RATIOS),
+        Jsonb(d),
+        raw,
+        msg.upgraded,
+        msg.epoch,
+        msg.seq,
+        msg.ts,
+    )
+
+
+def stop_row(msg: Message, raw: str) -> tuple[Any, ...]:
+    """A stop_events row, keyed by (agent, event_id)."""
+    d = msg.data
+    event_id, machine = d.get("event_id"), d.get("machine")
+    if not isinstance(event_id, str) or not event_id:
+        raise RowError("stop: event_id must be a non-empty string")
+    if not isinstance(machine, str) or not machine:
+        raise RowError("stop: machine must be a non-empty string")
+    planned = d.get("planned")
+    return (
+        msg.agent,
+        event_id,
+        machine,
+        _instant(d, "start"),
+        _instant(d, "end", required=False),
+        _number(d, "duration_s", required=False),
+        _text(d.get("category")),
+        _text(d.get("code")),
+        _text(d.get("fault_name")),
+        planned if isinstance(planned, bool) else None,
+        Jsonb(d),
+        raw,
+        msg.upgraded,
+        msg.epoch,
+        msg.seq,
+        msg.ts,
+    )
+
+
+def telemetry_row(msg: Message) -> tuple[Any, ...]:
+    """A telemetry row (the data as jsonb; the telemetry_values view unfolds samples)."""
+    device = msg.data.get("device")
+    if not isinstance(device, str) or not device:
+        raise RowError("telemetry: device must be a non-empty string")
+    return (msg.agent, msg.epoch, msg.seq, msg.ts, device, Jsonb(msg.data))
+
+
+def _get(data: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _opt_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and abs(number) <= MAX_DOUBLE else None
+
+
+def _opt_bigint(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_BIGINT:
+        return None
+    return value
+
+
+def health_row(msg: Message) -> tuple[Any, ...]:
+    """A health row: a few columns for dashboards, the whole data as jsonb."""
+    d = msg.data
+    synced = d.get("clock_synced")
+    return (
+        msg.agent,
+        msg.epoch,
+        msg.seq,
+        msg.ts,
+        _opt_number(d.get("uptime_s")),
+        _opt_number(d.get("cpu_percent")),
+        _opt_bigint(d.get("rss_bytes")),
+        health_backlog(msg),
+        synced if isinstance(synced, bool) else None,
+        Jsonb(d),
+    )
+
+
+def health_backlog(msg: Message) -> int | None:
+    """The agent's own outbox backlog from a health message (uplink.backlog), if present."""
+    return _opt_bigint(_get(msg.data, "uplink", "backlog"))
+
+
+def other_row(msg: Message, topic: str, raw: str) -> tuple[Any, ...]:
+    """An other_records row: a numbered kind without a table of its own."""
+    return (
+        msg.agent,
+        msg.epoch,
+        msg.seq,
+        msg.kind,
+        msg.ts,
+        topic,
+        msg.validated,
+        Jsonb(msg.data),
+        raw,
+    )
