@@ -1,26 +1,16 @@
-"""The runtime: wires the agent's parts together and supervises their tasks.
+"""The runtime: builds the agent's parts, runs their loops, stops them in order.
 
-Data flow (each arrow a bounded hand-over; one module per box)::
+Links feed the ingest queue; the dispatcher hands each batch to the buffer, the tag
+state, the telemetry pump and the machines; the reporter, the health report and the
+machines' stop events stage messages for the outbox, which the sender's uplink drains
+(the data-flow diagram is in ``docs/architecture.md``). What each part does is in its
+own module; this one only wires and supervises.
 
-    links.LinkSupervisor        one task per TCP endpoint / serial port / OPC-UA session
-      └─ ingest.IngestQueue     bounded; full-queue behaviour counted
-           └─ ingest.Dispatcher ─┬─ buffer (batched SQLite writer)
-                                 ├─ ingest.TagState (latest value per tag, comms)
-                                 ├─ outgoing.TelemetryPump ─┐
-                                 └─ reporting.MachineSet ───┤ stop events
-    reporting.Reporter (records, intervals, saved state) ───┤
-    health telemetry ───────────────────────────────────────┤
-                                          outgoing.OutboxStaging ─► buffer outbox
-    uplink.Uplink: outbox ─► MQTT (QoS 1, PUBACK deletes the row)
-    ops.StatusFile, watchdog, reload
-
-This module only builds the parts, starts their loops and stops them in order;
-what each part does is in its own module. Guarantees: SIGTERM/SIGINT stop every
-task, flush the buffer and exit 0 within the unit's stop timeout; SIGHUP reloads
-the file and applies a valid one (links whose devices did not change keep
-running), an invalid one is logged and the old configuration kept; a failing
-task stops the agent with exit code 1 (systemd restarts it). Time the agent was
-not running is never counted as machine time.
+Guarantees: SIGTERM/SIGINT stop every task, flush and exit 0 within the unit's stop
+timeout; a loop that fails stops the agent with exit code 1 (systemd restarts it);
+SIGHUP applies a valid file part by part (only what changed is replaced, see
+:meth:`Runtime.reload`) and keeps the running configuration on an invalid one. Time
+the agent was not running is never counted as machine time.
 """
 
 from __future__ import annotations
@@ -28,13 +18,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from edge_agent.buffer import Buffer, MessageKind
+from edge_agent.buffer import Buffer
 from edge_agent.config import AgentConfig, load_config_compact
 from edge_agent.errors import ConfigError
 from edge_agent.final_status import write_final_status
@@ -42,26 +30,21 @@ from edge_agent.ingest.dispatch import Dispatcher
 from edge_agent.ingest.queue import IngestQueue
 from edge_agent.ingest.tags import TagState
 from edge_agent.links import LinkSupervisor
-from edge_agent.ops import sdnotify, tuning
+from edge_agent.ops import sdnotify, signals, tuning
 from edge_agent.ops.clock import ClockWatch
 from edge_agent.ops.events import Event, EventLog
 from edge_agent.ops.health import HealthCollector
+from edge_agent.ops.health_report import HealthReport
 from edge_agent.ops.status import StatusFile, device_diagnostics
 from edge_agent.ops.watch import Watch
+from edge_agent.outgoing.sender import Sender
 from edge_agent.outgoing.staging import OutboxStaging
-from edge_agent.outgoing.telemetry import TelemetryPump
+from edge_agent.outgoing.telemetry import TelemetryPump, engine_for
 from edge_agent.reporting.machine import MachineSet
 from edge_agent.reporting.reporter import Reporter
-from edge_agent.telemetry import TelemetryEngine
-from edge_agent.uplink import Uplink
+from edge_agent.uplink import TopicTemplates, Uplink
 
 log = logging.getLogger("edge_agent.runtime")
-
-
-def _engine(cfg: AgentConfig) -> TelemetryEngine | None:
-    if not cfg.publish:
-        return None
-    return TelemetryEngine(cfg.publish, publish_interval_s=cfg.telemetry.interval_s)
 
 
 class Runtime:
@@ -74,16 +57,11 @@ class Runtime:
     """
 
     def __init__(
-        self,
-        config: AgentConfig,
-        *,
-        install_signals: bool = True,
-        clock: ClockWatch | None = None,
+        self, config: AgentConfig, *, install_signals: bool = True, clock: ClockWatch | None = None
     ) -> None:
         self.config = config
         self.install_signals = install_signals
-        self.stop_event = asyncio.Event()
-        self.reload_event = asyncio.Event()
+        self.stop_event, self.reload_event = asyncio.Event(), asyncio.Event()
         self.started_at = time.time()
         self.events = events = EventLog()
         self.clock = clock or ClockWatch()
@@ -91,11 +69,11 @@ class Runtime:
         self.queue = IngestQueue(config.ingest, events)
         self.tags = TagState(config.devices)
         self.buffer = Buffer(config.storage, agent_id=config.agent.id)
-        self.uplink = self._make_uplink(config)
-        self.uplink.describe(config, self.tags.latest)
-        self.uplink_task: asyncio.Task[None] | None = None
-        self.staging = OutboxStaging(self.buffer, self.uplink.topics, events)
-        self.telemetry = TelemetryPump(_engine(config), self.staging, self.clock, events)
+        # Default topics until the sender sets its uplink's (the next line).
+        defaults = TopicTemplates.create(site=config.agent.site, agent=config.agent.id)
+        self.staging = OutboxStaging(self.buffer, defaults, events)
+        self.sender = Sender(config, self.buffer, self.staging, self.tags.latest)
+        self.telemetry = TelemetryPump(engine_for(config), self.staging, self.clock, events)
         self.machines = MachineSet(self.buffer, config.reporting, events)
         self.reporter = Reporter(self.machines, self.staging, self.buffer, events=events)
         self.links = LinkSupervisor(self.queue)
@@ -107,15 +85,19 @@ class Runtime:
             staging=self.staging,
             clock=self.clock,
             events=events,
-            on_comms=self._device_comms,
+            on_comms=self.sender.device_comms,
         )
         self.watch = Watch(self.buffer, self.clock, events)
         self.health = HealthCollector(state_dir=config.agent.state_dir)
-        self.health.provide("buffer", self.buffer.stats)
-        self.health.provide("uplink", self._uplink_state)
-        self.health.provide("devices", lambda: device_diagnostics(self.links, self.tags))
-        self.health.provide("events", events.snapshot)
-        self.health.provide("pipeline", self._pipeline_figures)
+        for slot, provider in (
+            ("buffer", self.buffer.stats),
+            ("uplink", self.sender.state),
+            ("devices", lambda: device_diagnostics(self.links, self.tags)),
+            ("events", events.snapshot),
+            ("pipeline", lambda: {**self.queue.figures(), **self.staging.figures()}),
+        ):
+            self.health.provide(slot, provider)
+        self.health_report = HealthReport(self.health, self.staging, self._status_line)
         self.status = StatusFile(self, config.agent.state_dir / "status.json")
         # Stages that run on a timer whatever the devices do; a dispatcher idle because
         # every PLC is off is not a hang, so it is not a stage.
@@ -123,10 +105,11 @@ class Runtime:
             max(60.0, 3 * config.reporting.interval_s, 3 * config.agent.status_interval_s)
         )
 
-    def _make_uplink(self, cfg: AgentConfig) -> Uplink:
-        return Uplink(cfg.mqtt, self.buffer, agent_id=cfg.agent.id, site=cfg.agent.site)
+    @property
+    def uplink(self) -> Uplink:
+        """The uplink in force (replaced when ``[mqtt]`` changes)."""
+        return self.sender.uplink
 
-    # -- lifecycle -------------------------------------------------------------
     async def run(self) -> int:
         """Start everything, wait for a stop signal, stop cleanly; return the exit code."""
         cfg = self.config
@@ -135,20 +118,19 @@ class Runtime:
         await self.machines.start(cfg.machines)
         tuning.settle_heap()
         if self.install_signals:
-            self._install_signals()
-        self.uplink_task = asyncio.create_task(self.uplink.run(), name="uplink")
+            signals.install(self.stop_event, self.reload_event)
+        self.sender.start()
         await self.links.apply(cfg.devices)
+        beat = self.heartbeat.beat
         self.heartbeat.register("status")
         self.heartbeat.register("reporter")
         loops: dict[str, Coroutine[Any, Any, None]] = {
             "dispatcher": self.dispatcher.run(self.queue),
-            "reporter": self.reporter.run(
-                cfg.reporting.interval_s, lambda: self.heartbeat.beat("reporter")
-            ),
-            "health": self._health_loop(),
+            "reporter": self.reporter.run(cfg.reporting.interval_s, lambda: beat("reporter")),
+            "health": self.health_report.run(lambda: self.config.health.interval_s),
             "telemetry": self.telemetry.run(cfg.telemetry.interval_s),
             "status": self.status.run(
-                lambda: self.config.agent.status_interval_s, lambda: self.heartbeat.beat("status")
+                lambda: self.config.agent.status_interval_s, lambda: beat("status")
             ),
             "reload": self._reload_loop(),
             "links": self.links.watch(),
@@ -169,25 +151,13 @@ class Runtime:
             sdnotify.stopping()
             await self._shutdown(tasks)
 
-    def _install_signals(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
-        loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload_event.set)
-        freeze_s = os.environ.get("EDGE_AGENT_DEBUG_FREEZE_S")
-        if freeze_s:
-            # Diagnostic for checking a device's watchdog set-up: SIGUSR2 blocks the event
-            # loop for this many seconds, so systemd must see the pings stop.
-            loop.add_signal_handler(signal.SIGUSR2, time.sleep, float(freeze_s))
-
     def request_stop(self) -> None:
         """Ask the runtime to stop (used by the demo and tests)."""
         self.stop_event.set()
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         await self.links.stop()
-        # Hand on what the drivers already queued, then stop the loops.
-        await self.dispatcher.drain(self.queue)
+        await self.dispatcher.drain(self.queue)  # what the drivers already handed over
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -205,52 +175,17 @@ class Runtime:
                 "Stopping with messages the outbox did not take messages=%d", len(self.staging)
             )
         try:
-            await self.uplink.stop()
+            await self.sender.stop()
         except Exception as exc:
             self.events.enter(Event.FLUSH_FAILED, "uplink_stop", exc_info=exc)
-        if self.uplink_task is not None:
-            self.uplink_task.cancel()
-            await asyncio.gather(self.uplink_task, return_exceptions=True)
         await write_final_status(self.status.path, self.status.parts)
         await self.buffer.close()
         log.info("Agent stopped id=%s", self.config.agent.id)
 
-    # -- health -------------------------------------------------------------------
-    async def _health_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.health.interval_s)
-            await self.publish_health()
-            sdnotify.status(self._status_line())
-
-    async def publish_health(self) -> None:
-        """Stage one health message and commit it to the outbox."""
-        self.staging.stage(MessageKind.HEALTH, self.staging.topics.health(), self.health_snapshot())
-        await self.staging.flush()
-
-    def health_snapshot(self) -> dict[str, Any]:
-        """Health telemetry payload (``data`` part)."""
-        return self.health.collect()
-
-    def _pipeline_figures(self) -> dict[str, int]:
-        return {
-            "dropped_readings": self.queue.dropped_readings,
-            "dropped_events": self.queue.dropped_events,
-            "queue_depth": len(self.queue),
-            "outgoing_in_memory": len(self.staging),
-            "dropped_outgoing": sum(self.staging.dropped.values()),
-        }
-
-    def _device_comms(self, device: str, up: bool) -> None:
-        self.uplink.device_comms(device, up)  # the uplink is replaced when [mqtt] changes
-
-    def _uplink_state(self) -> dict[str, Any]:
-        return self.uplink.state()  # the uplink is replaced when [mqtt] changes
-
     def _status_line(self) -> str:
-        backlog = self.uplink.state().get("backlog")
+        backlog = self.sender.state().get("backlog")
         return f"devices up {self.tags.devices_up()}/{len(self.tags.comms)}, backlog {backlog}"
 
-    # -- reload -------------------------------------------------------------------
     async def _reload_loop(self) -> None:
         while True:
             await self.reload_event.wait()
@@ -264,10 +199,10 @@ class Runtime:
     async def reload(self) -> bool:
         """Re-read the config file; apply it if valid, else keep the old one. True if applied.
 
-        Every part is compared by value and only what changed is replaced: links are
-        stopped (and awaited) before their replacements open the same endpoints,
-        unchanged machines keep running, pending telemetry is published before its
-        engine is replaced.
+        Every part compares by value and replaces only what changed: links are stopped
+        (and awaited) before their replacements open the same endpoints, machines with
+        an unchanged KPI profile keep their live calculators, pending telemetry is
+        published before its engine is replaced, the uplink restarts only for ``[mqtt]``.
         """
         try:
             new = await asyncio.to_thread(load_config_compact, self.config.file)
@@ -275,10 +210,10 @@ class Runtime:
             self.events.occurred(Event.RELOAD_REJECTED, detail=str(exc))
             return False
         old = self.config
-        if (
-            new.storage != old.storage
-            or new.agent.state_dir != old.agent.state_dir
-            or new.agent.id != old.agent.id
+        if (new.storage, new.agent.state_dir, new.agent.id) != (
+            old.storage,
+            old.agent.state_dir,
+            old.agent.id,
         ):
             log.warning(
                 "Reload: [agent] and [storage] changes need a restart; keeping the old ones"
@@ -290,18 +225,9 @@ class Runtime:
         await self.links.apply(cfg.devices)
         self.tags.keep_devices(cfg.devices)
         await self.reporter.retire(await self.machines.reload(cfg.machines, cfg.reporting))
-        if cfg.publish != old.publish or cfg.telemetry != old.telemetry:
-            await self.telemetry.replace(_engine(cfg))
-        if cfg.mqtt != old.mqtt:
-            log.info("Reload: restarting the uplink with the new [mqtt] settings")
-            await self.uplink.stop()
-            if self.uplink_task is not None:
-                self.uplink_task.cancel()
-                await asyncio.gather(self.uplink_task, return_exceptions=True)
-            self.uplink = self._make_uplink(cfg)
-            self.staging.topics = self.uplink.topics
-            self.uplink_task = asyncio.create_task(self.uplink.run(), name="uplink")
-        self.uplink.describe(cfg, self.tags.latest)
+        if (cfg.publish, cfg.telemetry) != (old.publish, old.telemetry):
+            await self.telemetry.replace(engine_for(cfg))
+        await self.sender.reconfigure(old, cfg)
         self.events.occurred(
             Event.RELOAD_ACCEPTED, devices=len(cfg.devices), machines=len(cfg.machines)
         )

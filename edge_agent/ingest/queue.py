@@ -137,3 +137,11 @@ class IngestQueue:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def figures(self) -> dict[str, int]:
+        """Drops and depth, for health telemetry's ``pipeline``."""
+        return {
+            "dropped_readings": self.dropped_readings,
+            "dropped_events": self.dropped_events,
+            "queue_depth": len(self._items),
+        }

@@ -57,6 +57,13 @@ class OutboxStaging:
     def __len__(self) -> int:
         return len(self.held)
 
+    def figures(self) -> dict[str, int]:
+        """Messages held and dropped, for health telemetry's ``pipeline``."""
+        return {
+            "outgoing_in_memory": len(self.held),
+            "dropped_outgoing": sum(self.dropped.values()),
+        }
+
     def stage(
         self,
         kind: MessageKind,

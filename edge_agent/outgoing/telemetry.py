@@ -20,11 +20,19 @@ import time
 from collections.abc import Iterable
 
 from edge_agent.buffer import MessageKind
+from edge_agent.config import AgentConfig
 from edge_agent.ops.clock import ClockWatch
 from edge_agent.ops.events import Event, EventLog
 from edge_agent.ops.tuning import TELEMETRY_VALUES_PER_COMMIT
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.telemetry import TelemetryEngine, TelemetryMessage
+
+
+def engine_for(config: AgentConfig) -> TelemetryEngine | None:
+    """The engine of a configuration's publishing policies (None when no tag publishes)."""
+    if not config.publish:
+        return None
+    return TelemetryEngine(config.publish, publish_interval_s=config.telemetry.interval_s)
 
 
 class TelemetryPump:

@@ -371,7 +371,7 @@ async def test_each_event_is_counted_logged_and_shown_in_the_health_message(
     for seq in [r.seq for r in await rt.buffer.fetch_outbox(after=0, limit=10_000)]:
         await rt.buffer.ack([seq])  # room for the health message
     rt.staging.max_held = 10_000
-    await rt.publish_health()
+    await rt.health_report.publish()
     (row,) = [r for r in await rt.buffer.fetch_outbox(after=0, limit=10) if r.kind == "health"]
     message = json.loads(envelope(row, "gw", rt.buffer.epoch))
     validate(message)
