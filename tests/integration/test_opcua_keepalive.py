@@ -311,9 +311,10 @@ async def test_flat_signals_stay_known_and_a_silent_server_becomes_unknown(
     assert not stall.get("open")
     assert spans, "the silent server's time was never unknown"
     onset, resumed = spans[0][0], spans[-1][1]
-    # The last publish was at most one keepalive before the stall; the link checks every
-    # publishing interval; the bound holds from the last publish response.
-    assert 0.0 <= onset - stall["start_ts"] <= BOUND_S + INTERVAL_S + 0.15, spans
+    # The bound runs from the last publish response, at most one keepalive before the stall
+    # (or a few ms after it: one in flight); the link looks every publishing interval; plus
+    # 0.3 s of scheduling slack on a loaded machine.
+    assert 0.0 <= onset - stall["start_ts"] <= BOUND_S + INTERVAL_S + 0.3, spans
     # Known again when publishing resumes (the watchdog has rebuilt the session meanwhile;
     # the reconnect backoff is at most 1 s at this point).
     assert stall["end_ts"] - 0.05 <= resumed <= stall["end_ts"] + 1.5, spans
