@@ -22,12 +22,13 @@ from edge_agent import logtext
 from edge_agent.buffer import Buffer, MessageKind
 from edge_agent.ingest.queue import IngestQueue, Item
 from edge_agent.ingest.tags import TagState
-from edge_agent.model import CommsEvent, CommsState
+from edge_agent.kpi import StopEvent
+from edge_agent.model import CommsEvent, CommsState, Confirmation
 from edge_agent.ops.clock import ClockWatch
 from edge_agent.ops.events import Event, EventLog
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.outgoing.telemetry import TelemetryPump
-from edge_agent.reporting.machine import MachineSet
+from edge_agent.reporting.machine import LiveMachine, MachineSet
 from edge_agent.reporting.messages import stop_data
 
 
@@ -69,6 +70,14 @@ class Dispatcher:
     async def handle(self, item: Item) -> None:
         """Hand one item on."""
         self.processed += 1
+        if isinstance(item, Confirmation):
+            # Unchanged values confirmed (report by exception): not stored, no telemetry;
+            # each machine on the device gets a sample when the confirmation is its newest.
+            confirmed = self.machines.by_device.get(item.device)
+            if confirmed:
+                synced = self.clock.synced(item.mono)
+                await self._stage_stops(self.machines.confirm(confirmed, item, synced))
+            return
         if isinstance(item, CommsEvent):
             self.buffer.add_comms(item)
             self.tags.set_comms(item)
@@ -92,8 +101,12 @@ class Dispatcher:
         if not machines:
             return
         synced = self.clock.synced(max(r.mono for r in item))
+        await self._stage_stops(self.machines.feed(machines, item, synced))
+
+    async def _stage_stops(self, stops: list[tuple[LiveMachine, StopEvent]]) -> None:
+        """Stage the machines' stop events and commit at once (they are the product)."""
         staging = self.staging
-        for lm, event in self.machines.feed(machines, item, synced):
+        for lm, event in stops:
             topic = staging.topics.stop(machine=lm.config.name)
             data = stop_data(lm.config, event)
             staging.stage(MessageKind.STOP, topic, data)

@@ -12,6 +12,9 @@ the oldest batch waiting (fresher data wins). Either way the readings are counte
 again). Comms events are not subject to that bound: they are rare, small, and losing
 one would turn known state into wrong state; a separate bound of
 :data:`COMMS_MAX` guards against a flapping device while the dispatcher is stuck.
+Confirmations (report-by-exception sources saying their last values still hold) count
+against the batch bound; one that finds the queue full is dropped uncounted, since it
+carries no data and the next one follows within a publish interval.
 """
 
 from __future__ import annotations
@@ -23,12 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge_agent.configkit import Table
-from edge_agent.model import CommsEvent, Reading
+from edge_agent.model import CommsEvent, Confirmation, Reading
 from edge_agent.ops.events import Event, EventLog
 
 COMMS_MAX = 10_000
 
-Item = list[Reading] | CommsEvent
+Item = list[Reading] | CommsEvent | Confirmation
 
 
 class WhenFull(str, enum.Enum):
@@ -90,7 +93,7 @@ class IngestQueue:
 
     def _drop_oldest(self) -> bool:
         for i, item in enumerate(self._items):
-            if isinstance(item, list):
+            if isinstance(item, list):  # the oldest batch of readings (not a confirmation)
                 del self._items[i]
                 self._batches -= 1
                 self._dropped(len(item))
@@ -102,6 +105,14 @@ class IngestQueue:
         self.events.enter(
             Event.QUEUE_FULL, count=n, queue_max_batches=self.config.queue_max_batches
         )
+
+    def put_confirmation(self, confirmation: Confirmation) -> None:
+        """Queue a confirmation of unchanged values; never blocks the driver."""
+        if self._batches >= self.config.queue_max_batches:
+            return
+        self._items.append(confirmation)
+        self._batches += 1
+        self._ready.set()
 
     def put_comms(self, event: CommsEvent) -> None:
         """Queue a comms event; never blocks the driver."""
@@ -127,7 +138,7 @@ class IngestQueue:
         if not self._items:
             return None
         item = self._items.popleft()
-        if isinstance(item, list):
+        if not isinstance(item, CommsEvent):
             self._batches -= 1
             if self._batches < self.config.queue_max_batches // 2:
                 self.events.leave(Event.QUEUE_FULL)

@@ -42,7 +42,7 @@ from edge_agent.kpi import (
 from edge_agent.kpi.calendar import ReportWindow, windows_containing
 from edge_agent.kpi.timeutil import format_instant
 from edge_agent.machines import MachineConfig, SampleBuilder
-from edge_agent.model import Reading
+from edge_agent.model import Confirmation, Reading
 from edge_agent.ops.events import Event, EventLog
 
 log = logging.getLogger("edge_agent.reporting")
@@ -222,6 +222,18 @@ class MachineSet(Mapping[str, LiveMachine]):
                 continue
             sample = lm.builder.sample(t=t, mono=mono, synced=synced)
             out.extend((lm, ev) for ev in lm.add(self.reporting, sample))
+        return out
+
+    def confirm(
+        self, machines: Sequence[LiveMachine], confirmation: Confirmation, synced: bool | None
+    ) -> list[tuple[LiveMachine, StopEvent]]:
+        """A report-by-exception device confirmed its last values: a sample where one is due."""
+        out: list[tuple[LiveMachine, StopEvent]] = []
+        t, mono = confirmation.ts, confirmation.mono
+        for lm in machines:
+            if lm.builder.confirm(confirmation):
+                sample = lm.builder.sample(t=t, mono=mono, synced=synced)
+                out.extend((lm, ev) for ev in lm.add(self.reporting, sample))
         return out
 
     def mark_unknown(self, now: float, mono: float, synced: bool | None) -> None:

@@ -16,7 +16,7 @@ from drivers.base import DeviceConfig, DeviceDiagnostics, DriverSpec, Link, Poll
 from edge_agent.backoff import Backoff
 from edge_agent.configkit import Table
 from edge_agent.links import LinkFailed, LinkSupervisor
-from edge_agent.model import CommsEvent, Reading
+from edge_agent.model import CommsEvent, Confirmation, Reading
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,9 @@ class Sink:
 
     def put_readings(self, readings: Sequence[Reading]) -> None:
         """Drop the readings."""
+
+    def put_confirmation(self, confirmation: Confirmation) -> None:
+        """Drop the confirmation."""
 
     def put_comms(self, event: CommsEvent) -> None:
         """Drop the event (or raise, when asked to)."""
