@@ -121,10 +121,12 @@ class LinkSupervisor:
         raise LinkFailed(f"{name} failed: {exc!r}") from exc
 
     async def stop(self) -> None:
-        """Stop every link and wait until each has closed its connection."""
-        running = list(self._running.values())
-        self._running.clear()
-        await _cancel_and_wait([r.task for r in running])
+        """Stop every link and wait until each has closed its connection.
+
+        The stopped links stay listed: health and the final status snapshot still read
+        their diagnostics while the agent stops.
+        """
+        await _cancel_and_wait([r.task for r in self._running.values()])
 
     def diagnostics(self) -> dict[str, DeviceDiagnostics]:
         """Per-device diagnostics of every running link (live objects: read, do not mutate)."""

@@ -189,3 +189,14 @@ async def test_a_failing_link_task_is_reported_to_the_supervisor() -> None:
     with pytest.raises(LinkFailed, match="ZeroDivisionError"):
         await asyncio.wait_for(links.watch(), 5)
     await links.stop()
+
+
+async def test_diagnostics_stay_readable_while_the_agent_stops() -> None:
+    """After stop() the links' diagnostics are still there (health, final status snapshot)."""
+    script = Script()
+    links = supervisor(script)
+    await links.apply({"a": FakeDevice("a", "tcp://x")})
+    await settle()
+    await links.stop()
+    assert set(links.diagnostics()) == {"a"}
+    assert script.log[-1] == ("closed", "tcp://x")
