@@ -4,9 +4,19 @@ A machine maps tags to ``run`` (bool tag, bit of a register, or an
 expression), ``fault`` (code register, or first set bit of an alarm word with
 a code table), ``good`` and ``total`` (cumulative counters, or ``total`` as a
 sum of counters). :class:`SampleBuilder` keeps the latest value of every tag a
-machine reads and produces one calculator sample per update. A signal whose
-tag is missing, bad or older than ``signal_max_age_s`` makes the sample
-``quality = "bad"``: that time is unknown, never silently up or down.
+machine reads and produces one calculator sample per update.
+
+The one rule for every driver: **a value is known while its source is
+confirmed alive.** A value is confirmed when it is read (each poll re-reads
+it) and, for report-by-exception sources (OPC-UA subscriptions), by each
+:class:`~edge_agent.model.Confirmation`, which the link sends for every
+publish response, data or keepalive: a flat value on a healthy subscription
+stays confirmed. A signal whose tag is missing, not good, or *unconfirmed*
+for longer than ``signal_max_age_s`` makes the sample ``quality = "bad"``:
+that time is unknown, never silently up or down. A confirmation newer than
+the machine's last sample produces a sample of its own, so a flat machine
+still gets samples at the subscription's keepalive cadence (at most one
+keepalive period apart, within ``max_gap_s``).
 
 Parsing goes through :class:`~edge_agent.configkit.Table`; nothing here does I/O.
 """
@@ -21,17 +31,18 @@ from typing import Any
 from edge_agent.configkit import Table
 from edge_agent.expr import Compiled, ExprError, compile_expr
 from edge_agent.kpi import KpiProfile, Sample, parse_profile
-from edge_agent.model import Quality, Reading
+from edge_agent.kpi.sample import SampleQuality
+from edge_agent.model import Confirmation, Quality, Reading, TagRef
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TagSignal:
     """The value of one tag (``device.tag``)."""
 
-    ref: str
+    ref: TagRef
 
     @property
-    def refs(self) -> tuple[str, ...]:
+    def refs(self) -> tuple[TagRef, ...]:
         """Tags this signal reads."""
         return (self.ref,)
 
@@ -40,11 +51,11 @@ class TagSignal:
 class BitSignal:
     """Bit ``bit`` (0 = least significant) of an integer tag."""
 
-    ref: str
+    ref: TagRef
     bit: int
 
     @property
-    def refs(self) -> tuple[str, ...]:
+    def refs(self) -> tuple[TagRef, ...]:
         """Tags this signal reads."""
         return (self.ref,)
 
@@ -56,9 +67,9 @@ class ExprSignal:
     expr: Compiled
 
     @property
-    def refs(self) -> tuple[str, ...]:
-        """Tags this signal reads."""
-        return self.expr.tags
+    def refs(self) -> tuple[TagRef, ...]:
+        """Tags this signal reads (the grammar only accepts ``device.tag``)."""
+        return tuple(TagRef(t) for t in self.expr.tags)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,11 +80,11 @@ class AlarmWordSignal:
     unmapped alarm is still a fault, never "no fault".
     """
 
-    ref: str
+    ref: TagRef
     codes: Mapping[int, int]
 
     @property
-    def refs(self) -> tuple[str, ...]:
+    def refs(self) -> tuple[TagRef, ...]:
         """Tags this signal reads."""
         return (self.ref,)
 
@@ -82,10 +93,10 @@ class AlarmWordSignal:
 class SumSignal:
     """The sum of several counters (``total = good + scrap``)."""
 
-    parts: tuple[str, ...]
+    parts: tuple[TagRef, ...]
 
     @property
-    def refs(self) -> tuple[str, ...]:
+    def refs(self) -> tuple[TagRef, ...]:
         """Tags this signal reads."""
         return self.parts
 
@@ -107,9 +118,9 @@ class MachineConfig:
     signal_max_age_s: float = 30.0
 
     @property
-    def refs(self) -> tuple[str, ...]:
+    def refs(self) -> tuple[TagRef, ...]:
         """Every ``device.tag`` the machine reads, without duplicates."""
-        out: list[str] = []
+        out: list[TagRef] = []
         for sig in (self.run, self.fault, self.good, self.total):
             if sig is not None:
                 out.extend(sig.refs)
@@ -118,7 +129,7 @@ class MachineConfig:
     @property
     def devices(self) -> tuple[str, ...]:
         """Devices the machine reads from."""
-        return tuple(dict.fromkeys(r.split(".", 1)[0] for r in self.refs))
+        return tuple(dict.fromkeys(r.device for r in self.refs))
 
 
 def _parse_signal(
@@ -132,9 +143,11 @@ def _parse_signal(
     raw = table.get_raw(key)
     path = table.key_path(key)
     if isinstance(raw, str):
-        if not _is_ref(raw):
+        ref = TagRef.parse(raw)
+        if ref is None:
             table.error(key, f'expected a tag reference "device.tag", got {raw!r}')
-        return TagSignal(ref=raw)
+            return None
+        return TagSignal(ref=ref)
     if not isinstance(raw, dict):
         table.error(key, 'expected a tag reference "device.tag" or a table')
         return None
@@ -148,7 +161,7 @@ def _parse_signal(
     form = present[0]
     signal: Signal | None = None
     if form == "tag":
-        ref = sub.get_str("tag", check=_ref_problem)
+        ref = TagRef(sub.get_str("tag", check=_ref_problem))
         if sub.has("bit"):
             signal = BitSignal(ref=ref, bit=sub.get_int("bit", min=0, max=63))
         else:
@@ -160,7 +173,7 @@ def _parse_signal(
         except ExprError as exc:
             sub.error("expr", f"invalid expression: {exc}")
     elif form == "alarm_word":
-        ref = sub.get_str("alarm_word", check=_ref_problem)
+        ref = TagRef(sub.get_str("alarm_word", check=_ref_problem))
         codes: dict[int, int] = {}
         codes_table = sub.table("codes")
         if codes_table is not None:
@@ -175,7 +188,7 @@ def _parse_signal(
     elif form == "sum":
         parts = sub.get_list(
             "sum",
-            lambda v: v if isinstance(v, str) and _is_ref(v) else None,
+            lambda v: TagRef.parse(v) if isinstance(v, str) else None,
             expected='a tag reference "device.tag"',
         )
         if not parts:
@@ -185,17 +198,18 @@ def _parse_signal(
     return signal
 
 
-def _is_ref(text: str) -> bool:
-    device, _, tag = text.partition(".")
-    return bool(device) and bool(tag)
-
-
 def _ref_problem(text: str) -> str | None:
-    return None if _is_ref(text) else f'expected a tag reference "device.tag", got {text!r}'
+    if TagRef.parse(text) is not None:
+        return None
+    return f'expected a tag reference "device.tag", got {text!r}'
 
 
-def parse_machine(name: str, table: Table) -> MachineConfig:
-    """Parse ``[machines.<name>]`` (signals, ``kpi`` table, ``fault_names``)."""
+def parse_machine(name: str, table: Table) -> MachineConfig | None:
+    """Parse ``[machines.<name>]`` (signals, ``kpi`` table, ``fault_names``).
+
+    Returns None when a required signal is missing or invalid (the problem is recorded
+    in the table's issues, so the configuration is refused anyway).
+    """
     run = _parse_signal(table, "run", ("tag", "expr"), required=True)
     fault = _parse_signal(table, "fault", ("tag", "alarm_word"), required=False)
     good = _parse_signal(table, "good", ("tag",), required=True)
@@ -216,13 +230,14 @@ def parse_machine(name: str, table: Table) -> MachineConfig:
         names_table.finish()
     max_age = table.get_float("signal_max_age_s", 30.0, positive=True)
     table.finish()
-    placeholder = TagSignal(ref="?.?")
+    if run is None or good is None or total is None:
+        return None  # the missing signal is reported; no machine to build
     return MachineConfig(
         name=name,
-        run=run or placeholder,
+        run=run,
         fault=fault,
-        good=good or placeholder,
-        total=total or placeholder,
+        good=good,
+        total=total,
         kpi=kpi,
         fault_names=names,
         signal_max_age_s=max_age,
@@ -246,7 +261,14 @@ class SampleBuilder:
         self.machine = machine
         self.refs = frozenset(machine.refs)
         self.values: dict[str, Any] = {}
+        #: Per tag: quality of its latest reading, and when its value was last confirmed
+        #: (monotonic: the reading itself, or a later confirmation of its device).
         self.meta: dict[str, tuple[Quality, float]] = {}
+        refs_by_device: dict[str, list[str]] = {}
+        for ref in machine.refs:
+            refs_by_device.setdefault(ref.device, []).append(ref)
+        self.refs_by_device = {d: tuple(r) for d, r in refs_by_device.items()}
+        self.last_mono = float("-inf")
 
     def update(self, readings: list[Reading]) -> bool:
         """Take the readings this machine uses; True when any of them was relevant."""
@@ -259,8 +281,31 @@ class SampleBuilder:
                 relevant = True
         return relevant
 
+    def confirm(self, confirmation: Confirmation) -> bool:
+        """The device's source confirmed its last reported values at ``confirmation.mono``.
+
+        Every tag of that device this machine reads counts as confirmed then (a not-good
+        one stays not good). Returns True when a sample is due: the confirmation is newer
+        than the machine's last sample (a confirmation that arrives with the changes of
+        the same publish response, after their sample, only refreshes the ages).
+        """
+        refs = self.refs_by_device.get(confirmation.device)
+        if not refs:
+            return False
+        mono = confirmation.mono
+        meta = self.meta
+        seen = False
+        for ref in refs:
+            m = meta.get(ref)
+            if m is not None:
+                seen = True
+                if m[1] < mono:
+                    meta[ref] = (m[0], mono)
+        return seen and mono > self.last_mono
+
     def sample(self, *, t: float, mono: float, synced: bool | None) -> Sample:
-        """The machine's sample now; quality bad when any signal is unknown or too old."""
+        """The machine's sample now; bad when any signal is unknown or unconfirmed too long."""
+        self.last_mono = max(self.last_mono, mono)
         for ref in self.refs:
             meta = self.meta.get(ref)
             if (
@@ -269,7 +314,14 @@ class SampleBuilder:
                 or mono - meta[1] > self.machine.signal_max_age_s
             ):
                 return Sample(
-                    t=t, run=0, fault=0, good=0, total=0, quality="bad", mono_s=mono, synced=synced
+                    t=t,
+                    run=0,
+                    fault=0,
+                    good=0,
+                    total=0,
+                    quality=SampleQuality.BAD,
+                    mono_s=mono,
+                    synced=synced,
                 )
         run = self._run()
         fault = self._fault()
@@ -277,7 +329,14 @@ class SampleBuilder:
         total = self._counter(self.machine.total)
         if run is None or fault is None or good is None or total is None:
             return Sample(
-                t=t, run=0, fault=0, good=0, total=0, quality="bad", mono_s=mono, synced=synced
+                t=t,
+                run=0,
+                fault=0,
+                good=0,
+                total=0,
+                quality=SampleQuality.BAD,
+                mono_s=mono,
+                synced=synced,
             )
         return Sample(
             t=t,
@@ -285,7 +344,7 @@ class SampleBuilder:
             fault=fault,
             good=good,
             total=total,
-            quality="good",
+            quality=SampleQuality.GOOD,
             mono_s=mono,
             synced=synced,
         )

@@ -1,9 +1,10 @@
 """Small typed value objects that cross the pipeline's seams.
 
 A :class:`Reading` leaves a driver, a :class:`CommsEvent` reports a link
-state change; both are immutable and carry the wall-clock time the response
-arrived plus the monotonic time (for clock correction on devices without an
-RTC). Nothing here does I/O.
+state change, a :class:`Confirmation` says that a report-by-exception source
+is alive and its last reported values still hold; all are immutable and carry
+the wall-clock time the response arrived plus the monotonic time (for clock
+correction on devices without an RTC). Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -54,11 +55,38 @@ class Reading(NamedTuple):
     source_ts: float | None = None
 
 
+class TagRef(str):
+    """A reference to one tag as configs write it, ``"device.tag"``.
+
+    A ``str`` (the text is the value: it keys tag values and appears in messages) that
+    knows its parts. Build checked ones with :meth:`parse`.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, text: str) -> TagRef | None:
+        """The reference, or None unless ``text`` is ``device.tag`` with both parts non-empty."""
+        device, _, tag = text.partition(".")
+        return cls(text) if device and tag else None
+
+    @property
+    def device(self) -> str:
+        """The device name."""
+        return self.partition(".")[0]
+
+    @property
+    def tag(self) -> str:
+        """The tag name within the device."""
+        return self.partition(".")[2]
+
+
 class CommsState(str, enum.Enum):
     """Link state of a device as seen by the agent."""
 
     UP = "up"
     DOWN = "down"
+    UNKNOWN = "unknown"  # before the link reported anything
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +100,23 @@ class CommsEvent:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Confirmation:
+    """The source of ``device`` spoke at ``ts``/``mono`` and reported no other change.
+
+    Report-by-exception sources (OPC-UA subscriptions) send only changes, and prove they
+    are alive with every publish response, data or keepalive. Each such response
+    confirms that every value the device reported last is still its value: the value
+    is known from its reading until the source stops confirming. It is not a new
+    reading and is never stored as one. Polling links never send it: every poll is a
+    reading of every value it covers.
+    """
+
+    device: str
+    ts: float
+    mono: float
+
+
 class ReadingSink(Protocol):
     """Where drivers put what they read. Implementations never block the caller."""
 
@@ -80,3 +125,6 @@ class ReadingSink(Protocol):
 
     def put_comms(self, event: CommsEvent) -> None:
         """Accept a comms lost/restored event."""
+
+    def put_confirmation(self, confirmation: Confirmation) -> None:
+        """Accept a confirmation that a device's last reported values still hold."""

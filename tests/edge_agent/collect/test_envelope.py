@@ -10,7 +10,7 @@ from edge_agent.collect import legacy
 from edge_agent.collect.envelope import Message, Rejected, classify
 from edge_agent.collect.schemas import load_schemas
 
-from .samples import encode, kpi_data, message, payload, stop_data
+from .samples import encode, health_data, kpi_data, message, payload, stop_data
 
 SCHEMAS = load_schemas()
 
@@ -26,14 +26,14 @@ def test_v1_message_reads_with_empty_epoch() -> None:
 
 def test_v2_message_carries_its_epoch() -> None:
     """Envelope v2 adds epoch; its data is still validated against the kind's schema."""
-    got = classify(payload("telemetry", 3, epoch="e7f3"), SCHEMAS)
+    got = classify(payload("telemetry", 3, epoch="0000e7f3"), SCHEMAS)
     assert isinstance(got, Message)
-    assert (got.version, got.epoch, got.seq) == (2, "e7f3", 3)
-    bad = message("telemetry", 3, epoch="e7f3", data={"device": "plc"})
+    assert (got.version, got.epoch, got.seq) == (2, "0000e7f3", 3)
+    bad = message("telemetry", 3, epoch="0000e7f3", data={"device": "plc"})
     rejected = classify(encode(bad), SCHEMAS)
     assert isinstance(rejected, Rejected)
-    assert rejected.reason.startswith("schema: data/")
-    assert (rejected.agent, rejected.epoch, rejected.seq) == ("gw-1", "e7f3", 3)
+    assert rejected.reason.startswith("schema: data")
+    assert (rejected.agent, rejected.epoch, rejected.seq) == ("gw-1", "0000e7f3", 3)
 
 
 @pytest.mark.parametrize(
@@ -173,6 +173,18 @@ def test_old_stop_shape_is_upgraded() -> None:
     assert closed is not None
     assert closed["code"] is None
     assert closed["duration_s"] == 10.0
+
+
+def test_old_health_shape_is_upgraded() -> None:
+    """Health from agents before the event catalogue carried 'errors' (always null)."""
+    data = health_data()
+    del data["events"]
+    data["errors"] = None
+    got = classify(payload("health", 4, data=data), SCHEMAS)
+    assert isinstance(got, Message)
+    assert got.upgraded
+    assert got.data["events"] is None
+    assert "errors" not in got.data
 
 
 def test_current_shapes_are_left_alone() -> None:
