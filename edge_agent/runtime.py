@@ -40,6 +40,7 @@ from edge_agent.ops.watch import Watch
 from edge_agent.outgoing.sender import Sender
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.outgoing.telemetry import TelemetryPump, engine_for
+from edge_agent.reporting.contracts import ContractDesk
 from edge_agent.reporting.machine import MachineSet
 from edge_agent.reporting.reporter import Reporter
 from edge_agent.uplink import TopicTemplates, Uplink
@@ -72,10 +73,22 @@ class Runtime:
         # Default topics until the sender sets its uplink's (the next line).
         defaults = TopicTemplates.create(site=config.agent.site, agent=config.agent.id)
         self.staging = OutboxStaging(self.buffer, defaults, events)
-        self.sender = Sender(config, self.buffer, self.staging, self.tags.latest)
-        self.telemetry = TelemetryPump(engine_for(config), self.staging, self.clock, events)
         self.machines = MachineSet(self.buffer, config.reporting, events)
-        self.reporter = Reporter(self.machines, self.staging, self.buffer, events=events)
+        self.contracts = ContractDesk(
+            self.machines,
+            self.staging,
+            self.buffer,
+            allowed_lateness_s=config.reporting.allowed_lateness_s,
+            state_dir=config.agent.state_dir,
+            events=events,
+        )
+        self.sender = Sender(
+            config, self.buffer, self.staging, self.tags.latest, commands=self.contracts.submit
+        )
+        self.telemetry = TelemetryPump(engine_for(config), self.staging, self.clock, events)
+        self.reporter = Reporter(
+            self.machines, self.staging, self.buffer, events=events, contracts=self.contracts
+        )
         self.links = LinkSupervisor(self.queue)
         self.dispatcher = Dispatcher(
             buffer=self.buffer,
@@ -86,6 +99,7 @@ class Runtime:
             clock=self.clock,
             events=events,
             on_comms=self.sender.device_comms,
+            contracts=self.contracts,
         )
         self.watch = Watch(self.buffer, self.clock, events)
         self.health = HealthCollector(state_dir=config.agent.state_dir)
@@ -115,7 +129,8 @@ class Runtime:
         cfg = self.config
         cfg.agent.state_dir.mkdir(parents=True, exist_ok=True)
         await self.buffer.open()
-        await self.machines.start(cfg.machines)
+        await self.machines.start(cfg.machines, cfg.contracts)
+        await self.contracts.start()
         tuning.settle_heap()
         if self.install_signals:
             signals.install(self.stop_event, self.reload_event)
@@ -133,6 +148,7 @@ class Runtime:
                 lambda: self.config.agent.status_interval_s, lambda: beat("status")
             ),
             "reload": self._reload_loop(),
+            "commands": self.contracts.run_commands(),
             "links": self.links.watch(),
             "watch": self.watch.run(),
             "watchdog": sdnotify.watchdog_loop(self.heartbeat.is_healthy),
@@ -224,7 +240,10 @@ class Runtime:
         )
         await self.links.apply(cfg.devices)
         self.tags.keep_devices(cfg.devices)
-        await self.reporter.retire(await self.machines.reload(cfg.machines, cfg.reporting))
+        await self.reporter.retire(
+            await self.machines.reload(cfg.machines, cfg.reporting, cfg.contracts)
+        )
+        await self.contracts.apply(cfg.contracts)
         if (cfg.publish, cfg.telemetry) != (old.publish, old.telemetry):
             await self.telemetry.replace(engine_for(cfg))
         await self.sender.reconfigure(old, cfg)

@@ -41,13 +41,18 @@ class MessageKind(str, enum.Enum):
 
     The value is the envelope's ``kind``. KPI records and stop events are the product:
     published first, never evicted, and also kept in a table of their own (keyed by
-    ``record_key``) so a later revision replaces the stored record.
+    ``record_key``) so a later revision replaces the stored record. Contract alerts and
+    period records are never evicted either; a contract status (retained, superseded
+    by the next one) may be dropped from memory when the outbox cannot take it.
     """
 
     KPI = "kpi"
     STOP = "stop"
     HEALTH = "health"
     TELEMETRY = "telemetry"
+    CONTRACT = "contract"
+    CONTRACT_ALERT = "contract_alert"
+    CONTRACT_PERIOD = "contract_period"
 
     @property
     def priority(self) -> Priority:
@@ -57,7 +62,7 @@ class MessageKind(str, enum.Enum):
     @property
     def evictable(self) -> bool:
         """Whether unpublished rows of this kind may be deleted under the disk budget."""
-        return self not in RECORD_KINDS
+        return self not in RECORD_KINDS and self not in _NEVER_EVICTED
 
 
 _PRIORITY = {
@@ -65,7 +70,11 @@ _PRIORITY = {
     MessageKind.STOP: Priority.HIGH,
     MessageKind.HEALTH: Priority.MEDIUM,
     MessageKind.TELEMETRY: Priority.LOW,
+    MessageKind.CONTRACT: Priority.HIGH,
+    MessageKind.CONTRACT_ALERT: Priority.HIGH,
+    MessageKind.CONTRACT_PERIOD: Priority.HIGH,
 }
+_NEVER_EVICTED = frozenset({MessageKind.CONTRACT_ALERT, MessageKind.CONTRACT_PERIOD})
 RECORD_KINDS: dict[MessageKind, str] = {
     MessageKind.KPI: "kpi_records",
     MessageKind.STOP: "stop_events",

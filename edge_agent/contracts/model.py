@@ -207,6 +207,8 @@ class Contract:
         min_coverage: below this data coverage a closed period is not measurable.
         at_risk_margin_s: the at-risk margin in seconds; None = the period's MTTR so far.
         terms: the terms, in file order.
+        window_name: the name of its KPI window when it must keep an older one (the
+            ``[reporting] contract_start/end`` sugar); not part of the definition.
     """
 
     name: str
@@ -219,6 +221,7 @@ class Contract:
     min_coverage: float = 0.95
     at_risk_margin_s: float | None = None
     terms: tuple[Term, ...] = ()
+    window_name: str | None = None
 
     def term(self, name: str) -> Term:
         """The term called ``name``.

@@ -256,4 +256,6 @@ def reporting_contract(start: dt.datetime, end: dt.datetime, machines: list[str]
         period=PeriodKind.DATES,
         start_ms=datetime_to_ms(start),
         end_ms=datetime_to_ms(end),
+        # The KPI window keeps the name it always had, so consumers see no change.
+        window_name=f"contract:{start.isoformat()}/{end.isoformat()}",
     )

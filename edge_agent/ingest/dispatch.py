@@ -28,6 +28,7 @@ from edge_agent.ops.clock import ClockWatch
 from edge_agent.ops.events import Event, EventLog
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.outgoing.telemetry import TelemetryPump
+from edge_agent.reporting.contracts import ContractDesk
 from edge_agent.reporting.machine import LiveMachine, MachineSet
 from edge_agent.reporting.messages import stop_data
 
@@ -46,6 +47,7 @@ class Dispatcher:
         clock: ClockWatch,
         events: EventLog,
         on_comms: Callable[[str, bool], None] | None = None,
+        contracts: ContractDesk | None = None,
     ) -> None:
         self.buffer = buffer
         self.tags = tags
@@ -55,6 +57,7 @@ class Dispatcher:
         self.clock = clock
         self.events = events
         self.on_comms = on_comms
+        self.contracts = contracts
         self.processed = 0
 
     async def run(self, queue: IngestQueue) -> None:
@@ -109,6 +112,9 @@ class Dispatcher:
         for lm, event in stops:
             topic = staging.topics.stop(machine=lm.config.name)
             data = stop_data(lm.config, event)
+            if self.contracts is not None:
+                # Answers (acknowledged_at / arrived_at) travel with every update of the stop.
+                data = self.contracts.decorate_stop(data)
             staging.stage(MessageKind.STOP, topic, data)
             logtext.log_stop(data)
         if len(staging):

@@ -63,6 +63,9 @@ class Event(str, enum.Enum):
     RELOAD_ACCEPTED = "reload_accepted"
     RELOAD_REJECTED = "reload_rejected"
     MACHINE_RECONFIGURED = "machine_reconfigured"
+    COMMAND_REJECTED = "command_rejected"
+    STOP_ANSWERED = "stop_answered"
+    CONTRACT_ALERT = "contract_alert"
 
     @property
     def spec(self) -> EventSpec:
@@ -128,6 +131,16 @@ CATALOGUE: dict[Event, EventSpec] = {
     Event.MACHINE_RECONFIGURED: EventSpec(
         "times", "Machine reconfigured, windows closed", subject="machine"
     ),
+    Event.COMMAND_REJECTED: EventSpec(
+        "commands rejected",
+        "Command rejected, nothing changed",
+        "Commands accepted again",
+        subject="source",
+    ),
+    Event.STOP_ANSWERED: EventSpec(
+        "times", "Stop event answered", subject="event_id", level=logging.INFO
+    ),
+    Event.CONTRACT_ALERT: EventSpec("times", "Contract alert", subject="contract"),
 }
 
 

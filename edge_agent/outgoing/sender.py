@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from edge_agent.buffer import Buffer
@@ -44,15 +44,25 @@ class Sender:
         buffer: Buffer,
         staging: OutboxStaging,
         tags: Mapping[str, Mapping[str, Reading]],
+        commands: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.buffer = buffer
         self.staging = staging
         self.tags = tags
+        self.commands = commands
         self.uplink = self._build(config)
         self.task: asyncio.Task[None] | None = None
 
     def _build(self, config: AgentConfig) -> Uplink:
-        uplink = Uplink(config.mqtt, self.buffer, agent_id=config.agent.id, site=config.agent.site)
+        # The command topic is subscribed to when contracts may need answers.
+        commands = self.commands if config.contracts else None
+        uplink = Uplink(
+            config.mqtt,
+            self.buffer,
+            agent_id=config.agent.id,
+            site=config.agent.site,
+            commands=commands,
+        )
         uplink.describe(config, self.tags)
         self.staging.topics = uplink.topics
         return uplink
@@ -63,7 +73,7 @@ class Sender:
 
     async def reconfigure(self, old: AgentConfig, new: AgentConfig) -> None:
         """After a reload: a new uplink when ``[mqtt]`` changed, else a new description."""
-        if new.mqtt == old.mqtt:
+        if new.mqtt == old.mqtt and bool(new.contracts) == bool(old.contracts):
             self.uplink.describe(new, self.tags)
             return
         log.info("Reload: restarting the uplink with the new [mqtt] settings")

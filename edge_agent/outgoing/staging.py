@@ -71,11 +71,17 @@ class OutboxStaging:
         data: dict[str, Any] | str,
         *,
         record_key: str | None = None,
+        retain: bool = False,
     ) -> None:
         """Stage one message (priority from its kind); :meth:`flush` commits all at once."""
         self.held.append(
             Outgoing(
-                kind=kind, topic=topic, data=data, priority=kind.priority, record_key=record_key
+                kind=kind,
+                topic=topic,
+                data=data,
+                priority=kind.priority,
+                record_key=record_key,
+                retain=retain,
             )
         )
 

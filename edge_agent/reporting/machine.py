@@ -15,6 +15,13 @@ The replacement calculator of a changed profile reports the rest of those window
 as ``<window>~<reload instant>``, ``[reload, end)``, so both parts keep their own
 identity and their components add up to the whole window.
 
+Contracts (``[contracts.NAME]``): a machine opens each contract's KPI window (see
+:func:`~edge_agent.contracts.book.chunk_at`) on the calculator whose profile is the
+machine's profile on the contract's service hours: its own calculator when that is
+its own profile (``calendar = "machine"``), else a *service calculator* fed the same
+samples (one per distinct service profile, saved and restored with the machine).
+The stop events of those calculators are kept for the contracts' response times.
+
 Guarantees: time the agent was not running is never counted as machine time. A
 start after a crash feeds a ``quality = "bad"`` sample just after the last sample
 processed before it (so the outage is unknown time), and :meth:`MachineSet.mark_unknown`
@@ -31,6 +38,8 @@ from typing import Any
 
 from edge_agent.buffer import Buffer
 from edge_agent.config import ReportingConfig
+from edge_agent.contracts import Contract, service_profile
+from edge_agent.contracts.book import chunk_at
 from edge_agent.kpi import (
     MachineCalculator,
     MachineState,
@@ -46,6 +55,9 @@ from edge_agent.model import Confirmation, Reading
 from edge_agent.ops.events import Event, EventLog
 
 log = logging.getLogger("edge_agent.reporting")
+
+#: Key of the machine's own calculator among the calculators contracts use.
+MAIN = "main"
 
 
 def state_key(name: str) -> str:
@@ -66,6 +78,16 @@ class LiveMachine:
     finals: set[str] = field(default_factory=set)
     # Set when this calculator replaced one with another profile (see module docstring).
     reconfigured_at: float | None = None
+    # Contracts: (calculator key, contract) per contract on this machine, the service
+    # calculators by key, their final windows, and stop events kept for the contracts.
+    contracts: list[tuple[str, Contract]] = field(default_factory=list)
+    service: dict[str, MachineCalculator] = field(default_factory=dict)
+    service_finals: dict[str, set[str]] = field(default_factory=dict)
+    contract_stops: list[tuple[str, StopEvent]] = field(default_factory=list)
+
+    def calculator(self, key: str) -> MachineCalculator:
+        """The machine's own calculator (``main``) or a service calculator."""
+        return self.calc if key == MAIN else self.service[key]
 
     def open_windows(self, rep: ReportingConfig, t: float) -> None:
         """Open the report windows that hold ``t`` (cheap: recomputed only when one ends)."""
@@ -77,15 +99,23 @@ class LiveMachine:
                 self._open(w)
             # Outside every shift there is no window: look again a minute later.
             self.window_ends[kind] = min((w.end for w in windows), default=t + 60.0)
-        if (
-            rep.contract_start is not None
-            and rep.contract_end is not None
-            and "contract" not in self.window_ends
-        ):
-            start, end = rep.contract_start.timestamp(), rep.contract_end.timestamp()
-            name = f"contract:{rep.contract_start.isoformat()}/{rep.contract_end.isoformat()}"
-            self._open(ReportWindow(name, start, end))
-            self.window_ends["contract"] = end
+        for key, contract in self.contracts:
+            slot = f"contract:{contract.name}"
+            if t < self.window_ends.get(slot, float("-inf")):
+                continue
+            t_ms = round(t * 1000)
+            chunk = chunk_at(contract, t_ms)
+            if chunk is None:
+                # Before an explicit period: look again at its start (or a minute later).
+                start = contract.start_ms
+                self.window_ends[slot] = start / 1000 if start and start > t_ms else t + 60.0
+                continue
+            w = ReportWindow(chunk.name, chunk.start_ms / 1000, chunk.end_ms / 1000)
+            if key == MAIN:
+                self._open(w)
+            else:
+                self.service[key].open_window(w.name, w.start, w.end)
+            self.window_ends[slot] = w.end
 
     def _open(self, w: ReportWindow) -> None:
         at = self.reconfigured_at
@@ -101,7 +131,18 @@ class LiveMachine:
         self.open_windows(rep, sample.t)
         events = self.calc.add(sample)
         self.last_t = sample.t
+        if self.contracts:
+            if any(key == MAIN for key, _ in self.contracts):
+                self.contract_stops.extend((MAIN, ev) for ev in events)
+            for key, calc in self.service.items():
+                self.contract_stops.extend((key, ev) for ev in calc.add(sample))
         return events
+
+    def add_unknown(self, sample: Sample) -> None:
+        """Feed a ``quality = "bad"`` sample to every calculator (time we know nothing of)."""
+        self.calc.add(sample)
+        for calc in self.service.values():
+            calc.add(sample)
 
     @property
     def state(self) -> MachineState:
@@ -125,7 +166,44 @@ class LiveMachine:
             "last_t": self.last_t,
             "reconfigured_at": self.reconfigured_at,
             "state": self.calc.to_state(),
+            "service": {key: calc.to_state() for key, calc in self.service.items()},
         }
+
+    def use_contracts(
+        self,
+        contracts: Sequence[Contract],
+        saved: Mapping[str, Any] | None,
+        allowed_lateness_s: float,
+    ) -> None:
+        """Set the contracts on this machine; service calculators kept, restored or new."""
+        profiles: dict[str, Any] = {}
+        pairs: list[tuple[str, Contract]] = []
+        for contract in contracts:
+            profile = service_profile(contract, self.config.kpi)
+            key = MAIN if profile == self.config.kpi else profile_hash(profile)[:16]
+            if key != MAIN:
+                profiles[key] = profile
+            pairs.append((key, contract))
+        service: dict[str, MachineCalculator] = {}
+        for key, profile in profiles.items():
+            calc = self.service.get(key)
+            state = (saved or {}).get(key)
+            if calc is None and state is not None:
+                try:
+                    calc = MachineCalculator.from_state(profile, state)
+                except Exception:
+                    log.exception(
+                        "Discarding unreadable service calculator state machine=%s",
+                        self.config.name,
+                    )
+            if calc is None:
+                calc = MachineCalculator(profile, allowed_lateness_s=allowed_lateness_s)
+            service[key] = calc
+        self.service = service
+        self.service_finals = {k: self.service_finals.get(k, set()) for k in service}
+        self.contracts = pairs
+        for slot in [k for k in self.window_ends if k.startswith("contract:")]:
+            del self.window_ends[slot]
 
 
 class MachineSet(Mapping[str, LiveMachine]):
@@ -145,6 +223,7 @@ class MachineSet(Mapping[str, LiveMachine]):
         self.events = events or EventLog()
         self._machines: dict[str, LiveMachine] = {}
         self.by_device: dict[str, list[LiveMachine]] = {}
+        self.contracts: Mapping[str, Contract] = {}
 
     def __getitem__(self, name: str) -> LiveMachine:
         return self._machines[name]
@@ -155,11 +234,19 @@ class MachineSet(Mapping[str, LiveMachine]):
     def __len__(self) -> int:
         return len(self._machines)
 
-    async def start(self, configs: Mapping[str, MachineConfig]) -> None:
-        """Build (or restore) every configured machine."""
+    async def start(
+        self,
+        configs: Mapping[str, MachineConfig],
+        contracts: Mapping[str, Contract] | None = None,
+    ) -> None:
+        """Build (or restore) every configured machine, with the contracts on it."""
+        self.contracts = contracts or {}
         for name, mc in configs.items():
             self._machines[name] = await self.restore(mc)
         self._index()
+
+    def _contracts_of(self, machine: str) -> list[Contract]:
+        return [c for c in self.contracts.values() if machine in c.machines]
 
     async def restore(self, mc: MachineConfig, *, at: float | None = None) -> LiveMachine:
         """A machine continued from its saved state, or a fresh one.
@@ -175,17 +262,21 @@ class MachineSet(Mapping[str, LiveMachine]):
                 calc = MachineCalculator.from_state(mc.kpi, saved["state"])
             except Exception:
                 log.exception("Discarding unreadable calculator state machine=%s", mc.name)
+        lateness = self.reporting.allowed_lateness_s
         if calc is None:
-            calc = MachineCalculator(mc.kpi, allowed_lateness_s=self.reporting.allowed_lateness_s)
+            calc = MachineCalculator(mc.kpi, allowed_lateness_s=lateness)
             lm = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=calc)
             if saved is not None:
                 lm.reconfigured_at = time.time() if at is None else at
+            lm.use_contracts(self._contracts_of(mc.name), None, lateness)
             return lm
+        lm = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=calc)
+        lm.use_contracts(self._contracts_of(mc.name), (saved or {}).get("service"), lateness)
         if saved is not None and saved.get("last_t") is not None:
             # Restart after a crash: from the last sample we processed until the first new
             # one, we know nothing. Say so explicitly rather than hold the old state.
             t = float(saved["last_t"]) + 0.001
-            calc.add(
+            lm.add_unknown(
                 Sample(
                     t=t,
                     run=0,
@@ -197,7 +288,6 @@ class MachineSet(Mapping[str, LiveMachine]):
                     synced=None,
                 )
             )
-        lm = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=calc)
         if saved is not None and saved.get("reconfigured_at") is not None:
             lm.reconfigured_at = float(saved["reconfigured_at"])
         return lm
@@ -239,7 +329,7 @@ class MachineSet(Mapping[str, LiveMachine]):
     def mark_unknown(self, now: float, mono: float, synced: bool | None) -> None:
         """Our own downtime is unknown, not machine downtime: a bad sample for every machine."""
         for lm in self._machines.values():
-            lm.calc.add(
+            lm.add_unknown(
                 Sample(
                     t=now,
                     run=0,
@@ -256,6 +346,7 @@ class MachineSet(Mapping[str, LiveMachine]):
         self,
         configs: Mapping[str, MachineConfig],
         reporting: ReportingConfig,
+        contracts: Mapping[str, Contract] | None = None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> Retired:
@@ -264,6 +355,8 @@ class MachineSet(Mapping[str, LiveMachine]):
         The swap itself does not await: no sample reaches a machine between the
         reload instant and its replacement.
         """
+        if contracts is not None:
+            self.contracts = contracts
         replacements: dict[str, LiveMachine] = {}
         for name, mc in configs.items():
             current = self._machines.get(name)
@@ -272,6 +365,9 @@ class MachineSet(Mapping[str, LiveMachine]):
             elif profile_hash(current.config.kpi) != profile_hash(mc.kpi):
                 fresh = MachineCalculator(mc.kpi, allowed_lateness_s=reporting.allowed_lateness_s)
                 replacements[name] = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=fresh)
+                replacements[name].use_contracts(
+                    self._contracts_of(name), None, reporting.allowed_lateness_s
+                )
         at = clock()
         retired: list[LiveMachine] = []
         for name in [m for m in self._machines if m not in configs]:
@@ -292,6 +388,9 @@ class MachineSet(Mapping[str, LiveMachine]):
                 current.config = mc
                 log.info("Machine updated, calculator kept machine=%s", name)
         self.reporting = reporting
+        for name, lm in self._machines.items():
+            if name not in replacements:
+                lm.use_contracts(self._contracts_of(name), None, reporting.allowed_lateness_s)
         self._index()
         return Retired(at=at, machines=retired)
 

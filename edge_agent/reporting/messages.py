@@ -9,13 +9,23 @@ from __future__ import annotations
 from typing import Any
 
 from edge_agent.kpi import KpiRecord, StopEvent
+from edge_agent.kpi.timeutil import format_instant
 from edge_agent.machines import MachineConfig
+
+
+def stop_event_id(machine: str, start: float) -> str:
+    """The stable id of a stop event: its machine and start instant (``press1@2026-...Z``).
+
+    The same stop re-derived after a crash has the same id; acknowledgements name it.
+    """
+    return f"{machine}@{format_instant(round(start * 1000))}"
 
 
 def stop_data(machine: MachineConfig, event: StopEvent) -> dict[str, Any]:
     """A stop event update of ``machine``."""
     data = event.as_dict()
     data["machine"] = machine.name
+    data["event_id"] = stop_event_id(machine.name, event.start)
     code = data.get("fault")
     if code:
         data["fault_name"] = machine.fault_names.get(int(code))

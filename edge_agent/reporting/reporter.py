@@ -5,7 +5,10 @@ the final records of windows past their lateness, revisions of final windows tha
 late samples changed, and a "so far" record of every open window (cut at now, so
 the rest of the window is not reported as unknown); it queues the closed state
 intervals for the buffer and saves each calculator's state, so a restart continues
-where the agent stopped.
+where the agent stopped. The same goes for a machine's service calculators (the
+contracts on other service hours than its own); the records of contract KPI
+windows are also handed to the contracts (:class:`~edge_agent.reporting.contracts.ContractDesk`),
+whose round then stages their status, alerts and period records.
 
 :meth:`Reporter.retire` closes the windows of machines a reload took out of
 service (removed, or replaced because their KPI profile changed): every open
@@ -29,10 +32,12 @@ from typing import Any
 
 from edge_agent import logtext
 from edge_agent.buffer import Buffer, MessageKind
+from edge_agent.contracts.book import is_chunk
 from edge_agent.errors import StorageFull
-from edge_agent.kpi import KpiRecord
+from edge_agent.kpi import KpiRecord, MachineCalculator
 from edge_agent.ops.events import Event, EventLog
 from edge_agent.outgoing.staging import OutboxStaging
+from edge_agent.reporting.contracts import ContractDesk
 from edge_agent.reporting.machine import LiveMachine, MachineSet, Retired, state_key
 from edge_agent.reporting.messages import kpi_data, record_key, window_kind
 
@@ -61,12 +66,14 @@ class Reporter:
         *,
         events: EventLog | None = None,
         clock: Callable[[], float] = time.time,
+        contracts: ContractDesk | None = None,
     ) -> None:
         self.machines = machines
         self.staging = staging
         self.buffer = buffer
         self.events = events or EventLog()
         self.clock = clock
+        self.contracts = contracts
 
     async def run(self, interval_s: float, beat: Callable[[], None]) -> None:
         """Report every ``interval_s`` seconds until cancelled; ``beat()`` after each round."""
@@ -85,24 +92,22 @@ class Reporter:
         now = self.clock()
         for lm in self.machines.values():
             self._stage_records(lm, now)
+        if self.contracts:
+            self.contracts.round(now)
         if await self.staging.flush():
             await self.save_states()
 
     def _stage_records(self, lm: LiveMachine, now: float) -> None:
-        calc = lm.calc
-        records: list[KpiRecord] = []
-        closed = calc.close_due(now)
-        lm.finals.update(r.name for r in closed)
-        records.extend(closed)
-        records.extend(calc.revisions())
-        names = calc.window_names()
-        lm.finals.intersection_update(names)
-        for name in names:
-            if name not in lm.finals:
-                # "So far": cut at now, so the rest of the window is not reported as unknown.
-                records.append(calc.record(name, now=now))
+        records = _due_records(lm.calc, lm.finals, now)
+        for key, calc in lm.service.items():
+            records.extend(_due_records(calc, lm.service_finals.setdefault(key, set()), now))
+            calc.drain_intervals()  # the machine's own calculator keeps the evidence log
         self._stage(lm, records)
         self._queue_intervals(lm)
+        if self.contracts:
+            for rec in records:
+                if is_chunk(rec.name):
+                    self.contracts.take(lm.config.name, rec)
 
     def _stage(self, lm: LiveMachine, records: list[KpiRecord]) -> None:
         staging = self.staging
@@ -143,9 +148,16 @@ class Reporter:
             await self._save(lm, {"retired_at": at})
 
     async def save_states(self) -> None:
-        """Save every calculator's state (durable); kept in memory when storage is full."""
+        """Save every calculator's state and the contracts' (durable); kept in memory when full."""
         for lm in list(self.machines.values()):
             await self._save(lm, lm.saved_state())
+        if self.contracts:
+            try:
+                await self.contracts.save()
+            except StorageFull as exc:
+                self.events.enter(Event.FLUSH_FAILED, "contract_state", reason=str(exc))
+            else:
+                self.events.leave(Event.FLUSH_FAILED, "contract_state")
 
     async def _save(self, lm: LiveMachine, state: dict[str, Any]) -> None:
         try:
@@ -155,3 +167,19 @@ class Reporter:
             self.events.enter(Event.FLUSH_FAILED, "calculator_state", reason=str(exc))
         else:
             self.events.leave(Event.FLUSH_FAILED, "calculator_state")
+
+
+def _due_records(calc: MachineCalculator, finals: set[str], now: float) -> list[KpiRecord]:
+    """Final records now due, revisions, and a "so far" record of every open window."""
+    records: list[KpiRecord] = []
+    closed = calc.close_due(now)
+    finals.update(r.name for r in closed)
+    records.extend(closed)
+    records.extend(calc.revisions())
+    names = calc.window_names()
+    finals.intersection_update(names)
+    for name in names:
+        if name not in finals:
+            # "So far": cut at now, so the rest of the window is not reported as unknown.
+            records.append(calc.record(name, now=now))
+    return records

@@ -127,6 +127,7 @@ class Uplink:
         *,
         clock: Callable[[], float] = time.time,
         link: Callable[[LinkEvents, Will], BrokerLink] | None = None,
+        commands: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.config = config
         self.buffer = buffer
@@ -138,6 +139,7 @@ class Uplink:
         )
         # Sparkplug: the Edge Node session when payload = "sparkplug_b" (None for JSON).
         self._spb: EdgeNode | None = None
+        self._commands: Callable[[str, bytes], None] | None = None
         subscriptions: tuple[str, ...] = ()
         if config.payload is PayloadFormat.SPARKPLUG_B and config.sparkplug is not None:
             self._spb = _edge_node(config.sparkplug, buffer, agent_id, clock)
@@ -152,6 +154,11 @@ class Uplink:
             )
             subscriptions = spb.subscriptions()
         else:
+            # Commands (acknowledgements of stops): the agent's own command topic only;
+            # the broker's ACL decides who may publish there.
+            self._commands = commands
+            if commands is not None:
+                subscriptions = (self.topics.command(),)
             will = Will(
                 topic=self.topics.status(),
                 online=lambda: payload.status(
@@ -356,10 +363,12 @@ class Uplink:
         self.last_error = message
 
     def link_message(self, generation: int, topic: str, body: bytes) -> None:
-        """Sparkplug: NCMD / STATE from the broker (the JSON uplink subscribes to nothing)."""
+        """Sparkplug: NCMD / STATE from the broker; JSON: the agent's command topic."""
         if self._spb is not None and generation == self._generation and self._connected:
             self._spb.on_message(topic, body)
             self._wake.set()
+        elif self._spb is None and self._commands is not None:
+            self._commands(topic, body)
 
     # -- Sparkplug sender (called by the EdgeNode on the loop) -------------------------
     def send_control(self, topic: str, body: bytes, qos: int) -> bool:

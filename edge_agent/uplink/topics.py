@@ -3,11 +3,11 @@
 A template is a ``str.format`` pattern over a closed set of placeholders per
 message kind (``{prefix}``, ``{site}``, ``{agent}`` everywhere; ``{machine}`` and
 ``{window_kind}`` for KPI records; ``{machine}`` for stop events; ``{device}`` and
-``{tag}`` for telemetry). :func:`check_template` reports unknown placeholders,
-format specs and the wildcards ``+``/``#`` (a publish topic must not contain them),
-so a typo fails ``check-config`` instead of producing an unroutable topic at
-3 a.m. Rendering refuses values that would change the topic structure (``/``,
-``+``, ``#``, empty). Pure code, no I/O.
+``{tag}`` for telemetry; ``{contract}`` for contract messages).
+:func:`check_template` reports unknown placeholders, format specs and the wildcards
+``+``/``#`` (a publish topic must not contain them), so a typo fails ``check-config``
+instead of producing an unroutable topic at 3 a.m. Rendering refuses values that
+would change the topic structure (``/``, ``+``, ``#``, empty). Pure code, no I/O.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ KIND_FIELDS: Mapping[str, frozenset[str]] = {
     "telemetry": frozenset({"device", "tag"}),
     "status": frozenset(),
     "gap": frozenset(),
+    "contract": frozenset({"contract"}),
+    "contract_alert": frozenset({"contract"}),
+    "contract_period": frozenset({"contract"}),
+    "command": frozenset(),
 }
 
 DEFAULT_PREFIX = "edge/{site}/{agent}"
@@ -36,6 +40,10 @@ DEFAULT_TEMPLATES: Mapping[str, str] = {
     "telemetry": "{prefix}/telemetry/{device}",
     "status": "{prefix}/status",
     "gap": "{prefix}/gap",
+    "contract": "{prefix}/contract/{contract}/status",
+    "contract_alert": "{prefix}/contract/{contract}/alert",
+    "contract_period": "{prefix}/contract/{contract}/period",
+    "command": "{prefix}/command",
 }
 
 
@@ -142,6 +150,14 @@ class TopicTemplates:
     def status(self) -> str:
         """Topic of the retained birth / last-will status message."""
         return self.render("status")
+
+    def contract(self, kind: str, *, contract: str) -> str:
+        """Topic of a contract's status, alert or period record (``kind`` is the message kind)."""
+        return self.render(kind, contract=contract)
+
+    def command(self) -> str:
+        """Topic the agent subscribes to for commands (acknowledgements)."""
+        return self.render("command")
 
     def gap(self) -> str:
         """Topic of gap reports (messages lost with a damaged or missing database)."""

@@ -110,8 +110,8 @@ def test_status_has_no_seq() -> None:
 
 
 def test_unknown_kind_passes_unvalidated() -> None:
-    """A kind without a schema (e.g. a newer agent's 'contract') is accepted, not validated."""
-    got = classify(payload("contract", 9, data={"anything": [1, 2]}), SCHEMAS)
+    """A kind without a schema (e.g. a newer agent's 'forecast') is accepted, not validated."""
+    got = classify(payload("forecast", 9, data={"anything": [1, 2]}), SCHEMAS)
     assert isinstance(got, Message)
     assert not got.validated
 

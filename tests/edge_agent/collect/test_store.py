@@ -144,10 +144,10 @@ def test_invalid_messages_are_quarantined_and_keep_their_number(pg_migrated: str
 
 def test_unknown_kind_is_stored_raw_and_counted(pg_migrated: str) -> None:
     """A kind the collector has no table for lands in other_records, counted per agent."""
-    raw = payload("contract", 1, data={"contract": "c1", "state": "on_track"})
-    write(pg_migrated, [("edge/s/gw-1/contract", raw)])
+    raw = payload("forecast", 1, data={"machine": "m1", "state": "on_track"})
+    write(pg_migrated, [("edge/s/gw-1/forecast", raw)])
     assert rows(pg_migrated, "SELECT kind, validated, raw FROM other_records") == [
-        ("contract", False, raw.decode())
+        ("forecast", False, raw.decode())
     ]
     assert one(pg_migrated, "SELECT other_kinds FROM agents") == 1
 

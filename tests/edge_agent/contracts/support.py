@@ -14,6 +14,7 @@ from edge_agent.contracts import (
     ServiceCalendar,
     Term,
 )
+from edge_agent.kpi.record import COUNT_FIELDS, TIME_FIELDS
 
 H = 3600.0
 DAY = 86400.0
@@ -21,22 +22,8 @@ DAY = 86400.0
 
 def components(**values: Any) -> dict[str, Any]:
     """A §3.11 component dict: zero everywhere except ``values`` (seconds and counts)."""
-    out: dict[str, Any] = {
-        "planned_time_s": 0.0,
-        "unknown_time_s": 0.0,
-        "running_time_s": 0.0,
-        "micro_stop_time_s": 0.0,
-        "downtime_breakdown_s": 0.0,
-        "downtime_other_s": 0.0,
-        "downtime_customer_s": 0.0,
-        "downtime_provider_s": 0.0,
-        "ttr_sum_s": 0.0,
-        "failures": 0,
-        "total_count": 0,
-        "good_count": 0,
-        "unattributed_total_count": 0,
-        "flags": [],
-    }
+    out: dict[str, Any] = dict.fromkeys(TIME_FIELDS, 0.0) | dict.fromkeys(COUNT_FIELDS, 0)
+    out["flags"] = []
     unknown = set(values) - set(out)
     if unknown:
         raise KeyError(unknown)

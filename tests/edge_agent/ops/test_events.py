@@ -19,9 +19,13 @@ import pytest
 
 from edge_agent.buffer import MessageKind, Priority
 from edge_agent.config import load_config
+from edge_agent.contracts import CalendarKind, Contract, Kpi, ServiceCalendar, Term
+from edge_agent.contracts.book import chunk_at
+from edge_agent.kpi import KpiRecord
 from edge_agent.model import CommsEvent, CommsState, Reading
 from edge_agent.ops.clock import ClockWatch
 from edge_agent.ops.events import CATALOGUE, Event, EventLog
+from edge_agent.reporting.answers import AnswerKind
 from edge_agent.runtime import Runtime
 from edge_agent.telemetry import PublishMode, PublishPolicy, TelemetryEngine
 from edge_agent.uplink.payload import envelope
@@ -310,6 +314,50 @@ async def machine_reconfigured(a: Agent, synced: list[bool]) -> None:
     await a.rt.links.stop()
 
 
+async def command_rejected(a: Agent, synced: list[bool]) -> None:
+    assert await a.rt.contracts.handle_command("mqtt", b"not json") == "payload is not JSON"
+
+
+def _stop(rt: Runtime) -> str:
+    data = {"event_id": "m@2026-06-01T00:00:00Z", "machine": "m", "start": 1780272000.0}
+    rt.contracts.decorate_stop(data | {"end": None})
+    return data["event_id"]
+
+
+async def stop_answered(a: Agent, synced: list[bool]) -> None:
+    rt = a.rt
+    assert await rt.contracts.answer(AnswerKind.ACK, _stop(rt), None, source="cli") is None
+
+
+async def contract_alert(a: Agent, synced: list[bool]) -> None:
+    rt = a.rt
+    contract = Contract(
+        name="c",
+        machines=("m",),
+        timezone="UTC",
+        calendar=ServiceCalendar(kind=CalendarKind.ALWAYS),
+        terms=(Term(name="sla", kpi=Kpi.SLA_AVAILABILITY, target=0.999),),
+    )
+    await rt.contracts.apply({"c": contract})
+    now = time.time()
+    chunk = chunk_at(contract, round(now * 1000))
+    assert chunk is not None
+    planned = now - chunk.start_ms / 1000
+    record = KpiRecord(
+        name=chunk.name,
+        start=chunk.start_ms / 1000,
+        end=chunk.end_ms / 1000,
+        planned_time_s=planned,
+        running_time_s=planned - 3600,
+        downtime_breakdown_s=3600,
+        downtime_provider_s=3600,
+        failures=1,
+        ttr_sum_s=3600,
+    )
+    rt.contracts.take("m", record)
+    rt.contracts.round(now)
+
+
 PROVOKE: dict[Event, Callable[[Agent, list[bool]], Awaitable[None]]] = {
     Event.DEVICE_DOWN: device_down,
     Event.QUEUE_FULL: queue_full,
@@ -325,6 +373,9 @@ PROVOKE: dict[Event, Callable[[Agent, list[bool]], Awaitable[None]]] = {
     Event.RELOAD_ACCEPTED: reload_accepted,
     Event.RELOAD_REJECTED: reload_rejected,
     Event.MACHINE_RECONFIGURED: machine_reconfigured,
+    Event.COMMAND_REJECTED: command_rejected,
+    Event.STOP_ANSWERED: stop_answered,
+    Event.CONTRACT_ALERT: contract_alert,
 }
 
 
@@ -382,7 +433,11 @@ async def test_each_event_is_counted_logged_and_shown_in_the_health_message(
 
 
 def _subject(event: Event) -> str:
-    return {Event.DEVICE_DOWN: "a", Event.FLUSH_FAILED: "outbox"}.get(event, "")
+    return {
+        Event.DEVICE_DOWN: "a",
+        Event.FLUSH_FAILED: "outbox",
+        Event.COMMAND_REJECTED: "mqtt",
+    }.get(event, "")
 
 
 def _side_effects(event: Event) -> set[str]:
