@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "demo",
     "status",
     "replay",
+    "contract",
     "export",
     "probe",
     "browse",

@@ -256,7 +256,7 @@ def _check_refs(machines: Mapping[str, MachineConfig], root: Table, issues: Issu
             tags = dev.get("tags") if isinstance(dev, dict) else None
             declared[dev_name] = list(tags) if isinstance(tags, dict) else []
     for name, machine in machines.items():
-        for ref in machine.refs:
+        for ref in (*machine.refs, *machine.answer_refs):
             device, tag = ref.device, ref.tag
             if device not in declared:
                 issues.add(

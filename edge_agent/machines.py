@@ -116,12 +116,26 @@ class MachineConfig:
     kpi: KpiProfile
     fault_names: Mapping[int, str] = field(default_factory=dict)
     signal_max_age_s: float = 30.0
+    # Answers to its stops from the PLC (a maintenance key switch, an HMI "technician
+    # present" bit): a rising edge acknowledges / marks the arrival for the stop in
+    # progress. Not KPI signals: their quality never makes a sample bad.
+    acknowledge: Signal | None = None
+    arrive: Signal | None = None
 
     @property
     def refs(self) -> tuple[TagRef, ...]:
-        """Every ``device.tag`` the machine reads, without duplicates."""
+        """Every ``device.tag`` the machine's KPI signals read, without duplicates."""
         out: list[TagRef] = []
         for sig in (self.run, self.fault, self.good, self.total):
+            if sig is not None:
+                out.extend(sig.refs)
+        return tuple(dict.fromkeys(out))
+
+    @property
+    def answer_refs(self) -> tuple[TagRef, ...]:
+        """The tags of its ``acknowledge`` / ``arrive`` signals."""
+        out: list[TagRef] = []
+        for sig in (self.acknowledge, self.arrive):
             if sig is not None:
                 out.extend(sig.refs)
         return tuple(dict.fromkeys(out))
@@ -229,6 +243,8 @@ def parse_machine(name: str, table: Table) -> MachineConfig | None:
             names[int(code_text)] = names_table.get_str(code_text)
         names_table.finish()
     max_age = table.get_float("signal_max_age_s", 30.0, positive=True)
+    acknowledge = _parse_signal(table, "acknowledge", ("tag", "expr"), required=False)
+    arrive = _parse_signal(table, "arrive", ("tag", "expr"), required=False)
     table.finish()
     if run is None or good is None or total is None:
         return None  # the missing signal is reported; no machine to build
@@ -241,6 +257,8 @@ def parse_machine(name: str, table: Table) -> MachineConfig | None:
         kpi=kpi,
         fault_names=names,
         signal_max_age_s=max_age,
+        acknowledge=acknowledge,
+        arrive=arrive,
     )
 
 
@@ -252,6 +270,60 @@ def _as_int(value: object) -> int | None:
     if isinstance(value, float) and math.isfinite(value):
         return round(value)
     return None
+
+
+def flag_value(sig: Signal, values: Mapping[str, Any]) -> int | None:
+    """A boolean signal (tag, bit or expression) as 0/1 from tag values; None if unknown."""
+    if isinstance(sig, ExprSignal):
+        v = sig.expr.evaluate(values)
+        return None if v is None else int(bool(v))
+    if isinstance(sig, BitSignal):
+        word = _as_int(values.get(sig.ref))
+        return None if word is None else (word >> sig.bit) & 1
+    if isinstance(sig, TagSignal):
+        v = values.get(sig.ref)
+        return None if v is None else int(bool(v))
+    return None
+
+
+class AnswerWatch:
+    """Rising edges of a machine's ``acknowledge`` / ``arrive`` signals.
+
+    :meth:`update` takes a device's readings and returns ``(answer, ts)`` for each
+    signal that went from 0 to 1 (``answer`` is ``"ack"`` or ``"arrive"``, ``ts`` the
+    reading's time). The first value seen is a baseline, not an edge: a switch left
+    on across an agent restart does not answer a stop again.
+    """
+
+    def __init__(self, machine: MachineConfig) -> None:
+        self.signals = [
+            (name, sig)
+            for name, sig in (("ack", machine.acknowledge), ("arrive", machine.arrive))
+            if sig is not None
+        ]
+        self.refs = frozenset(machine.answer_refs)
+        self.values: dict[str, Any] = {}
+        self.last: dict[str, int | None] = {}
+
+    def update(self, readings: list[Reading]) -> list[tuple[str, float]]:
+        """The rising edges these readings make."""
+        ts = None
+        for r in readings:
+            ref = f"{r.device}.{r.tag}"
+            if ref in self.refs:
+                self.values[ref] = r.value if r.quality is Quality.GOOD else None
+                ts = r.ts if ts is None else max(ts, r.ts)
+        if ts is None:
+            return []
+        out: list[tuple[str, float]] = []
+        for name, sig in self.signals:
+            value = flag_value(sig, self.values)
+            before = self.last.get(name)
+            if value is not None:
+                if before == 0 and value == 1:
+                    out.append((name, ts))
+                self.last[name] = value
+        return out
 
 
 class SampleBuilder:
@@ -350,17 +422,7 @@ class SampleBuilder:
         )
 
     def _run(self) -> int | None:
-        sig = self.machine.run
-        if isinstance(sig, ExprSignal):
-            v = sig.expr.evaluate(self.values)
-            return None if v is None else int(bool(v))
-        if isinstance(sig, BitSignal):
-            word = _as_int(self.values.get(sig.ref))
-            return None if word is None else (word >> sig.bit) & 1
-        if isinstance(sig, TagSignal):
-            v = self.values.get(sig.ref)
-            return None if v is None else int(bool(v))
-        return None
+        return flag_value(self.machine.run, self.values)
 
     def _fault(self) -> int | None:
         sig = self.machine.fault

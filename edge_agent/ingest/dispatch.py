@@ -105,6 +105,11 @@ class Dispatcher:
             return
         synced = self.clock.synced(max(r.mono for r in item))
         await self._stage_stops(self.machines.feed(machines, item, synced))
+        if self.contracts is not None:
+            # A maintenance key switch / "technician present" bit answers the stop in
+            # progress (after the batch's samples, so a stop starting in it is known).
+            for lm, answer, ts in self.machines.watch_answers(machines, item):
+                await self.contracts.plc_answer(lm.config.name, answer, ts)
 
     async def _stage_stops(self, stops: list[tuple[LiveMachine, StopEvent]]) -> None:
         """Stage the machines' stop events and commit at once (they are the product)."""

@@ -2,9 +2,10 @@
 
 :class:`StatusFile` writes, every ``[agent] status_interval_s``, one JSON document:
 the agent (id, version, pid, uptime), every machine's state and today's and the
-current shift's record, every device's comms state, diagnostics and latest tag
-values (at most ``status_tags_max`` tags, the ones not good first), the uplink,
-the buffer, host health and how many messages of each kind were stored. The file
+current shift's record, every contract's latest status, every device's comms state,
+diagnostics and latest tag values (at most ``status_tags_max`` tags, the ones not
+good first), the uplink, the buffer, host health and how many messages of each kind
+were stored. The file
 is replaced atomically (written beside it, then renamed).
 
 A gateway with 12,500 tags never holds every tag entry as Python objects at once,
@@ -35,6 +36,7 @@ from edge_agent.ops.events import Event, EventLog
 from edge_agent.ops.health import HealthCollector
 from edge_agent.ops.tuning import compact_json
 from edge_agent.outgoing.staging import OutboxStaging
+from edge_agent.reporting.contracts import ContractDesk
 from edge_agent.reporting.machine import MachineSet
 from edge_agent.uplink import Uplink
 
@@ -56,6 +58,7 @@ class StatusSources(Protocol):
     tags: TagState
     links: LinkSupervisor
     machines: MachineSet
+    contracts: ContractDesk
     buffer: Buffer
     staging: OutboxStaging
     health: HealthCollector
@@ -141,6 +144,7 @@ class StatusFile:
                 "uptime_s": time.time() - src.started_at,
             },
             "machines": machines,
+            "contracts": dict(src.contracts.latest),
             "uplink": src.uplink.state(),
             "buffer": src.buffer.stats(),
             "health": src.health.collect(slots=False),

@@ -203,6 +203,15 @@ class ContractDesk:
         await self.buffer.save_state(ANSWERS_KEY, self.answers.to_state())
         return None
 
+    async def plc_answer(self, machine: str, answer: str, ts: float) -> str | None:
+        """A PLC signal's rising edge: answers ``machine``'s stop in progress at ``ts``."""
+        event_id = self.answers.open_stop(machine)
+        if event_id is None:
+            reason = f"no stop in progress on {machine} to {answer}"
+            self.events.enter(Event.COMMAND_REJECTED, "plc", reason=reason)
+            return reason
+        return await self.answer(AnswerKind(answer), event_id, round(ts * 1000), source="plc")
+
     async def handle_command(self, source: str, body: bytes) -> str | None:
         """One command payload (MQTT or a command file); None when accepted."""
         try:

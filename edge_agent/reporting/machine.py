@@ -50,7 +50,7 @@ from edge_agent.kpi import (
 )
 from edge_agent.kpi.calendar import ReportWindow, windows_containing
 from edge_agent.kpi.timeutil import format_instant
-from edge_agent.machines import MachineConfig, SampleBuilder
+from edge_agent.machines import AnswerWatch, MachineConfig, SampleBuilder
 from edge_agent.model import Confirmation, Reading
 from edge_agent.ops.events import Event, EventLog
 
@@ -84,6 +84,15 @@ class LiveMachine:
     service: dict[str, MachineCalculator] = field(default_factory=dict)
     service_finals: dict[str, set[str]] = field(default_factory=dict)
     contract_stops: list[tuple[str, StopEvent]] = field(default_factory=list)
+    # The machine's acknowledge / arrive PLC signals, when it has any.
+    answer_watch: AnswerWatch | None = None
+
+    def __post_init__(self) -> None:
+        self.watch_answers_of(self.config)
+
+    def watch_answers_of(self, mc: MachineConfig) -> None:
+        """(Re)build the watch of the machine's answer signals (after a reload too)."""
+        self.answer_watch = AnswerWatch(mc) if mc.answer_refs else None
 
     def calculator(self, key: str) -> MachineCalculator:
         """The machine's own calculator (``main``) or a service calculator."""
@@ -296,9 +305,20 @@ class MachineSet(Mapping[str, LiveMachine]):
         """Which machines read which device, so a batch only visits its machines."""
         index: dict[str, list[LiveMachine]] = {}
         for lm in self._machines.values():
-            for dev in lm.config.devices:
+            devices = {*lm.config.devices, *(r.device for r in lm.config.answer_refs)}
+            for dev in sorted(devices):
                 index.setdefault(dev, []).append(lm)
         self.by_device = index
+
+    def watch_answers(
+        self, machines: Sequence[LiveMachine], batch: list[Reading]
+    ) -> list[tuple[LiveMachine, str, float]]:
+        """Rising edges of the machines' acknowledge / arrive signals in one batch."""
+        out: list[tuple[LiveMachine, str, float]] = []
+        for lm in machines:
+            if lm.answer_watch is not None:
+                out.extend((lm, kind, ts) for kind, ts in lm.answer_watch.update(batch))
+        return out
 
     def feed(
         self, machines: Sequence[LiveMachine], batch: list[Reading], synced: bool | None
@@ -385,6 +405,11 @@ class MachineSet(Mapping[str, LiveMachine]):
             elif current is not None and current.config != mc:
                 if _signals(current.config) != _signals(mc):
                     current.builder = SampleBuilder(mc)
+                if current.config.answer_refs != mc.answer_refs or (
+                    current.config.acknowledge,
+                    current.config.arrive,
+                ) != (mc.acknowledge, mc.arrive):
+                    current.watch_answers_of(mc)
                 current.config = mc
                 log.info("Machine updated, calculator kept machine=%s", name)
         self.reporting = reporting

@@ -19,8 +19,10 @@ import pytest
 
 from edge_agent.buffer import Buffer, StorageConfig
 from edge_agent.config import AgentConfig, load_config
+from edge_agent.contracts.replay import replay_contract
 from edge_agent.ingest.dispatch import Dispatcher
 from edge_agent.ingest.tags import TagState
+from edge_agent.kpi import Sample
 from edge_agent.model import Reading
 from edge_agent.ops.clock import ClockWatch
 from edge_agent.ops.events import Event, EventLog
@@ -68,11 +70,17 @@ table = "holding"
 address = 10
 type = "uint32"
 
+[devices.a.tags.tech]
+table = "coil"
+address = 1
+type = "bool"
+
 [machines.m]
 run = "a.running"
 fault = "a.fault"
 good = "a.count"
 total = "a.count"
+arrive = "a.tech"
 
 [machines.m.kpi]
 ideal_cycle_time_s = 2.0
@@ -156,22 +164,40 @@ def config(tmp_path: Path) -> AgentConfig:
     return load_config(path)
 
 
-def poll(t: float, *, running: bool, fault: int, count: int) -> list[Reading]:
+def poll(t: float, *, running: bool, fault: int, count: int, tech: bool) -> list[Reading]:
     return [
         Reading("a", "running", running, t, t - T0),
         Reading("a", "fault", fault, t, t - T0),
         Reading("a", "count", count, t, t - T0),
+        Reading("a", "tech", tech, t, t - T0),
     ]
 
 
-async def play(agent: Agent, clock: Clock, until: float, *, every: float = 60.0) -> None:
-    """Polls every second from the clock's time to ``until``; a report every ``every`` s."""
+async def play(
+    agent: Agent,
+    clock: Clock,
+    until: float,
+    *,
+    every: float = 60.0,
+    tech: tuple[float, float] = (0.0, 0.0),
+) -> None:
+    """Polls every second from the clock's time to ``until``; a report every ``every`` s.
+
+    ``tech``: from when to when (seconds after T0) the "technician present" bit is set.
+    """
     t = clock.now
     while t < until:
         t += 1.0
         stopped = T0 + 600 <= t < T0 + 660  # provider fault 17 for 60 s
+        present = T0 + tech[0] <= t < T0 + tech[1]
         await agent.dispatcher.handle(
-            poll(t, running=not stopped, fault=17 if stopped else 0, count=int(t - T0))
+            poll(
+                t,
+                running=not stopped,
+                fault=17 if stopped else 0,
+                count=int(t - T0),
+                tech=present,
+            )
         )
         clock.now = t
         if (t - T0) % every == 0:
@@ -264,6 +290,21 @@ async def test_acknowledgement_within_the_bound_is_on_time(tmp_path: Path, buffe
     assert (response["so_far"], response["state"]) == (90.0, "on_track")
 
 
+async def test_technician_present_bit_marks_the_arrival(tmp_path: Path, buffer: Buffer) -> None:
+    """The PLC bit rising at +630 s during the stop sets arrived_at; rising again later does not."""
+    clock = Clock()
+    agent = Agent(config(tmp_path), buffer, clock)
+    await agent.start()
+    await play(agent, clock, T0 + 700, tech=(630, 640))
+    docs = await messages(buffer)
+    stops = [s for s in of(docs, "stop") if s["event_id"] == "m@2026-11-26T10:10:00Z"]
+    assert stops[-1]["arrived_at"] == "2026-11-26T10:10:30Z"
+    assert stops[-1]["acknowledged_at"] is None
+    await play(agent, clock, T0 + 800, tech=(760, 770))  # no stop in progress: rejected
+    assert agent.events.counters[Event.COMMAND_REJECTED] == 1
+    assert agent.desk.answers.times() == {"m@2026-11-26T10:10:00Z": (None, (T0 + 630) * 1000)}
+
+
 async def test_rejected_commands_change_nothing(tmp_path: Path, buffer: Buffer) -> None:
     """Wrong topic, malformed payload, unknown event: rejected, logged once, nothing staged."""
     clock = Clock()
@@ -299,3 +340,61 @@ async def test_restart_gives_the_same_status(tmp_path: Path, buffer: Buffer) -> 
     after = restarted.desk.latest["line"]
     assert after == before
     assert restarted.desk.books["line"].states == agent.desk.books["line"].states
+
+
+def samples_of_the_scenario(until: float) -> list[Sample]:
+    """The samples the machine builds from the polls of :func:`play`."""
+    out = []
+    t = T0
+    while t < until:
+        t += 1.0
+        stopped = T0 + 600 <= t < T0 + 660
+        out.append(
+            Sample(
+                t=t,
+                run=int(not stopped),
+                fault=17 if stopped else 0,
+                good=int(t - T0),
+                total=int(t - T0),
+            )
+        )
+    return out
+
+
+async def test_replay_gives_the_agents_period_record(tmp_path: Path, buffer: Buffer) -> None:
+    """A customer replaying the samples with the agent's config gets the same record."""
+    clock = Clock()
+    cfg = config(tmp_path)
+    agent = Agent(cfg, buffer, clock)
+    await agent.start()
+    await play(agent, clock, T0 + 3660, every=30)
+    (published,) = of(await messages(buffer), "contract_period")
+    replayed = replay_contract(
+        cfg.contracts["line"],
+        {"m": cfg.machines["m"].kpi},
+        {"m": samples_of_the_scenario(T0 + 3660)},
+        at_ms=round(T0 * 1000),
+        final=True,
+        allowed_lateness_s=cfg.reporting.allowed_lateness_s,
+    )
+    published.pop("revision")
+    assert replayed == published
+
+
+async def test_command_files_are_answered(tmp_path: Path, buffer: Buffer) -> None:
+    """`edge-agent ack` leaves a file; the desk answers it (.done) and applies it once."""
+    clock = Clock()
+    agent = Agent(config(tmp_path), buffer, clock)
+    await agent.start()
+    await play(agent, clock, T0 + 690)
+    spool = tmp_path / "state" / "commands"
+    spool.mkdir(parents=True)
+    good = {"command": "ack", "event_id": "m@2026-11-26T10:10:00Z"}
+    (spool / "1.json").write_text(json.dumps(good))
+    (spool / "2.json").write_text(json.dumps(good | {"event_id": "nope"}))
+    await agent.desk.poll_spool()
+    assert json.loads((spool / "1.done").read_text()) == {"ok": True, "reason": None}
+    verdict = json.loads((spool / "2.done").read_text())
+    assert verdict == {"ok": False, "reason": "no such stop event (unknown event_id)"}
+    assert sorted(p.name for p in spool.iterdir()) == ["1.done", "2.done"]
+    assert agent.desk.answers.times() == {"m@2026-11-26T10:10:00Z": ((T0 + 690) * 1000, None)}
