@@ -27,6 +27,7 @@ import tomli
 
 from edge_agent.cli import EXIT_FAILURE, EXIT_OK, add_config_argument
 from edge_agent.cli import config_path as given_config
+from edge_agent.contracts.text import render as render_contract
 
 # In a source checkout the demo runs config/demo.toml; the wheel carries a copy.
 _SOURCE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
@@ -105,6 +106,8 @@ def _render(
         f"{'down s':>7} {'stops':>5}  reason",
     ]
     lines += _machine_rows(rt) if machines is None else machines
+    for status in rt.contracts.latest.values():
+        lines += ["", "contract " + render_contract(status)]
     with counter.lock:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(counter.by_kind.items())) or "none yet"
     lines += ["", f"messages received at the broker: {counts}"]

@@ -88,11 +88,13 @@ def table(lines: Sequence[Sequence[str]]) -> str:
 def render(status: Mapping[str, Any]) -> str:
     """One contract's status: a title line, coverage and remaining time, the table."""
     coverage = status.get("data_coverage")
+    machines = len(status.get("profile_hashes", {}))
+    summed = f" (summed over {machines} machines)" if machines > 1 else ""
     head = (
         f"{status['contract']}  {status['period']}  at {status['at']}"
         f"{'  (final)' if status.get('final') else ''}\n"
         f"data coverage {format_value(coverage, 'ratio')}, "
-        f"service time left {format_duration(status.get('remaining_service_s', 0.0))}"
+        f"service time left {format_duration(status.get('remaining_service_s', 0.0))}{summed}"
     )
     body = rows(status)
     if not body:

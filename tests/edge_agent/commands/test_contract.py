@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -147,3 +150,36 @@ def test_ack_without_an_agent_takes_the_command_back(
     assert "did not answer" in capsys.readouterr().err
     assert list((state / "commands").iterdir()) == []
     assert main(["ack", "m@x", "--state-dir", str(state), "--at", "yesterday"]) == 2
+
+
+@pytest.mark.integration
+def test_demo_shows_the_contract_with_its_state_and_budget(tmp_path: Path) -> None:
+    """`edge-agent demo` (make demo) shows the demo contract: each level's state and budget."""
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "demo", "--duration", "7", "--plain"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    final = proc.stdout.rsplit("edge-agent demo:", 1)[-1]
+    assert "contract line1  month:" in final, final
+    table = final[final.index("term  ") :].splitlines()
+    assert table[0].split() == [
+        "term",
+        "level",
+        "target",
+        "so",
+        "far",
+        "state",
+        "budget",
+        "left",
+        "forecast",
+    ]
+    target = table[1].split()
+    assert target[:4] == ["availability", "target", ">=", "98.00"]
+    assert target[7] in ("on_track", "at_risk", "breached"), table[1]
