@@ -26,6 +26,8 @@ KIND_FIELDS: Mapping[str, frozenset[str]] = {
     "telemetry": frozenset({"device", "tag"}),
     "status": frozenset(),
     "gap": frozenset(),
+    "config": frozenset(),
+    "key": frozenset(),
 }
 
 DEFAULT_PREFIX = "edge/{site}/{agent}"
@@ -36,6 +38,8 @@ DEFAULT_TEMPLATES: Mapping[str, str] = {
     "telemetry": "{prefix}/telemetry/{device}",
     "status": "{prefix}/status",
     "gap": "{prefix}/gap",
+    "config": "{prefix}/config",
+    "key": "{prefix}/key",
 }
 
 
@@ -146,3 +150,11 @@ class TopicTemplates:
     def gap(self) -> str:
         """Topic of gap reports (messages lost with a damaged or missing database)."""
         return self.render("gap")
+
+    def config(self) -> str:
+        """Topic of configuration audit records (evidence)."""
+        return self.render("config")
+
+    def key(self) -> str:
+        """Topic of device key records: chain start and key rotation (evidence)."""
+        return self.render("key")
