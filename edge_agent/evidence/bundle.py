@@ -106,6 +106,8 @@ def read_bundle(path: Path) -> Evidence:
                     )
                 )
                 continue
+            if name.startswith("samples/"):
+                continue  # streamed below: a month at 1 Hz is 270 MB of text
             try:
                 raw = archive.read(name)
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
@@ -136,8 +138,9 @@ def read_bundle(path: Path) -> Evidence:
                 evidence.read_findings.append(
                     _problem("manifest", f"{path}: {MANIFEST_SIG} unreadable: {exc}")
                 )
-    _load_records(evidence, contents)
-    _load_rest(evidence, contents, manifest)
+        _load_records(evidence, contents)
+        _load_rest(evidence, contents, manifest)
+        _load_samples(evidence, archive, members, manifest)
     return evidence
 
 
@@ -189,7 +192,6 @@ def _load_records(evidence: Evidence, contents: dict[str, bytes]) -> None:
 def _load_rest(evidence: Evidence, contents: dict[str, bytes], manifest: dict[str, Any]) -> None:
     from edge_agent.configkit import Issues, Table
     from edge_agent.kpi.profile import parse_profile, profile_hash
-    from edge_agent.kpi.sample import sample_from_json
 
     for name, raw in contents.items():
         if name.startswith("keys/") and name.endswith(".pem"):
@@ -217,18 +219,52 @@ def _load_rest(evidence: Evidence, contents: dict[str, bytes], manifest: dict[st
                 )
                 continue
             evidence.profiles[declared] = profile
+
+
+def _load_samples(
+    evidence: Evidence,
+    archive: zipfile.ZipFile,
+    members: dict[str, Any],
+    manifest: dict[str, Any],
+) -> None:
+    """Parse each machine's samples while hashing them (one pass, one line at a time)."""
+    import io
+
+    from edge_agent.kpi.sample import sample_from_json
+
     listed = manifest.get("samples")
     spans: dict[str, Any] = listed if isinstance(listed, dict) else {}
     for machine, meta in spans.items():
         name = f"samples/{machine}.jsonl"
-        if name not in contents or not isinstance(meta, dict):
+        if name not in members or name not in archive.namelist() or not isinstance(meta, dict):
             continue
+        digest = hashlib.sha256()
         samples = []
-        for number, doc in _jsonl(evidence, name, contents[name]):
-            try:
-                samples.append(sample_from_json(doc))
-            except ValueError as exc:
-                evidence.read_findings.append(_problem("malformed", f"{name} line {number}: {exc}"))
+        try:
+            with archive.open(name) as raw:
+                for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), start=1):
+                    digest.update(line.encode("utf-8"))
+                    if not line.strip():
+                        continue
+                    try:
+                        samples.append(sample_from_json(json.loads(line)))
+                    except ValueError as exc:
+                        evidence.read_findings.append(
+                            _problem("malformed", f"{name} line {number}: {exc}")
+                        )
+        except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError) as exc:
+            evidence.read_findings.append(
+                _problem("truncated", f"{name} cannot be read ({exc}): truncated or damaged")
+            )
+            continue
+        entry = members[name]
+        if not isinstance(entry, dict) or digest.hexdigest() != entry.get("sha256"):
+            evidence.read_findings.append(
+                _problem(
+                    "member_changed",
+                    f"{name} does not match its SHA-256 in the manifest: changed after export",
+                )
+            )
         evidence.samples[machine] = samples
         try:
             evidence.sample_spans[machine] = (float(meta["from_s"]), float(meta["to_s"]))

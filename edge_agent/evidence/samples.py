@@ -23,7 +23,7 @@ its manifest for which span they are complete and whether they are **exact**
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,9 +33,9 @@ from edge_agent.model import Quality, Reading
 
 @dataclass(frozen=True, slots=True)
 class SampleSet:
-    """Samples of one machine and what they cover."""
+    """Samples of one machine (an iterable, read once: a month at 1 Hz is never in memory)."""
 
-    samples: list[Sample]
+    samples: Iterable[Sample]
     start: float  # complete for [start, end)
     end: float
     exact: bool

@@ -141,3 +141,27 @@ def test_verify_loads_no_gateway_code(tmp_path: Path, month_evidence: MonthEvide
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
     ).stdout
     assert "HEAVY [] 0" in out
+
+
+def test_independent_check_in_the_docs_works(tmp_path: Path, month_evidence: MonthEvidence) -> None:
+    """The auditor's snippet in docs/evidence.md accepts the bundle and rejects an edit."""
+    import re
+    import subprocess
+    import sys
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "evidence.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", page, re.DOTALL)
+    assert snippet is not None
+    (tmp_path / "check.py").write_text(snippet.group(1))
+    key = month_evidence.keys.active()
+    assert key is not None
+    (tmp_path / "device.pem").write_text(key.public.pem())
+    with zipfile.ZipFile(month_evidence.bundle) as z:
+        records = z.read("records.jsonl")
+    (tmp_path / "records.jsonl").write_bytes(records)
+    run = [sys.executable, "check.py"]
+    subprocess.run(run, cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "records.jsonl").write_bytes(records.replace(b'"stops":', b'"stops":1', 1))
+    failed = subprocess.run(run, check=False, cwd=tmp_path, capture_output=True, text=True)
+    assert failed.returncode != 0
+    assert "InvalidSignature" in failed.stderr
