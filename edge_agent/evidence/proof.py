@@ -38,6 +38,8 @@ from edge_agent.evidence.canonical import canonical, digest, sha256_hex
 from edge_agent.evidence.keys import PublicKey
 
 PROOF_FORMAT = "edge-agent-proof/1"
+#: Envelope versions whose signed messages this module reads.
+ENVELOPE_VERSIONS = (2,)
 
 #: Kinds whose every record is chained (besides final KPI records).
 CHAINED_KINDS = frozenset(
@@ -179,6 +181,10 @@ def from_envelope(doc: Mapping[str, Any]) -> Signed | None:
         return None
     if not isinstance(proof, dict):
         raise ProofError("proof is not an object")
+    if doc.get("v") not in ENVELOPE_VERSIONS:
+        # The envelope version is not in the signed header: only the ones whose fields
+        # mean what the header says are accepted.
+        raise ProofError(f"envelope version v={doc.get('v')!r} is not one that carries a proof")
     data = doc.get("data")
     if not isinstance(data, dict):
         raise ProofError("data missing or not an object")

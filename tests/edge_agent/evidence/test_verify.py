@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edge_agent.evidence import proof
 from edge_agent.evidence.bundle import read_bundle, read_capture
@@ -313,3 +315,32 @@ def test_evidence_without_entries_is_empty_but_ok() -> None:
     report = verify(Evidence(source="empty"), Trust())
     assert report.ok
     assert report.windows == []
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_any_single_deletion_or_digit_flip_is_caught(
+    tmp_path: Path, month_evidence: MonthEvidence, data: st.DataObject
+) -> None:
+    """Delete any chained record (not the last) or flip any digit of any signed one: caught.
+
+    (Deleting the last chained record of a capture cannot be seen: nothing links to it.)
+    """
+    lines = _lines(month_evidence)[:300]
+    chained = [i for i, line in enumerate(lines) if '"prev"' in line][:-1]
+    signed = [i for i, line in enumerate(lines) if '"proof"' in line]
+    if data.draw(st.booleans(), label="delete"):
+        i = data.draw(st.sampled_from(chained[1:]), label="deleted index")
+        changed = lines[:i] + lines[i + 1 :]
+    else:
+        i = data.draw(st.sampled_from(signed), label="record")
+        digits = [k for k, c in enumerate(lines[i]) if c.isdigit()]
+        k = data.draw(st.sampled_from(digits), label="digit")
+        flipped = str((int(lines[i][k]) + 1) % 10)
+        changed = [*lines[:i], lines[i][:k] + flipped + lines[i][k + 1 :], *lines[i + 1 :]]
+    report = verify(
+        read_capture(write_capture(tmp_path / "p.jsonl", changed)), month_evidence.trust()
+    )
+    assert not report.ok
