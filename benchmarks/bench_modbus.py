@@ -96,6 +96,9 @@ class _BufferLikeSink:
     def put_comms(self, event: Any) -> None:
         pass
 
+    def put_confirmation(self, confirmation: Any) -> None:
+        pass
+
 
 def _devices(ports: Sequence[int], units_per_port: int) -> list[Any]:
     from drivers.modbus.config import parse_device

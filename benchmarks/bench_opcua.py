@@ -84,12 +84,16 @@ class _CountingSink:
     def __init__(self) -> None:
         self.readings = 0
         self.events = 0
+        self.confirmations = 0
 
     def put_readings(self, readings: Sequence[object]) -> None:
         self.readings += len(readings)
 
     def put_comms(self, event: object) -> None:
         self.events += 1
+
+    def put_confirmation(self, confirmation: object) -> None:
+        self.confirmations += 1
 
 
 async def _measure(port: int) -> dict[str, float]:

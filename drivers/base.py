@@ -15,6 +15,15 @@ the link's own business: it reports it through :class:`PollResult.events`.
 ``run_link`` forwards a comms event only when it changes a device's state,
 so the sink sees strictly alternating up/down per device.
 
+"A value is known while its source is confirmed alive": a polling link
+confirms a value by reading it again (a reading per poll); a
+report-by-exception link (an OPC-UA subscription) reports only changes and
+confirms the unchanged values with :class:`~edge_agent.model.Confirmation`
+items in :attr:`PollResult.confirmations`, one per device and publish
+response, and marks the values stale itself when its source stays silent
+beyond its keepalive bound. ``run_link`` forwards confirmations after the
+poll's readings, so a confirmation never precedes the changes it confirms.
+
 Guarantees: ``run_link`` never returns except by cancellation (any other
 exception from the link is handled like a lost link, its traceback logged at
 DEBUG only), closes the link on the way out, and never polls while a previous poll is pending (one
@@ -24,6 +33,7 @@ task per link). :class:`GridClock` never drifts and never bunches ticks.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 import time
@@ -33,7 +43,14 @@ from typing import Any, Protocol
 
 from edge_agent.configkit import Table
 from edge_agent.errors import DeviceUnavailable
-from edge_agent.model import CommsEvent, CommsState, Reading, ReadingSink, Value
+from edge_agent.model import (
+    CommsEvent,
+    CommsState,
+    Confirmation,
+    Reading,
+    ReadingSink,
+    Value,
+)
 
 log = logging.getLogger("edge_agent.drivers")
 
@@ -56,10 +73,29 @@ class DeviceConfig(Protocol):
 
 @dataclass(slots=True)
 class PollResult:
-    """What one ``poll`` produced: readings (one device per batch) and comms events."""
+    """What one ``poll`` produced.
+
+    Readings (one device per batch), comms events, and confirmations of unchanged
+    values (report-by-exception links only).
+    """
 
     batches: list[list[Reading]] = field(default_factory=list)
     events: list[CommsEvent] = field(default_factory=list)
+    confirmations: list[Confirmation] = field(default_factory=list)
+
+
+class ConfirmedBy(str, enum.Enum):
+    """What last confirmed a device's values (:attr:`DeviceDiagnostics.confirmed_by`)."""
+
+    POLL = "poll"
+    """Each poll reads every value again (Modbus, OPC-UA ``mode = "poll"``)."""
+    CHANGE = "change"
+    """A publish response that carried a change of one of the device's values."""
+    KEEPALIVE = "keepalive"
+    """A publish response (data for other devices, or a keepalive) without a change for
+    the device: its flat values are confirmed, the link is alive."""
+    LAPSED = "lapsed"
+    """No publish response within the keepalive bound: the values are stale."""
 
 
 @dataclass(slots=True)
@@ -75,6 +111,11 @@ class DeviceDiagnostics:
     last_good_ts: float | None = None
     skipped_cycles: int = 0
     comms: str = "unknown"
+    confirmed_by: ConfirmedBy = ConfirmedBy.POLL
+    last_confirmed_ts: float | None = None
+    confirmed_until_ts: float | None = None
+    last_change_ts: float | None = None
+    keepalives: int = 0
 
     def record_rtt(self, ms: float) -> None:
         """Add one round-trip time sample."""
@@ -87,9 +128,27 @@ class DeviceDiagnostics:
         """Count one error of a kind (timeout, illegal_address, decode, ...)."""
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
+    def confirm(self, ts: float, *, changed: bool, until: float) -> None:
+        """A publish response confirmed the device's values at ``ts`` (report by exception)."""
+        self.last_good_ts = self.last_confirmed_ts = ts
+        self.confirmed_until_ts = until
+        if changed:
+            self.confirmed_by = ConfirmedBy.CHANGE
+        else:
+            self.confirmed_by = ConfirmedBy.KEEPALIVE
+            self.keepalives += 1
+
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready view."""
+        """JSON-ready view.
+
+        ``confirmed_by`` tells a flat line from a dead link: ``poll`` (every poll
+        re-reads the values; the last good poll is the last confirmation), ``change``
+        or ``keepalive`` (the last publish response of a subscription carried a change
+        for this device, or only confirmed its unchanged values), ``lapsed`` (no
+        publish response within the keepalive bound: values stale).
+        """
         avg = self.rtt_sum_ms / self.rtt_count if self.rtt_count else None
+        polled = self.confirmed_by is ConfirmedBy.POLL
         return {
             "comms": self.comms,
             "requests": self.requests,
@@ -97,6 +156,11 @@ class DeviceDiagnostics:
             "rtt_ms": {"min": self.rtt_min_ms, "avg": avg, "max": self.rtt_max_ms},
             "last_good_ts": self.last_good_ts,
             "skipped_cycles": self.skipped_cycles,
+            "confirmed_by": self.confirmed_by.value,
+            "last_confirmed_ts": self.last_good_ts if polled else self.last_confirmed_ts,
+            "confirmed_until_ts": self.confirmed_until_ts,
+            "last_change_ts": self.last_change_ts,
+            "keepalives": self.keepalives,
         }
 
 
@@ -287,6 +351,9 @@ async def run_link(
     * events the link reports in ``PollResult.events`` (one unit id lost or
       restored behind a healthy link) are forwarded.
 
+    Then the poll's batches, then its confirmations (in that order: a confirmation
+    vouches for the values *after* the changes of the same publish response).
+
     Logs each device's transitions, one line each (:func:`_log_transition`):
     first contact, loss with its reason, recovery with how long it was down and
     why; a retry is never logged above debug level.
@@ -352,6 +419,8 @@ async def run_link(
                 transition(event)
             for batch in result.batches:
                 sink.put_readings(batch)
+            for confirmation in result.confirmations:
+                sink.put_confirmation(confirmation)
     finally:
         if connected:
             await link.close()

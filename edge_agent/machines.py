@@ -4,9 +4,19 @@ A machine maps tags to ``run`` (bool tag, bit of a register, or an
 expression), ``fault`` (code register, or first set bit of an alarm word with
 a code table), ``good`` and ``total`` (cumulative counters, or ``total`` as a
 sum of counters). :class:`SampleBuilder` keeps the latest value of every tag a
-machine reads and produces one calculator sample per update. A signal whose
-tag is missing, bad or older than ``signal_max_age_s`` makes the sample
-``quality = "bad"``: that time is unknown, never silently up or down.
+machine reads and produces one calculator sample per update.
+
+The one rule for every driver: **a value is known while its source is
+confirmed alive.** A value is confirmed when it is read (each poll re-reads
+it) and, for report-by-exception sources (OPC-UA subscriptions), by each
+:class:`~edge_agent.model.Confirmation`, which the link sends for every
+publish response, data or keepalive: a flat value on a healthy subscription
+stays confirmed. A signal whose tag is missing, not good, or *unconfirmed*
+for longer than ``signal_max_age_s`` makes the sample ``quality = "bad"``:
+that time is unknown, never silently up or down. A confirmation newer than
+the machine's last sample produces a sample of its own, so a flat machine
+still gets samples at the subscription's keepalive cadence (at most one
+keepalive period apart, within ``max_gap_s``).
 
 Parsing goes through :class:`~edge_agent.configkit.Table`; nothing here does I/O.
 """
@@ -21,7 +31,7 @@ from typing import Any
 from edge_agent.configkit import Table
 from edge_agent.expr import Compiled, ExprError, compile_expr
 from edge_agent.kpi import KpiProfile, Sample, parse_profile
-from edge_agent.model import Quality, Reading
+from edge_agent.model import Confirmation, Quality, Reading
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,7 +256,14 @@ class SampleBuilder:
         self.machine = machine
         self.refs = frozenset(machine.refs)
         self.values: dict[str, Any] = {}
+        #: Per tag: quality of its latest reading, and when its value was last confirmed
+        #: (monotonic: the reading itself, or a later confirmation of its device).
         self.meta: dict[str, tuple[Quality, float]] = {}
+        refs_by_device: dict[str, list[str]] = {}
+        for ref in machine.refs:
+            refs_by_device.setdefault(ref.split(".", 1)[0], []).append(ref)
+        self.refs_by_device = {d: tuple(r) for d, r in refs_by_device.items()}
+        self.last_mono = float("-inf")
 
     def update(self, readings: list[Reading]) -> bool:
         """Take the readings this machine uses; True when any of them was relevant."""
@@ -259,8 +276,31 @@ class SampleBuilder:
                 relevant = True
         return relevant
 
+    def confirm(self, confirmation: Confirmation) -> bool:
+        """The device's source confirmed its last reported values at ``confirmation.mono``.
+
+        Every tag of that device this machine reads counts as confirmed then (a not-good
+        one stays not good). Returns True when a sample is due: the confirmation is newer
+        than the machine's last sample (a confirmation that arrives with the changes of
+        the same publish response, after their sample, only refreshes the ages).
+        """
+        refs = self.refs_by_device.get(confirmation.device)
+        if not refs:
+            return False
+        mono = confirmation.mono
+        meta = self.meta
+        seen = False
+        for ref in refs:
+            m = meta.get(ref)
+            if m is not None:
+                seen = True
+                if m[1] < mono:
+                    meta[ref] = (m[0], mono)
+        return seen and mono > self.last_mono
+
     def sample(self, *, t: float, mono: float, synced: bool | None) -> Sample:
-        """The machine's sample now; quality bad when any signal is unknown or too old."""
+        """The machine's sample now; bad when any signal is unknown or unconfirmed too long."""
+        self.last_mono = max(self.last_mono, mono)
         for ref in self.refs:
             meta = self.meta.get(ref)
             if (

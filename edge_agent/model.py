@@ -1,9 +1,10 @@
 """Small typed value objects that cross the pipeline's seams.
 
 A :class:`Reading` leaves a driver, a :class:`CommsEvent` reports a link
-state change; both are immutable and carry the wall-clock time the response
-arrived plus the monotonic time (for clock correction on devices without an
-RTC). Nothing here does I/O.
+state change, a :class:`Confirmation` says that a report-by-exception source
+is alive and its last reported values still hold; all are immutable and carry
+the wall-clock time the response arrived plus the monotonic time (for clock
+correction on devices without an RTC). Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -72,6 +73,23 @@ class CommsEvent:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Confirmation:
+    """The source of ``device`` spoke at ``ts``/``mono`` and reported no other change.
+
+    Report-by-exception sources (OPC-UA subscriptions) send only changes, and prove they
+    are alive with every publish response, data or keepalive. Each such response
+    confirms that every value the device reported last is still its value: the value
+    is known from its reading until the source stops confirming. It is not a new
+    reading and is never stored as one. Polling links never send it: every poll is a
+    reading of every value it covers.
+    """
+
+    device: str
+    ts: float
+    mono: float
+
+
 class ReadingSink(Protocol):
     """Where drivers put what they read. Implementations never block the caller."""
 
@@ -80,3 +98,6 @@ class ReadingSink(Protocol):
 
     def put_comms(self, event: CommsEvent) -> None:
         """Accept a comms lost/restored event."""
+
+    def put_confirmation(self, confirmation: Confirmation) -> None:
+        """Accept a confirmation that a device's last reported values still hold."""

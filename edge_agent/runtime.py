@@ -53,7 +53,7 @@ from edge_agent.health import HealthCollector
 from edge_agent.kpi import MachineCalculator, Sample
 from edge_agent.kpi.calendar import WindowKind, windows_containing
 from edge_agent.machines import MachineConfig, SampleBuilder
-from edge_agent.model import CommsEvent, CommsState, Quality, Reading
+from edge_agent.model import CommsEvent, CommsState, Confirmation, Quality, Reading
 from edge_agent.telemetry import TelemetryEngine
 from edge_agent.uplink import Uplink
 
@@ -76,7 +76,9 @@ class QueueSink:
     """The drivers' sink: a bounded queue; when full the newest batch is dropped and counted."""
 
     def __init__(self, maxsize: int = QUEUE_MAX_ITEMS) -> None:
-        self.queue: asyncio.Queue[list[Reading] | CommsEvent] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[list[Reading] | CommsEvent | Confirmation] = asyncio.Queue(
+            maxsize
+        )
         self.dropped_readings = 0
         self.dropped_events = 0
 
@@ -93,6 +95,11 @@ class QueueSink:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
             self.dropped_events += 1
+
+    def put_confirmation(self, confirmation: Confirmation) -> None:
+        """Queue a confirmation; when full it is dropped (the next one follows shortly)."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(confirmation)
 
 
 @dataclass(slots=True)
@@ -327,8 +334,20 @@ class Runtime:
         while not self.sink.queue.empty():
             await self._handle(self.sink.queue.get_nowait())
 
-    async def _handle(self, item: list[Reading] | CommsEvent) -> None:
+    async def _handle(self, item: list[Reading] | CommsEvent | Confirmation) -> None:
         self.processed += 1
+        if isinstance(item, Confirmation):
+            # Unchanged values confirmed (report by exception): not stored, no telemetry;
+            # each machine on the device gets a sample when the confirmation is its newest.
+            for mr in self.machines_by_device.get(item.device, ()):
+                if mr.builder.confirm(item):
+                    synced = self._clock_synced(item.mono)
+                    self._add_sample(
+                        mr, mr.builder.sample(t=item.ts, mono=item.mono, synced=synced)
+                    )
+            if self.outgoing:
+                await self._flush_outgoing()
+            return
         if isinstance(item, CommsEvent):
             self.buffer.add_comms(item)
             self.comms[item.device] = "up" if item.state is CommsState.UP else "down"
@@ -349,15 +368,16 @@ class Runtime:
         mono = max(r.mono for r in item)
         synced = self._clock_synced(mono)
         for mr in machines:
-            if not mr.builder.update(item):
-                continue
-            sample = mr.builder.sample(t=t, mono=mono, synced=synced)
-            self._open_windows(mr, t)
-            for ev in mr.calc.add(sample):
-                self._publish_stop(mr, ev)
-            self._track_state(mr, sample)
+            if mr.builder.update(item):
+                self._add_sample(mr, mr.builder.sample(t=t, mono=mono, synced=synced))
         if self.outgoing:
             await self._flush_outgoing()
+
+    def _add_sample(self, mr: MachineRuntime, sample: Sample) -> None:
+        self._open_windows(mr, sample.t)
+        for ev in mr.calc.add(sample):
+            self._publish_stop(mr, ev)
+        self._track_state(mr, sample)
 
     def _clock_synced(self, mono: float) -> bool | None:
         """Clock status, re-read at most once a second (it costs a syscall and a stat)."""

@@ -237,6 +237,18 @@ def _rtt(diag: Mapping[str, Any], key: str) -> str:
     return _DASH if value is None else f"{value:.1f} ms"
 
 
+def _confirmed(diag: Mapping[str, Any], now: float) -> str:
+    """How the device's values are confirmed: a flat line on a live link vs a dead one."""
+    by = diag.get("confirmed_by")
+    if not isinstance(by, str):
+        return _DASH
+    if by == "lapsed":
+        return "LAPSED"
+    if by == "keepalive" and _num(diag.get("last_change_ts")) is not None:
+        return f"keepalive flat {_ago(diag.get('last_change_ts'), now).removesuffix(' ago')}"
+    return by
+
+
 def _devices_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
     devices = _map(snapshot.get("devices"))
     if not devices:
@@ -256,6 +268,7 @@ def _devices_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
                 _cell(diag.get("requests")),
                 _error_summary(diag.get("errors")),
                 _ago(diag.get("last_good_ts"), now),
+                _confirmed(diag, now),
             ]
         )
     headers = (
@@ -267,6 +280,7 @@ def _devices_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
         "REQUESTS",
         "ERRORS",
         "LAST GOOD",
+        "CONFIRMED BY",
     )
     return ["DEVICES", *format_table(headers, rows)]
 

@@ -9,7 +9,9 @@ there is no tick task: a test calls :meth:`SimulatorHost.advance` and the
 front ends show the new instant immediately (no waiting in real time).
 
 Per-machine handles (:meth:`SimulatorHost.machine`) inject faults and
-outages. :meth:`SimulatorHost.ready_info` is what ``edge-agent-sim run
+outages. The scenario's OPC-UA publish stalls are switched on and off at each
+publish (each tick, or each :meth:`SimulatorHost.advance`) and written to the
+truth file as ``opcua_stall`` records. :meth:`SimulatorHost.ready_info` is what ``edge-agent-sim run
 --ready-file`` writes. Guarantees: on exit every front end is stopped,
 open intervals are written to the truth file with ``"open": true`` and the
 file is closed. This module does not parse command lines or handle signals.
@@ -137,6 +139,7 @@ class SimulatorHost:
         self._tick_task: asyncio.Task[None] | None = None
         self._stopped = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stall_start: float | None = None
 
     # ----- accessors ----------------------------------------------------------------
 
@@ -204,7 +207,31 @@ class SimulatorHost:
 
     async def _publish(self) -> None:
         if self.opcua is not None:
+            self._switch_stall(self.clock.now())
             await self.opcua.publish()
+
+    def _switch_stall(self, now: float, *, closing: bool = False) -> None:
+        """Start or end a publish stall of the OPC-UA server; record each finished one."""
+        if self.opcua is None:
+            return
+        stalled = self.scenario.opcua.stalled(now) and not closing
+        if stalled and self._stall_start is None:
+            self._stall_start = now
+            log.info("OPC-UA publishing stalled t_s=%.3f", now)
+        elif not stalled and self._stall_start is not None:
+            start, self._stall_start = self._stall_start, None
+            rec: dict[str, Any] = {
+                "type": "opcua_stall",
+                "start_s": round(start, 6),
+                "end_s": round(now, 6),
+                "start_ts": round(self.clock.wall_ts(start), 6),
+                "end_ts": round(self.clock.wall_ts(now), 6),
+            }
+            if closing:
+                rec["open"] = True
+            self.truth.record(rec)
+            log.info("OPC-UA publishing resumed t_s=%.3f", now)
+        self.opcua.stalled = stalled
 
     async def restart_opcua(self) -> None:
         """Stop the OPC-UA server and start a fresh one on the same port (reconnect tests)."""
@@ -285,6 +312,7 @@ class SimulatorHost:
         if not self._stopped:
             self._stopped = True
             self.sync()
+            self._switch_stall(self.clock.now(), closing=True)
             for d in self.devices.values():
                 d.machine.close()
             self.truth.record({"type": "stop", "t_s": round(self.clock.now(), 6)})

@@ -17,6 +17,15 @@ are accepted (asyncua accepts any certificate unless TRUSTED_VALIDATION is
 set, library notes §2). With ``username`` anonymous login is disabled and
 the password is compared in constant time; it is never logged.
 
+Publish stalls (scenario ``[opcua] publish_stalls``, switched by the host
+through :attr:`OpcUaServer.stalled`): while stalled, no subscription of the
+server answers a Publish request, neither with data nor with a keepalive;
+changes stay queued (latest value per item) and go out when the stall ends.
+Reads, browsing and the session keep working, so a client sees a server that
+is "connected but silent". asyncua has no switch for this: each server-side
+subscription's ``has_published_results`` (the check its publishing loop
+makes every interval) is wrapped when the subscription is created.
+
 :meth:`OpcUaServer.restart` stops and starts a fresh asyncua server on the
 *same* port (reconnect tests). Port 0 is resolved to a free port *before*
 start, because asyncua advertises endpoint URLs from the configured port.
@@ -185,6 +194,7 @@ class OpcUaServer:
         self._last: dict[str, dict[str, Any]] = {}
         self._bad: set[str] = set()
         self.writes = 0
+        self.stalled = False
 
     @property
     def endpoint(self) -> str:
@@ -216,6 +226,7 @@ class OpcUaServer:
         )
         server = Server(user_manager=users)  # type: ignore[arg-type]
         await server.init()
+        self._gate_publishing(server)
         server.set_endpoint(self.endpoint)
         server.set_server_name("edge-agent simulator")
         await server.set_application_uri(APPLICATION_URI)
@@ -245,6 +256,28 @@ class OpcUaServer:
         await server.start()
         self._server = server
         await self.publish()
+
+    def _gate_publishing(self, server: Server) -> None:
+        """Make every subscription created on ``server`` stay silent while :attr:`stalled`."""
+        service = server.iserver.subscription_service
+        create = service.create_subscription
+
+        async def create_gated(*args: Any, **kwargs: Any) -> ua.CreateSubscriptionResult:
+            result = await create(*args, **kwargs)
+            # create_subscription starts the publishing loop as a task that has not run yet,
+            # so the gate is in place before the subscription's first publish.
+            sub = service.subscriptions[result.SubscriptionId]
+            ready = sub.has_published_results
+
+            def gated() -> bool:
+                # While stalled: no data, no keepalive, and the keepalive and lifetime
+                # counters do not advance (the server is stuck, not counting).
+                return False if self.stalled else ready()
+
+            setattr(sub, "has_published_results", gated)  # noqa: B010 - shadows the method
+            return result
+
+        setattr(service, "create_subscription", create_gated)  # noqa: B010
 
     async def _add_machine(
         self, server: Server, idx: int, ordinal: int, dev: MachineDevice

@@ -3,7 +3,8 @@
 A scenario names one or more machines (``[machines.<ID>]``), each with its
 cycle, scrap rate, PLC quirks (``[machines.<ID>.quirks]``), an optional
 stochastic profile (``[machines.<ID>.stochastic]``) and an optional scripted
-timeline (``[[machines.<ID>.events]]``). :func:`load_scenario` reads a file
+timeline (``[[machines.<ID>.events]]``), plus optional quirks of the OPC-UA
+server as a whole (``[opcua]``: publish stalls). :func:`load_scenario` reads a file
 and reports *every* mistake at once in a :class:`ScenarioError` whose lines
 name the file, the dotted key path and what was expected; unknown keys are
 errors. This module only parses and validates: it runs nothing.
@@ -12,6 +13,7 @@ errors. This module only parses and validates: it runs nothing.
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -122,6 +124,35 @@ class MachineSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PublishStall:
+    """A span of sim time in which the OPC-UA server answers no Publish request."""
+
+    at_s: float
+    duration_s: float
+
+    @property
+    def end_s(self) -> float:
+        """Sim time at which publishing resumes."""
+        return self.at_s + self.duration_s
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpcuaQuirks:
+    """Quirks of the OPC-UA server as a whole (``[opcua]``), not of one machine.
+
+    ``publish_stalls``: spans in which every subscription of the server stays silent (no
+    data change, no keepalive) while the session, reads and the server-state node keep
+    answering: the "connected but silent" server.
+    """
+
+    publish_stalls: tuple[PublishStall, ...] = ()
+
+    def stalled(self, t: float) -> bool:
+        """Whether publishing is stalled at sim time ``t``."""
+        return any(s.at_s <= t < s.end_s for s in self.publish_stalls)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Scenario:
     """A validated scenario file."""
 
@@ -129,6 +160,7 @@ class Scenario:
     description: str
     source: str
     machines: tuple[MachineSpec, ...]
+    opcua: OpcuaQuirks = field(default_factory=OpcuaQuirks)
 
     def machine(self, machine_id: str) -> MachineSpec:
         """The machine with this id (KeyError when absent)."""
@@ -183,6 +215,30 @@ def _stochastic(r: TableReader | None) -> Stochastic:
     )
     r.finish()
     return s
+
+
+def _opcua(r: TableReader | None) -> OpcuaQuirks:
+    if r is None:
+        return OpcuaQuirks()
+    stalls: list[PublishStall] = []
+    for item in r.tables("publish_stalls"):
+        at = item.number("at_s", math.nan, lo=0.0)
+        if item.get("at_s") is None:
+            item.err("at_s", "required: sim time in seconds")
+        duration = item.number("duration_s", math.nan, lo=0.0)
+        if item.get("duration_s") is None:
+            item.err("duration_s", "required: how long publishing stalls, in sim seconds")
+        elif duration == 0:
+            item.err("duration_s", "expected a positive duration")
+        item.finish()
+        if not math.isnan(at) and not math.isnan(duration):
+            stalls.append(PublishStall(at_s=at, duration_s=duration))
+    r.finish()
+    stalls.sort(key=lambda s: s.at_s)
+    for before, after in itertools.pairwise(stalls):
+        if after.at_s < before.end_s:
+            r.err("publish_stalls", f"stalls overlap at {after.at_s:g} s")
+    return OpcuaQuirks(publish_stalls=tuple(stalls))
 
 
 def _event(r: TableReader) -> ScriptedEvent | None:
@@ -278,13 +334,20 @@ def parse_scenario(data: Mapping[str, Any], source: str) -> Scenario:
             if not mid.replace("_", "").isalnum():
                 mt.err(mid, "machine ids are letters, digits and underscores")
             machines.append(_machine(TableReader(body, mt.key(mid), issues, source), mid, i))
+    opcua = _opcua(root.table("opcua"))
     root.finish()
     units = [m.unit_id for m in machines]
     for u in sorted({u for u in units if units.count(u) > 1}):
         issues.append(f"{source}: machines: unit_id {u} is used by more than one machine")
     if issues:
         raise ScenarioError(issues)
-    return Scenario(name=name, description=description, source=source, machines=tuple(machines))
+    return Scenario(
+        name=name,
+        description=description,
+        source=source,
+        machines=tuple(machines),
+        opcua=opcua,
+    )
 
 
 def list_scenarios() -> list[str]:

@@ -23,10 +23,25 @@ device, and raises :class:`~edge_agent.errors.DeviceUnavailable` when
   (the "connected but silent" case): the session and its subscriptions are
   then rebuilt by :func:`drivers.base.run_link` after backoff.
 
+Report by exception, done right: a subscription sends only changes, so every
+publish response it sends (data or keepalive; asyncua's
+``Subscription.last_publish_at``) confirms the unchanged values of every
+device on it. After the response's changes the link returns one
+:class:`~edge_agent.model.Confirmation` per device, stamped with the
+response's arrival, and nothing else: confirmations are not readings (no
+stored rows, no telemetry). The link checks for new responses at every
+publishing interval (at most every second). A subscription that sends nothing
+within its keepalive bound (:func:`keepalive_bound_s` of the server's revised
+publishing interval x keepalive count) makes its values ``stale`` (one reading
+per tag, reason ``not confirmed: ...``): that time is unknown to the KPIs. The
+next publish response restores the last values as readings. Silent beyond
+``watchdog_s``, the session is rebuilt (above).
+
 Guarantees: notification order per subscription is kept; readings carry the
 server SourceTimestamp in ``source_ts`` and a quality mapped from the status
 code (:mod:`convert`); a tag whose address cannot be resolved or monitored
 yields a bad reading with the reason while the rest of the device runs;
+a confirmation never precedes the changes of the response it stands for;
 asyncua types never leave this package.
 """
 
@@ -44,7 +59,7 @@ from typing import Any
 from asyncua import ua
 from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subscription
 
-from drivers.base import DeviceDiagnostics, GridClock, PollResult
+from drivers.base import ConfirmedBy, DeviceDiagnostics, GridClock, PollResult
 from drivers.opcua._ua import AttributeIds, Client, StatusCodes
 from drivers.opcua.config import Mode, OpcuaDevice, OpcuaTag
 from drivers.opcua.convert import reading_from, status_name
@@ -52,7 +67,7 @@ from drivers.opcua.requests import monitored_item_request, subscription_paramete
 from drivers.opcua.resolve import read_metadata, resolve_browse_paths, resolve_node_refs
 from drivers.opcua.session import TRANSPORT_ERRORS, close_client, open_client
 from edge_agent.errors import DeviceUnavailable
-from edge_agent.model import Quality, Reading
+from edge_agent.model import Confirmation, Quality, Reading
 
 log = logging.getLogger("edge_agent.drivers.opcua")
 
@@ -60,6 +75,19 @@ log = logging.getLogger("edge_agent.drivers.opcua")
 SUBSCRIPTION_QUEUE_MAX = 1000
 #: Bound of the link's pending readings between pump and poll (drop newest, counted).
 PENDING_MAX = 50_000
+#: Longest wait between two looks at a subscription's last publish response.
+CONFIRM_CHECK_MAX_S = 1.0
+
+
+def keepalive_bound_s(keepalive_s: float) -> float:
+    """How long a publish response confirms a subscription's values (the keepalive bound).
+
+    The keepalive period (publishing interval x keepalive count, as the server revised
+    them) plus half of it, at least one second, for network and scheduling delay.
+    """
+    return keepalive_s + max(0.5 * keepalive_s, 1.0)
+
+
 _FILTER_REJECTED = {
     StatusCodes.BadMonitoredItemFilterUnsupported,
     StatusCodes.BadFilterNotAllowed,
@@ -79,13 +107,27 @@ class _Item:
 
 @dataclass(slots=True)
 class _SubState:
-    """A live subscription and what the watchdog needs to judge it."""
+    """A live subscription and what the watchdog and the confirmations need to judge it."""
 
     sub: Subscription
     watchdog_s: float
     started: float
+    keepalive_s: float = 0.0
+    bound_s: float = 0.0
+    check_s: float = CONFIRM_CHECK_MAX_S
     pump: asyncio.Task[None] | None = None
     handles: dict[int, tuple[str, str]] = field(default_factory=dict)
+    devices: tuple[str, ...] = ()
+    confirmed_at: float | None = None
+    """``last_publish_at`` of the last publish response turned into confirmations."""
+    stale: bool = False
+    """No publish response within ``bound_s``: the values were marked stale."""
+
+
+def _queued(sub: Subscription) -> int:
+    """Notifications received but not yet taken by the pump (asyncua's iterator queue)."""
+    queue = sub._event_queue  # asyncua 2.1 offers no public length
+    return 0 if queue is None else queue.qsize()
 
 
 def _node_of(item: _Item) -> ua.NodeId:
@@ -119,6 +161,9 @@ class OpcuaLink:
         self._subs: list[_SubState] = []
         self._clocks: dict[str, GridClock] = {}
         self._pending: list[tuple[str, Reading]] = []
+        self._confirmations: list[Confirmation] = []
+        self._last: dict[tuple[str, str], Reading] = {}
+        self._changed_at: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._lost: str | None = None
         self._diag = {d.name: DeviceDiagnostics() for d in devices}
@@ -153,6 +198,8 @@ class OpcuaLink:
         """
         self._lost = None
         self._pending.clear()
+        self._confirmations.clear()
+        self._last.clear()
         self._wake.clear()
         self._client = await open_client(self._lead, on_lost=self._on_lost)
         try:
@@ -172,8 +219,13 @@ class OpcuaLink:
         for item in self._items:
             if item.error and self._device(item.device).mode is Mode.SUBSCRIBE:
                 self._pending.append((item.device, _bad(item.device, item.tag.name, item.error)))
-        for diag in self._diag.values():
+        for dev in self._devices:
+            diag = self._diag[dev.name]
             diag.comms = "up"
+            if dev.mode is Mode.SUBSCRIBE:
+                # Nothing confirmed on this session yet; the first publish response will.
+                diag.confirmed_by = ConfirmedBy.LAPSED
+                diag.confirmed_until_ts = None
 
     async def close(self) -> None:
         """Stop pumps and close the session; never raises."""
@@ -188,11 +240,14 @@ class OpcuaLink:
         client, self._client = self._client, None
         if client is not None:
             await close_client(client, self._lead.timeout_ms / 1000)
-        for diag in self._diag.values():
+        for dev in self._devices:
+            diag = self._diag[dev.name]
             diag.comms = "down"
+            if dev.mode is Mode.SUBSCRIBE:
+                diag.confirmed_by = ConfirmedBy.LAPSED
 
     async def poll(self) -> PollResult:
-        """Wait for notifications or the next poll tick; return readings per device.
+        """Wait for notifications, confirmations or the next poll tick; return what is due.
 
         Raises:
             DeviceUnavailable: Session lost, or a subscription silent beyond ``watchdog_s``.
@@ -204,9 +259,10 @@ class OpcuaLink:
             due = [name for name, clock in self._clocks.items() if clock.next_due() <= now]
             if due:
                 return await self._read_due(due, now)
-            if self._pending:
+            deadline = self._check_subscriptions(now)
+            if self._pending or self._confirmations:
                 return self._drain()
-            deadline = self._check_watchdog(now)
+            deadline = min(deadline, self._check_watchdog(now))
             if self._clocks:
                 deadline = min(deadline, *(c.next_due() for c in self._clocks.values()))
             # A timer sets the wake event instead of asyncio.wait_for: on Python < 3.12
@@ -233,11 +289,91 @@ class OpcuaLink:
         for device, reading in self._pending:
             by_device[device].append(reading)
         self._pending = []
-        result = PollResult(batches=list(by_device.values()))
+        result = PollResult(batches=list(by_device.values()), confirmations=self._confirmations)
+        self._confirmations = []
         now = time.time()
         for device in by_device:
             self._diag[device].last_good_ts = now
         return result
+
+    def _check_subscriptions(self, now: float) -> float:
+        """Turn new publish responses into confirmations; mark silent subscriptions stale.
+
+        Returns the time of the next look.
+        """
+        deadline = now + 3600.0
+        for state in self._subs:
+            last = state.sub.last_publish_at
+            if last is not None and (state.confirmed_at is None or last > state.confirmed_at):
+                if _queued(state.sub):
+                    continue  # the pump wakes us once it has taken the response's changes
+                self._confirm(state, last, now)
+            elif (
+                not state.stale
+                and state.confirmed_at is not None
+                and now >= state.confirmed_at + state.bound_s
+            ):
+                self._mark_stale(state, now)
+            deadline = min(deadline, now + state.check_s)
+            if not state.stale and state.confirmed_at is not None:
+                deadline = min(deadline, state.confirmed_at + state.bound_s)
+        return deadline
+
+    def _confirm(self, state: _SubState, publish_at: float, now: float) -> None:
+        """One publish response (arrived at monotonic ``publish_at``) confirms the values."""
+        state.confirmed_at = publish_at
+        ts = time.time() - (now - publish_at)
+        until = ts + state.bound_s
+        if state.stale:
+            # Values were marked stale: the response vouches for them again. Re-send the
+            # last reading of every item (its change, if the response carried one, is in
+            # the cache already) as the current value.
+            state.stale = False
+            wall = time.time()
+            for device, tag in state.handles.values():
+                last = self._last.get((device, tag))
+                if last is not None:
+                    self._pending.append((device, last._replace(ts=wall, mono=now)))
+            log.info("Subscription speaks again, values confirmed link=%s", self.name)
+        for device in state.devices:
+            changed = self._changed_at.get(device, float("-inf")) >= publish_at
+            self._diag[device].confirm(ts, changed=changed, until=until)
+            self._confirmations.append(Confirmation(device=device, ts=ts, mono=publish_at))
+
+    def _mark_stale(self, state: _SubState, now: float) -> None:
+        """The subscription missed its keepalive bound: its values are no longer confirmed."""
+        state.stale = True
+        silent_s = now - (state.confirmed_at or now)
+        reason = (
+            f"not confirmed: no publish response for {silent_s:.1f} s "
+            f"(keepalive bound {state.bound_s:.1f} s)"
+        )
+        ts = time.time()
+        for device, tag in state.handles.values():
+            self._pending.append(
+                (
+                    device,
+                    Reading(
+                        device=device,
+                        tag=tag,
+                        value=None,
+                        ts=ts,
+                        mono=now,
+                        quality=Quality.STALE,
+                        reason=reason,
+                    ),
+                )
+            )
+        for device in state.devices:
+            self._diag[device].confirmed_by = ConfirmedBy.LAPSED
+            self._diag[device].record_error("keepalive")
+        log.warning(
+            "Subscription silent beyond its keepalive bound, values stale link=%s "
+            "silent_s=%.1f bound_s=%.1f",
+            self.name,
+            silent_s,
+            state.bound_s,
+        )
 
     def _check_watchdog(self, now: float) -> float:
         """Raise when a subscription is silent too long; else return the next deadline."""
@@ -304,8 +440,19 @@ class OpcuaLink:
                     self.name,
                     watchdog_s,
                 )
-            state = _SubState(sub=sub, watchdog_s=watchdog_s, started=time.monotonic())
+            keepalive_s = due_s
+            state = _SubState(
+                sub=sub,
+                watchdog_s=watchdog_s,
+                started=time.monotonic(),
+                keepalive_s=keepalive_s,
+                bound_s=keepalive_bound_s(keepalive_s),
+                check_s=min(
+                    max(revised.RequestedPublishingInterval / 1000, 0.05), CONFIRM_CHECK_MAX_S
+                ),
+            )
             await self._monitor(state, items, interval_ms)
+            state.devices = tuple(dict.fromkeys(dev for dev, _ in state.handles.values()))
             state.pump = asyncio.create_task(self._pump(state), name=f"opcua-pump {self.name}")
             self._subs.append(state)
 
@@ -365,18 +512,14 @@ class OpcuaLink:
                     self.dropped += 1
                     self._diag[device].record_error("queue_full")
                     continue
-                self._pending.append(
-                    (
-                        device,
-                        reading_from(
-                            device,
-                            tag,
-                            event.data.monitored_item.Value,
-                            time.time(),
-                            time.monotonic(),
-                        ),
-                    )
+                now = time.monotonic()
+                reading = reading_from(
+                    device, tag, event.data.monitored_item.Value, time.time(), now
                 )
+                self._pending.append((device, reading))
+                self._last[target] = reading
+                self._changed_at[device] = now
+                self._diag[device].last_change_ts = reading.ts
                 self._wake.set()
             elif isinstance(event, StatusChangeEvent):
                 code = event.notification.Status

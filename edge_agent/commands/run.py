@@ -71,6 +71,8 @@ def _run(args: argparse.Namespace) -> int:
     errors = [f"{file}: {f}" for f in findings if f.level == "error"]
     if errors:
         return _refuse(file, errors)
+    # Only ever stricter than what we were given (systemd's UMask= may say 0077).
+    os.umask(os.umask(UMASK) | UMASK)
     state_dir = config.agent.state_dir
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -80,8 +82,6 @@ def _run(args: argparse.Namespace) -> int:
             file, [f"{file}: agent.state_dir: cannot create {state_dir}: {describe_os_error(exc)}"]
         )
     configure_logging(args.verbose, config.agent.log_level)
-    # Only ever stricter than what we were given (systemd's UMask= may say 0077).
-    os.umask(os.umask(UMASK) | UMASK)
     for finding in findings:
         log.warning("Configuration warning file=%s %s", file, finding)
     from edge_agent.runtime import run_agent

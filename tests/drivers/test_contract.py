@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from drivers.base import Backoff, Link, run_link
-from edge_agent.model import CommsEvent, CommsState, Quality, Reading
+from edge_agent.model import CommsEvent, CommsState, Confirmation, Quality, Reading
 
 
 class RecordingSink:
@@ -33,6 +33,7 @@ class RecordingSink:
         self.readings: list[Reading] = []
         self.batches: list[list[Reading]] = []
         self.events: list[CommsEvent] = []
+        self.confirmations: list[Confirmation] = []
         self._changed = asyncio.Event()
 
     def put_readings(self, readings: Sequence[Reading]) -> None:
@@ -44,6 +45,11 @@ class RecordingSink:
     def put_comms(self, event: CommsEvent) -> None:
         """Record one comms event."""
         self.events.append(event)
+        self._changed.set()
+
+    def put_confirmation(self, confirmation: Confirmation) -> None:
+        """Record one confirmation."""
+        self.confirmations.append(confirmation)
         self._changed.set()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:

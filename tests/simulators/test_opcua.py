@@ -207,3 +207,41 @@ async def test_16_bit_counters_are_uint16_and_wrap(sim_factory: SimFactory) -> N
         m2 = await c.get_node(f"ns={idx};s=M2.GoodCount").read_data_value()
         assert m2.Value.VariantType == ua.VariantType.UInt32
         assert m2.Value.Value == (2**32 - 50 + 60) % 2**32
+
+
+async def test_publish_stall_silences_subscriptions_but_not_reads(
+    sim_factory: SimFactory,
+) -> None:
+    """During a scripted stall no Publish is answered (no data, no keepalive); reads work.
+
+    Changes made during the stall are delivered when it ends, and the stall is in the truth.
+    """
+    sim = await sim_factory("flat", modbus=False, opcua=True)
+    async with Client(sim.opcua_endpoint) as c:
+        idx = await c.get_namespace_index(NAMESPACE_URI)
+        running = c.get_node(f"ns={idx};s=M1.Running")
+        handler = _Collector()
+        params = ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=50,
+            RequestedMaxKeepAliveCount=2,
+            RequestedLifetimeCount=100,
+            PublishingEnabled=True,
+        )
+        sub = await c.create_subscription(params, handler)
+        await sub.subscribe_data_change([running])
+        await _wait_for(handler.queue, (f"ns={idx};s=M1.Running", True))
+        await asyncio.sleep(0.3)
+        assert sub.last_publish_at is not None  # keepalives every 100 ms
+        await sim.advance(150.0)  # the stall starts at 150 s
+        await asyncio.sleep(0.3)  # a publish already in flight may still land
+        silent_from = sub.last_publish_at
+        await asyncio.sleep(0.5)
+        assert sub.last_publish_at == silent_from  # five keepalive periods: nothing
+        assert await running.read_value() is True  # the session and reads keep working
+        await sim.advance(160.0)  # 310 s: fault 9 since 300 s, stall over since 250 s
+        await _wait_for(handler.queue, (f"ns={idx};s=M1.Running", False))
+        assert sub.last_publish_at is not None
+        assert sub.last_publish_at > silent_from
+    stalls = [r for r in sim.truth.records if r.get("type") == "opcua_stall"]
+    assert [(r["start_s"], r["end_s"]) for r in stalls] == [(150.0, 310.0)]
+    assert stalls[0]["start_ts"] == pytest.approx(sim.clock.wall_ts(150.0))

@@ -129,3 +129,35 @@ def test_invalid_toml_and_unknown_name(tmp_path: Path) -> None:
         load_scenario(str(p))
     with pytest.raises(ScenarioError, match="no such scenario"):
         load_scenario("nonexistent-scenario")
+
+
+def test_opcua_publish_stalls_are_parsed_and_checked(tmp_path: Path) -> None:
+    """``[opcua] publish_stalls``: sorted spans; bad, overlapping or unknown keys are errors."""
+    flat = load_scenario("flat")
+    assert [(s.at_s, s.end_s) for s in flat.opcua.publish_stalls] == [(150.0, 250.0)]
+    assert not flat.opcua.stalled(149.9)
+    assert flat.opcua.stalled(150.0)
+    assert not flat.opcua.stalled(250.0)
+    assert load_scenario("steady").opcua.publish_stalls == ()
+    p = _write(
+        tmp_path,
+        """
+[machines.M1]
+[opcua]
+colour = "red"
+[[opcua.publish_stalls]]
+at_s = 50
+duration_s = 20
+[[opcua.publish_stalls]]
+at_s = 10
+duration_s = 45
+[[opcua.publish_stalls]]
+at_s = 100
+""",
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(str(p))
+    text = str(info.value)
+    assert "opcua.colour: unknown key" in text
+    assert "opcua.publish_stalls[2].duration_s: required" in text
+    assert "opcua.publish_stalls: stalls overlap at 50 s" in text

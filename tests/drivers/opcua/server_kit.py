@@ -60,16 +60,27 @@ class Collector:
     def __init__(self) -> None:
         self.readings: list[Any] = []
         self.events: list[Any] = []
+        self.confirmations: list[Any] = []
+        # Everything in arrival order: ("readings", batch), ("comms", e), ("confirmation", c).
+        self.order: list[tuple[str, Any]] = []
         self._changed = asyncio.Event()
 
     def put_readings(self, readings: Any) -> None:
         """Record a batch."""
         self.readings.extend(readings)
+        self.order.append(("readings", list(readings)))
         self._changed.set()
 
     def put_comms(self, event: Any) -> None:
         """Record a comms event."""
         self.events.append(event)
+        self.order.append(("comms", event))
+        self._changed.set()
+
+    def put_confirmation(self, confirmation: Any) -> None:
+        """Record a confirmation of a device's unchanged values."""
+        self.confirmations.append(confirmation)
+        self.order.append(("confirmation", confirmation))
         self._changed.set()
 
     async def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:

@@ -60,13 +60,13 @@ def test_duplicates_inside_one_batch_are_counted(pg_migrated: str) -> None:
 
 def test_epochs_are_separate_streams(pg_migrated: str) -> None:
     """Seq 1 of epoch '' (v1) and seq 1 of epoch 'b' (v2) are two messages."""
-    write(pg_migrated, [msg("telemetry", 1), msg("telemetry", 1, epoch="b")])
+    write(pg_migrated, [msg("telemetry", 1), msg("telemetry", 1, epoch="0000000b")])
     assert one(pg_migrated, "SELECT count(*) FROM telemetry") == 2
     assert rows(pg_migrated, "SELECT epoch, last_seq FROM agent_streams ORDER BY epoch") == [
         ("", 1),
-        ("b", 1),
+        ("0000000b", 1),
     ]
-    assert one(pg_migrated, "SELECT current_epoch FROM agents") in ("", "b")
+    assert one(pg_migrated, "SELECT current_epoch FROM agents") in ("", "0000000b")
 
 
 def test_gap_is_detected_and_healed_by_a_late_message(pg_migrated: str) -> None:

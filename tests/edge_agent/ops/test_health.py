@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 from referencing import Registry, Resource
 
+from drivers.base import ConfirmedBy, DeviceDiagnostics
 from edge_agent import __version__
 from edge_agent.buffer.outbox import OutboxRow
 from edge_agent.clock import ClockSource, ClockStatus
@@ -222,6 +223,44 @@ def test_collected_payload_matches_schema(
     collector.provide("errors", lambda: {"comms_lost": 2})
     collector.provide("pipeline", lambda: {"dropped_readings": 0, "queue_depth": 3})
     validator.validate(_envelope(collector.collect()))
+
+
+def test_device_diagnostics_as_drivers_fill_them_match_schema(
+    tmp_path: Path, validator: jsonschema.protocols.Validator
+) -> None:
+    """Polled and subscribed devices in every confirmation state validate; garbage does not.
+
+    ``confirmed_by`` tells a technician a flat line on a live subscription (``keepalive``)
+    from a link whose values are no longer confirmed (``lapsed``).
+    """
+    polled = DeviceDiagnostics(comms="up", last_good_ts=time.time())
+    changed, flat, lapsed = DeviceDiagnostics(), DeviceDiagnostics(), DeviceDiagnostics()
+    now = time.time()
+    changed.last_change_ts = now
+    changed.confirm(now, changed=True, until=now + 15)
+    flat.last_change_ts = now - 300
+    flat.confirm(now, changed=False, until=now + 15)
+    lapsed.confirm(now - 20, changed=False, until=now - 5)
+    lapsed.confirmed_by = ConfirmedBy.LAPSED
+    devices = {
+        "press1": polled.as_dict(),
+        "line1": changed.as_dict(),
+        "line2": flat.as_dict(),
+        "line3": lapsed.as_dict(),
+    }
+    assert devices["press1"]["confirmed_by"] == "poll"
+    assert devices["press1"]["last_confirmed_ts"] == polled.last_good_ts
+    assert devices["line2"]["confirmed_by"] == "keepalive"
+    assert devices["line2"]["keepalives"] == 1
+    assert devices["line3"]["confirmed_by"] == "lapsed"
+    collector = HealthCollector(tmp_path)
+    collector.provide("devices", lambda: devices)
+    validator.validate(_envelope(collector.collect()))
+    for field, value in (("confirmed_by", "maybe"), ("keepalives", -1), ("last_change_ts", "x")):
+        bad = {**devices, "line2": {**devices["line2"], field: value}}
+        collector.provide("devices", lambda bad=bad: bad)
+        with pytest.raises(jsonschema.ValidationError):
+            validator.validate(_envelope(collector.collect()))
 
 
 @pytest.mark.parametrize(

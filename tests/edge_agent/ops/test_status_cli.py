@@ -109,6 +109,11 @@ def test_hung_agent_is_told_from_a_crashed_one(
         [sys.executable, "-c", "import time; time.sleep(60)", "edge-agent", "run"]
     )
     try:
+        # Until the child has exec'd, /proc shows the parent's command line (seen under load).
+        deadline = time.monotonic() + 10.0
+        while b"edge-agent" not in Path(f"/proc/{fake.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the fake agent never started"
+            time.sleep(0.01)
         _write_snapshot(tmp_path, age_s=120, pid=fake.pid)
         assert status_cmd.process_alive(fake.pid) is True
         assert _run("--state-dir", str(tmp_path)) == 3

@@ -86,7 +86,13 @@ def test_render_fresh_snapshot(snapshot: dict[str, Any]) -> None:
     assert "DOWN" in oven
     assert "timeout=41" in oven
     assert "1h00m ago" in oven
+    assert oven.rstrip().endswith("LAPSED")
+    # A flat line on a live subscription: confirmed by keepalive 5 s ago, last change 5 min ago.
+    line1 = next(line for line in lines if line.strip().startswith("line1"))
+    assert "5s ago" in line1
+    assert line1.rstrip().endswith("keepalive flat 5m01s")
     press = next(line for line in lines if "modbus_tcp" in line)
+    assert press.rstrip().endswith("poll")
     assert "3.4 ms" in press
     assert "48.0 ms" in press
     assert "timeout=3" in press
