@@ -35,12 +35,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edge_agent.backoff import Backoff as Backoff  # re-exported: the links' reconnect policy
 from edge_agent.configkit import Table
 from edge_agent.errors import DeviceUnavailable
 from edge_agent.model import (
@@ -100,7 +100,11 @@ class ConfirmedBy(str, enum.Enum):
 
 @dataclass(slots=True)
 class DeviceDiagnostics:
-    """Per-device counters shown by ``edge-agent status`` and health telemetry."""
+    """Per-device counters shown by ``edge-agent status`` and health telemetry.
+
+    The comms state is not here: the agent keeps it from the comms events
+    :func:`run_link` emits (one source of truth).
+    """
 
     requests: int = 0
     errors: dict[str, int] = field(default_factory=dict)
@@ -110,7 +114,6 @@ class DeviceDiagnostics:
     rtt_count: int = 0
     last_good_ts: float | None = None
     skipped_cycles: int = 0
-    comms: str = "unknown"
     confirmed_by: ConfirmedBy = ConfirmedBy.POLL
     last_confirmed_ts: float | None = None
     confirmed_until_ts: float | None = None
@@ -150,7 +153,6 @@ class DeviceDiagnostics:
         avg = self.rtt_sum_ms / self.rtt_count if self.rtt_count else None
         polled = self.confirmed_by is ConfirmedBy.POLL
         return {
-            "comms": self.comms,
             "requests": self.requests,
             "errors": dict(self.errors),
             "rtt_ms": {"min": self.rtt_min_ms, "avg": avg, "max": self.rtt_max_ms},
@@ -227,26 +229,6 @@ class DriverSpec:
     describe_plan: Callable[[Sequence[DeviceConfig]], str] | None = None
     probe_devices: Callable[[Sequence[DeviceConfig]], Awaitable[list[ProbeResult]]] | None = None
     check_devices: Callable[[Sequence[DeviceConfig]], list[tuple[str, str]]] | None = None
-
-
-class Backoff:
-    """Exponential backoff with full jitter, bounded."""
-
-    def __init__(self, initial_s: float = 0.5, max_s: float = 30.0, factor: float = 2.0) -> None:
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self.factor = factor
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        """Delay before the next attempt: uniform in [cap/2, cap] of the current step."""
-        cap = min(self.max_s, self.initial_s * self.factor**self.attempt)
-        self.attempt += 1
-        return random.uniform(cap / 2, cap)
-
-    def reset(self) -> None:
-        """Start over after a success."""
-        self.attempt = 0
 
 
 class GridClock:

@@ -30,6 +30,8 @@ from drivers.base import DeviceConfig
 from edge_agent.buffer import StorageConfig, parse_storage
 from edge_agent.configkit import Issues, Table, load_toml
 from edge_agent.errors import ConfigError
+from edge_agent.ingest.queue import IngestConfig, parse_ingest
+from edge_agent.kpi.calendar import WindowKind
 from edge_agent.machines import MachineConfig, parse_machine
 from edge_agent.telemetry import POLICY_KEYS, PublishPolicy, parse_publish_policy
 from edge_agent.uplink import MqttConfig, parse_mqtt
@@ -38,7 +40,8 @@ from edge_agent.uplink.sparkplug.catalog import check_ids
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
-WINDOW_KINDS = ("hour", "shift", "day", "month")
+# In the order they are listed by default (docs, check-config).
+WINDOW_KINDS = (WindowKind.HOUR, WindowKind.SHIFT, WindowKind.DAY, WindowKind.MONTH)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -61,7 +64,7 @@ class ReportingConfig:
 
     interval_s: float = 60.0
     allowed_lateness_s: float = 900.0
-    windows: tuple[str, ...] = WINDOW_KINDS
+    windows: tuple[WindowKind, ...] = WINDOW_KINDS
     contract_start: datetime | None = None
     contract_end: datetime | None = None
 
@@ -92,6 +95,7 @@ class AgentConfig:
     health: HealthConfig
     telemetry: TelemetryConfig
     devices: Mapping[str, DeviceConfig]
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     publish: Mapping[tuple[str, str], PublishPolicy] = field(default_factory=dict)
     machines: Mapping[str, MachineConfig] = field(default_factory=dict)
 
@@ -149,9 +153,9 @@ def _parse_reporting(table: Table | None, issues: Issues) -> ReportingConfig:
     lateness = t.get_float("allowed_lateness_s", 900.0, min=0.0, max=7 * 86400)
     windows = t.get_list(
         "windows",
-        lambda v: v if v in WINDOW_KINDS else None,
+        lambda v: WindowKind(v) if v in WINDOW_KINDS else None,
         list(WINDOW_KINDS),
-        expected="one of " + ", ".join(repr(k) for k in WINDOW_KINDS),
+        expected="one of " + ", ".join(repr(k.value) for k in WINDOW_KINDS),
     )
     start = _parse_instant(t, "contract_start")
     end = _parse_instant(t, "contract_end")
@@ -250,9 +254,7 @@ def _check_refs(machines: Mapping[str, MachineConfig], root: Table, issues: Issu
             declared[dev_name] = list(tags) if isinstance(tags, dict) else []
     for name, machine in machines.items():
         for ref in machine.refs:
-            device, _, tag = ref.partition(".")
-            if ref == "?.?":
-                continue
+            device, tag = ref.device, ref.tag
             if device not in declared:
                 issues.add(
                     f"machines.{name}",
@@ -309,12 +311,15 @@ def _load(file: Path, issues: Issues) -> AgentConfig:
     tele_t = root.table("telemetry") or Table({}, "telemetry", issues)
     telemetry = TelemetryConfig(interval_s=tele_t.get_float("interval_s", 1.0, min=0.1, max=86400))
     tele_t.finish()
+    ingest = parse_ingest(root.table("ingest"))
     devices, publish = _parse_devices(root, issues, agent.state_dir)
     machines: dict[str, MachineConfig] = {}
     for name, mt in root.tables("machines"):
         if not _NAME.match(name):
             issues.add(mt.path, _name_problem("machine")(name))
-        machines[name] = parse_machine(name, mt)
+        machine = parse_machine(name, mt)
+        if machine is not None:
+            machines[name] = machine
     _check_refs(machines, root, issues)
     if mqtt.sparkplug is not None:
         for key, message in check_ids(mqtt.sparkplug, devices, machines):
@@ -330,6 +335,7 @@ def _load(file: Path, issues: Issues) -> AgentConfig:
         health=health,
         telemetry=telemetry,
         devices=devices,
+        ingest=ingest,
         publish=publish,
         machines=machines,
     )

@@ -40,17 +40,6 @@ class DeviceUnavailable(AgentError):
     """Transient: the device does not answer (timeout, refused, closed). Retried with backoff."""
 
 
-class DeviceBusy(AgentError):
-    """The device answered 'busy'; retry soon without counting it as comms loss."""
-
-
-class AddressError(AgentError):
-    """The device rejected an address (Modbus illegal address, OPC-UA BadNodeIdUnknown).
-
-    Isolate the tag and mark it bad; the rest of the device keeps running.
-    """
-
-
 class DecodeError(AgentError):
     """A value could not be decoded for one tag (wrong length, invalid UTF-8, NaN policy)."""
 

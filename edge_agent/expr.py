@@ -25,7 +25,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Lookup = Mapping[str, object]
@@ -54,11 +54,14 @@ class ExprError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Compiled:
-    """A parsed expression: the tags it reads and its evaluator."""
+    """A parsed expression: the tags it reads and its evaluator.
+
+    Two compilations of the same text are equal (a reload compares machines by value).
+    """
 
     text: str
     tags: tuple[str, ...]
-    evaluate: Evaluator
+    evaluate: Evaluator = field(compare=False)
 
 
 def _tokenize(text: str) -> list[str]:

@@ -31,17 +31,18 @@ from typing import Any
 from edge_agent.configkit import Table
 from edge_agent.expr import Compiled, ExprError, compile_expr
 from edge_agent.kpi import KpiProfile, Sample, parse_profile
-from edge_agent.model import Confirmation, Quality, Reading
+from edge_agent.kpi.sample import SampleQuality
+from edge_agent.model import Confirmation, Quality, Reading, TagRef
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TagSignal:
     """The value of one tag (``device.tag``)."""
 
-    ref: str
+    ref: TagRef
 
     @property
-    def refs(self) -> tuple[str, ...]:
+    def refs(self) -> tuple[TagRef, ...]:
         """Tags this signal reads."""
         return (self.ref,)
 
@@ -50,11 +51,11 @@ class TagSignal:
 class BitSignal:
     """Bit ``bit`` (0 = least significant) of an integer tag."""
 
-    ref: str
+    ref: TagRef
     bit: int
 
     @property
-    def refs(self) -> tuple[str, ...]:
+    def refs(self) -> tuple[TagRef, ...]:
         """Tags this signal reads."""
         return (self.ref,)
 
@@ -66,9 +67,9 @@ class ExprSignal:
     expr: Compiled
 
     @property
-    def refs(self) -> tuple[str, ...]:
-        """Tags this signal reads."""
-        return self.expr.tags
+    def refs(self) -> tuple[TagRef, ...]:
+        """Tags this signal reads (the grammar only accepts ``device.tag``)."""
+        return tuple(TagRef(t) for t in self.expr.tags)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,11 +80,11 @@ class AlarmWordSignal:
     unmapped alarm is still a fault, never "no fault".
     """
 
-    ref: str
+    ref: TagRef
     codes: Mapping[int, int]
 
     @property
-    def refs(self) -> tuple[str, ...]:
+    def refs(self) -> tuple[TagRef, ...]:
         """Tags this signal reads."""
         return (self.ref,)
 
@@ -92,10 +93,10 @@ class AlarmWordSignal:
 class SumSignal:
     """The sum of several counters (``total = good + scrap``)."""
 
-    parts: tuple[str, ...]
+    parts: tuple[TagRef, ...]
 
     @property
-    def refs(self) -> tuple[str, ...]:
+    def refs(self) -> tuple[TagRef, ...]:
         """Tags this signal reads."""
         return self.parts
 
@@ -117,9 +118,9 @@ class MachineConfig:
     signal_max_age_s: float = 30.0
 
     @property
-    def refs(self) -> tuple[str, ...]:
+    def refs(self) -> tuple[TagRef, ...]:
         """Every ``device.tag`` the machine reads, without duplicates."""
-        out: list[str] = []
+        out: list[TagRef] = []
         for sig in (self.run, self.fault, self.good, self.total):
             if sig is not None:
                 out.extend(sig.refs)
@@ -128,7 +129,7 @@ class MachineConfig:
     @property
     def devices(self) -> tuple[str, ...]:
         """Devices the machine reads from."""
-        return tuple(dict.fromkeys(r.split(".", 1)[0] for r in self.refs))
+        return tuple(dict.fromkeys(r.device for r in self.refs))
 
 
 def _parse_signal(
@@ -142,9 +143,11 @@ def _parse_signal(
     raw = table.get_raw(key)
     path = table.key_path(key)
     if isinstance(raw, str):
-        if not _is_ref(raw):
+        ref = TagRef.parse(raw)
+        if ref is None:
             table.error(key, f'expected a tag reference "device.tag", got {raw!r}')
-        return TagSignal(ref=raw)
+            return None
+        return TagSignal(ref=ref)
     if not isinstance(raw, dict):
         table.error(key, 'expected a tag reference "device.tag" or a table')
         return None
@@ -158,7 +161,7 @@ def _parse_signal(
     form = present[0]
     signal: Signal | None = None
     if form == "tag":
-        ref = sub.get_str("tag", check=_ref_problem)
+        ref = TagRef(sub.get_str("tag", check=_ref_problem))
         if sub.has("bit"):
             signal = BitSignal(ref=ref, bit=sub.get_int("bit", min=0, max=63))
         else:
@@ -170,7 +173,7 @@ def _parse_signal(
         except ExprError as exc:
             sub.error("expr", f"invalid expression: {exc}")
     elif form == "alarm_word":
-        ref = sub.get_str("alarm_word", check=_ref_problem)
+        ref = TagRef(sub.get_str("alarm_word", check=_ref_problem))
         codes: dict[int, int] = {}
         codes_table = sub.table("codes")
         if codes_table is not None:
@@ -185,7 +188,7 @@ def _parse_signal(
     elif form == "sum":
         parts = sub.get_list(
             "sum",
-            lambda v: v if isinstance(v, str) and _is_ref(v) else None,
+            lambda v: TagRef.parse(v) if isinstance(v, str) else None,
             expected='a tag reference "device.tag"',
         )
         if not parts:
@@ -195,17 +198,18 @@ def _parse_signal(
     return signal
 
 
-def _is_ref(text: str) -> bool:
-    device, _, tag = text.partition(".")
-    return bool(device) and bool(tag)
-
-
 def _ref_problem(text: str) -> str | None:
-    return None if _is_ref(text) else f'expected a tag reference "device.tag", got {text!r}'
+    if TagRef.parse(text) is not None:
+        return None
+    return f'expected a tag reference "device.tag", got {text!r}'
 
 
-def parse_machine(name: str, table: Table) -> MachineConfig:
-    """Parse ``[machines.<name>]`` (signals, ``kpi`` table, ``fault_names``)."""
+def parse_machine(name: str, table: Table) -> MachineConfig | None:
+    """Parse ``[machines.<name>]`` (signals, ``kpi`` table, ``fault_names``).
+
+    Returns None when a required signal is missing or invalid (the problem is recorded
+    in the table's issues, so the configuration is refused anyway).
+    """
     run = _parse_signal(table, "run", ("tag", "expr"), required=True)
     fault = _parse_signal(table, "fault", ("tag", "alarm_word"), required=False)
     good = _parse_signal(table, "good", ("tag",), required=True)
@@ -226,13 +230,14 @@ def parse_machine(name: str, table: Table) -> MachineConfig:
         names_table.finish()
     max_age = table.get_float("signal_max_age_s", 30.0, positive=True)
     table.finish()
-    placeholder = TagSignal(ref="?.?")
+    if run is None or good is None or total is None:
+        return None  # the missing signal is reported; no machine to build
     return MachineConfig(
         name=name,
-        run=run or placeholder,
+        run=run,
         fault=fault,
-        good=good or placeholder,
-        total=total or placeholder,
+        good=good,
+        total=total,
         kpi=kpi,
         fault_names=names,
         signal_max_age_s=max_age,
@@ -261,7 +266,7 @@ class SampleBuilder:
         self.meta: dict[str, tuple[Quality, float]] = {}
         refs_by_device: dict[str, list[str]] = {}
         for ref in machine.refs:
-            refs_by_device.setdefault(ref.split(".", 1)[0], []).append(ref)
+            refs_by_device.setdefault(ref.device, []).append(ref)
         self.refs_by_device = {d: tuple(r) for d, r in refs_by_device.items()}
         self.last_mono = float("-inf")
 
@@ -309,7 +314,14 @@ class SampleBuilder:
                 or mono - meta[1] > self.machine.signal_max_age_s
             ):
                 return Sample(
-                    t=t, run=0, fault=0, good=0, total=0, quality="bad", mono_s=mono, synced=synced
+                    t=t,
+                    run=0,
+                    fault=0,
+                    good=0,
+                    total=0,
+                    quality=SampleQuality.BAD,
+                    mono_s=mono,
+                    synced=synced,
                 )
         run = self._run()
         fault = self._fault()
@@ -317,7 +329,14 @@ class SampleBuilder:
         total = self._counter(self.machine.total)
         if run is None or fault is None or good is None or total is None:
             return Sample(
-                t=t, run=0, fault=0, good=0, total=0, quality="bad", mono_s=mono, synced=synced
+                t=t,
+                run=0,
+                fault=0,
+                good=0,
+                total=0,
+                quality=SampleQuality.BAD,
+                mono_s=mono,
+                synced=synced,
             )
         return Sample(
             t=t,
@@ -325,7 +344,7 @@ class SampleBuilder:
             fault=fault,
             good=good,
             total=total,
-            quality="good",
+            quality=SampleQuality.GOOD,
             mono_s=mono,
             synced=synced,
         )

@@ -55,11 +55,38 @@ class Reading(NamedTuple):
     source_ts: float | None = None
 
 
+class TagRef(str):
+    """A reference to one tag as configs write it, ``"device.tag"``.
+
+    A ``str`` (the text is the value: it keys tag values and appears in messages) that
+    knows its parts. Build checked ones with :meth:`parse`.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, text: str) -> TagRef | None:
+        """The reference, or None unless ``text`` is ``device.tag`` with both parts non-empty."""
+        device, _, tag = text.partition(".")
+        return cls(text) if device and tag else None
+
+    @property
+    def device(self) -> str:
+        """The device name."""
+        return self.partition(".")[0]
+
+    @property
+    def tag(self) -> str:
+        """The tag name within the device."""
+        return self.partition(".")[2]
+
+
 class CommsState(str, enum.Enum):
     """Link state of a device as seen by the agent."""
 
     UP = "up"
     DOWN = "down"
+    UNKNOWN = "unknown"  # before the link reported anything
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

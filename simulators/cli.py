@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="EDGE_SIM_OPCUA_PASSWORD",
         help="environment variable holding the OPC-UA password",
     )
+    r.add_argument(
+        "--connection-log", default=None, help="log Modbus TCP connections here (JSON Lines)"
+    )
     r.add_argument("--duration-s", type=_positive, default=None, help="stop after N wall seconds")
     r.add_argument("--tick-s", type=_positive, default=0.1, help="model update period (wall)")
     return p
@@ -207,6 +210,7 @@ async def _run(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         opcua_security=security,
         tick_s=args.tick_s,
+        connection_log=args.connection_log,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

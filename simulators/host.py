@@ -97,6 +97,8 @@ class SimulatorHost:
         state_dir: Directory for OPC-UA certificates (created if missing).
         opcua_security: OPC-UA security options (default: None policy only).
         tick_s: Wall seconds between model advances with a real clock.
+        connection_log: JSON Lines file logging Modbus TCP connections (see
+            :class:`~simulators.modbus_tcp.ModbusTcpServer`), or None.
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class SimulatorHost:
         state_dir: str | Path | None = None,
         opcua_security: OpcUaSecurity | None = None,
         tick_s: float = 0.1,
+        connection_log: str | Path | None = None,
     ) -> None:
         self.scenario = load_scenario(scenario) if isinstance(scenario, str) else scenario
         self.clock: SimClock = clock if clock is not None else ScaledClock(speed)
@@ -128,6 +131,7 @@ class SimulatorHost:
         self._rtu_baudrate = rtu_baudrate
         self._state_dir = Path(state_dir) if state_dir is not None else None
         self._opcua_security = opcua_security
+        self._connection_log = connection_log
         self.devices: dict[str, MachineDevice] = {}
         for spec in self.scenario.machines:
             m = Machine(spec, seed=seed, wall_ts=self.clock.wall_ts, record=self.truth.record)
@@ -265,7 +269,9 @@ class SimulatorHost:
                 )
                 await self.opcua.start()
             if self._modbus_addr is not None:
-                self.modbus = ModbusTcpServer(by_unit, *self._modbus_addr)
+                self.modbus = ModbusTcpServer(
+                    by_unit, *self._modbus_addr, connection_log=self._connection_log
+                )
                 await self.modbus.start()
             if self._rtu_path is not None:
                 self.rtu = ModbusRtuServer(by_unit, self._rtu_path, baudrate=self._rtu_baudrate)

@@ -19,15 +19,26 @@ real device's single-threaded stack); an unknown unit id -> exception 0x0B
 (gateway target device failed to respond). Guarantees: binds the requested
 host (port 0 = any free port, see :attr:`ModbusTcpServer.port`); on exit
 every client connection is closed.
+
+Connection log: every client connection is recorded in
+:attr:`ModbusTcpServer.connections` (peer, monotonic open and close times,
+requests served) and, with ``connection_log``, appended to a JSON Lines file as
+it opens and closes, so a test can check that a client never held two
+connections at once (a reload replacing a link must close before it reopens).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import json
 import logging
 import struct
+import time
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from types import TracebackType
 
 from simulators.device import MachineDevice
@@ -39,6 +50,17 @@ log = logging.getLogger("simulators.modbus_tcp")
 _MAX_ADU = 260
 
 
+@dataclass(slots=True)
+class Connection:
+    """One client connection as the server saw it (times from ``time.monotonic()``)."""
+
+    id: int
+    peer: str
+    opened: float
+    closed: float | None = None
+    requests: int = 0
+
+
 class ModbusTcpServer:
     """Async context manager serving machines over Modbus TCP.
 
@@ -46,10 +68,17 @@ class ModbusTcpServer:
         devices: Unit id -> device.
         host: Address to bind (tests: 127.0.0.1).
         port: TCP port; 0 picks a free one.
+        connection_log: JSON Lines file that receives one line per connection opened
+            and closed (``event``, ``id``, ``peer``, ``opened``, ``closed``, ``requests``).
     """
 
     def __init__(
-        self, devices: Mapping[int, MachineDevice], host: str = "127.0.0.1", port: int = 0
+        self,
+        devices: Mapping[int, MachineDevice],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        connection_log: str | Path | None = None,
     ) -> None:
         self.devices = devices
         self.host = host
@@ -57,6 +86,9 @@ class ModbusTcpServer:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.requests = 0
+        self.connections: list[Connection] = []
+        self._ids = itertools.count(1)
+        self._log_path = Path(connection_log) if connection_log is not None else None
 
     @property
     def port(self) -> int:
@@ -94,8 +126,22 @@ class ModbusTcpServer:
     ) -> None:
         await self.stop()
 
+    def _log(self, event: str, conn: Connection) -> None:
+        if self._log_path is None:
+            return
+        with self._log_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"event": event, **asdict(conn)}) + "\n")
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        peer = writer.get_extra_info("peername")
+        conn = Connection(
+            id=next(self._ids),
+            peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer),
+            opened=time.monotonic(),
+        )
+        self.connections.append(conn)
+        self._log("open", conn)
         try:
             while True:
                 header = await reader.readexactly(7)
@@ -106,6 +152,7 @@ class ModbusTcpServer:
                 if pid != 0:
                     continue
                 self.requests += 1
+                conn.requests += 1
                 dev = self.devices.get(unit)
                 if dev is None:
                     reply = exception_pdu(pdu[0], GATEWAY_NO_RESPONSE)
@@ -131,3 +178,5 @@ class ModbusTcpServer:
         finally:
             self._writers.discard(writer)
             writer.close()
+            conn.closed = time.monotonic()
+            self._log("close", conn)

@@ -280,7 +280,6 @@ class ModbusLink:
             dev.down = False
             dev.retry_at = 0.0
             dev.backoff.reset()
-            dev.diag.comms = "up"
         for s in self._schedules:
             s.clock = GridClock(s.interval_ms / 1000.0, now=now)
 
@@ -352,8 +351,6 @@ class ModbusLink:
                 client.close()
             except Exception:
                 log.debug("Ignoring error while closing link=%s", self._name, exc_info=True)
-        for dev in self._devices:
-            dev.diag.comms = "down"
 
     async def poll(self) -> PollResult:
         """Wait for the earliest due schedule, run every due schedule, return what was read.
@@ -416,7 +413,6 @@ class ModbusLink:
         if dev.down:
             dev.down = False
             dev.backoff.reset()
-            dev.diag.comms = "up"
             # run_link logs the transition once for every protocol; this is the unit detail.
             log.debug(
                 "Device restored device=%s link=%s unit=%d",
@@ -440,7 +436,6 @@ class ModbusLink:
         if dev.down:
             return
         dev.down = True
-        dev.diag.comms = "down"
         cfg = dev.config
         log.debug(  # run_link logs the transition once for every protocol
             "Device lost device=%s link=%s unit=%d reason=%r",

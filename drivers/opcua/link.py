@@ -221,7 +221,6 @@ class OpcuaLink:
                 self._pending.append((item.device, _bad(item.device, item.tag.name, item.error)))
         for dev in self._devices:
             diag = self._diag[dev.name]
-            diag.comms = "up"
             if dev.mode is Mode.SUBSCRIBE:
                 # Nothing confirmed on this session yet; the first publish response will.
                 diag.confirmed_by = ConfirmedBy.LAPSED
@@ -242,7 +241,6 @@ class OpcuaLink:
             await close_client(client, self._lead.timeout_ms / 1000)
         for dev in self._devices:
             diag = self._diag[dev.name]
-            diag.comms = "down"
             if dev.mode is Mode.SUBSCRIBE:
                 diag.confirmed_by = ConfirmedBy.LAPSED
 

@@ -13,7 +13,7 @@ node ids behind a browse path may change when a server restarts:
   looked up with one TranslateBrowsePathsToNodeIds call and one Read.
 
 A tag that cannot be resolved gets an error text instead of a NodeId; the
-link reports it as a bad reading (AddressError semantics) and keeps the
+link reports it as a bad reading (a rejected address isolates the tag) and keeps the
 other tags running. Transport errors propagate to the caller.
 """
 

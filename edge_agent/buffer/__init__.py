@@ -6,11 +6,12 @@ the package is an implementation detail.
 """
 
 from edge_agent.buffer.config import StorageConfig, SyncMode, parse_storage
-from edge_agent.buffer.outbox import OutboxRow, Priority
+from edge_agent.buffer.outbox import MessageKind, OutboxRow, Priority
 from edge_agent.buffer.store import Buffer, Outgoing
 
 __all__ = [
     "Buffer",
+    "MessageKind",
     "Outgoing",
     "StorageConfig",
     "SyncMode",

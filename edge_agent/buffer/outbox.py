@@ -37,10 +37,45 @@ class Priority(enum.IntEnum):
     LOW = 9  # raw telemetry
 
 
+class MessageKind(str, enum.Enum):
+    """What the agent publishes; each kind carries its priority and eviction rule.
+
+    The value is the envelope's ``kind``. KPI records and stop events are the product:
+    published first, never evicted, and also kept in a table of their own (keyed by
+    ``record_key``) so a later revision replaces the stored record.
+    """
+
+    KPI = "kpi"
+    STOP = "stop"
+    HEALTH = "health"
+    TELEMETRY = "telemetry"
+
+    @property
+    def priority(self) -> Priority:
+        """Outbox priority of this kind."""
+        return _PRIORITY[self]
+
+    @property
+    def evictable(self) -> bool:
+        """Whether unpublished rows of this kind may be deleted under the disk budget."""
+        return self not in RECORD_KINDS
+
+
+_PRIORITY = {
+    MessageKind.KPI: Priority.HIGH,
+    MessageKind.STOP: Priority.HIGH,
+    MessageKind.HEALTH: Priority.MEDIUM,
+    MessageKind.TELEMETRY: Priority.LOW,
+}
+RECORD_KINDS: dict[MessageKind, str] = {
+    MessageKind.KPI: "kpi_records",
+    MessageKind.STOP: "stop_events",
+}
+
 ACK_CHUNK = 500  # below SQLite's historic 999 host-parameter limit
 
 # Message kinds whose payload is also kept as a record (table, record key required).
-RECORD_TABLES: dict[str, str] = {"kpi": "kpi_records", "stop": "stop_events"}
+RECORD_TABLES: dict[str, str] = {k.value: table for k, table in RECORD_KINDS.items()}
 
 
 @dataclass(frozen=True, slots=True)

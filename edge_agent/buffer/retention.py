@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from edge_agent.buffer.config import HOUR_S, StorageConfig
-from edge_agent.buffer.outbox import RECORD_TABLES, Priority
+from edge_agent.buffer.outbox import MessageKind, Priority
 
 DropCounts = Counter[str]
 
@@ -168,7 +168,9 @@ def _evictable_priorities(con: sqlite3.Connection) -> list[int]:
 
 
 # Rows of these kinds are never evicted, whatever priority they were given.
-_PROTECTED = "kind NOT IN ({})".format(", ".join(f"'{k}'" for k in RECORD_TABLES))
+_PROTECTED = "kind NOT IN ({})".format(
+    ", ".join(f"'{k.value}'" for k in MessageKind if not k.evictable)
+)
 
 
 def prune_to_budget(con: sqlite3.Connection, target_pages: int, drops: DropCounts) -> bool:

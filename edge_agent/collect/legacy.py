@@ -1,4 +1,4 @@
-"""Older ``data`` shapes of KPI records and stop events, upgraded to the decided ones.
+"""Older ``data`` shapes of KPI records, stop events and health, upgraded to the decided ones.
 
 Agents released before the payload decisions of this round publish KPI records with
 ``name`` instead of ``window`` (and no ``window_kind``), and stop events with UNIX-second
@@ -11,6 +11,7 @@ kept as received. Anything that is neither shape goes to quarantine as usual.
 Mapping:
 
 * kpi: ``window = name``; ``window_kind`` = the part of the window before the first ':'.
+* health: the ``errors`` slot (always null before the event catalogue) -> ``events`` null.
 * stop: ``start``/``end`` numbers -> RFC 3339 UTC with milliseconds; ``category = class``;
   ``code = fault`` (0 = no fault -> null); ``fault_name`` null when absent; ``duration_s``
   null while open (``end`` null); ``event_id = "<machine>@<start>"`` (machine + start
@@ -37,6 +38,10 @@ def upgrade(kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
         return _kpi(data)
     if kind == "stop":
         return _stop(data)
+    if kind == "health" and "errors" in data and "events" not in data:
+        out = {k: v for k, v in data.items() if k != "errors"}
+        out["events"] = None  # the old slot carried nothing (always null)
+        return out
     return None
 
 

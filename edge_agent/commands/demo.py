@@ -93,7 +93,10 @@ def _subscribe(port: int, counter: Counter) -> Any:
     return client
 
 
-def _render(rt: Any, counter: Counter, broker: str, started: float) -> str:
+def _render(
+    rt: Any, counter: Counter, broker: str, started: float, machines: list[str] | None = None
+) -> str:
+    """The live view; ``machines`` replaces the machine rows (the last ones before a stop)."""
     lines = [
         f"edge-agent demo: {time.time() - started:5.0f} s  (broker: {broker}; Ctrl-C to stop)",
         "",
@@ -101,6 +104,20 @@ def _render(rt: Any, counter: Counter, broker: str, started: float) -> str:
         f"{'qual':>7} {'OEE':>7} "
         f"{'down s':>7} {'stops':>5}  reason",
     ]
+    lines += _machine_rows(rt) if machines is None else machines
+    with counter.lock:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(counter.by_kind.items())) or "none yet"
+    lines += ["", f"messages received at the broker: {counts}"]
+    lines.append(
+        f"uplink: {_uplink_text(rt.uplink.state())}; devices up: "
+        f"{rt.tags.devices_up()}/{len(rt.tags.comms)}"
+    )
+    return "\n".join(lines)
+
+
+def _machine_rows(rt: Any) -> list[str]:
+    """One row per machine: state, fault, since, today's KPIs so far."""
+    lines: list[str] = []
     now = time.time()
     for name, mr in rt.machines.items():
         rec: dict[str, Any] = {}
@@ -115,19 +132,12 @@ def _render(rt: Any, counter: Counter, broker: str, started: float) -> str:
             return f"{100 * v:6.1f}%" if isinstance(v, int | float) else "      -"
 
         lines.append(
-            f"{name:<10} {mr.state:<9} {mr.fault or '':>5} {since:>7} {pct('availability')} "
+            f"{name:<10} {mr.state.value:<9} {mr.fault or '':>5} {since:>7} {pct('availability')} "
             f"{pct('performance')} {pct('quality')} {pct('oee')} "
             f"{rec.get('downtime_total_s', 0):7.0f} {rec.get('stops', 0):5}  "
             f"{mr.config.fault_names.get(mr.fault, '') if mr.fault else ''}"
         )
-    with counter.lock:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(counter.by_kind.items())) or "none yet"
-    lines += ["", f"messages received at the broker: {counts}"]
-    lines.append(
-        f"uplink: {_uplink_text(rt.uplink.state())}; devices up: "
-        f"{sum(1 for s in rt.comms.values() if s == 'up')}/{len(rt.comms)}"
-    )
-    return "\n".join(lines)
+    return lines
 
 
 def _uplink_text(state: dict[str, Any]) -> str:
@@ -183,11 +193,14 @@ async def _run_demo(args: argparse.Namespace) -> int:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=2.0 if args.plain else 1.0)
             finally:
+                # The machines as they were running: once stopped, the agent's own
+                # downtime is unknown time and every machine would show "unknown".
+                last_rows = _machine_rows(rt)
                 rt.request_stop()
                 code = await agent
                 view.loop_stop()
                 view.disconnect()
-            print(_render(rt, counter, broker.kind, started))
+            print(_render(rt, counter, broker.kind, started, machines=last_rows))
             return EXIT_OK if code == 0 else EXIT_FAILURE
     finally:
         if state_ctx is not None:

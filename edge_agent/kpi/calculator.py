@@ -27,7 +27,7 @@ from typing import Any
 
 from edge_agent.kpi.calendar import Planner
 from edge_agent.kpi.engine import Span, Sweep
-from edge_agent.kpi.events import LiveTracker, StateInterval, StopEvent
+from edge_agent.kpi.events import LiveState, LiveTracker, StateInterval, StopEvent
 from edge_agent.kpi.prepare import FLAG_CLOCK_STEP, Marker, Point, corrected_times, prepare
 from edge_agent.kpi.profile import KpiProfile, profile_hash
 from edge_agent.kpi.record import KpiRecord
@@ -143,6 +143,11 @@ class MachineCalculator:
         last = self._checkpoints[-1][0] if self._checkpoints else self._base_t
         if point[0] - last >= self._cp_every:
             self._checkpoints.append((point[0], self._sweep.clone()))
+
+    @property
+    def live(self) -> LiveState:
+        """The machine's state as of the newest sample, from the live tracker."""
+        return self._tracker.live
 
     def drain_intervals(self) -> list[StateInterval]:
         """Closed state intervals (RUNNING/STOPPED/UNKNOWN) since the last call."""

@@ -36,7 +36,7 @@ class ReportWindow(NamedTuple):
     end: float
 
 
-class WindowKind(enum.Enum):
+class WindowKind(str, enum.Enum):
     """The report-window families the runtime can open."""
 
     HOUR = "hour"

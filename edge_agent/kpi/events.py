@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from edge_agent.kpi.calendar import Planner
 from edge_agent.kpi.profile import KpiProfile
@@ -79,6 +79,21 @@ class StateInterval:
             "state": self.state.value,
             "fault": self.fault,
         }
+
+
+class LiveState(NamedTuple):
+    """A machine's state as of its newest sample (what ``edge-agent status`` shows).
+
+    Attributes:
+        state: Running, stopped or unknown.
+        fault: The fault code while stopped (0 = none; always 0 while running).
+        since: Epoch seconds the machine has been in this state (and code), or None
+            before the first sample.
+    """
+
+    state: MachineState
+    fault: int
+    since: float | None
 
 
 class LiveTracker:
@@ -174,6 +189,12 @@ class LiveTracker:
         self._interval(t, t + 1, self.state, self.code)
         self.last_t = t
         return out
+
+    @property
+    def live(self) -> LiveState:
+        """The state as of the newest sample (the same rule the intervals follow)."""
+        since = None if self.iv_start is None else self.iv_start / 1000
+        return LiveState(self.state, self.code, since)
 
     def drain(self) -> list[StateInterval]:
         """Closed intervals since the last call."""

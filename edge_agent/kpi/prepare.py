@@ -84,14 +84,14 @@ def prepare(profile: KpiProfile, samples: Sequence[Sample]) -> tuple[list[Point]
         times, markers = corrected_times(profile, samples)
         points: list[Point] = [
             (t, True, 0, 0, 0, 0)
-            if s.quality == QUALITY_BAD
+            if s.quality is QUALITY_BAD
             else (t, False, s.run, s.fault, s.good, s.total)
             for t, s in zip(times, samples, strict=True)
         ]
     else:
         points = [
             (s.t_ms, True, 0, 0, 0, 0)
-            if s.quality == QUALITY_BAD
+            if s.quality is QUALITY_BAD
             else (s.t_ms, False, s.run, s.fault, s.good, s.total)
             for s in samples
         ]

@@ -9,14 +9,23 @@ vector files (``t`` as ISO 8601 with 'Z'). Nothing here interprets samples.
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.kpi.timeutil import MS_PER_S, format_instant, parse_instant, seconds_to_ms
 
-QUALITY_GOOD = "good"
-QUALITY_BAD = "bad"
+
+class SampleQuality(str, enum.Enum):
+    """Whether a sample's signals were read (``good``) or not (``bad``: unknown time)."""
+
+    GOOD = "good"
+    BAD = "bad"
+
+
+QUALITY_GOOD = SampleQuality.GOOD
+QUALITY_BAD = SampleQuality.BAD
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,7 +48,7 @@ class Sample:
     fault: int = 0
     good: int = 0
     total: int = 0
-    quality: str = QUALITY_GOOD
+    quality: SampleQuality = QUALITY_GOOD
     mono_s: float | None = None
     synced: bool | None = None
     t_ms: int = field(init=False, repr=False, compare=False)
@@ -47,8 +56,13 @@ class Sample:
     def __post_init__(self) -> None:
         if not math.isfinite(self.t):
             raise ValueError("t must be finite")
-        if self.quality not in (QUALITY_GOOD, QUALITY_BAD):
-            raise ValueError(f"quality must be 'good' or 'bad', got {self.quality!r}")
+        quality = self.quality
+        if quality is not QUALITY_GOOD and quality is not QUALITY_BAD:
+            # A plain "good"/"bad" is accepted and stored as the enum member.
+            try:
+                object.__setattr__(self, "quality", SampleQuality(quality))
+            except ValueError:
+                raise ValueError(f"quality must be 'good' or 'bad', got {quality!r}") from None
         object.__setattr__(self, "t_ms", seconds_to_ms(self.t))
 
     @classmethod
@@ -59,7 +73,7 @@ class Sample:
     @property
     def is_bad(self) -> bool:
         """Whether the read failed (no field but ``t`` is trusted)."""
-        return self.quality == QUALITY_BAD
+        return self.quality is QUALITY_BAD
 
 
 def _int(obj: dict[str, Any], key: str, default: int = 0) -> int:
@@ -134,7 +148,7 @@ def sample_to_json(sample: Sample) -> dict[str, Any]:
         "total": sample.total,
     }
     if sample.is_bad:
-        out["quality"] = QUALITY_BAD
+        out["quality"] = QUALITY_BAD.value
     if sample.mono_s is not None:
         out["mono_s"] = sample.mono_s
     if sample.synced is not None:

@@ -126,7 +126,8 @@ class Reconnect:
         that refused this client); the bound is then at most ``probe_s``.
         """
         bound = min(self.max_s, self.min_s * 2.0**self.attempt)
-        self.attempt += 1
+        if bound < self.max_s:
+            self.attempt += 1  # not past the cap: 2.0**attempt overflows after ~1,000 tries
         if unreachable:
             bound = min(bound, self.probe_s)
         return self.rng.uniform(bound / 2, bound)

@@ -47,7 +47,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import paho.mqtt.client as mqtt
 
@@ -55,7 +55,7 @@ from edge_agent import logtext
 from edge_agent.buffer import Buffer, OutboxRow, outbox
 from edge_agent.errors import StorageFull
 from edge_agent.uplink import payload
-from edge_agent.uplink.client import MqttLink, Will
+from edge_agent.uplink.client import LinkEvents, MqttLink, Will
 from edge_agent.uplink.config import DrainOrder, MqttConfig, PayloadFormat, Transport
 from edge_agent.uplink.drain import DrainQueue
 from edge_agent.uplink.topics import TopicTemplates
@@ -69,6 +69,30 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_S = 1.0
+
+
+class BrokerLink(Protocol):
+    """What the uplink uses of its broker connection (``MqttLink``, or a fake in tests)."""
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start connecting in the background."""
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        qos: int = 1,
+        generation: int | None = None,
+    ) -> tuple[int, int, int]:
+        """Queue a publish on the current connection: ``(generation, mid, rc)``."""
+
+    def drop_connection(self) -> None:
+        """Drop the current connection (it is re-established)."""
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Disconnect and stop."""
 
 
 async def fetch_lanes(
@@ -90,6 +114,8 @@ class Uplink:
         agent_id: The agent id (in every envelope and the default client id).
         site: The site name (topic placeholder ``{site}``).
         clock: Wall clock for status timestamps (injectable).
+        link: Builds the broker link from the uplink (its events receiver) and the
+            will; default :class:`~edge_agent.uplink.client.MqttLink` (tests inject a fake).
     """
 
     def __init__(
@@ -100,6 +126,7 @@ class Uplink:
         site: str,
         *,
         clock: Callable[[], float] = time.time,
+        link: Callable[[LinkEvents, Will], BrokerLink] | None = None,
     ) -> None:
         self.config = config
         self.buffer = buffer
@@ -134,13 +161,16 @@ class Uplink:
                     agent_id, "offline", self._clock(), site=site, epoch=buffer.epoch
                 ),
             )
-        self._link = MqttLink(
-            config,
-            client_id=config.effective_client_id(agent_id),
-            will=will,
-            events=self,
-            subscriptions=subscriptions,
-        )
+        if link is None:
+            self._link: BrokerLink = MqttLink(
+                config,
+                client_id=config.effective_client_id(agent_id),
+                will=will,
+                events=self,
+                subscriptions=subscriptions,
+            )
+        else:
+            self._link = link(self, will)
         self._wake = asyncio.Event()
         self._connected = False
         self._generation = 0
@@ -498,8 +528,11 @@ class Uplink:
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.01, deadline - loop.time()))
-        with contextlib.suppress(Exception):
+        try:
             self._flush_acks()
+        except Exception:
+            # Nothing is lost (the rows stay in the outbox and are re-sent), but say so.
+            log.exception("Could not record acknowledgements at stop; those rows will be re-sent")
         if self._connected:
             self._status_acked.clear()
             if self._spb is not None:

@@ -72,7 +72,7 @@ total = "{name}.good"
 
 [machines.{name}.kpi]
 ideal_cycle_time_s = 2.0
-max_gap_s = 2.0
+max_gap_s = {max_gap_s}
 
 [[machines.{name}.kpi.shifts]]
 name = "all"
@@ -183,10 +183,11 @@ def agent_factory(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Callable[...
         devices: list[tuple[str, int]],
         extra_env: dict[str, str] | None = None,
         machines: tuple[str, ...] = (),
+        max_gap_s: float = 2.0,
     ) -> Agent:
         state = tmp_path / "state"
         config = tmp_path / "agent.toml"
-        write_config(config, state, mosquitto.port, devices, machines)
+        write_config(config, state, mosquitto.port, devices, machines, max_gap_s)
         sock = tmp_path / "notify.sock"
         sock.unlink(missing_ok=True)
         agent = Agent(config, state, sock, extra_env or {})
@@ -204,11 +205,12 @@ def write_config(
     mqtt_port: int,
     devices: list[tuple[str, int]],
     machines: tuple[str, ...] = (),
+    max_gap_s: float = 2.0,
 ) -> None:
     """Write an agent config with the given (name, port) devices and machines on them."""
     text = HEADER.format(state=state, mqtt_port=mqtt_port)
     text += "".join(DEVICE.format(name=n, port=p) for n, p in devices)
-    text += "".join(MACHINE.format(name=n) for n in machines)
+    text += "".join(MACHINE.format(name=n, max_gap_s=max_gap_s) for n in machines)
     path.write_text(text)
 
 
@@ -294,6 +296,42 @@ def test_sighup_adds_and_removes_devices_and_rejects_invalid_files(
     assert agent.stop() == 0
 
 
+def test_sighup_keeps_a_machine_with_an_unchanged_profile_without_unknown_time(
+    sims: tuple[SimProcess, SimProcess], agent_factory: Callable[..., Agent], mosquitto: Mosquitto
+) -> None:
+    """Reloads that leave machine a's KPI profile unchanged add no unknown time to its day.
+
+    First the machine is unchanged (a device is added), then its run signal becomes an
+    expression: both keep the live calculator. ``max_gap_s`` is raised so a slow poll on
+    a loaded machine cannot add unknown time; a calculator rebuilt from its saved state
+    would (the time since the last save).
+    """
+    port_a, port_b = sims[0].modbus_port, sims[1].modbus_port
+    agent = agent_factory([("a", port_a)], machines=("a",), max_gap_s=10.0)
+    agent.wait_status(lambda s: _today(s).get("running_time_s", 0) > 2.0, 30)
+
+    def reload_and_compare(devices: list[tuple[str, int]], edit: Callable[[str], str]) -> None:
+        written = agent.status()["written_at"]
+        before = _today(agent.wait_status(lambda s: s["written_at"] > written + 1.5, 10))
+        write_config(agent.config, agent.state, mosquitto.port, devices, ("a",), 10.0)
+        agent.config.write_text(edit(agent.config.read_text()))
+        agent.proc.send_signal(signal.SIGHUP)
+        snap = agent.wait_status(lambda s: set(s["devices"]) == {d for d, _ in devices}, 20)
+        written = snap["written_at"]
+        after = _today(agent.wait_status(lambda s: s["written_at"] > written + 3.0, 10))
+        assert after["name"] == before["name"]
+        assert after["running_time_s"] > before["running_time_s"] + 2.0
+        assert after["unknown_time_s"] == before["unknown_time_s"], agent.output()
+
+    both = [("a", port_a), ("b", port_b)]
+    reload_and_compare(both, lambda text: text)
+    assert "Configuration reloaded devices=2 machines=1" in agent.output()
+    as_expr = 'run = { expr = "a.running == true" }'
+    reload_and_compare(both, lambda text: text.replace('run = "a.running"', as_expr))
+    assert "Machine updated, calculator kept machine=a" in agent.output()
+    assert agent.stop() == 0
+
+
 def _today(snap: dict[str, Any]) -> dict[str, Any]:
     return (snap["machines"].get("a") or {}).get("today") or {}
 
@@ -329,113 +367,6 @@ def test_restart_after_sigkill_resumes_windows_and_counts_the_gap_as_unknown(
     # The running time measured before the kill was restored from the saved state.
     assert today["running_time_s"] >= running_before
     assert restarted.stop() == 0
-
-
-def test_telemetry_taken_with_an_unsynchronised_clock_is_flagged(tmp_path: Path) -> None:
-    """A telemetry message built while the clock is known unsynchronised carries clock_unsynced."""
-    import asyncio
-
-    from edge_agent.config import load_config
-    from edge_agent.model import Reading
-    from edge_agent.runtime import Runtime
-
-    # In-process and nothing started: the clock status is injected.
-    path = tmp_path / "agent.toml"
-    device = DEVICE.format(name="a", port=1502).replace(
-        'type = "bool"', 'type = "bool"\npublish = "every"'
-    )
-    path.write_text(HEADER.format(state=tmp_path / "state", mqtt_port=1883) + device)
-    rt = Runtime(load_config(path), install_signals=False)
-    assert rt.telemetry is not None
-    rt._synced, rt._synced_at = False, time.monotonic()
-    rt.telemetry.ingest([Reading("a", "running", True, time.time(), time.monotonic())])
-    asyncio.run(_telemetry_round(rt))
-    assert rt.outgoing
-    assert all(json.loads(m.data).get("clock_unsynced") is True for m in rt.outgoing)
-    rt._synced = True
-    rt.outgoing.clear()
-    rt.telemetry.ingest([Reading("a", "running", False, time.time() + 10, time.monotonic())])
-    asyncio.run(_telemetry_round(rt, later=15))
-    assert rt.outgoing
-    assert all("clock_unsynced" not in json.loads(m.data) for m in rt.outgoing)
-
-
-async def _telemetry_round(rt: Any, later: float = 5) -> None:
-    async def keep() -> None:
-        return None
-
-    rt._flush_outgoing = keep  # keep the messages in memory for the assertion
-    await rt._telemetry_once(time.time() + later)
-
-
-async def test_status_json_is_the_snapshot_encoded_device_by_device(tmp_path: Path) -> None:
-    """status.json text (built per device for peak memory) is the same document as the snapshot."""
-    import json
-
-    from edge_agent.config import load_config
-    from edge_agent.model import Quality, Reading
-    from edge_agent.runtime import Runtime
-
-    path = tmp_path / "agent.toml"
-    devices = DEVICE.format(name="a", port=1502) + DEVICE.format(name="b", port=1503)
-    path.write_text(HEADER.format(state=tmp_path / "state", mqtt_port=1883) + devices)
-    rt = Runtime(load_config(path), install_signals=False)
-    (tmp_path / "state").mkdir()
-    await rt.buffer.open()
-    rt.tags["a"] = {"running": Reading("a", "running", True, 1.5, 2.5)}
-    rt.tags["b"] = {"good": Reading("b", "good", None, 1.5, 2.5, Quality.BAD, "timeout")}
-    doc = json.loads(rt.status_json())
-    snap = json.loads(json.dumps(rt.status_snapshot(), default=str))
-    assert doc["devices"] == snap["devices"]
-    assert doc["devices"]["b"]["tags"]["good"] == {
-        "value": None,
-        "quality": "bad",
-        "ts": 1.5,
-        "reason": "timeout",
-    }
-    assert set(doc) == set(snap)
-    await rt.buffer.close()
-
-
-async def test_status_lists_at_most_status_tags_max_tags_bad_ones_first(tmp_path: Path) -> None:
-    """Beyond [agent] status_tags_max, status.json lists the tags that are not good first.
-
-    Then good ones in device order; every device's tags are counted.
-    """
-    import json
-
-    from edge_agent.config import load_config
-    from edge_agent.model import Quality, Reading
-    from edge_agent.runtime import Runtime
-    from edge_agent.status_view import render
-
-    path = tmp_path / "agent.toml"
-    devices = DEVICE.format(name="a", port=1502) + DEVICE.format(name="b", port=1503)
-    header = HEADER.format(state=tmp_path / "state", mqtt_port=1883)
-    path.write_text(header.replace("[agent]\n", "[agent]\nstatus_tags_max = 3\n", 1) + devices)
-    rt = Runtime(load_config(path), install_signals=False)
-    (tmp_path / "state").mkdir()
-    await rt.buffer.open()
-    rt.tags["a"] = {f"g{i}": Reading("a", f"g{i}", i, 1.5, 2.5) for i in range(4)}
-    rt.tags["b"] = {
-        "ok": Reading("b", "ok", 1, 1.5, 2.5),
-        "lost": Reading("b", "lost", None, 1.5, 2.5, Quality.BAD, "timeout"),
-    }
-    doc = json.loads(rt.status_json())
-    assert json.loads(json.dumps(rt.status_snapshot(), default=str))["devices"] == doc["devices"]
-    assert doc["tags_max"] == 3
-    assert list(doc["devices"]["b"]["tags"]) == ["lost"]
-    assert list(doc["devices"]["a"]["tags"]) == ["g0", "g1"]
-    assert (doc["devices"]["a"]["tag_count"], doc["devices"]["b"]["tag_count"]) == (4, 2)
-    text = render(doc, now=doc["written_at"])
-    assert "3 more tags not listed" in text
-    assert "at most 3 tags" in text
-    # Within the limit every tag is listed and nothing is said about it.
-    rt.tags["a"] = {"g0": rt.tags["a"]["g0"]}
-    doc = json.loads(rt.status_json())
-    assert sum(len(d["tags"]) for d in doc["devices"].values()) == 3
-    assert "not listed" not in render(doc, now=doc["written_at"])
-    await rt.buffer.close()
 
 
 def test_status_tells_a_clean_stop_from_a_crash(

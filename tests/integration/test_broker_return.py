@@ -124,3 +124,11 @@ def test_a_refusing_broker_is_not_hammered() -> None:
     assert delays[-1] >= 30.0
     policy.reset()
     assert policy.next_delay(unreachable=True) <= 1.0  # after a good connection: short again
+
+
+def test_a_broker_gone_for_days_does_not_overflow_the_delay() -> None:
+    """Thousands of failed attempts (a broker gone for days) keep a bounded delay, no error."""
+    policy = Reconnect(1.0, 60.0, 5.0, rng=random.Random(3))
+    for _ in range(5000):
+        assert 0.5 <= policy.next_delay(unreachable=True) <= 5.0
+    assert 30.0 <= policy.next_delay(unreachable=False) <= 60.0

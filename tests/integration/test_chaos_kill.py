@@ -30,7 +30,7 @@ def start_publisher(db: Path, broker: Mosquitto, count: int, rate: float) -> sub
         [
             sys.executable,
             "-m",
-            "edge_agent.uplink.soak",
+            "tests.tools.soak",
             "--db",
             str(db),
             "--port",

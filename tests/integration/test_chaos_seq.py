@@ -1,6 +1,6 @@
 """Chaos: sequence numbers are never reused after a killed publisher's database is damaged.
 
-A real publisher process (``python -m edge_agent.uplink.soak``: the agent's Buffer
+A real publisher process (``python -m tests.tools.soak``: the agent's Buffer
 and Uplink, nothing mocked) is SIGKILLed, its database damaged the way the
 acceptance harness damaged it, and started again. Whatever happened, no
 ``(epoch, seq)`` may carry messages of two different runs (a consumer
@@ -39,7 +39,7 @@ def start_publisher(
         [
             sys.executable,
             "-m",
-            "edge_agent.uplink.soak",
+            "tests.tools.soak",
             "--db",
             str(db),
             "--port",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -234,3 +236,33 @@ async def test_busy_device_sometimes_answers_exception_6(client: AsyncModbusTcpC
         codes.append(rr.exception_code if rr.isError() else 0)
     assert set(codes) == {0, 6}
     assert 3 <= codes.count(6) <= 20  # busy_rate = 0.25
+
+
+async def test_the_connection_log_records_each_connection_in_order(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
+    """Each client connection is logged with its open and close times and requests served."""
+    log_path = tmp_path / "connections.jsonl"
+    sim = await sim_factory("steady", connection_log=log_path)
+    for reads in (2, 3):
+        c = AsyncModbusTcpClient("127.0.0.1", port=sim.modbus_port, timeout=0.5, retries=0)
+        assert await c.connect()
+        for _ in range(reads):
+            assert not (await c.read_coils(0, count=1, device_id=1)).isError()
+        c.close()
+        assert sim.modbus is not None
+        deadline = time.monotonic() + 5
+        while sim.modbus.connections[-1].closed is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+    first, second = sim.modbus.connections
+    assert (first.requests, second.requests) == (2, 3)
+    assert first.opened <= first.closed <= second.opened <= second.closed  # type: ignore[operator]
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [(x["event"], x["id"]) for x in lines] == [
+        ("open", 1),
+        ("close", 1),
+        ("open", 2),
+        ("close", 2),
+    ]
+    assert lines[1]["requests"] == 2

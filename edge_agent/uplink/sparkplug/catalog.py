@@ -349,7 +349,7 @@ def build_catalog(config: AgentConfig, sparkplug: SparkplugConfig, *, version: s
         policies.sort(key=lambda p: order.get(p[0], len(order)))
         spec = _plc_device(name, device, policies, aliases, config.telemetry.interval_s)
         devices[spec.device_id] = plc[name] = spec
-    kinds = list(config.reporting.windows)
+    kinds: list[str] = [k.value for k in config.reporting.windows]
     if config.reporting.contract_start is not None:
         kinds.append("contract")
     kinds = [k for k in WINDOW_KINDS_WITH_CONTRACT if k in kinds]

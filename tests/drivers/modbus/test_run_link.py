@@ -134,16 +134,6 @@ def test_grid_clock_does_not_drift_over_hours() -> None:
     assert clock.skipped == 0
 
 
-def test_backoff_grows_with_jitter_and_resets() -> None:
-    """Delays stay within [cap/2, cap], the cap doubles up to max, and reset starts over."""
-    backoff = Backoff(initial_s=1.0, max_s=8.0)
-    caps = [1.0, 2.0, 4.0, 8.0, 8.0]
-    for cap in caps:
-        assert cap / 2 <= backoff.next_delay() <= cap
-    backoff.reset()
-    assert backoff.next_delay() <= 1.0
-
-
 async def test_an_unexpected_exception_is_a_lost_link_not_a_dead_task(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

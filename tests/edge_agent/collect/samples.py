@@ -135,7 +135,7 @@ def health_data(backlog: int = 0) -> dict[str, Any]:
         "buffer": None,
         "uplink": {"connected": True, "backlog": backlog, "in_flight": 0, "published": 10},
         "devices": None,
-        "errors": None,
+        "events": None,
         "pipeline": None,
     }
 

@@ -10,7 +10,7 @@ from edge_agent.collect import legacy
 from edge_agent.collect.envelope import Message, Rejected, classify
 from edge_agent.collect.schemas import load_schemas
 
-from .samples import encode, kpi_data, message, payload, stop_data
+from .samples import encode, health_data, kpi_data, message, payload, stop_data
 
 SCHEMAS = load_schemas()
 
@@ -173,6 +173,18 @@ def test_old_stop_shape_is_upgraded() -> None:
     assert closed is not None
     assert closed["code"] is None
     assert closed["duration_s"] == 10.0
+
+
+def test_old_health_shape_is_upgraded() -> None:
+    """Health from agents before the event catalogue carried 'errors' (always null)."""
+    data = health_data()
+    del data["events"]
+    data["errors"] = None
+    got = classify(payload("health", 4, data=data), SCHEMAS)
+    assert isinstance(got, Message)
+    assert got.upgraded
+    assert got.data["events"] is None
+    assert "errors" not in got.data
 
 
 def test_current_shapes_are_left_alone() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent import clock
-from edge_agent.clock import ClockSource, ClockStatus
+from edge_agent.ops import clock
+from edge_agent.ops.clock import ClockSource, ClockStatus
 
 
 def _flag_in(tmp_path: Path, *, dir_exists: bool, synced: bool) -> Path:

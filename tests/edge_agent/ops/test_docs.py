@@ -48,9 +48,7 @@ def test_status_screen_in_docs_is_what_status_prints() -> None:
 
     from edge_agent.status_view import render
 
-    snapshot = json.loads(
-        (ROOT / "tests" / "edge_agent" / "ops" / "data" / "status.json").read_text()
-    )
+    snapshot = json.loads((ROOT / "tests" / "cases" / "status" / "status.json").read_text())
     snapshot["buffer"]["max_bytes"] = 512 * 1024 * 1024
     snapshot["machines"]["press1"]["today"]["performance"] = 1.024
     snapshot["machines"]["press1"]["today"]["flags"] = ["performance_capped"]

@@ -19,8 +19,9 @@ from referencing import Registry, Resource
 from drivers.base import ConfirmedBy, DeviceDiagnostics
 from edge_agent import __version__
 from edge_agent.buffer.outbox import OutboxRow
-from edge_agent.clock import ClockSource, ClockStatus
-from edge_agent.health import SLOTS, HealthCollector, cpu_temperature
+from edge_agent.ops.clock import ClockSource, ClockStatus
+from edge_agent.ops.events import EventLog
+from edge_agent.ops.health import SLOTS, HealthCollector, cpu_temperature
 from edge_agent.uplink.payload import envelope
 
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "schemas"
@@ -144,7 +145,7 @@ def test_slots_are_filled_by_providers(tmp_path: Path, caplog: pytest.LogCapture
         raise RuntimeError("stats bug")
 
     collector.provide("buffer", broken)
-    with caplog.at_level(logging.ERROR, logger="edge_agent.health"):
+    with caplog.at_level(logging.ERROR, logger="edge_agent.ops.health"):
         first = collector.collect()
         second = collector.collect()
     assert first["uplink"] == {"connected": True, "backlog": 3, "in_flight": 1}
@@ -220,7 +221,7 @@ def test_collected_payload_matches_schema(
             }
         },
     )
-    collector.provide("errors", lambda: {"comms_lost": 2})
+    collector.provide("events", EventLog().snapshot)
     collector.provide("pipeline", lambda: {"dropped_readings": 0, "queue_depth": 3})
     validator.validate(_envelope(collector.collect()))
 
@@ -233,7 +234,7 @@ def test_device_diagnostics_as_drivers_fill_them_match_schema(
     ``confirmed_by`` tells a technician a flat line on a live subscription (``keepalive``)
     from a link whose values are no longer confirmed (``lapsed``).
     """
-    polled = DeviceDiagnostics(comms="up", last_good_ts=time.time())
+    polled = DeviceDiagnostics(last_good_ts=time.time())
     changed, flat, lapsed = DeviceDiagnostics(), DeviceDiagnostics(), DeviceDiagnostics()
     now = time.time()
     changed.last_change_ts = now
@@ -242,11 +243,12 @@ def test_device_diagnostics_as_drivers_fill_them_match_schema(
     flat.confirm(now, changed=False, until=now + 15)
     lapsed.confirm(now - 20, changed=False, until=now - 5)
     lapsed.confirmed_by = ConfirmedBy.LAPSED
+    # The agent adds each device's comms state (its one source: the comms events).
     devices = {
-        "press1": polled.as_dict(),
-        "line1": changed.as_dict(),
-        "line2": flat.as_dict(),
-        "line3": lapsed.as_dict(),
+        "press1": {**polled.as_dict(), "comms": "up"},
+        "line1": {**changed.as_dict(), "comms": "up"},
+        "line2": {**flat.as_dict(), "comms": "up"},
+        "line3": {**lapsed.as_dict(), "comms": "down"},
     }
     assert devices["press1"]["confirmed_by"] == "poll"
     assert devices["press1"]["last_confirmed_ts"] == polled.last_good_ts

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent import sdnotify
+from edge_agent.ops import sdnotify
 
 
 class Listener:
@@ -161,12 +161,9 @@ def test_heartbeat_reports_stalled_stages() -> None:
     hb.beat("link:plc1")
     now[0] = 112.0
     assert hb.stalled() == ["main"]
-    assert not hb.is_alive()
+    assert not hb.is_healthy()
     hb.beat()
     assert hb.is_healthy()
-    hb.unregister("link:plc1")
-    now[0] = 200.0
-    assert hb.stalled() == ["main"]
     with pytest.raises(ValueError, match="max_silence_s"):
         sdnotify.Heartbeat(0)
 

@@ -303,6 +303,9 @@ class FakeLink:
         self.sent.append((self._mid, int(json.loads(payload)["seq"])))
         return self.generation, self._mid, int(mqtt.MQTT_ERR_SUCCESS)
 
+    def start(self, loop: object) -> None:
+        """Nothing to start."""
+
     def drop_connection(self) -> None:
         """Nothing to drop."""
 
@@ -331,9 +334,9 @@ async def fill_backlog(buf: Buffer, spec: Sequence[int]) -> dict[int, int]:
 
 
 def make_uplink(buf: Buffer, **kw: object) -> tuple[Uplink, FakeLink]:
-    uplink = Uplink(MqttConfig(host="127.0.0.1", **kw), buf, "gw1", "lab")  # type: ignore[arg-type]
     link = FakeLink()
-    uplink._link = link  # type: ignore[assignment]
+    config = MqttConfig(host="127.0.0.1", **kw)  # type: ignore[arg-type]
+    uplink = Uplink(config, buf, "gw1", "lab", link=lambda _events, _will: link)
     return uplink, link
 
 

@@ -22,7 +22,7 @@ from edge_agent.status_view import (
     render,
 )
 
-FIXTURE = Path(__file__).parent / "data" / "status.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "cases" / "status" / "status.json"
 
 
 @pytest.fixture

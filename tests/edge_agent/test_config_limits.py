@@ -21,7 +21,7 @@ from edge_agent.config import load_config
 from edge_agent.configkit import MAX_DEPTH, MAX_FILE_BYTES, MAX_STRING_CHARS
 from edge_agent.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "config"
 EXAMPLES = sorted(CONFIG_DIR.glob("*.toml"))
 SAFETY_NET = "edge-agent bug"

@@ -14,7 +14,7 @@ import pytest
 
 from edge_agent.commands import status as status_cmd
 
-FIXTURE = Path(__file__).parent / "data" / "status.json"
+FIXTURE = Path(__file__).resolve().parents[2] / "cases" / "status" / "status.json"
 ROOT = Path(__file__).resolve().parents[3]
 
 

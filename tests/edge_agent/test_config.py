@@ -12,7 +12,7 @@ from edge_agent.cli import main
 from edge_agent.config import load_config, load_config_compact
 from edge_agent.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 GOOD = """
 [agent]

@@ -30,7 +30,7 @@ import socket
 import time
 from collections.abc import Callable
 
-log = logging.getLogger("edge_agent.sdnotify")
+log = logging.getLogger("edge_agent.ops.sdnotify")
 
 __all__ = [
     "Heartbeat",
@@ -170,10 +170,6 @@ class Heartbeat:
         """Start watching a stage; it counts as having just beaten."""
         self._last[stage] = self._clock()
 
-    def unregister(self, stage: str) -> None:
-        """Stop watching a stage (it finished on purpose)."""
-        self._last.pop(stage, None)
-
     def beat(self, stage: str = DEFAULT_STAGE) -> None:
         """Record progress of one stage (registers it on first use)."""
         self._last[stage] = self._clock()
@@ -186,9 +182,6 @@ class Heartbeat:
     def is_healthy(self) -> bool:
         """True when no watched stage is stalled."""
         return not self.stalled()
-
-    # The runtime reads better with "alive"; same predicate.
-    is_alive = is_healthy
 
 
 async def watchdog_loop(

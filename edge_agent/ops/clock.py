@@ -32,12 +32,16 @@ import ctypes.util
 import enum
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.ops.events import Event, EventLog
+
 __all__ = [
     "ClockSource",
+    "ClockWatch",
     "ClockStatus",
     "clock_status",
     "clock_synced",
@@ -192,3 +196,42 @@ def clock_status(
 def clock_synced() -> bool | None:
     """``True`` when NTP-synchronised, ``False`` when known not to be, ``None`` when unknown."""
     return clock_status().synced
+
+
+class ClockWatch:
+    """:func:`clock_synced`, re-read at most once per ``min_interval_s`` of monotonic time.
+
+    The hot path asks for every batch it turns into machine samples; the answer costs
+    a syscall and a ``stat``, and it changes rarely.
+
+    Args:
+        probe: Replacement for :func:`clock_synced` (tests).
+        min_interval_s: How long an answer is reused.
+    """
+
+    def __init__(
+        self,
+        probe: Callable[[], bool | None] = clock_synced,
+        min_interval_s: float = 1.0,
+        *,
+        events: EventLog | None = None,
+    ) -> None:
+        self._probe = probe
+        self._min_interval_s = min_interval_s
+        self.events = events or EventLog()
+        self._synced: bool | None = None
+        self._at = float("-inf")
+
+    def synced(self, mono: float) -> bool | None:
+        """The clock status at monotonic time ``mono`` (``None`` when unknown)."""
+        if mono - self._at >= self._min_interval_s:
+            self._synced, self._at = self._probe(), mono
+            if self._synced is False:
+                self.events.enter(Event.CLOCK_UNSYNCED)
+            elif self._synced is True:
+                self.events.leave(Event.CLOCK_UNSYNCED)
+        return self._synced
+
+    def unsynced(self, mono: float) -> bool:
+        """True only when the clock is *known* not to be synchronised."""
+        return self.synced(mono) is False

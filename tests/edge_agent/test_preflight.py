@@ -14,7 +14,7 @@ from edge_agent.errors import ConfigError
 from edge_agent.preflight import dir_problem, host_problem, placeholder_problem, preflight
 from edge_agent.uplink import MqttConfig, Transport
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "agent.example.toml"
 
 BASE = """\

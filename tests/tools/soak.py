@@ -1,6 +1,7 @@
 """A small publisher process for chaos and soak tests: the real Buffer + Uplink, nothing else.
 
-Run as ``python -m edge_agent.uplink.soak --db PATH --port PORT --count N``. It
+Run as ``python -m tests.tools.soak --db PATH --port PORT --count N`` from the
+repository root (a test tool: it is not shipped in the wheel). It
 produces messages (kind ``stop``, high priority) into the outbox at ``--rate`` per
 second until the outbox has allocated ``N`` sequence numbers in total (across
 restarts: the count lives in the database), then waits until everything is
@@ -26,7 +27,7 @@ from edge_agent.uplink import MqttConfig, MqttProtocol, Uplink
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options."""
-    p = argparse.ArgumentParser(prog="python -m edge_agent.uplink.soak", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m tests.tools.soak", description=__doc__)
     p.add_argument("--db", type=Path, required=True, help="buffer database file")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)

@@ -5,7 +5,7 @@ to tell a healthy gateway from a dying one: agent version and uptime, the
 agent's CPU share and resident memory, free space where the buffer lives,
 SoC temperature and whether the wall clock is NTP-synchronised. The runtime
 plugs its own figures into named *slots* (buffer stats, uplink state,
-per-device diagnostics, error counts, pipeline queue figures) through
+per-device diagnostics, the event catalogue's counters, pipeline queue figures) through
 :meth:`HealthCollector.provide`; the collector calls those providers on each
 :meth:`~HealthCollector.collect`.
 
@@ -42,14 +42,14 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]  # psutil ships no type information
 
 from edge_agent import __version__
-from edge_agent.clock import ClockStatus, clock_status
+from edge_agent.ops.clock import ClockStatus, clock_status
 
-log = logging.getLogger("edge_agent.health")
+log = logging.getLogger("edge_agent.ops.health")
 
 __all__ = ["SLOTS", "THERMAL_ZONE0", "HealthCollector", "cpu_temperature"]
 
 #: Names of the figures the runtime provides; always present in the payload (``None`` if unset).
-SLOTS = ("buffer", "uplink", "devices", "errors", "pipeline")
+SLOTS = ("buffer", "uplink", "devices", "events", "pipeline")
 
 THERMAL_ZONE0 = Path("/sys/class/thermal/thermal_zone0/temp")
 
@@ -108,7 +108,7 @@ class HealthCollector:
     Args:
         state_dir: Directory holding the buffer; its filesystem's free space is reported.
         version: Agent version reported (default: the package version).
-        clock: Replacement for :func:`edge_agent.clock.clock_status` (tests).
+        clock: Replacement for :func:`edge_agent.ops.clock.clock_status` (tests).
         temperature: Replacement for :func:`cpu_temperature` (tests).
         monotonic: Monotonic clock for uptime (tests).
         process: The process to measure (default: this one).
@@ -207,8 +207,12 @@ class HealthCollector:
         self._failed_providers.discard(slot)
         return value
 
-    def collect(self) -> dict[str, Any]:
+    def collect(self, *, slots: bool = True) -> dict[str, Any]:
         """Take one sample: the ``data`` part of a health message.
+
+        Args:
+            slots: Call the slot providers; ``False`` leaves every slot ``None``
+                (the status file reports those parts itself).
 
         Returns:
             A JSON-ready dict with ``version``, ``pid``, ``uptime_s``,
@@ -238,5 +242,5 @@ class HealthCollector:
             "clock_source": source,
         }
         for slot in SLOTS:
-            data[slot] = self._slot(slot)
+            data[slot] = self._slot(slot) if slots else None
         return data

@@ -1,0 +1,182 @@
+"""``status.json``: the technician's view of the running agent, for ``edge-agent status``.
+
+:class:`StatusFile` writes, every ``[agent] status_interval_s``, one JSON document:
+the agent (id, version, pid, uptime), every machine's state and today's and the
+current shift's record, every device's comms state, diagnostics and latest tag
+values (at most ``status_tags_max`` tags, the ones not good first), the uplink,
+the buffer, host health and how many messages of each kind were stored. The file
+is replaced atomically (written beside it, then renamed).
+
+A gateway with 12,500 tags never holds every tag entry as Python objects at once,
+nor the whole text in one string: the document is encoded one device at a time
+and written piece by piece (a freed block of megabytes would raise glibc's mmap
+threshold and stay in the heap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from drivers.base import DeviceConfig
+from edge_agent import __version__
+from edge_agent.buffer import Buffer
+from edge_agent.config import AgentConfig
+from edge_agent.ingest.tags import Listed, TagState
+from edge_agent.links import LinkSupervisor
+from edge_agent.model import CommsState
+from edge_agent.ops.events import Event, EventLog
+from edge_agent.ops.health import HealthCollector
+from edge_agent.ops.tuning import compact_json
+from edge_agent.outgoing.staging import OutboxStaging
+from edge_agent.reporting.machine import MachineSet
+from edge_agent.uplink import Uplink
+
+log = logging.getLogger("edge_agent.status")
+
+
+class StatusSources(Protocol):
+    """What the status file reads: the runtime's parts (some replaced on reload)."""
+
+    @property
+    def config(self) -> AgentConfig:
+        """The configuration in force."""
+
+    @property
+    def uplink(self) -> Uplink:
+        """The uplink in force."""
+
+    started_at: float
+    tags: TagState
+    links: LinkSupervisor
+    machines: MachineSet
+    buffer: Buffer
+    staging: OutboxStaging
+    health: HealthCollector
+    events: EventLog
+
+
+def device_diagnostics(links: LinkSupervisor, tags: TagState) -> dict[str, dict[str, Any]]:
+    """Every device's diagnostics, with its comms state."""
+    out: dict[str, dict[str, Any]] = {}
+    for dev, diag in links.diagnostics().items():
+        d = diag.as_dict()
+        d["comms"] = tags.comms.get(dev, CommsState.UNKNOWN).value
+        out[dev] = d
+    return out
+
+
+class StatusFile:
+    """Builds and writes ``status.json``.
+
+    Args:
+        sources: The runtime's parts the document is made of.
+        path: The file to replace.
+    """
+
+    def __init__(self, sources: StatusSources, path: Path) -> None:
+        self.sources = sources
+        self.path = path
+
+    async def run(self, interval_s: Callable[[], float], beat: Callable[[], None]) -> None:
+        """Write the file every ``interval_s()`` seconds until cancelled."""
+        while True:
+            try:
+                # No local name for the parts: they would stay alive through the sleep below.
+                await asyncio.to_thread(_write_parts_atomic, self.path, self.parts())
+            except Exception as exc:
+                # Logged once with its traceback while it lasts, not every few seconds.
+                events = self.sources.events
+                events.enter(Event.STATUS_WRITE_FAILED, exc_info=exc, path=str(self.path))
+            else:
+                self.sources.events.leave(Event.STATUS_WRITE_FAILED)
+            beat()
+            await asyncio.sleep(interval_s())
+
+    def parts(self) -> list[str]:
+        """``status.json`` text in pieces: the :meth:`snapshot`, then one device at a time."""
+        src = self.sources
+        snapshot = self.snapshot()
+        diags = device_diagnostics(src.links, src.tags)
+        listed = src.tags.listed(src.config.devices, src.config.agent.status_tags_max)
+        head = compact_json(snapshot)
+        parts = [head[:-1], ',"devices":{']
+        for i, (name, dev) in enumerate(src.config.devices.items()):
+            sep = "," if i else ""
+            entry = compact_json(self._device(name, dev, diags, listed))
+            parts.append(f"{sep}{json.dumps(name)}:{entry}")
+        parts.append("}}")
+        return parts
+
+    def snapshot(self) -> dict[str, Any]:
+        """The document without its ``devices`` (encoded one at a time by :meth:`parts`)."""
+        src = self.sources
+        cfg = src.config
+        machines = {
+            name: {
+                "state": lm.state.value,
+                "fault": lm.fault,
+                "fault_name": lm.config.fault_names.get(lm.fault) if lm.fault else None,
+                "since": lm.since,
+                "today": lm.latest.get("today"),
+                "shift": lm.latest.get("shift"),
+            }
+            for name, lm in src.machines.items()
+        }
+        snapshot: dict[str, Any] = {
+            "written_at": time.time(),
+            "interval_s": cfg.agent.status_interval_s,
+            "tags_max": cfg.agent.status_tags_max,
+            "agent": {
+                "id": cfg.agent.id,
+                "version": __version__,
+                "pid": os.getpid(),
+                "started_at": src.started_at,
+                "uptime_s": time.time() - src.started_at,
+            },
+            "machines": machines,
+            "uplink": src.uplink.state(),
+            "buffer": src.buffer.stats(),
+            "health": src.health.collect(slots=False),
+            "published": dict(src.staging.published),
+        }
+        return snapshot
+
+    def _device(
+        self,
+        name: str,
+        dev: DeviceConfig,
+        diags: Mapping[str, Any],
+        listed: Listed | None,
+    ) -> dict[str, Any]:
+        views = self.sources.tags.latest.get(name, {})
+        return {
+            "protocol": dev.protocol,
+            "comms": self.sources.tags.comms.get(name, CommsState.UNKNOWN).value,
+            "diagnostics": diags.get(name, {}),
+            "tag_count": len(views),
+            # ``_value_`` is a plain attribute, ``.value`` an enum property costing as
+            # much as the rest of the entry.
+            "tags": {
+                t: {
+                    "value": v.value,
+                    "quality": v.quality._value_,
+                    "ts": v.ts,
+                    "reason": v.reason,
+                }
+                for t, v in (views.items() if listed is None else listed.get(name, ()))
+            },
+        }
+
+
+def _write_parts_atomic(path: Path, parts: list[str]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.writelines(parts)
+    os.replace(tmp, path)

@@ -1,0 +1,309 @@
+"""Live machines: each machine's sample builder and streaming calculator.
+
+:class:`MachineSet` holds a :class:`LiveMachine` per configured machine and an
+index of which machines read which device, so the dispatcher visits only the
+machines a batch concerns. A machine is restored from its saved calculator state
+when the KPI profile it was saved with is unchanged.
+
+Reload (:meth:`MachineSet.reload`) compares machines by value: an unchanged machine
+keeps everything (builder, calculator, open windows), so it loses no time; a machine
+whose KPI profile is unchanged keeps its live calculator (only a changed signal
+mapping gets a new sample builder); a machine whose profile changed, or that was
+removed, is *retired*: the reporter closes its open windows at the reload instant
+with the known time counted (see :meth:`~edge_agent.reporting.reporter.Reporter.retire`).
+The replacement calculator of a changed profile reports the rest of those windows
+as ``<window>~<reload instant>``, ``[reload, end)``, so both parts keep their own
+identity and their components add up to the whole window.
+
+Guarantees: time the agent was not running is never counted as machine time. A
+start after a crash feeds a ``quality = "bad"`` sample just after the last sample
+processed before it (so the outage is unknown time), and :meth:`MachineSet.mark_unknown`
+does the same on a clean stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_agent.buffer import Buffer
+from edge_agent.config import ReportingConfig
+from edge_agent.kpi import (
+    MachineCalculator,
+    MachineState,
+    Sample,
+    SampleQuality,
+    StopEvent,
+    profile_hash,
+)
+from edge_agent.kpi.calendar import ReportWindow, windows_containing
+from edge_agent.kpi.timeutil import format_instant
+from edge_agent.machines import MachineConfig, SampleBuilder
+from edge_agent.model import Confirmation, Reading
+from edge_agent.ops.events import Event, EventLog
+
+log = logging.getLogger("edge_agent.reporting")
+
+
+def state_key(name: str) -> str:
+    """Key of a machine's saved calculator state in the buffer."""
+    return f"calc:{name}"
+
+
+@dataclass(slots=True)
+class LiveMachine:
+    """One machine: its sample builder, calculator, open windows and current state."""
+
+    config: MachineConfig
+    builder: SampleBuilder
+    calc: MachineCalculator
+    window_ends: dict[str, float] = field(default_factory=dict)
+    last_t: float | None = None
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    finals: set[str] = field(default_factory=set)
+    # Set when this calculator replaced one with another profile (see module docstring).
+    reconfigured_at: float | None = None
+
+    def open_windows(self, rep: ReportingConfig, t: float) -> None:
+        """Open the report windows that hold ``t`` (cheap: recomputed only when one ends)."""
+        for kind in rep.windows:
+            if t < self.window_ends.get(kind, float("-inf")):
+                continue
+            windows = windows_containing(self.config.kpi, kind, t)
+            for w in windows:
+                self._open(w)
+            # Outside every shift there is no window: look again a minute later.
+            self.window_ends[kind] = min((w.end for w in windows), default=t + 60.0)
+        if (
+            rep.contract_start is not None
+            and rep.contract_end is not None
+            and "contract" not in self.window_ends
+        ):
+            start, end = rep.contract_start.timestamp(), rep.contract_end.timestamp()
+            name = f"contract:{rep.contract_start.isoformat()}/{rep.contract_end.isoformat()}"
+            self._open(ReportWindow(name, start, end))
+            self.window_ends["contract"] = end
+
+    def _open(self, w: ReportWindow) -> None:
+        at = self.reconfigured_at
+        if at is not None and w.start < at < w.end:
+            # The part before the reload was reported by the calculator this one replaced.
+            name = f"{w.name}~{format_instant(round(at * 1000))}"
+            self.calc.open_window(name, at, w.end)
+        else:
+            self.calc.open_window(w.name, w.start, w.end)
+
+    def add(self, rep: ReportingConfig, sample: Sample) -> list[StopEvent]:
+        """Feed one sample; returns the stop-event updates it caused."""
+        self.open_windows(rep, sample.t)
+        events = self.calc.add(sample)
+        self.last_t = sample.t
+        return events
+
+    @property
+    def state(self) -> MachineState:
+        """Running, stopped or unknown, as the calculator's live tracker has it."""
+        return self.calc.live.state
+
+    @property
+    def fault(self) -> int | None:
+        """The fault code while stopped with one, else None."""
+        return self.calc.live.fault or None
+
+    @property
+    def since(self) -> float | None:
+        """Since when (epoch seconds) the machine is in this state and fault."""
+        return self.calc.live.since
+
+    def saved_state(self) -> dict[str, Any]:
+        """What :meth:`MachineSet.restore` needs to continue after a restart."""
+        return {
+            "profile_hash": profile_hash(self.config.kpi),
+            "last_t": self.last_t,
+            "reconfigured_at": self.reconfigured_at,
+            "state": self.calc.to_state(),
+        }
+
+
+class MachineSet(Mapping[str, LiveMachine]):
+    """The live machines by name, and which machines read which device.
+
+    Args:
+        buffer: Where calculator state is saved and restored from.
+        reporting: The ``[reporting]`` section (windows, lateness, contract period).
+        events: Where reconfigured machines are counted and logged.
+    """
+
+    def __init__(
+        self, buffer: Buffer, reporting: ReportingConfig, events: EventLog | None = None
+    ) -> None:
+        self.buffer = buffer
+        self.reporting = reporting
+        self.events = events or EventLog()
+        self._machines: dict[str, LiveMachine] = {}
+        self.by_device: dict[str, list[LiveMachine]] = {}
+
+    def __getitem__(self, name: str) -> LiveMachine:
+        return self._machines[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._machines)
+
+    def __len__(self) -> int:
+        return len(self._machines)
+
+    async def start(self, configs: Mapping[str, MachineConfig]) -> None:
+        """Build (or restore) every configured machine."""
+        for name, mc in configs.items():
+            self._machines[name] = await self.restore(mc)
+        self._index()
+
+    async def restore(self, mc: MachineConfig, *, at: float | None = None) -> LiveMachine:
+        """A machine continued from its saved state, or a fresh one.
+
+        A saved state of another profile, or of a machine retired by a reload, means
+        windows of that name were reported by another calculator: the fresh one
+        reports the rest of them under their own names (``reconfigured_at``).
+        """
+        saved = await self.buffer.load_state(state_key(mc.name))
+        calc: MachineCalculator | None = None
+        if saved is not None and saved.get("profile_hash") == profile_hash(mc.kpi):
+            try:
+                calc = MachineCalculator.from_state(mc.kpi, saved["state"])
+            except Exception:
+                log.exception("Discarding unreadable calculator state machine=%s", mc.name)
+        if calc is None:
+            calc = MachineCalculator(mc.kpi, allowed_lateness_s=self.reporting.allowed_lateness_s)
+            lm = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=calc)
+            if saved is not None:
+                lm.reconfigured_at = time.time() if at is None else at
+            return lm
+        if saved is not None and saved.get("last_t") is not None:
+            # Restart after a crash: from the last sample we processed until the first new
+            # one, we know nothing. Say so explicitly rather than hold the old state.
+            t = float(saved["last_t"]) + 0.001
+            calc.add(
+                Sample(
+                    t=t,
+                    run=0,
+                    fault=0,
+                    good=0,
+                    total=0,
+                    quality=SampleQuality.BAD,
+                    mono_s=None,
+                    synced=None,
+                )
+            )
+        lm = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=calc)
+        if saved is not None and saved.get("reconfigured_at") is not None:
+            lm.reconfigured_at = float(saved["reconfigured_at"])
+        return lm
+
+    def _index(self) -> None:
+        """Which machines read which device, so a batch only visits its machines."""
+        index: dict[str, list[LiveMachine]] = {}
+        for lm in self._machines.values():
+            for dev in lm.config.devices:
+                index.setdefault(dev, []).append(lm)
+        self.by_device = index
+
+    def feed(
+        self, machines: Sequence[LiveMachine], batch: list[Reading], synced: bool | None
+    ) -> list[tuple[LiveMachine, StopEvent]]:
+        """Turn one device's batch into samples of the machines reading it."""
+        t = max(r.ts for r in batch)
+        mono = max(r.mono for r in batch)
+        out: list[tuple[LiveMachine, StopEvent]] = []
+        for lm in machines:
+            if not lm.builder.update(batch):
+                continue
+            sample = lm.builder.sample(t=t, mono=mono, synced=synced)
+            out.extend((lm, ev) for ev in lm.add(self.reporting, sample))
+        return out
+
+    def confirm(
+        self, machines: Sequence[LiveMachine], confirmation: Confirmation, synced: bool | None
+    ) -> list[tuple[LiveMachine, StopEvent]]:
+        """A report-by-exception device confirmed its last values: a sample where one is due."""
+        out: list[tuple[LiveMachine, StopEvent]] = []
+        t, mono = confirmation.ts, confirmation.mono
+        for lm in machines:
+            if lm.builder.confirm(confirmation):
+                sample = lm.builder.sample(t=t, mono=mono, synced=synced)
+                out.extend((lm, ev) for ev in lm.add(self.reporting, sample))
+        return out
+
+    def mark_unknown(self, now: float, mono: float, synced: bool | None) -> None:
+        """Our own downtime is unknown, not machine downtime: a bad sample for every machine."""
+        for lm in self._machines.values():
+            lm.calc.add(
+                Sample(
+                    t=now,
+                    run=0,
+                    fault=0,
+                    good=0,
+                    total=0,
+                    quality=SampleQuality.BAD,
+                    mono_s=mono,
+                    synced=synced,
+                )
+            )
+
+    async def reload(
+        self,
+        configs: Mapping[str, MachineConfig],
+        reporting: ReportingConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> Retired:
+        """Apply a reloaded ``[machines]`` (see the module docstring); returns the retired ones.
+
+        The swap itself does not await: no sample reaches a machine between the
+        reload instant and its replacement.
+        """
+        replacements: dict[str, LiveMachine] = {}
+        for name, mc in configs.items():
+            current = self._machines.get(name)
+            if current is None:
+                replacements[name] = await self.restore(mc, at=clock())
+            elif profile_hash(current.config.kpi) != profile_hash(mc.kpi):
+                fresh = MachineCalculator(mc.kpi, allowed_lateness_s=reporting.allowed_lateness_s)
+                replacements[name] = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=fresh)
+        at = clock()
+        retired: list[LiveMachine] = []
+        for name in [m for m in self._machines if m not in configs]:
+            retired.append(self._machines.pop(name))
+            self.events.occurred(Event.MACHINE_RECONFIGURED, name, change="removed")
+        for name, mc in configs.items():
+            current = self._machines.get(name)
+            new = replacements.get(name)
+            if new is not None:
+                if current is not None:
+                    retired.append(current)
+                    new.reconfigured_at = at
+                    self.events.occurred(Event.MACHINE_RECONFIGURED, name, change="profile")
+                self._machines[name] = new
+            elif current is not None and current.config != mc:
+                if _signals(current.config) != _signals(mc):
+                    current.builder = SampleBuilder(mc)
+                current.config = mc
+                log.info("Machine updated, calculator kept machine=%s", name)
+        self.reporting = reporting
+        self._index()
+        return Retired(at=at, machines=retired)
+
+
+@dataclass(frozen=True, slots=True)
+class Retired:
+    """Machines a reload took out of service at ``at``, for the reporter to close."""
+
+    at: float
+    machines: list[LiveMachine]
+
+
+def _signals(mc: MachineConfig) -> tuple[Any, ...]:
+    """What the sample builder depends on."""
+    return (mc.run, mc.fault, mc.good, mc.total, mc.signal_max_age_s)

@@ -1,0 +1,157 @@
+"""The reporter: KPI records, state intervals and calculator state on the reporting interval.
+
+Every ``[reporting] interval_s`` :meth:`Reporter.report` stages, for each machine,
+the final records of windows past their lateness, revisions of final windows that
+late samples changed, and a "so far" record of every open window (cut at now, so
+the rest of the window is not reported as unknown); it queues the closed state
+intervals for the buffer and saves each calculator's state, so a restart continues
+where the agent stopped.
+
+:meth:`Reporter.retire` closes the windows of machines a reload took out of
+service (removed, or replaced because their KPI profile changed): every open
+window's record, cut at the reload instant, is published as final with the flag
+``reconfigured``, so the known time up to the reload is counted.
+
+Guarantees: records are committed to the outbox before the calculator state that
+produced them is saved (a crash in between re-sends, never skips; while records
+are held because the outbox cannot take them, the state is not saved); a round
+that fails is logged once with its traceback and counted (event ``flush_failed``,
+stage ``report``), retried on the next round, and its recovery logged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from edge_agent import logtext
+from edge_agent.buffer import Buffer, MessageKind
+from edge_agent.errors import StorageFull
+from edge_agent.kpi import KpiRecord
+from edge_agent.ops.events import Event, EventLog
+from edge_agent.outgoing.staging import OutboxStaging
+from edge_agent.reporting.machine import LiveMachine, MachineSet, Retired, state_key
+from edge_agent.reporting.messages import kpi_data, record_key, window_kind
+
+log = logging.getLogger("edge_agent.reporting")
+
+#: Flag of a record whose window was closed early because a reload retired its machine.
+FLAG_RECONFIGURED = "reconfigured"
+
+
+class Reporter:
+    """Stages each machine's records and saves its calculator state.
+
+    Args:
+        machines: The live machines.
+        staging: Where records are staged and committed.
+        buffer: Where state intervals and calculator state go.
+        events: Where failed rounds are counted and logged.
+        clock: Wall clock (UNIX seconds), injectable for tests.
+    """
+
+    def __init__(
+        self,
+        machines: MachineSet,
+        staging: OutboxStaging,
+        buffer: Buffer,
+        *,
+        events: EventLog | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.machines = machines
+        self.staging = staging
+        self.buffer = buffer
+        self.events = events or EventLog()
+        self.clock = clock
+
+    async def run(self, interval_s: float, beat: Callable[[], None]) -> None:
+        """Report every ``interval_s`` seconds until cancelled; ``beat()`` after each round."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.report()
+            except Exception as exc:
+                self.events.enter(Event.FLUSH_FAILED, "report", exc_info=exc)
+            else:
+                self.events.leave(Event.FLUSH_FAILED, "report")
+            beat()
+
+    async def report(self) -> None:
+        """One round: stage and commit records, queue intervals, save calculator state."""
+        now = self.clock()
+        for lm in self.machines.values():
+            self._stage_records(lm, now)
+        if await self.staging.flush():
+            await self.save_states()
+
+    def _stage_records(self, lm: LiveMachine, now: float) -> None:
+        calc = lm.calc
+        records: list[KpiRecord] = []
+        closed = calc.close_due(now)
+        lm.finals.update(r.name for r in closed)
+        records.extend(closed)
+        records.extend(calc.revisions())
+        names = calc.window_names()
+        lm.finals.intersection_update(names)
+        for name in names:
+            if name not in lm.finals:
+                # "So far": cut at now, so the rest of the window is not reported as unknown.
+                records.append(calc.record(name, now=now))
+        self._stage(lm, records)
+        self._queue_intervals(lm)
+
+    def _stage(self, lm: LiveMachine, records: list[KpiRecord]) -> None:
+        staging = self.staging
+        for rec in records:
+            data = kpi_data(lm.config, rec)
+            kind = window_kind(data)
+            topic = staging.topics.kpi(machine=lm.config.name, window_kind=kind)
+            staging.stage(MessageKind.KPI, topic, data, record_key=record_key(data))
+            if kind == "day":
+                logtext.log_kpi_flags(lm.config.name, lm.latest.get("today"), data)
+                lm.latest["today"] = data
+            elif kind == "shift":
+                lm.latest["shift"] = data
+
+    def _queue_intervals(self, lm: LiveMachine) -> None:
+        intervals = [iv.as_dict() for iv in lm.calc.drain_intervals()]
+        if intervals:
+            self.buffer.add_intervals(lm.config.name, intervals)
+
+    async def retire(self, retired: Retired) -> None:
+        """Close the windows of retired machines at the reload instant (see module docstring)."""
+        if not retired.machines:
+            return
+        at = retired.at
+        for lm in retired.machines:
+            calc = lm.calc
+            records = [*calc.close_due(at), *calc.revisions()]
+            for name in calc.window_names(final=False):
+                rec = calc.record(name, now=at)
+                flags = (*rec.flags, FLAG_RECONFIGURED)
+                records.append(rec.with_meta(final=True, flags=flags))
+            self._stage(lm, records)
+            self._queue_intervals(lm)
+        if not await self.staging.flush():
+            return  # their saved state stays; the records go out with the next flush
+        for lm in retired.machines:
+            # A later calculator of that name must not take these windows for its own.
+            await self._save(lm, {"retired_at": at})
+
+    async def save_states(self) -> None:
+        """Save every calculator's state (durable); kept in memory when storage is full."""
+        for lm in list(self.machines.values()):
+            await self._save(lm, lm.saved_state())
+
+    async def _save(self, lm: LiveMachine, state: dict[str, Any]) -> None:
+        try:
+            await self.buffer.save_state(state_key(lm.config.name), state)
+        except StorageFull as exc:
+            # Kept in memory; the next round tries again (records already went out).
+            self.events.enter(Event.FLUSH_FAILED, "calculator_state", reason=str(exc))
+        else:
+            self.events.leave(Event.FLUSH_FAILED, "calculator_state")
