@@ -49,6 +49,10 @@ class MessageKind(str, enum.Enum):
     STOP = "stop"
     HEALTH = "health"
     TELEMETRY = "telemetry"
+    # Evidence (edge_agent.evidence): chained records, as important as KPI records.
+    GAP = "gap"
+    CONFIG = "config"
+    KEY = "key"
 
     @property
     def priority(self) -> Priority:
@@ -58,7 +62,7 @@ class MessageKind(str, enum.Enum):
     @property
     def evictable(self) -> bool:
         """Whether unpublished rows of this kind may be deleted under the disk budget."""
-        return self not in RECORD_KINDS
+        return self not in RECORD_KINDS and self not in _EVIDENCE_KINDS
 
 
 _PRIORITY = {
@@ -66,7 +70,12 @@ _PRIORITY = {
     MessageKind.STOP: Priority.HIGH,
     MessageKind.HEALTH: Priority.MEDIUM,
     MessageKind.TELEMETRY: Priority.LOW,
+    MessageKind.GAP: Priority.HIGH,
+    MessageKind.CONFIG: Priority.HIGH,
+    MessageKind.KEY: Priority.HIGH,
 }
+# Links of the evidence chain: evicting one would break the chain for every consumer.
+_EVIDENCE_KINDS = frozenset({MessageKind.GAP, MessageKind.CONFIG, MessageKind.KEY})
 RECORD_KINDS: dict[MessageKind, str] = {
     MessageKind.KPI: "kpi_records",
     MessageKind.STOP: "stop_events",

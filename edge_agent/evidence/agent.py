@@ -1,24 +1,30 @@
-"""The runtime's two hooks into evidence: attach the chain, and queue the config audit record.
+"""The runtime's hooks into evidence: attach the chain, follow the topics, audit each config.
 
 The runtime (``edge_agent.runtime``) only wires: it calls :func:`attach` once,
-after building the buffer and the uplink and before ``buffer.open()``, and
-:func:`config_audit` at start and after each applied reload, queuing the result
-like any other message. Everything else (signing, linking, segments, rotation)
-happens inside the buffer's outbox transactions (:mod:`.chain`).
+after building the buffer and the sender (whose uplink owns the topic templates)
+and before ``buffer.open()``; :func:`stage_audit` at start and after each applied
+reload; :func:`follow_topics` when a reload replaced the uplink. Everything else
+(signing, linking, segments, key rotation) happens inside the buffer's outbox
+transactions (:mod:`.chain`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from edge_agent.buffer import Buffer, Outgoing, Priority
+from edge_agent.buffer import Buffer, MessageKind, Outgoing
 from edge_agent.evidence.audit import config_record
 from edge_agent.evidence.chain import Chain
 from edge_agent.evidence.keys import KeyStore
 
 if TYPE_CHECKING:
     from edge_agent.config import AgentConfig
+    from edge_agent.outgoing.staging import OutboxStaging
     from edge_agent.uplink.topics import TopicTemplates
+
+
+def _own_topics(topics: TopicTemplates) -> dict[str, str]:
+    return {"gap": topics.gap(), "key": topics.key()}
 
 
 def attach(buffer: Buffer, config: AgentConfig, topics: TopicTemplates) -> Chain:
@@ -29,23 +35,33 @@ def attach(buffer: Buffer, config: AgentConfig, topics: TopicTemplates) -> Chain
     """
     if buffer.is_open:
         raise RuntimeError("attach the evidence chain before the buffer is opened")
-    chain = Chain(
-        KeyStore(config.agent.state_dir),
-        config.agent.id,
-        topics={"gap": topics.gap(), "key": topics.key()},
-    )
+    chain = Chain(KeyStore(config.agent.state_dir), config.agent.id, topics=_own_topics(topics))
     buffer.chain = chain
     return chain
 
 
-def config_audit(config: AgentConfig, event: str, topics: TopicTemplates) -> Outgoing:
-    """The ``config`` record for an accepted configuration (``event``: start or reload).
+def follow_topics(buffer: Buffer, topics: TopicTemplates) -> None:
+    """After a reload replaced the uplink: the chain's own records use its topics."""
+    if buffer.chain is not None:
+        buffer.chain.topics = _own_topics(topics)
 
-    Contract definitions (issue 15) join as ``contracts={id: hash}`` once they exist.
-    """
-    data = config_record(
+
+def _audit_data(config: AgentConfig, event: str) -> dict[str, Any]:
+    # Contract definitions (issue 15) join as contracts={id: hash} once they exist.
+    return config_record(
         event=event,
         config_file=config.file,
         profiles={name: machine.kpi for name, machine in config.machines.items()},
     )
-    return Outgoing(kind="config", topic=topics.config(), data=data, priority=Priority.HIGH)
+
+
+def config_audit(config: AgentConfig, event: str, topics: TopicTemplates) -> Outgoing:
+    """The ``config`` record for an accepted configuration (``event``: start or reload)."""
+    kind = MessageKind.CONFIG
+    data = _audit_data(config, event)
+    return Outgoing(kind=kind, topic=topics.config(), data=data, priority=kind.priority)
+
+
+def stage_audit(staging: OutboxStaging, config: AgentConfig, event: str) -> None:
+    """Stage the ``config`` record of ``config`` (the caller flushes)."""
+    staging.stage(MessageKind.CONFIG, staging.topics.config(), _audit_data(config, event))
