@@ -304,3 +304,29 @@ def test_head_is_stored_in_the_database(tmp_path: Path) -> None:
     con.close()
     assert head is not None
     assert head.seq == last
+
+
+async def test_an_older_database_is_migrated_and_the_chain_starts_there(tmp_path: Path) -> None:
+    """A buffer of schema 1 with history: migrated, the chain starts with reason chain_enabled."""
+    import sqlite3
+
+    from edge_agent.buffer.schema import MIGRATIONS
+
+    con = sqlite3.connect(tmp_path / "buffer.db", isolation_level=None)
+    for statement in MIGRATIONS[1]:
+        con.execute(statement)
+    con.execute("PRAGMA user_version=1")
+    con.execute(
+        "INSERT INTO outbox(kind, priority, topic, data, created) VALUES ('kpi', 0, 't', '{}', 1)"
+    )
+    con.execute("DELETE FROM outbox")  # published long ago; the counter remembers it
+    con.close()
+    buf = _buffer(tmp_path)
+    await buf.open()
+    await buf.publish_many([_final(1)])
+    docs = [json.loads(x) for x in await _envelopes(buf)]
+    await buf.close()
+    assert docs[0]["kind"] == "key"
+    assert docs[0]["data"]["reason"] == "chain_enabled"
+    assert docs[0]["seq"] == 2  # numbering continues above the old history
+    assert "prev" in docs[1]["proof"]
