@@ -25,6 +25,7 @@ from typing import Any
 from edge_agent.buffer import Buffer
 from edge_agent.config import AgentConfig, load_config_compact
 from edge_agent.errors import ConfigError
+from edge_agent.evidence import agent as evidence
 from edge_agent.final_status import write_final_status
 from edge_agent.ingest.dispatch import Dispatcher
 from edge_agent.ingest.queue import IngestQueue
@@ -85,6 +86,7 @@ class Runtime:
         self.sender = Sender(
             config, self.buffer, self.staging, self.tags.latest, commands=self.contracts.submit
         )
+        evidence.attach(self.buffer, config, self.staging.topics)
         self.telemetry = TelemetryPump(engine_for(config), self.staging, self.clock, events)
         self.reporter = Reporter(
             self.machines, self.staging, self.buffer, events=events, contracts=self.contracts
@@ -131,6 +133,9 @@ class Runtime:
         await self.buffer.open()
         await self.machines.start(cfg.machines, cfg.contracts)
         await self.contracts.start()
+        # The rules these numbers are computed with, signed before any record they govern.
+        evidence.stage_audit(self.staging, cfg, "start")
+        await self.staging.flush()
         tuning.settle_heap()
         if self.install_signals:
             signals.install(self.stop_event, self.reload_event)
@@ -247,6 +252,9 @@ class Runtime:
         if (cfg.publish, cfg.telemetry) != (old.publish, old.telemetry):
             await self.telemetry.replace(engine_for(cfg))
         await self.sender.reconfigure(old, cfg)
+        evidence.follow_topics(self.buffer, self.staging.topics)
+        evidence.stage_audit(self.staging, cfg, "reload")
+        await self.staging.flush()
         self.events.occurred(
             Event.RELOAD_ACCEPTED, devices=len(cfg.devices), machines=len(cfg.machines)
         )

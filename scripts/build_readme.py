@@ -73,6 +73,7 @@ BENCH_ORDER = [
     "sim",
     "operations",
     "fleet",
+    "evidence",
 ]
 
 

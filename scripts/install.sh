@@ -21,7 +21,9 @@
 #      skipped when DESTDIR is set, with --no-systemctl, or when systemd is not PID 1.
 #      A service that is not running is NEVER started on the unedited example or
 #      on a config that still has its placeholder addresses (check-config --strict):
-#      the script says what to edit and how to start it afterwards.
+#      the script says what to edit and how to start it afterwards;
+#   7. prints the evidence key's fingerprint for the contract annex (the agent
+#      creates the key at its first start; the installer never creates or copies it).
 #
 # Environment:
 #   PREFIX       install root of the code            (default /opt/edge-agent)
@@ -216,6 +218,16 @@ fi
 if [ "$start_ok" = 0 ]; then
   say "the service is not started: $why"
   say "$how_to_start"
+fi
+# The evidence signing key (docs/evidence.md) is created by the agent at its first start in
+# its state directory (0600, readable only by the service's user and root) and never leaves
+# it: the installer neither creates nor copies it, it only says where the fingerprint is.
+if fingerprint=$("$PREFIX/venv/bin/edge-agent" key show "$conf" 2>/dev/null | sed -n 's/^fingerprint: *//p') \
+  && [ -n "$fingerprint" ]; then
+  say "device key fingerprint (for the contract annex): $fingerprint"
+else
+  say "the device key that signs the evidence is created at the first start; then run:"
+  say "  sudo edge-agent key show $conf   # its fingerprint goes into the contract annex"
 fi
 say "check it with: systemctl status edge-agent; journalctl -u edge-agent -f; edge-agent status"
 say "done"

@@ -44,6 +44,37 @@ if command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432; 
   "$tmp/venv/bin/edge-agent-collect" status --dsn "host=127.0.0.1 user=postgres dbname=$db" | head -n 3
   "$tmp/venv/bin/python" -c "import psycopg; psycopg.connect('host=127.0.0.1 user=postgres dbname=postgres', autocommit=True).execute('DROP DATABASE $db WITH (FORCE)')"
 fi
+# Evidence: a chain signed by the installed package, checked by the installed `verify`
+# (what a customer runs on a laptop that never saw the gateway): 0 untouched, 1 altered.
+"$tmp/venv/bin/python" - "$tmp/evidence" <<'PY'
+import asyncio, json, sys
+from pathlib import Path
+from edge_agent.buffer import Buffer, Outgoing, StorageConfig
+from edge_agent.evidence.chain import Chain
+from edge_agent.evidence.keys import KeyStore
+from edge_agent.uplink.payload import envelope
+
+async def main(state: Path) -> None:
+    keys = KeyStore(state)
+    buf = Buffer(StorageConfig(path=state / "buffer.db"), "gw", chain=Chain(keys, "gw", topics={"gap": "g", "key": "k"}))
+    await buf.open()
+    for i in range(5):
+        data = {"name": f"hour:{i}", "machine": "m", "final": True, "revision": 0, "oee": 0.5}
+        await buf.publish_many([Outgoing(kind="kpi", topic="t", data=data, priority=0)])
+    rows = await buf.fetch_outbox(after=0, limit=100)
+    (state / "capture.jsonl").write_text("".join(envelope(r, "gw", buf.epoch).decode() + "\n" for r in rows))
+    (state / "device.pem").write_text(keys.active().public.pem())
+    await buf.close()
+
+state = Path(sys.argv[1]); state.mkdir()
+asyncio.run(main(state))
+PY
+"$tmp/venv/bin/edge-agent" verify "$tmp/evidence/capture.jsonl" --key "$tmp/evidence/device.pem" | tail -n 1
+sed -i '3s/"oee":0.5/"oee":0.9/' "$tmp/evidence/capture.jsonl"
+if "$tmp/venv/bin/edge-agent" verify "$tmp/evidence/capture.jsonl" --key "$tmp/evidence/device.pem" >/dev/null; then
+  echo "wheel-check: verify accepted an altered record" >&2; exit 1
+fi
+echo "evidence verify ok from the wheel"
 # The demo must run from the installed wheel too (its config ships inside the package).
 if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then
   "$tmp/venv/bin/edge-agent" demo --duration 6 --plain | tail -n 8

@@ -21,6 +21,7 @@ import enum
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 
 class Priority(enum.IntEnum):
@@ -53,6 +54,10 @@ class MessageKind(str, enum.Enum):
     CONTRACT = "contract"
     CONTRACT_ALERT = "contract_alert"
     CONTRACT_PERIOD = "contract_period"
+    # Evidence (edge_agent.evidence): chained records, as important as KPI records.
+    GAP = "gap"
+    CONFIG = "config"
+    KEY = "key"
 
     @property
     def priority(self) -> Priority:
@@ -62,7 +67,11 @@ class MessageKind(str, enum.Enum):
     @property
     def evictable(self) -> bool:
         """Whether unpublished rows of this kind may be deleted under the disk budget."""
-        return self not in RECORD_KINDS and self not in _NEVER_EVICTED
+        return (
+            self not in RECORD_KINDS
+            and self not in _EVIDENCE_KINDS
+            and self not in _CONTRACT_RECORDS
+        )
 
 
 _PRIORITY = {
@@ -73,8 +82,14 @@ _PRIORITY = {
     MessageKind.CONTRACT: Priority.HIGH,
     MessageKind.CONTRACT_ALERT: Priority.HIGH,
     MessageKind.CONTRACT_PERIOD: Priority.HIGH,
+    MessageKind.GAP: Priority.HIGH,
+    MessageKind.CONFIG: Priority.HIGH,
+    MessageKind.KEY: Priority.HIGH,
 }
-_NEVER_EVICTED = frozenset({MessageKind.CONTRACT_ALERT, MessageKind.CONTRACT_PERIOD})
+# Links of the evidence chain: evicting one would break the chain for every consumer.
+_EVIDENCE_KINDS = frozenset({MessageKind.GAP, MessageKind.CONFIG, MessageKind.KEY})
+# Contract alerts and period records are settlement evidence: never evicted either.
+_CONTRACT_RECORDS = frozenset({MessageKind.CONTRACT_ALERT, MessageKind.CONTRACT_PERIOD})
 RECORD_KINDS: dict[MessageKind, str] = {
     MessageKind.KPI: "kpi_records",
     MessageKind.STOP: "stop_events",
@@ -97,6 +112,7 @@ class OutboxRow:
     data: str
     created: float
     retain: bool
+    proof: str | None = None  # JSON text of the envelope's "proof" (signed kinds only)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,11 +128,32 @@ class NewMessage:
     record_key: str | None = None
 
 
-def insert(con: sqlite3.Connection, messages: Sequence[NewMessage]) -> list[int]:
+class Linker(Protocol):
+    """One transaction's evidence linking (:class:`edge_agent.evidence.chain.Batch`)."""
+
+    prelude: list[NewMessage]
+
+    def link(self, seq: int, message: NewMessage) -> str | None:
+        """Sign/chain an inserted row; its proof JSON text, or None when it carries none."""
+
+    def finish(self) -> None:
+        """Store the chain head (same transaction)."""
+
+
+class Chainer(Protocol):
+    """What the outbox needs from the evidence chain (:class:`edge_agent.evidence.chain.Chain`)."""
+
+    def begin(self, con: sqlite3.Connection) -> Linker:
+        """Start linking the current transaction."""
+
+
+def insert(
+    con: sqlite3.Connection, messages: Sequence[NewMessage], *, chain: Chainer | None = None
+) -> list[int]:
     """Insert messages (and their kpi/stop records) in one committed transaction; return seqs."""
     con.execute("BEGIN IMMEDIATE")
     try:
-        seqs = insert_rows(con, messages)
+        seqs = insert_rows(con, messages, chain=chain)
         con.execute("COMMIT")
     except BaseException:
         if con.in_transaction:
@@ -125,17 +162,29 @@ def insert(con: sqlite3.Connection, messages: Sequence[NewMessage]) -> list[int]
     return seqs
 
 
-def insert_rows(con: sqlite3.Connection, messages: Sequence[NewMessage]) -> list[int]:
-    """Insert messages inside the caller's transaction (no commit); return their seqs."""
+def insert_rows(
+    con: sqlite3.Connection, messages: Sequence[NewMessage], *, chain: Chainer | None = None
+) -> list[int]:
+    """Insert messages inside the caller's transaction (no commit); return their seqs.
+
+    With an evidence ``chain``, each signed row gets its proof in the same transaction
+    (after SQLite assigned its seq), preceded by any row the chain must write first (a
+    segment start, a key rotation); only the seqs of ``messages`` are returned.
+    """
     seqs: list[int] = []
-    for m in messages:
+    linker = chain.begin(con) if chain is not None else None
+    prelude = linker.prelude if linker is not None else []
+    for i, m in enumerate([*prelude, *messages]):
         cur = con.execute(
             "INSERT INTO outbox(kind, priority, topic, data, created, retain, record_key) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (m.kind, int(m.priority), m.topic, m.data, m.created, int(m.retain), m.record_key),
         )
         seq = int(cur.lastrowid or 0)
-        seqs.append(seq)
+        if linker is not None and (text := linker.link(seq, m)) is not None:
+            con.execute("UPDATE outbox SET proof = ? WHERE seq = ?", (text, seq))
+        if i >= len(prelude):
+            seqs.append(seq)
         table = RECORD_TABLES.get(m.kind)
         if table is not None:
             key = m.record_key if m.record_key is not None else f"seq:{seq}"
@@ -147,6 +196,8 @@ def insert_rows(con: sqlite3.Connection, messages: Sequence[NewMessage]) -> list
                 "published = NULL",
                 (key, m.created, seq, m.data),
             )
+    if linker is not None:
+        linker.finish()
     return seqs
 
 
@@ -158,17 +209,17 @@ def fetch(
         return []
     if max_seq is None:
         cur = con.execute(
-            "SELECT seq, kind, priority, topic, data, created, retain FROM outbox "
+            "SELECT seq, kind, priority, topic, data, created, retain, proof FROM outbox "
             "WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit),
         )
     else:
         cur = con.execute(
-            "SELECT seq, kind, priority, topic, data, created, retain FROM outbox "
+            "SELECT seq, kind, priority, topic, data, created, retain, proof FROM outbox "
             "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
             (after, max_seq, limit),
         )
-    return [OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in cur]
+    return [OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in cur]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,19 +257,19 @@ def fetch_class(con: sqlite3.Connection, query: LaneQuery) -> list[OutboxRow]:
     # which scans the whole telemetry backlog to find a few KPI rows.
     if query.max_seq is None:
         cur = con.execute(
-            "SELECT seq, kind, priority, topic, data, created, retain "
+            "SELECT seq, kind, priority, topic, data, created, retain, proof "
             "FROM outbox INDEXED BY outbox_priority_seq "
             "WHERE priority = ? AND seq > ? ORDER BY seq LIMIT ?",
             (query.priority, query.after, query.limit),
         )
     else:
         cur = con.execute(
-            "SELECT seq, kind, priority, topic, data, created, retain "
+            "SELECT seq, kind, priority, topic, data, created, retain, proof "
             "FROM outbox INDEXED BY outbox_priority_seq "
             "WHERE priority = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
             (query.priority, query.after, query.max_seq, query.limit),
         )
-    return [OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in cur]
+    return [OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in cur]
 
 
 def fetch_lanes(

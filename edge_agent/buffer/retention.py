@@ -7,7 +7,8 @@ Runs on the buffer's writer thread. Two mechanisms:
   Unpublished summaries and outbox rows are never aged out.
 * :func:`prune_to_budget` frees pages until the used page count is under a target,
   in a fixed order (the contract with operators, documented in ``docs/pipeline.md``):
-  raw readings (oldest first) → published summaries → comms events → unpublished
+  raw readings (oldest first) → published summaries → published evidence records →
+  comms events → unpublished
   outbox rows by priority, least important first (telemetry, then health) → state
   intervals. Outbox rows at ``Priority.HIGH`` and every ``kpi``/``stop`` row are
   never evicted: if only they remain the caller reports :class:`StorageFull`.
@@ -100,6 +101,12 @@ def prune_by_age(
             "DELETE FROM stop_events WHERE published IS NOT NULL AND created < ?",
             config.summaries_retention_h,
         ),
+        (
+            # Chained records kept for evidence bundles (edge_agent.evidence), once published.
+            "evidence",
+            "DELETE FROM evidence WHERE created < ? AND seq NOT IN (SELECT seq FROM outbox)",
+            config.summaries_retention_h,
+        ),
     )
     for key, sql, hours in steps:
         n = _delete(con, sql, (now - hours * HOUR_S,))
@@ -176,6 +183,7 @@ def prune_to_budget(con: sqlite3.Connection, target_pages: int, drops: DropCount
         ("readings", "readings", "", "id", False),
         ("kpi_records", "kpi_records", "published IS NOT NULL", "created", False),
         ("stop_events", "stop_events", "published IS NOT NULL", "created", False),
+        ("evidence", "evidence", "seq NOT IN (SELECT seq FROM outbox)", "seq", False),
         ("comms_events", "comms_events", "", "id", False),
     ]
     steps += [

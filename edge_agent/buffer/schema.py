@@ -26,7 +26,7 @@ from edge_agent.errors import StorageFull
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 4096
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 # Stored codes of Quality in readings.quality (stable: part of the file format).
 QUALITY_CODES: dict[str, int] = {"good": 0, "bad": 1, "stale": 2}
@@ -109,6 +109,24 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         # Eviction under the budget walks lowest priority, oldest first.
         "CREATE INDEX outbox_priority_seq ON outbox(priority, seq)",
+    ),
+    # Reserved for the sample journal of issue 13 (wt/port13, its migration 2): that branch
+    # replaces this placeholder when it lands; an empty step only bumps user_version.
+    2: (),
+    # Evidence (edge_agent.evidence): the proof object of a signed message, published with
+    # it (so a re-send is byte-identical), and every chained record as published (the
+    # envelope's exact text), kept for evidence bundles after its outbox row is acknowledged.
+    3: (
+        "ALTER TABLE outbox ADD COLUMN proof TEXT",
+        """CREATE TABLE evidence (
+            seq INTEGER PRIMARY KEY,
+            epoch TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            created REAL NOT NULL,
+            machine TEXT,
+            envelope TEXT NOT NULL
+        )""",
+        "CREATE INDEX evidence_created ON evidence(created)",
     ),
 }
 

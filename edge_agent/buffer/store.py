@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge_agent.buffer import outbox, recovery
 from edge_agent.buffer.config import StorageConfig
@@ -43,9 +43,15 @@ from edge_agent.buffer.writer import Writer
 from edge_agent.errors import StorageFull
 from edge_agent.model import CommsEvent, Reading
 
+if TYPE_CHECKING:
+    from edge_agent.evidence.chain import Chain
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# Rows the evidence chain may add to one transaction (segment start, gaps, rotation);
+# reserved in the sequence ledger with the caller's rows (edge_agent.evidence.chain).
+CHAIN_PRELUDE_MAX = 102
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,14 +94,22 @@ class Buffer:
         config: The ``[storage]`` section.
         agent_id: The agent's id (recorded for diagnostics; the envelope is built by the uplink).
         clock: Wall clock (UNIX seconds), injectable for tests.
+        chain: The evidence chain (:class:`edge_agent.evidence.chain.Chain`): signed kinds get
+            their proof, and chained ones their link, in the transaction that numbers them.
     """
 
     def __init__(
-        self, config: StorageConfig, agent_id: str, *, clock: Callable[[], float] = time.time
+        self,
+        config: StorageConfig,
+        agent_id: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        chain: Chain | None = None,
     ) -> None:
         self.config = config
         self.agent_id = agent_id
         self._clock = clock
+        self.chain = chain
         self._writer: Writer | None = None
         self._ledger: SeqLedger | None = None
         self._listeners: list[Callable[[], None]] = []
@@ -124,6 +138,14 @@ class Buffer:
         self._ledger = ledger
         self._writer = Writer(con, self.config, clock=self._clock)
         self._writer.start()
+        chain = self.chain
+        if chain is not None:
+            # A segment start or a pending key rotation is committed now, before any record.
+            await self._call(
+                self._writer.durable(
+                    self._numbered(lambda con: outbox.insert(con, [], chain=chain), 0)
+                )
+            )
 
     def _open_sync(self) -> tuple[Any, Path | None, recovery.Outcome, SeqLedger]:
         path = self.config.path
@@ -149,6 +171,8 @@ class Buffer:
                 wal_note=wal_note,
             )
             outcome = recovery.reconcile(con, found, now=self._clock())
+            if self.chain is not None:
+                self.chain.on_open(con, epoch=outcome.epoch, lost_messages=outcome.gap is not None)
             ledger = SeqLedger(ledger_path(path), outcome.ledger)
         except BaseException:
             con.close()
@@ -266,8 +290,11 @@ class Buffer:
         if not rows:
             return []
 
+        chain = self.chain
         seqs = await self._call(
-            writer.durable(self._numbered(lambda con: outbox.insert(con, rows), len(rows)))
+            writer.durable(
+                self._numbered(lambda con: outbox.insert(con, rows, chain=chain), len(rows))
+            )
         )
         for listener in list(self._listeners):
             listener()
@@ -283,6 +310,9 @@ class Buffer:
         """
         writer = self._w()
         ledger = self._ledger
+        chain = self.chain
+        if chain is not None:
+            count += CHAIN_PRELUDE_MAX
 
         def job(con: Any) -> list[int]:
             if ledger is not None:
@@ -291,11 +321,12 @@ class Buffer:
                 except OSError as exc:
                     raise StorageFull(f"cannot reserve sequence numbers: {exc}") from exc
             seqs = insert(con)
-            if seqs:
-                writer.outbox_count += len(seqs)
-                writer.last_seq = seqs[-1]
+            every = [*seqs, *chain.added] if chain is not None else seqs
+            if every:
+                writer.outbox_count += len(every)
+                writer.last_seq = max(writer.last_seq, *every)
                 if ledger is not None:
-                    ledger.committed(seqs[-1], self._clock())
+                    ledger.committed(writer.last_seq, self._clock())
             return seqs
 
         return job
@@ -329,7 +360,7 @@ class Buffer:
                     )
                     for report in reports
                 ]
-                seqs = outbox.insert_rows(con, messages)
+                seqs = outbox.insert_rows(con, messages, chain=self.chain)
                 con.execute("DELETE FROM state WHERE key = ?", (recovery.GAPS_KEY,))
                 con.execute("COMMIT")
             except BaseException:

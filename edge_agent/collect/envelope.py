@@ -4,7 +4,9 @@ Envelope versions read (``docs/pipeline.md``, PAYLOAD-DECISIONS of this round):
 
 * v1: ``{v, kind, agent, seq, ts, data}``; its numbering epoch is ``""``.
 * v2: the same plus ``epoch``, a short string naming the agent's sequence-numbering epoch;
-  sequence numbers are unique within ``(agent, epoch)``.
+  sequence numbers are unique within ``(agent, epoch)``; records that count for a contract
+  also carry ``proof`` (signature and chain link, ``docs/evidence.md``; checked by
+  :mod:`edge_agent.evidence.verify`, not here).
 
 ``status`` messages carry no ``seq``; every other kind must. Checks made here, before any
 schema and before PostgreSQL sees the message, so that one bad message can never fail a
@@ -32,7 +34,7 @@ MAX_EPOCH_CHARS = 64
 MAX_KIND_CHARS = 64
 MAX_SEQ = 2**63 - 1
 _ENVELOPE_KEYS = {1: {"v", "kind", "agent", "seq", "ts", "data"}}
-_ENVELOPE_KEYS[2] = _ENVELOPE_KEYS[1] | {"epoch"}
+_ENVELOPE_KEYS[2] = _ENVELOPE_KEYS[1] | {"epoch", "proof"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

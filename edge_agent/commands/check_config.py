@@ -18,13 +18,13 @@ import argparse
 import asyncio
 import sys
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from drivers import registry
 from edge_agent.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, add_config_argument, config_paths
-from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import ConfigError
-from edge_agent.preflight import preflight
+
+if TYPE_CHECKING:
+    from edge_agent.config import AgentConfig
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,6 +86,8 @@ def summary(config: AgentConfig) -> str:
 
 
 def _plan(config: AgentConfig) -> str:
+    from drivers import registry
+
     specs = registry()
     out: list[str] = []
     by_proto: dict[str, list[Any]] = defaultdict(list)
@@ -99,6 +101,11 @@ def _plan(config: AgentConfig) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: every command's parser is built at start, and
+    # `edge-agent verify` on a customer's laptop needs neither the drivers nor the config.
+    from edge_agent.config import load_config
+    from edge_agent.preflight import preflight
+
     worst = EXIT_OK
     for file in config_paths(args):
         try:

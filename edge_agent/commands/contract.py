@@ -29,7 +29,6 @@ from edge_agent.commands.status import resolve_state_dir
 from edge_agent.contracts.text import render
 from edge_agent.errors import ConfigError
 from edge_agent.kpi.timeutil import format_instant, parse_instant
-from edge_agent.reporting.contracts import COMMANDS_DIR
 from edge_agent.status_view import STATUS_FILE, SnapshotError, load_snapshot
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -145,6 +144,9 @@ def run_ack(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
             raise UsageError(
                 f"--at {args.at!r}: expected an ISO 8601 instant with Z or an offset"
             ) from None
+    # Imported here: the command line stays light (`verify` on a laptop loads no agent code).
+    from edge_agent.reporting.contracts import COMMANDS_DIR
+
     try:
         spool = _state_dir(args) / COMMANDS_DIR
     except ConfigError as exc:

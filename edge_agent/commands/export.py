@@ -26,8 +26,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from edge_agent.buffer.retention import first_id_at
-from edge_agent.buffer.schema import QUALITY_NAMES, connect
 from edge_agent.cli import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -37,7 +35,6 @@ from edge_agent.cli import (
     config_path,
     describe_os_error,
 )
-from edge_agent.uplink.payload import iso_utc
 
 # Readings are located by arrival order; rows stamped more than this far out of order
 # (a wall-clock step while running) may be missed at the edges of the range.
@@ -97,6 +94,8 @@ def parse_time(text: str) -> float:
 
 
 def _time(value: Any) -> str | None:
+    from edge_agent.uplink.payload import iso_utc
+
     return iso_utc(float(value)) if isinstance(value, int | float) else None
 
 
@@ -109,6 +108,9 @@ def _json(text: Any) -> Any:
 
 def rows(con: sqlite3.Connection, kind: str, start: float, end: float) -> Iterator[dict[str, Any]]:
     """Export rows of one kind as dicts with the keys of :data:`COLUMNS`."""
+    from edge_agent.buffer.retention import first_id_at
+    from edge_agent.buffer.schema import QUALITY_NAMES
+
     if kind == "readings":
         # readings has no ts index: narrow by rowid (arrival order) with a slack, then filter.
         first = first_id_at(con, "readings", start - READINGS_SLACK_S) or 0
@@ -224,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"edge-agent export: no buffer database at {path}", file=sys.stderr)
         return EXIT_FAILURE
+    from edge_agent.buffer.schema import connect
+
     with ExitStack() as stack:
         try:
             con = connect(path, read_only=True)

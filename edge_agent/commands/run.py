@@ -22,9 +22,7 @@ from edge_agent.cli import (
     configure_logging,
     describe_os_error,
 )
-from edge_agent.config import load_config_compact
 from edge_agent.errors import ConfigError
-from edge_agent.preflight import preflight
 
 log = logging.getLogger("edge_agent")
 
@@ -59,6 +57,11 @@ def _refuse(file: object, lines: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Imported here: every command's parser is built at start, and `edge-agent verify` on a
+    # customer's laptop should not load the drivers and the MQTT client for nothing.
+    from edge_agent.config import load_config_compact
+    from edge_agent.preflight import preflight
+
     file = config_path(args) or DEFAULT_CONFIG
     try:
         config = load_config_compact(file)

@@ -15,6 +15,8 @@ Format (version 2, documented in ``docs/pipeline.md``, schemas in ``schemas/``):
 * ``ts``: when the message was created (enqueued), UTC, millisecond ISO 8601.
 * ``data``: kind-specific; its JSON text is copied verbatim from the outbox row,
   so a re-sent message is byte-identical to the first attempt.
+* ``proof`` (signed kinds only, see ``docs/evidence.md``): ``{"kid", "prev", "sig"}``,
+  also stored with the row when it was enqueued, so it never changes on a re-send.
 
 Status (birth / last will) messages carry no ``seq``: they describe the
 connection, not the data stream, and are retained. Pure code, no I/O.
@@ -47,11 +49,12 @@ def iso_utc(ts: float) -> str:
 
 
 def envelope(row: OutboxRow, agent: str, epoch: str) -> bytes:
-    """The envelope for an outbox row (``row.data`` is already JSON text)."""
+    """The envelope for an outbox row (``row.data`` and ``row.proof`` are already JSON text)."""
+    proof = f',"proof":{row.proof}' if row.proof is not None else ""
     return (
         f'{{"v":{ENVELOPE_VERSION},"kind":{_quoted(row.kind)},"agent":{_quoted(agent)},'
         f'"epoch":{_quoted(epoch)},"seq":{row.seq},"ts":"{iso_utc(row.created)}",'
-        f'"data":{row.data}}}'
+        f'"data":{row.data}{proof}}}'
     ).encode()
 
 

@@ -26,6 +26,8 @@ KIND_FIELDS: Mapping[str, frozenset[str]] = {
     "telemetry": frozenset({"device", "tag"}),
     "status": frozenset(),
     "gap": frozenset(),
+    "config": frozenset(),
+    "key": frozenset(),
     "contract": frozenset({"contract"}),
     "contract_alert": frozenset({"contract"}),
     "contract_period": frozenset({"contract"}),
@@ -40,6 +42,8 @@ DEFAULT_TEMPLATES: Mapping[str, str] = {
     "telemetry": "{prefix}/telemetry/{device}",
     "status": "{prefix}/status",
     "gap": "{prefix}/gap",
+    "config": "{prefix}/config",
+    "key": "{prefix}/key",
     "contract": "{prefix}/contract/{contract}/status",
     "contract_alert": "{prefix}/contract/{contract}/alert",
     "contract_period": "{prefix}/contract/{contract}/period",
@@ -162,3 +166,11 @@ class TopicTemplates:
     def gap(self) -> str:
         """Topic of gap reports (messages lost with a damaged or missing database)."""
         return self.render("gap")
+
+    def config(self) -> str:
+        """Topic of configuration audit records (evidence)."""
+        return self.render("config")
+
+    def key(self) -> str:
+        """Topic of device key records: chain start and key rotation (evidence)."""
+        return self.render("key")
