@@ -238,6 +238,10 @@ class ContractDesk:
         spool = self.spool
         if spool is None or not spool.is_dir():
             return
+        for stale in spool.glob("*.done"):  # verdicts nobody waited for (ack timed out)
+            with contextlib.suppress(OSError):
+                if self.clock() - stale.stat().st_mtime > COMMAND_MAX_AGE_S:
+                    stale.unlink()
         for path in sorted(spool.glob("*.json")):
             try:
                 body = path.read_bytes()

@@ -398,3 +398,27 @@ async def test_command_files_are_answered(tmp_path: Path, buffer: Buffer) -> Non
     assert verdict == {"ok": False, "reason": "no such stop event (unknown event_id)"}
     assert sorted(p.name for p in spool.iterdir()) == ["1.done", "2.done"]
     assert agent.desk.answers.times() == {"m@2026-11-26T10:10:00Z": ((T0 + 690) * 1000, None)}
+
+
+async def test_acknowledgement_after_a_restart(tmp_path: Path, buffer: Buffer) -> None:
+    """The breakdown starts at +600 s; the agent dies at +690 s; the ack comes after the restart.
+
+    The answer is stamped +700 s (100 s after the onset, within the 120 s bound): the
+    restarted agent still knows the stop event and the breakdown, so the response is
+    100 s, on track, and no bound is crossed later.
+    """
+    clock = Clock()
+    cfg = config(tmp_path)
+    first = Agent(cfg, buffer, clock)
+    await first.start()
+    await play(first, clock, T0 + 690)  # the round at +660 saved the books and answers
+    restarted = Agent(cfg, buffer, clock)
+    await restarted.start()
+    event_id = "m@2026-11-26T10:10:00Z"
+    at = round((T0 + 700) * 1000)
+    assert await restarted.desk.answer(AnswerKind.ACK, event_id, at, source="mqtt") is None
+    await play(restarted, clock, T0 + 900)
+    response = next(t for t in restarted.desk.latest["line"]["terms"] if t["term"] == "response")
+    assert (response["so_far"], response["state"]) == (100.0, "on_track")
+    alerts = of(await messages(buffer), "contract_alert")
+    assert not [a for a in alerts if a["alert"] == "response_bound_crossed"]
