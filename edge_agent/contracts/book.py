@@ -179,14 +179,20 @@ class ContractBook:
             self.tracked.setdefault(period.name, _Tracked(period.start_ms, period.end_ms))
 
     def _mine(self, name: str) -> bool:
+        # After a reload that changed a machine's profile the rest of a window is reported
+        # as "<window>~<reload instant>": both parts are the contract's.
         c = self.contract
-        return name == c.window_name or name.startswith(f"{CHUNK_PREFIX}{c.name}:")
+        if c.window_name is not None and name.split("~", 1)[0] == c.window_name:
+            return True
+        return name.startswith(f"{CHUNK_PREFIX}{c.name}:")
 
     def stop(self, machine: str, event_id: str, start_ms: int, cls: StopClass, code: int) -> None:
         """A stop event on the contract's service hours; provider breakdowns are kept."""
         profile = self.profiles.get(machine)
         if profile is None or cls is not StopClass.BREAKDOWN or profile.is_customer_code(code):
             return
+        if period_at(self.contract, start_ms) is None:
+            return  # before or after an explicit period: no response term applies
         self.breakdowns[event_id] = (machine, start_ms)
 
     # -- evaluation ----------------------------------------------------------------

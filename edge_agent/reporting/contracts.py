@@ -40,7 +40,7 @@ from typing import Any
 from edge_agent.buffer import Buffer, MessageKind
 from edge_agent.contracts import Contract, contract_hash, service_profile
 from edge_agent.contracts.book import ContractBook, is_chunk
-from edge_agent.kpi import KpiRecord, profile_hash
+from edge_agent.kpi import KpiProfile, KpiRecord, profile_hash
 from edge_agent.ops.events import Event, EventLog
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.reporting.answers import AnswerKind, Answers, CommandError, parse_command
@@ -113,19 +113,28 @@ class ContractDesk:
         for name, contract in contracts.items():
             current = self.books.get(name)
             if current is not None and contract_hash(current.contract) == contract_hash(contract):
+                profiles = self._profiles(contract)
+                if profiles != current.profiles:
+                    # A machine's KPI profile changed (reload): same book, new profiles;
+                    # its windows were split by the machine set, both parts are kept.
+                    book = ContractBook(contract, profiles, allowed_lateness_s=self.lateness)
+                    book.restore(current.to_state())
+                    current = book
                 books[name] = current
                 continue
             books[name] = await self._open(contract)
         self.books = books
         self.latest = {n: s for n, s in self.latest.items() if n in books}
 
-    async def _open(self, contract: Contract) -> ContractBook:
-        profiles = {
+    def _profiles(self, contract: Contract) -> dict[str, KpiProfile]:
+        return {
             m: service_profile(contract, self.machines[m].config.kpi)
             for m in contract.machines
             if m in self.machines
         }
-        book = ContractBook(contract, profiles, allowed_lateness_s=self.lateness)
+
+    async def _open(self, contract: Contract) -> ContractBook:
+        book = ContractBook(contract, self._profiles(contract), allowed_lateness_s=self.lateness)
         saved = await self.buffer.load_state(book_key(contract.name))
         if saved is not None and saved.get("hash") == contract_hash(contract):
             try:

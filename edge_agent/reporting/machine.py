@@ -120,20 +120,18 @@ class LiveMachine:
                 self.window_ends[slot] = start / 1000 if start and start > t_ms else t + 60.0
                 continue
             w = ReportWindow(chunk.name, chunk.start_ms / 1000, chunk.end_ms / 1000)
-            if key == MAIN:
-                self._open(w)
-            else:
-                self.service[key].open_window(w.name, w.start, w.end)
+            self._open(w, self.calculator(key))
             self.window_ends[slot] = w.end
 
-    def _open(self, w: ReportWindow) -> None:
+    def _open(self, w: ReportWindow, calc: MachineCalculator | None = None) -> None:
+        calc = self.calc if calc is None else calc
         at = self.reconfigured_at
         if at is not None and w.start < at < w.end:
             # The part before the reload was reported by the calculator this one replaced.
             name = f"{w.name}~{format_instant(round(at * 1000))}"
-            self.calc.open_window(name, at, w.end)
+            calc.open_window(name, at, w.end)
         else:
-            self.calc.open_window(w.name, w.start, w.end)
+            calc.open_window(w.name, w.start, w.end)
 
     def add(self, rep: ReportingConfig, sample: Sample) -> list[StopEvent]:
         """Feed one sample; returns the stop-event updates it caused."""

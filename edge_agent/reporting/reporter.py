@@ -133,14 +133,19 @@ class Reporter:
             return
         at = retired.at
         for lm in retired.machines:
-            calc = lm.calc
-            records = [*calc.close_due(at), *calc.revisions()]
-            for name in calc.window_names(final=False):
-                rec = calc.record(name, now=at)
-                flags = (*rec.flags, FLAG_RECONFIGURED)
-                records.append(rec.with_meta(final=True, flags=flags))
+            records: list[KpiRecord] = []
+            for calc in (lm.calc, *lm.service.values()):
+                records += [*calc.close_due(at), *calc.revisions()]
+                for name in calc.window_names(final=False):
+                    rec = calc.record(name, now=at)
+                    flags = (*rec.flags, FLAG_RECONFIGURED)
+                    records.append(rec.with_meta(final=True, flags=flags))
             self._stage(lm, records)
             self._queue_intervals(lm)
+            if self.contracts:
+                for rec in records:
+                    if is_chunk(rec.name):
+                        self.contracts.take(lm.config.name, rec)
         if not await self.staging.flush():
             return  # their saved state stays; the records go out with the next flush
         for lm in retired.machines:

@@ -422,3 +422,36 @@ async def test_acknowledgement_after_a_restart(tmp_path: Path, buffer: Buffer) -
     assert (response["so_far"], response["state"]) == (100.0, "on_track")
     alerts = of(await messages(buffer), "contract_alert")
     assert not [a for a in alerts if a["alert"] == "response_bound_crossed"]
+
+
+async def test_reload_with_a_changed_profile_keeps_every_second(
+    tmp_path: Path, buffer: Buffer
+) -> None:
+    """A profile change at +1,800 s splits the contract window; the period sums both parts."""
+    clock = Clock()
+    cfg = config(tmp_path)
+    agent = Agent(cfg, buffer, clock)
+    await agent.start()
+    await play(agent, clock, T0 + 1800)
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        path.read_text().replace("ideal_cycle_time_s = 2.0", "ideal_cycle_time_s = 1.5")
+    )
+    new = load_config(path)
+    retired = await agent.machines.reload(
+        new.machines, new.reporting, new.contracts, clock=lambda: T0 + 1800
+    )
+    await agent.reporter.retire(retired)
+    await agent.desk.apply(new.contracts)
+    await play(agent, clock, T0 + 3660, every=30)
+    docs = await messages(buffer)
+    (period,) = of(docs, "contract_period")
+    parts = [k for k in of(docs, "kpi") if k["name"].startswith(CONTRACT_WINDOW) and k["final"]]
+    assert sorted(k["name"] for k in parts) == [
+        CONTRACT_WINDOW,
+        f"{CONTRACT_WINDOW}~2026-11-26T10:30:00Z",
+    ]
+    assert period["components"]["planned_time_s"] == 3600.0  # no hole at the reload
+    assert period["components"]["planned_time_s"] == sum(k["planned_time_s"] for k in parts)
+    assert period["components"]["downtime_provider_s"] == 60.0
+    assert period["profile_hashes"]["m"] == parts[-1]["profile_hash"]  # the profile in force
