@@ -191,14 +191,11 @@ class Runtime:
             await self.telemetry.flush(time.time())
         except Exception as exc:
             self.events.enter(Event.FLUSH_FAILED, "final_report", exc_info=exc)
-        if self.staging.held:
-            log.error(
-                "Stopping with messages the outbox did not take messages=%d", len(self.staging)
-            )
         try:
-            await self.sender.stop()
+            await self.sender.stop()  # sends what the outbox holds, within its timeout
         except Exception as exc:
             self.events.enter(Event.FLUSH_FAILED, "uplink_stop", exc_info=exc)
+        await self.staging.close()  # stores what acks made room for; counts the rest
         await write_final_status(self.status.path, self.status.parts)
         await self.buffer.close()
         log.info("Agent stopped id=%s", self.config.agent.id)

@@ -7,7 +7,9 @@ Runs on the buffer's writer thread. Two mechanisms:
   Unpublished summaries and outbox rows are never aged out.
 * :func:`prune_to_budget` frees pages until the used page count is under a target,
   in a fixed order (the contract with operators, documented in ``docs/pipeline.md``):
-  raw readings (oldest first) → published summaries → published evidence records →
+  raw readings (oldest first) → unpublished "so far" KPI rows superseded by a newer
+  row of the same record (key ``superseded:kpi``, not a loss) → published summaries →
+  published evidence records →
   comms events → unpublished
   outbox rows by priority, least important first (telemetry, then health) → state
   intervals. Outbox rows at ``Priority.HIGH`` and every ``kpi``/``stop`` row are
@@ -173,6 +175,16 @@ _PROTECTED = "kind NOT IN ({})".format(
 )
 
 
+# An outbox row of a "so far" KPI record (``final`` false) whose record now points at a
+# newer row (kpi_records keeps the latest seq per record_key).
+_SUPERSEDED = (
+    "kind = 'kpi' AND record_key IS NOT NULL AND json_extract(data, '$.final') = 0 "
+    "AND seq < (SELECT r.seq FROM kpi_records r WHERE r.record_key = outbox.record_key)"
+)
+#: Drop-count key of superseded so-far KPI rows evicted from the outbox (not a loss).
+SUPERSEDED_KEY = "superseded:kpi"
+
+
 def prune_to_budget(con: sqlite3.Connection, target_pages: int, drops: DropCounts) -> bool:
     """Delete rows in eviction order until used pages <= ``target_pages``.
 
@@ -181,6 +193,9 @@ def prune_to_budget(con: sqlite3.Connection, target_pages: int, drops: DropCount
     """
     steps: list[tuple[str, str, str, str, bool]] = [
         ("readings", "readings", "", "id", False),
+        # Unpublished "so far" KPI rows a newer row of the same record replaced: the
+        # newer one carries everything they said (counted, not a loss).
+        (SUPERSEDED_KEY, "outbox", _SUPERSEDED, "seq", False),
         ("kpi_records", "kpi_records", "published IS NOT NULL", "created", False),
         ("stop_events", "stop_events", "published IS NOT NULL", "created", False),
         ("evidence", "evidence", "seq NOT IN (SELECT seq FROM outbox)", "seq", False),

@@ -480,6 +480,7 @@ class Buffer:
         table), ``dropped`` (``readings`` = evicted under budget, ``outbox:<kind>``,
         ``readings:queue_full``, ``readings:memory_full`` ...), ``expired`` (rows aged out
         by retention), ``disk_full``, ``full_reason`` (``budget``/``disk``/``""``),
+        ``outbox_full`` (why the last outbox insert was refused: ``budget``/``disk``/``""``),
         ``last_error``, ``moved_aside`` (path of a corrupt file replaced at open),
         ``epoch`` (the seq numbering epoch) and ``recovered`` (the gap report of
         messages lost with the database at open, or None).
@@ -502,6 +503,7 @@ class Buffer:
             "expired": dict(w.expired),
             "disk_full": w.disk_full,
             "full_reason": w.full_reason,
+            "outbox_full": w.outbox_full,
             "last_error": w.last_error,
             "moved_aside": str(self.moved_aside) if self.moved_aside else None,
             "epoch": self.epoch,

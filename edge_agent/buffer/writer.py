@@ -53,6 +53,7 @@ AGE_PRUNE_S = 60.0
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 10.0
 CACHE_KIB = 1024  # writer connection's page cache
+DISK_MARGIN = 1024 * 1024  # free bytes below which SQLITE_FULL means the disk, not the cap
 
 
 def is_full(exc: BaseException) -> bool:
@@ -95,6 +96,8 @@ class Writer:
         self.written: Counter[str] = Counter()
         self.disk_full = False
         self.full_reason = ""
+        # Why the last durable job (outbox insert, state) could not be stored, "" when it was.
+        self.outbox_full = ""
         self.last_error: str | None = None
         self.outbox_count, _, self.last_seq = outbox.bounds(con)
         self._series = SeriesIds()
@@ -343,11 +346,16 @@ class Writer:
         self.last_error = None
 
     def _full_reason(self) -> str:
+        """``budget`` when the filesystem still has room (the page cap refused), else ``disk``.
+
+        The page count alone cannot tell: a large transaction is refused by the cap
+        while the file, after its rollback, is well below it.
+        """
         try:
-            usage = retention.page_usage(self._con)
-        except sqlite3.Error:
+            st = os.statvfs(self._wal_path.parent)
+        except OSError:
             return "disk"
-        return "budget" if usage.page_count >= self._size.max_page_count - 1 else "disk"
+        return "budget" if st.f_bavail * st.f_frsize > DISK_MARGIN else "disk"
 
     def _make_room(self) -> bool:
         """Free space in budget order down to the low-water mark; True when any was freed."""
@@ -404,10 +412,13 @@ class Writer:
                     result = fn(con)
             except sqlite3.OperationalError as exc:
                 if is_full(exc):
-                    self._set_error(exc)
-                    raise StorageFull(f"buffer full ({self._full_reason()}): {exc}") from exc
+                    # Not the rows' condition (disk_full, logged by _set_error): the caller
+                    # holds the message and reports it (event outbox_full), once.
+                    self.outbox_full = self._full_reason()
+                    raise StorageFull(f"buffer full ({self.outbox_full}): {exc}") from exc
                 raise
             else:
+                self.outbox_full = ""
                 self.usage = retention.page_usage(con)
                 return result
             finally:
@@ -434,5 +445,5 @@ class _BacklogCounter(Counter[str]):
         delta = value - self.get(key, 0)
         super().__setitem__(key, value)
         self._writer.dropped[key] += delta
-        if key.startswith("outbox:"):
+        if key.startswith(("outbox:", "superseded:")):
             self._writer.outbox_count -= delta

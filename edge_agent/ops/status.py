@@ -149,6 +149,7 @@ class StatusFile:
             "buffer": src.buffer.stats(),
             "health": src.health.collect(slots=False),
             "published": dict(src.staging.published),
+            "outgoing": src.staging.accounting(),
         }
         return snapshot
 

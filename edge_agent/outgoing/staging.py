@@ -1,21 +1,36 @@
-"""Outbox staging: messages wait here until one commit stores them in the outbox.
+"""Outbox staging: messages wait here until a commit stores them in the outbox.
 
 Producers (the dispatcher's stop events, the reporter's KPI records, health and
 telemetry) call :meth:`OutboxStaging.stage`, which never blocks; :meth:`OutboxStaging.flush`
-commits everything staged in one transaction (one fsync). When the disk budget or
-the disk is full (event ``outbox_full``), or the commit fails otherwise (event
-``flush_failed``, stage ``outbox``), the messages stay here and are retried on the
-next flush.
+commits everything staged in one transaction (one fsync). Flushes never overlap
+(one at a time, in staging order).
 
-Guarantees: a message is either committed to the outbox, still staged, or counted
-as dropped (event ``outbox_dropped`` and :attr:`OutboxStaging.dropped`); beyond
-``max_held`` staged messages the lowest-priority, oldest ones are dropped, never a
-KPI record or a stop event.
+When the outbox cannot take the whole batch (disk budget full of rows that are
+never evicted, or the disk itself; event ``outbox_full``), the messages are stored
+as far as they fit, most important first (KPI records, stop events and the other
+summaries, then health, then telemetry), in growing chunks: the first message
+alone, then 2, 4 ... so one large batch never blocks the small ones behind it.
+What does not fit is *held* in memory and retried at every flush; the
+condition ends (one log line) when nothing is held any more. A held KPI record
+replaced by a newer version of the same record (same ``record_key``: the next
+"so far" record of a window) is not stored twice: the older one is *superseded*
+and counted. Any other failure (event ``flush_failed``, stage ``outbox``) holds
+the messages the same way.
+
+Guarantees: every staged message is stored, still held, superseded, or dropped
+and counted (:meth:`OutboxStaging.accounting`, per kind; event ``outbox_dropped``).
+The hold is bounded by ``max_held``: beyond it the least important, oldest
+messages are dropped, summaries only when nothing else is left (so-far KPI
+records first). :meth:`OutboxStaging.close` (at the stop) makes a last attempt,
+then counts and logs what it could not store.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+from collections import Counter
 from typing import Any
 
 from edge_agent.buffer import Buffer, MessageKind, Outgoing
@@ -27,6 +42,21 @@ log = logging.getLogger("edge_agent.outgoing")
 
 # Messages held in memory while the outbox cannot be written (disk budget or disk full).
 OUTGOING_MAX = 20_000
+_Item = tuple[int, Outgoing]  # (arrival number, message)
+# Largest chunk stored at once while the outbox has less room than the whole batch.
+CHUNK_MAX = 256
+
+
+def _kind(m: Outgoing) -> str:
+    return MessageKind(m.kind).value
+
+
+def _is_summary(m: Outgoing) -> bool:
+    return not MessageKind(m.kind).evictable
+
+
+def _is_so_far(m: Outgoing) -> bool:
+    return m.kind == MessageKind.KPI and isinstance(m.data, dict) and m.data.get("final") is False
 
 
 class OutboxStaging:
@@ -50,18 +80,47 @@ class OutboxStaging:
         self.topics = topics
         self.events = events or EventLog()
         self.max_held = max_held
-        self.held: list[Outgoing] = []
+        # Staged messages by arrival number (insertion order = staging order).
+        self._held: dict[int, Outgoing] = {}
+        self._keys: dict[str, int] = {}  # record_key -> arrival number of a held KPI record
+        self._numbers = itertools.count()
+        self._lock = asyncio.Lock()
+        self.created: Counter[str] = Counter()
+        self.superseded: Counter[str] = Counter()
         self.dropped: dict[str, int] = {}
-        self.published: dict[str, int] = {}
+        self.published: dict[str, int] = {}  # stored in the outbox, per kind
+        self._stored_in_hold = 0
 
     def __len__(self) -> int:
-        return len(self.held)
+        return len(self._held)
+
+    @property
+    def held(self) -> list[Outgoing]:
+        """The messages staged and not stored yet, in staging order."""
+        return list(self._held.values())
 
     def figures(self) -> dict[str, int]:
-        """Messages held and dropped, for health telemetry's ``pipeline``."""
+        """Messages held, superseded and dropped, for health telemetry's ``pipeline``."""
+        summaries = sum(1 for m in self._held.values() if _is_summary(m))
         return {
-            "outgoing_in_memory": len(self.held),
+            "outgoing_in_memory": len(self._held),
+            "summaries_in_memory": summaries,
             "dropped_outgoing": sum(self.dropped.values()),
+            "dropped_summaries": sum(
+                n for kind, n in self.dropped.items() if not MessageKind(kind).evictable
+            ),
+            "superseded_outgoing": sum(self.superseded.values()),
+        }
+
+    def accounting(self) -> dict[str, dict[str, int]]:
+        """Per kind: ``created`` = ``stored`` + ``superseded`` + ``dropped`` + ``held``."""
+        held: Counter[str] = Counter(_kind(m) for m in self._held.values())
+        return {
+            "created": dict(self.created),
+            "stored": dict(self.published),
+            "superseded": dict(self.superseded),
+            "dropped": dict(self.dropped),
+            "held": dict(held),
         }
 
     def stage(
@@ -73,60 +132,168 @@ class OutboxStaging:
         record_key: str | None = None,
         retain: bool = False,
     ) -> None:
-        """Stage one message (priority from its kind); :meth:`flush` commits all at once."""
-        self.held.append(
-            Outgoing(
-                kind=kind,
-                topic=topic,
-                data=data,
-                priority=kind.priority,
-                record_key=record_key,
-                retain=retain,
-            )
+        """Stage one message (priority from its kind); :meth:`flush` commits all at once.
+
+        A held KPI record with the same ``record_key`` is superseded (replaced) by it.
+        """
+        message = Outgoing(
+            kind=kind,
+            topic=topic,
+            data=data,
+            priority=kind.priority,
+            record_key=record_key,
+            retain=retain,
         )
+        self.created[kind.value] += 1
+        self._add(message)
+
+    def _add(self, message: Outgoing, number: int | None = None) -> None:
+        n = next(self._numbers) if number is None else number
+        key = message.record_key if message.kind == MessageKind.KPI else None
+        if key is not None:
+            old = self._keys.get(key)
+            if old is not None and old in self._held:
+                if old > n:
+                    # A newer version is already held (a put-back of an older one).
+                    self.superseded[_kind(message)] += 1
+                    return
+                del self._held[old]
+                self.superseded[_kind(message)] += 1
+            self._keys[key] = n
+        self._held[n] = message
 
     async def flush(self) -> bool:
-        """Commit every staged message to the outbox in one transaction (one fsync).
+        """Store every staged message in the outbox (one transaction when it fits).
 
         Returns:
-            True when nothing is left staged (all committed), False when messages are
-            held for the next attempt.
+            True when everything staged before the call is committed (a message staged
+            while it ran waits for the next flush), False when messages are held for
+            the next attempt.
         """
-        if not self.held:
+        async with self._lock:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
+        if not self._held:
             return True
-        batch, self.held = self.held, []
+        batch, self._held, self._keys = self._held, {}, {}
+        items = list(batch.items())
         try:
-            await self.buffer.publish_many(batch)
+            await self.buffer.publish_many([m for _, m in items])
         except StorageFull as exc:
-            self.held = batch + self.held
-            self.events.enter(Event.OUTBOX_FULL, reason=str(exc), held=len(self.held))
-            self._trim()
-            return False
+            rest = await self._store_in_chunks(items)
+            self._put_back(rest)
+            if rest:
+                self.events.enter(
+                    Event.OUTBOX_FULL,
+                    reason=str(exc),
+                    held=len(self._held),
+                    summaries=self.figures()["summaries_in_memory"],
+                )
+                self._trim()
+                return False
         except Exception as exc:
-            self.held = batch + self.held
-            self.events.enter(Event.FLUSH_FAILED, "outbox", exc_info=exc, held=len(self.held))
+            self._put_back(items)
+            self.events.enter(Event.FLUSH_FAILED, "outbox", exc_info=exc, held=len(self._held))
             self._trim()
             return False
-        self.events.leave(Event.OUTBOX_FULL, stored=len(batch))
+        else:
+            self._stored(m for _, m in items)
+            self._stored_in_hold += len(items)
+        self.events.leave(
+            Event.OUTBOX_FULL,
+            stored=self._stored_in_hold,
+            superseded=sum(self.superseded.values()),
+        )
+        self._stored_in_hold = 0
         self.events.leave(Event.OUTBOX_DROPPED)
         self.events.leave(Event.FLUSH_FAILED, "outbox")
-        for m in batch:
-            self.published[m.kind] = self.published.get(m.kind, 0) + 1
-        return not self.held
+        return True
+
+    async def _store_in_chunks(self, items: list[_Item]) -> list[_Item]:
+        """Store what fits, most important first, in chunks 1, 2, 4 ...; return the rest."""
+        order = sorted(items, key=lambda item: (item[1].priority, item[0]))
+        size = 1
+        while order:
+            chunk = order[:size]
+            try:
+                await self.buffer.publish_many([m for _, m in chunk])
+            except StorageFull:
+                if size == 1:
+                    break
+                size = 1  # a smaller piece may still fit
+                continue
+            except Exception as exc:
+                self.events.enter(Event.FLUSH_FAILED, "outbox", exc_info=exc)
+                break
+            self._stored(m for _, m in chunk)
+            self._stored_in_hold += len(chunk)
+            order = order[size:]
+            size = min(size * 2, CHUNK_MAX)
+        return sorted(order)
+
+    def _stored(self, messages: Any) -> None:
+        for m in messages:
+            self.published[_kind(m)] = self.published.get(_kind(m), 0) + 1
+
+    def _put_back(self, items: list[_Item]) -> None:
+        """Hold ``items`` again before what was staged meanwhile (coalescing KPI records)."""
+        newer, self._held, self._keys = self._held, {}, {}
+        for n, m in [*items, *newer.items()]:
+            self._add(m, n)
 
     def _trim(self) -> None:
-        excess = len(self.held) - self.max_held
+        excess = len(self._held) - self.max_held
         if excess <= 0:
             return
-        # Largest priority number = least important; oldest first within it.
-        order = sorted(
-            (i for i, m in enumerate(self.held) if MessageKind(m.kind).evictable),
-            key=lambda i: (-self.held[i].priority, i),
+
+        # Least important first: evictable kinds by priority, then so-far KPI records,
+        # then every other summary; oldest first within each.
+        def rank(item: tuple[int, Outgoing]) -> tuple[int, int, int]:
+            n, m = item
+            tier = 0 if not _is_summary(m) else 1 if _is_so_far(m) else 2
+            return (tier, -m.priority, n)
+
+        drop = sorted(self._held.items(), key=rank)[:excess]
+        kinds: Counter[str] = Counter()
+        for n, m in drop:
+            del self._held[n]
+            kinds[_kind(m)] += 1
+            self.dropped[_kind(m)] = self.dropped.get(_kind(m), 0) + 1
+        summaries = sum(n for kind, n in kinds.items() if not MessageKind(kind).evictable)
+        self.events.enter(
+            Event.OUTBOX_DROPPED,
+            count=len(drop),
+            max_held=self.max_held,
+            summaries=summaries,
         )
-        drop = set(order[:excess])
-        for i in drop:
-            kind = self.held[i].kind
-            self.dropped[kind] = self.dropped.get(kind, 0) + 1
-        self.held = [m for i, m in enumerate(self.held) if i not in drop]
-        if drop:
-            self.events.enter(Event.OUTBOX_DROPPED, count=len(drop), max_held=self.max_held)
+        if summaries:
+            log.error(
+                "Summaries dropped from memory, the outbox could not take them count=%d kinds=%s",
+                summaries,
+                ",".join(f"{k}:{v}" for k, v in sorted(kinds.items())),
+            )
+
+    async def close(self) -> int:
+        """At the stop: a last attempt to store what is held; the rest is counted as dropped.
+
+        Returns:
+            How many messages could not be stored (logged once, with their kinds).
+        """
+        await self.flush()
+        if not self._held:
+            return 0
+        kinds: Counter[str] = Counter(_kind(m) for m in self._held.values())
+        for kind, n in kinds.items():
+            self.dropped[kind] = self.dropped.get(kind, 0) + n
+        count = len(self._held)
+        self._held, self._keys = {}, {}
+        # Counted under outbox_dropped; the line below says it (not the over-the-bound one).
+        self.events.counters[Event.OUTBOX_DROPPED] += count
+        log.error(
+            "Stopping with messages the outbox did not take messages=%d summaries=%d kinds=%s",
+            count,
+            sum(n for kind, n in kinds.items() if not MessageKind(kind).evictable),
+            ",".join(f"{k}:{v}" for k, v in sorted(kinds.items())),
+        )
+        return count

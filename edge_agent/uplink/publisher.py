@@ -24,6 +24,10 @@ Telegraf's tsd-005:
   is drained means data was evicted under the disk budget (counted in the
   buffer's stats) or lost with a damaged database (announced by a ``gap``
   message, published before anything else at start) - it is never silent.
+* **Clean stop.** :meth:`Uplink.stop` keeps sending the outbox (the records and
+  telemetry the agent stored on its way out) and waits for the PUBACKs, until
+  the outbox is empty or ``timeout`` passed, then publishes ``offline``; what is
+  left is sent at the next start.
 * **Bounded.** At most ``max_in_flight`` publishes are outstanding; paho's RAM
   queue is bounded to the same size. The pending mid map is cleared on every
   disconnect, and a mid that gets no PUBACK within ``ack_timeout_s`` forces a
@@ -192,6 +196,8 @@ class Uplink:
         self._status_mid: int | None = None
         self._status_acked = asyncio.Event()
         self._stopping = False
+        self._draining = False  # stopping, but still sending the outbox (bounded)
+        self._fill_lock = asyncio.Lock()
         self._stopped = asyncio.Event()
         self._gaps_pending = True
         self._gap_error_logged = False
@@ -234,7 +240,7 @@ class Uplink:
                 await self._shutdown(timeout=2.0)
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Wait (bounded) for in-flight PUBACKs, publish ``offline`` (retained), disconnect."""
+        """Send the outbox and wait for its PUBACKs (bounded), publish ``offline``, disconnect."""
         if self._stopped.is_set():
             return
         self._stopping = True
@@ -444,7 +450,11 @@ class Uplink:
 
     async def _fill(self) -> None:
         """Send rows until the in-flight window is full or the outbox is drained."""
-        while self._connected and not self._stopping:
+        async with self._fill_lock:  # the run loop's and the stop's never interleave
+            await self._fill_window()
+
+    async def _fill_window(self) -> None:
+        while self._connected and (not self._stopping or self._draining):
             if self._spb is not None and not self._spb_ready():
                 return
             slots = self.config.max_in_flight - len(self._pending)
@@ -533,12 +543,27 @@ class Uplink:
     async def _shutdown(self, *, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self._pending and self._connected and loop.time() < deadline:
-            self._wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.01, deadline - loop.time()))
+        # Send what the outbox holds (the records of the last report, the last telemetry
+        # batch) and wait for its PUBACKs, until empty or the deadline.
+        self._draining = True
         try:
-            self._flush_acks()
+            while self._connected and loop.time() < deadline:
+                self._wake.clear()
+                if self.buffer.is_open:
+                    self._flush_acks()
+                    await self._fill()
+                if not self._pending:
+                    break
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(0.01, deadline - loop.time()))
+        except Exception:
+            log.exception("Could not send the outbox at stop; the rows are sent at the next start")
+        finally:
+            self._draining = False
+        try:
+            if self._acked and self.buffer.is_open:
+                seqs, self._acked = self._acked, []
+                await self.buffer.ack(seqs)  # recorded before the final status is written
         except Exception:
             # Nothing is lost (the rows stay in the outbox and are re-sent), but say so.
             log.exception("Could not record acknowledgements at stop; those rows will be re-sent")

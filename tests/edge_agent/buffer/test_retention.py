@@ -104,10 +104,14 @@ async def test_full_of_kpi_raises_storage_full_holds_readings_and_recovers(tmp_p
     await buf.open()
     try:
         seqs = await fill_with_kpis(buf)
-        assert buf.stats()["disk_full"] is True
-        assert buf.stats()["full_reason"] == "budget"
+        # The refused summary is the caller's to hold and report (outbox_full), not a
+        # condition of the rows: no "cannot write" / "recovered" lines per refusal.
+        assert buf.stats()["outbox_full"] == "budget"
+        assert buf.stats()["disk_full"] is False
         buf.add_readings(readings(2000))
         await buf.flush()
+        assert buf.stats()["disk_full"] is True
+        assert buf.stats()["full_reason"] == "budget"
         assert buf.stats()["held_rows"] == 2000
         assert count(cfg.path, "outbox") == len(seqs)  # nothing unpublished was lost
 
@@ -118,6 +122,7 @@ async def test_full_of_kpi_raises_storage_full_holds_readings_and_recovers(tmp_p
         assert stats["held_rows"] == 0
         assert count(cfg.path, "readings") == 2000
         assert await buf.publish("kpi", "t", {}, priority=Priority.HIGH) > seqs[-1]
+        assert buf.stats()["outbox_full"] == ""
     finally:
         await buf.close()
 
@@ -182,3 +187,48 @@ def test_first_id_at_binary_search(deleted: tuple[int, ...]) -> None:
         assert all(100.0 + i >= bound for i in remaining if i >= got)
         assert next((i for i in remaining if i >= got), 21) == expected
     con.close()
+
+
+def so_far(i: int) -> dict[str, object]:
+    return {"name": "hour:2026-12-04T10", "final": False, "i": i, **BIG}
+
+
+async def test_superseded_so_far_rows_are_evicted_before_anything_published(
+    tmp_path: Path,
+) -> None:
+    """A long outage of "so far" records: older versions of a record make room, counted.
+
+    Three windows' so-far records, 400 rounds into a 1 MiB budget (~190 pages, one per
+    row): never StorageFull; the outbox keeps the latest row of each window, the final
+    record and the stop event are never touched, readings go first.
+    """
+    cfg = small(tmp_path)
+    buf = Buffer(cfg, "gw1")
+    await buf.open()
+    try:
+        final = await buf.publish(
+            "kpi", "t", {"final": True, **BIG}, priority=Priority.HIGH, record_key="m|day|0|True"
+        )
+        stop = await buf.publish("stop", "t", BIG, priority=Priority.HIGH)
+        buf.add_readings(readings(3000))
+        await buf.flush()
+        latest: dict[str, int] = {}
+        for i in range(400):
+            for window in ("hour", "day", "month"):
+                key = f"m|{window}|0|False"
+                latest[key] = await buf.publish(
+                    "kpi", "t", so_far(i), priority=Priority.HIGH, record_key=key
+                )
+        await buf.run_maintenance()
+        stats = buf.stats()
+        assert stats["dropped"]["readings"] > 0
+        assert stats["dropped"]["superseded:kpi"] > 1000
+        assert "outbox:kpi" not in stats["dropped"]
+        con = sqlite3.connect(cfg.path)
+        kept = {r[0] for r in con.execute("SELECT seq FROM outbox")}
+        con.close()
+        assert {final, stop, *latest.values()} <= kept
+        assert stats["backlog"] == len(kept)
+        assert stats["backlog"] + stats["dropped"]["superseded:kpi"] == 2 + 1200
+    finally:
+        await buf.close()
