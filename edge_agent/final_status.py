@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from edge_agent.ops.statuswrite import reason_of, write_atomic
 
 __all__ = ["write_final_status"]
 
@@ -30,10 +31,8 @@ log = logging.getLogger("edge_agent.runtime")
 def _write(path: Path, parts: list[str], stopped_at: float) -> None:
     doc = json.loads("".join(parts))
     doc["stopped_at"] = stopped_at
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, separators=(",", ":"), ensure_ascii=False, default=str)
-    os.replace(tmp, path)
+    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, default=str)
+    write_atomic(path, [text])
 
 
 async def write_final_status(
@@ -49,5 +48,7 @@ async def write_final_status(
     when = time.time() if stopped_at is None else stopped_at
     try:
         await asyncio.to_thread(_write, path, parts(), when)
+    except OSError as exc:  # a full disk: the old file stays; no traceback needed
+        log.error("Could not write the final status file path=%s reason=%s", path, reason_of(exc))
     except Exception:
         log.exception("Could not write the final status file path=%s", path)

@@ -4,9 +4,11 @@
 the agent (id, version, pid, uptime), every machine's state and today's and the
 current shift's record, every contract's latest status, every device's comms state,
 diagnostics and latest tag values (at most ``status_tags_max`` tags, the ones not
-good first), the uplink, the buffer, host health and how many messages of each kind
-were stored. The file
-is replaced atomically (written beside it, then renamed).
+good first), the uplink, the buffer, host health and what became of the messages of
+each kind (``outgoing``: created, stored, superseded, dropped, held). The file is
+replaced atomically (written beside it, then renamed); when it cannot be written (a
+full disk) the old one stays, the failure is logged once and the next interval
+retries (:mod:`edge_agent.ops.statuswrite`).
 
 A gateway with 12,500 tags never holds every tag entry as Python objects at once,
 nor the whole text in one string: the document is encoded one device at a time
@@ -32,8 +34,9 @@ from edge_agent.config import AgentConfig
 from edge_agent.ingest.tags import Listed, TagState
 from edge_agent.links import LinkSupervisor
 from edge_agent.model import CommsState
-from edge_agent.ops.events import Event, EventLog
+from edge_agent.ops.events import EventLog
 from edge_agent.ops.health import HealthCollector
+from edge_agent.ops.statuswrite import Opener, StatusWriteGuard, write_atomic
 from edge_agent.ops.tuning import compact_json
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.reporting.contracts import ContractDesk
@@ -83,24 +86,32 @@ class StatusFile:
         path: The file to replace.
     """
 
-    def __init__(self, sources: StatusSources, path: Path) -> None:
+    def __init__(self, sources: StatusSources, path: Path, *, opener: Opener | None = None) -> None:
         self.sources = sources
         self.path = path
+        self.guard = StatusWriteGuard(sources.events, path)
+        self._opener = opener
 
     async def run(self, interval_s: Callable[[], float], beat: Callable[[], None]) -> None:
         """Write the file every ``interval_s()`` seconds until cancelled."""
         while True:
-            try:
-                # No local name for the parts: they would stay alive through the sleep below.
-                await asyncio.to_thread(_write_parts_atomic, self.path, self.parts())
-            except Exception as exc:
-                # Logged once with its traceback while it lasts, not every few seconds.
-                events = self.sources.events
-                events.enter(Event.STATUS_WRITE_FAILED, exc_info=exc, path=str(self.path))
-            else:
-                self.sources.events.leave(Event.STATUS_WRITE_FAILED)
+            await self.write()
             beat()
             await asyncio.sleep(interval_s())
+
+    async def write(self) -> bool:
+        """Write the file once; a failure keeps the old file and is logged once while it lasts."""
+        try:
+            # No local name for the parts: they would stay alive through the sleep in run().
+            if self._opener is None:
+                await asyncio.to_thread(write_atomic, self.path, self.parts())
+            else:
+                await asyncio.to_thread(write_atomic, self.path, self.parts(), opener=self._opener)
+        except Exception as exc:
+            self.guard.failed(exc)
+            return False
+        self.guard.written()
+        return True
 
     def parts(self) -> list[str]:
         """``status.json`` text in pieces: the :meth:`snapshot`, then one device at a time."""
@@ -178,10 +189,3 @@ class StatusFile:
                 for t, v in (views.items() if listed is None else listed.get(name, ()))
             },
         }
-
-
-def _write_parts_atomic(path: Path, parts: list[str]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.writelines(parts)
-    os.replace(tmp, path)
