@@ -3,7 +3,8 @@
 Producers (the dispatcher's stop events, the reporter's KPI records, health and
 telemetry) call :meth:`OutboxStaging.stage`, which never blocks; :meth:`OutboxStaging.flush`
 commits everything staged in one transaction (one fsync). Flushes never overlap
-(one at a time, in staging order).
+(one at a time, in staging order), and a flush whose caller is cancelled (a task
+stopped mid-commit) still finishes: no batch is lost between memory and disk.
 
 When the outbox cannot take the whole batch (disk budget full of rows that are
 never evicted, or the disk itself; event ``outbox_full``), the messages are stored
@@ -85,6 +86,7 @@ class OutboxStaging:
         self._keys: dict[str, int] = {}  # record_key -> arrival number of a held KPI record
         self._numbers = itertools.count()
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Future[bool]] = set()  # flushes running (kept referenced)
         self.created: Counter[str] = Counter()
         self.superseded: Counter[str] = Counter()
         self.dropped: dict[str, int] = {}
@@ -170,6 +172,14 @@ class OutboxStaging:
             while it ran waits for the next flush), False when messages are held for
             the next attempt.
         """
+        # Shielded: a caller cancelled mid-commit (the reporter at the stop) must not take
+        # the batch with it; the flush finishes and accounts for every message.
+        task = asyncio.ensure_future(self._flush_locked())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(task)
+
+    async def _flush_locked(self) -> bool:
         async with self._lock:
             return await self._flush()
 

@@ -200,3 +200,18 @@ async def test_close_stores_what_fits_and_counts_the_rest(caplog: pytest.LogCapt
     acc = st.accounting()
     assert acc["created"] == {"stop": 1, "kpi": 1, "telemetry": 1}
     assert acc["stored"] == {"stop": 1}
+
+
+async def test_a_flush_whose_caller_is_cancelled_still_stores_and_counts() -> None:
+    """The reporter task cancelled mid-commit (at the stop): the batch is not lost."""
+    buf = FakeBuffer()
+    st = staging(buf)
+    for i in range(3):
+        st.stage(MessageKind.KPI, "t", {"i": i}, record_key=f"k{i}")
+    task = asyncio.create_task(st.flush())
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert await st.flush()  # waits for the first one
+    assert [m.data["i"] for m in buf.stored] == [0, 1, 2]  # type: ignore[index]
+    assert st.accounting()["stored"] == {"kpi": 3}
