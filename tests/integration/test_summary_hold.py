@@ -59,8 +59,8 @@ cycle_jitter = 0.05
 scrap_rate = 0.02
 
 [machines.{name}.stochastic]
-microstops_per_h = 90
-microstop_mean_s = 12
+microstops_per_h = 300
+microstop_mean_s = 6
 """
 
 AGENT = """
