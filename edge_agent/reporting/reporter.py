@@ -27,9 +27,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from drivers.base import DeviceDiagnostics
 from edge_agent import logtext
 from edge_agent.buffer import Buffer, MessageKind
 from edge_agent.contracts.book import is_chunk
@@ -67,8 +68,10 @@ class Reporter:
         events: EventLog | None = None,
         clock: Callable[[], float] = time.time,
         contracts: ContractDesk | None = None,
+        confirmations: Callable[[], Mapping[str, DeviceDiagnostics]] | None = None,
     ) -> None:
         self.machines = machines
+        self.confirmations = confirmations
         self.staging = staging
         self.buffer = buffer
         self.events = events or EventLog()
@@ -111,8 +114,11 @@ class Reporter:
 
     def _stage(self, lm: LiveMachine, records: list[KpiRecord]) -> None:
         staging = self.staging
+        confirmed = self._confirmed_by(lm) if any(not r.final for r in records) else None
         for rec in records:
             data = kpi_data(lm.config, rec)
+            if confirmed is not None and not rec.final:
+                data["confirmed_by"] = confirmed
             kind = window_kind(data)
             topic = staging.topics.kpi(machine=lm.config.name, window_kind=kind)
             staging.stage(MessageKind.KPI, topic, data, record_key=record_key(data))
@@ -121,6 +127,24 @@ class Reporter:
                 lm.latest["today"] = data
             elif kind == "shift":
                 lm.latest["shift"] = data
+
+    def _confirmed_by(self, lm: LiveMachine) -> dict[str, str] | None:
+        """How each device the machine reads is confirmed now, or None when not known.
+
+        Issue 23: a flat line on a live subscription (``keepalive``) vs a dead one
+        (``lapsed``), visible in the records a dashboard shows.
+
+        Shown on "so far" records only: it describes the moment of the update, not the
+        window, so final records and revisions (recomputable from samples) leave it out.
+        """
+        if self.confirmations is None:
+            return None
+        diagnostics = self.confirmations()
+        return {
+            device: diagnostics[device].confirmed_by.value
+            for device in sorted(lm.builder.refs_by_device)
+            if device in diagnostics
+        } or None
 
     def _queue_intervals(self, lm: LiveMachine) -> None:
         intervals = [iv.as_dict() for iv in lm.calc.drain_intervals()]
