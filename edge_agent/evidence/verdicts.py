@@ -52,6 +52,8 @@ class Evidence:
     #: Per machine, whether the samples are exactly what the calculator was fed.
     sample_exact: dict[str, bool] = field(default_factory=dict)
     profiles: dict[str, KpiProfile] = field(default_factory=dict)
+    #: Contract definitions by hash (bundle ``contracts/``), each checked against its hash.
+    contracts: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     #: ``(kid, base64 signature)`` of the bundle manifest, when it is signed.
     manifest_sig: tuple[str, str] | None = None
 
