@@ -166,6 +166,10 @@ class LiveMachine:
         """Since when (epoch seconds) the machine is in this state and fault."""
         return self.calc.live.since
 
+    def state_source(self) -> tuple[str, Callable[[], dict[str, Any]]]:
+        """Key and snapshot of this machine's saved state, for rows derived from it."""
+        return state_key(self.config.name), self.saved_state
+
     def saved_state(self) -> dict[str, Any]:
         """What :meth:`MachineSet.restore` needs to continue after a restart."""
         return {

@@ -9,6 +9,7 @@ intervals`` returns from the buffer.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -253,7 +254,7 @@ def interval_holes(rows: list[dict[str, Any]]) -> list[str]:
     holes: list[str] = []
     for machine, spans in by_machine.items():
         spans.sort()
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             if abs(start - end) > 0.0005:
                 holes.append(f"{machine}: {end:.3f} -> {start:.3f} ({start - end:+.3f} s)")
     return holes
