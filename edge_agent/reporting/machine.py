@@ -386,7 +386,8 @@ class MachineSet(Mapping[str, LiveMachine]):
                 replacements[name] = await self.restore(mc, at=clock())
             elif profile_hash(current.config.kpi) != profile_hash(mc.kpi):
                 fresh = MachineCalculator(mc.kpi, allowed_lateness_s=reporting.allowed_lateness_s)
-                replacements[name] = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=fresh)
+                builder = SampleBuilder(mc, carry=current.builder)
+                replacements[name] = LiveMachine(config=mc, builder=builder, calc=fresh)
                 replacements[name].use_contracts(
                     self._contracts_of(name), None, reporting.allowed_lateness_s
                 )
@@ -406,7 +407,7 @@ class MachineSet(Mapping[str, LiveMachine]):
                 self._machines[name] = new
             elif current is not None and current.config != mc:
                 if _signals(current.config) != _signals(mc):
-                    current.builder = SampleBuilder(mc)
+                    current.builder = SampleBuilder(mc, carry=current.builder)
                 if current.config.answer_refs != mc.answer_refs or (
                     current.config.acknowledge,
                     current.config.arrive,

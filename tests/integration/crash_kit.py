@@ -86,11 +86,13 @@ table = "holding"
 address = 10
 type = "uint32"
 
+{extra_devices}
 [machines.a]
 run = "a.running"
-fault = "a.fault_code"
+fault = "{fault_ref}"
 good = "a.good"
 total = "a.good"
+{machine_extra}
 
 [machines.a.kpi]
 ideal_cycle_time_s = {ideal_s}
@@ -101,6 +103,22 @@ micro_stop_threshold_s = 1.0
 name = "all"
 start = "00:00"
 end = "00:00"
+"""
+
+
+#: A second device on the same simulator, polled slowly, with the fault code.
+SLOW_DEVICE = """
+[devices.slow]
+protocol = "modbus_tcp"
+endpoint = "127.0.0.1:{port}"
+unit_id = 1
+interval_ms = {interval_ms}
+addressing = "zero"
+
+[devices.slow.tags.fault_code]
+table = "holding"
+address = 2
+type = "uint16"
 """
 
 
@@ -115,7 +133,15 @@ def write_scenario(path: Path, *, period_s: float, stop_s: float, count: int = 2
 
 def write_config(path: Path, **settings: Any) -> Path:
     """The agent's config file (``state``, ``mqtt_port``, ``port`` required)."""
-    values: dict[str, Any] = {"report_s": 2.0, "flush_ms": 200, "ideal_s": 1.0, **settings}
+    values: dict[str, Any] = {
+        "report_s": 2.0,
+        "flush_ms": 200,
+        "ideal_s": 1.0,
+        "extra_devices": "",
+        "fault_ref": "a.fault_code",
+        "machine_extra": "",
+        **settings,
+    }
     path.write_text(CONFIG.format(**values))
     return path
 
