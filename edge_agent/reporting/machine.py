@@ -76,8 +76,10 @@ class LiveMachine:
     last_t: float | None = None
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
     finals: set[str] = field(default_factory=set)
-    # Set when this calculator replaced one with another profile (see module docstring).
+    # Set when this calculator replaced one with another profile (see module docstring),
+    # with the final records of today's window its predecessors published (status only).
     reconfigured_at: float | None = None
+    today_before_reload: list[dict[str, Any]] = field(default_factory=list)
     # Contracts: (calculator key, contract) per contract on this machine, the service
     # calculators by key, their final windows, and stop events kept for the contracts.
     contracts: list[tuple[str, Contract]] = field(default_factory=list)

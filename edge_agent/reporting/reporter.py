@@ -181,6 +181,12 @@ class Reporter:
                 for rec in records:
                     if is_chunk(rec.name):
                         self.contracts.take(lm.config.name, rec)
+        for lm in retired.machines:
+            new = self.machines.get(lm.config.name)
+            if new is not None and new is not lm:
+                # Status: the part of today before the reload stays visible (not wiped).
+                today = lm.latest.get("today")
+                new.today_before_reload = [*lm.today_before_reload, *([today] if today else [])]
         # When the outbox is full, records, intervals and marker go out with a later flush.
         await self.staging.flush()
 

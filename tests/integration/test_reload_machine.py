@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +85,18 @@ def test_a_changed_profile_closes_the_day_with_its_known_time_and_parts(
             )
             final = closed(None)[-1]
             part = rest(None)[-1]
+            # The status keeps the day before the reload visible next to the rest of it.
+            snap = wait_status(
+                state, lambda s: str(today(state).get("name", "")).startswith(f"{day}~"), 10
+            )
+            shown = snap["machines"]["a"]["today_before_reload"]
+            view = subprocess.run(
+                [sys.executable, "-m", "edge_agent", "status", "--state-dir", str(state)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,  # exit code = agent state; the text is what is checked
+            ).stdout
         finally:
             assert agent.stop() == 0, agent.output()[-3000:]
     # The day up to the reload: everything known before it, counted once, final.
@@ -92,6 +106,9 @@ def test_a_changed_profile_closes_the_day_with_its_known_time_and_parts(
     assert part["start"] == final["end"]
     assert part["unknown_time_s"] < 0.5, part
     assert part["profile_hash"] != final["profile_hash"]
+    assert [p["name"] for p in shown] == [day]
+    assert known(shown[0]) >= known(before)
+    assert "a: KPI profile changed at " in view, view
     log = agent.output()
     assert "Machine reconfigured, windows closed machine=a change=profile" in log
 
