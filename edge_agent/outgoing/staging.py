@@ -12,34 +12,29 @@ as dropped (event ``outbox_dropped`` and :attr:`OutboxStaging.dropped`); beyond
 ``max_held`` staged messages the lowest-priority, oldest ones are dropped, never a
 KPI record or a stop event.
 
-Derived from calculator state (issue 22): a message staged with ``state=`` (a stop
-event, a KPI record) and the state intervals staged with :meth:`OutboxStaging.stage_intervals`
-are committed in ONE transaction with a snapshot of the calculator state they derive
-from, taken when the flush takes them. A ``kill -9`` therefore leaves either both
-(the restarted calculator does not derive them again) or neither (it derives them
-again, identically). Flushes are serialised, so a snapshot is never committed ahead
-of rows an earlier, failed flush gave back.
+Calculator state (issue 22): a message staged with ``state=``, the intervals of
+:meth:`OutboxStaging.stage_intervals` and the states of :meth:`OutboxStaging.depends_on`
+are committed in the same transaction as the messages, with the states snapshotted
+when the flush takes them (:mod:`.derived`); flushes never overlap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from edge_agent.buffer import Buffer, MessageKind, Outgoing
 from edge_agent.errors import StorageFull
 from edge_agent.ops.events import Event, EventLog
+from edge_agent.outgoing.derived import DerivedRows, StateSource
 from edge_agent.uplink import TopicTemplates
 
 log = logging.getLogger("edge_agent.outgoing")
 
 # Messages held in memory while the outbox cannot be written (disk budget or disk full).
 OUTGOING_MAX = 20_000
-
-#: A calculator state that staged rows derive from: its buffer key and a snapshot function.
-StateSource = tuple[str, Callable[[], Mapping[str, Any]]]
 
 
 class OutboxStaging:
@@ -66,9 +61,7 @@ class OutboxStaging:
         self.held: list[Outgoing] = []
         self.dropped: dict[str, int] = {}
         self.published: dict[str, int] = {}
-        # Calculator states to commit with the next flush, and intervals derived from them.
-        self._states: dict[str, Callable[[], Mapping[str, Any]]] = {}
-        self._intervals: list[tuple[str, Mapping[str, Any]]] = []
+        self.derived = DerivedRows(max_held)
         self._lock = asyncio.Lock()
 
     def __len__(self) -> int:
@@ -96,7 +89,7 @@ class OutboxStaging:
         ``state``: the calculator state the message derives from (committed with it).
         """
         if state is not None:
-            self.depends_on(state)
+            self.derived.depends_on(state)
         self.held.append(
             Outgoing(
                 kind=kind,
@@ -110,25 +103,21 @@ class OutboxStaging:
 
     def depends_on(self, state: StateSource) -> None:
         """Commit a snapshot of this calculator state with the next flush."""
-        key, snapshot = state
-        self._states[key] = snapshot
+        self.derived.depends_on(state)
 
     def stage_intervals(
         self, machine: str, intervals: list[Mapping[str, Any]], state: StateSource
     ) -> None:
         """Stage closed state intervals drained from the calculator ``state`` describes."""
-        self._intervals.extend((machine, iv) for iv in intervals)
-        self.depends_on(state)
+        self.derived.add_intervals(machine, intervals, state)
 
     @property
     def pending(self) -> bool:
         """Whether anything (messages, intervals, calculator state) waits for a flush."""
-        return bool(self.held or self._intervals or self._states)
+        return bool(self.held) or self.derived.pending
 
     async def flush(self) -> bool:
         """Commit every staged message to the outbox in one transaction (one fsync).
-
-        The intervals and calculator states staged so far go in the same transaction.
 
         Returns:
             True when nothing is left staged (all committed), False when messages are
@@ -141,22 +130,18 @@ class OutboxStaging:
         if not self.pending:
             return True
         batch, self.held = self.held, []
-        intervals, self._intervals = self._intervals, []
-        sources, self._states = self._states, {}
+        derived = self.derived.take()
         try:
-            # Snapshots now, with the batch taken: they hold exactly what was drained.
-            states = _snapshots(sources)
-            if states or intervals:
-                await self.buffer.publish_many(batch, states=states, intervals=intervals)
-            else:
-                await self.buffer.publish_many(batch)
+            await self.buffer.publish_many(batch, **derived.kwargs())
         except StorageFull as exc:
-            self._give_back(batch, intervals, sources)
+            self.derived.give_back(derived)
+            self.held = batch + self.held
             self.events.enter(Event.OUTBOX_FULL, reason=str(exc), held=len(self.held))
             self._trim()
             return False
         except Exception as exc:
-            self._give_back(batch, intervals, sources)
+            self.derived.give_back(derived)
+            self.held = batch + self.held
             self.events.enter(Event.FLUSH_FAILED, "outbox", exc_info=exc, held=len(self.held))
             self._trim()
             return False
@@ -167,22 +152,7 @@ class OutboxStaging:
             self.published[m.kind] = self.published.get(m.kind, 0) + 1
         return not self.pending
 
-    def _give_back(
-        self,
-        batch: list[Outgoing],
-        intervals: list[tuple[str, Mapping[str, Any]]],
-        sources: dict[str, Callable[[], Mapping[str, Any]]],
-    ) -> None:
-        self.held = batch + self.held
-        self._intervals = intervals + self._intervals
-        self._states = {**sources, **self._states}
-
     def _trim(self) -> None:
-        surplus = len(self._intervals) - self.max_held
-        if surplus > 0:
-            # Evidence rows, not the product: the oldest go first, counted.
-            del self._intervals[:surplus]
-            self.dropped["intervals"] = self.dropped.get("intervals", 0) + surplus
         excess = len(self.held) - self.max_held
         if excess <= 0:
             return
@@ -198,14 +168,3 @@ class OutboxStaging:
         self.held = [m for i, m in enumerate(self.held) if i not in drop]
         if drop:
             self.events.enter(Event.OUTBOX_DROPPED, count=len(drop), max_held=self.max_held)
-
-
-def _snapshots(sources: Mapping[str, Callable[[], Mapping[str, Any]]]) -> dict[str, Any]:
-    """Each source's snapshot; one that fails is logged and left out (never blocks the outbox)."""
-    states: dict[str, Any] = {}
-    for key, snapshot in sources.items():
-        try:
-            states[key] = snapshot()
-        except Exception:
-            log.exception("Calculator state not saved, snapshot failed: key=%s", key)
-    return states

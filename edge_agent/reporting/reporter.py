@@ -39,7 +39,8 @@ from edge_agent.contracts.book import is_chunk
 from edge_agent.errors import StorageFull
 from edge_agent.kpi import KpiRecord, MachineCalculator
 from edge_agent.ops.events import Event, EventLog
-from edge_agent.outgoing.staging import OutboxStaging, StateSource
+from edge_agent.outgoing.derived import StateSource
+from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.reporting.contracts import ContractDesk
 from edge_agent.reporting.machine import LiveMachine, MachineSet, Retired, state_key
 from edge_agent.reporting.messages import kpi_data, record_key, window_kind
