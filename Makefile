@@ -4,6 +4,8 @@ VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
+# Worker processes for make test (pytest-xdist); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 3
 BENCH ?=
 
 .PHONY: demo test soak lint bench clean venv system-deps wheel-check readme
@@ -27,7 +29,7 @@ demo: venv
 	$(BIN)/edge-agent demo
 
 test: venv system-deps
-	$(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not soak" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 soak: venv system-deps
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)

@@ -351,10 +351,10 @@ def _load(file: Path, issues: Issues) -> AgentConfig:
         if machine is not None:
             machines[name] = machine
     _check_refs(machines, root, issues)
-    if mqtt.sparkplug is not None:
-        for key, message in check_ids(mqtt.sparkplug, devices, machines):
-            issues.add(key, message)
     contracts = _parse_contracts(root, machines, reporting, issues)
+    if mqtt.sparkplug is not None:
+        for key, message in check_ids(mqtt.sparkplug, devices, machines, contracts):
+            issues.add(key, message)
     root.finish()
     issues.raise_if_any()
     return AgentConfig(

@@ -329,18 +329,25 @@ class AnswerWatch:
 class SampleBuilder:
     """Latest tag values for one machine, and the sample they make."""
 
-    def __init__(self, machine: MachineConfig) -> None:
+    def __init__(self, machine: MachineConfig, carry: SampleBuilder | None = None) -> None:
         self.machine = machine
         self.refs = frozenset(machine.refs)
         self.values: dict[str, Any] = {}
         #: Per tag: quality of its latest reading, and when its value was last confirmed
         #: (monotonic: the reading itself, or a later confirmation of its device).
         self.meta: dict[str, tuple[Quality, float]] = {}
+        if carry is not None:
+            # A reload's replacement keeps the values it shares with its predecessor (with
+            # their ages): a tag read rarely, or only reported on change, is not unknown
+            # until its next reading.
+            for ref in self.refs & carry.meta.keys():
+                self.values[ref] = carry.values.get(ref)
+                self.meta[ref] = carry.meta[ref]
         refs_by_device: dict[str, list[str]] = {}
         for ref in machine.refs:
             refs_by_device.setdefault(ref.device, []).append(ref)
         self.refs_by_device = {d: tuple(r) for d, r in refs_by_device.items()}
-        self.last_mono = float("-inf")
+        self.last_mono: float = float("-inf") if carry is None else carry.last_mono
 
     def update(self, readings: list[Reading]) -> bool:
         """Take the readings this machine uses; True when any of them was relevant."""

@@ -88,10 +88,15 @@ class Runtime:
         )
         evidence.attach(self.buffer, config, self.staging.topics)
         self.telemetry = TelemetryPump(engine_for(config), self.staging, self.clock, events)
-        self.reporter = Reporter(
-            self.machines, self.staging, self.buffer, events=events, contracts=self.contracts
-        )
         self.links = LinkSupervisor(self.queue)
+        self.reporter = Reporter(
+            self.machines,
+            self.staging,
+            self.buffer,
+            events=events,
+            contracts=self.contracts,
+            confirmations=self.links.diagnostics,
+        )
         self.dispatcher = Dispatcher(
             buffer=self.buffer,
             tags=self.tags,

@@ -343,6 +343,7 @@ def _machines_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
         return ["MACHINES", "  (none configured)"]
     rows = []
     rows_flags: list[tuple[str, list[str]]] = []
+    reload_notes: list[str] = []
     for name in sorted(machines):
         machine = _map(machines[name])
         today = _map(machine.get("today"))
@@ -380,6 +381,15 @@ def _machines_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
             else "0s",
             _DASH if stops is None else str(int(stops)),
         ]
+        for part in machine.get("today_before_reload") or []:
+            part = _map(part)
+            reload_notes.append(
+                f"  {name}: KPI profile changed at {_cell(part.get('end'))}; before it: "
+                f"{_count(part.get('total_count'), 'parts')}, "
+                f"downtime {format_age(_num(part.get('downtime_total_s')) or 0.0)}, "
+                f"stops {_cell(part.get('stops'))}, OEE {_pct(part.get('oee'))} "
+                f"(final record {_cell(part.get('name'))})"
+            )
         if "FLAGS" in marked:
             row.append(
                 ", ".join(flag_text(f).label for f in flags if flag_text(f).column == "FLAGS")
@@ -400,7 +410,8 @@ def _machines_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
     if any(len(r) > len(headers) for r in rows):
         headers.append("FLAGS")
         rows = [r + [""] * (len(headers) - len(r)) for r in rows]
-    return ["MACHINES (today)", *format_table(headers, rows), *_flagged(rows_flags)]
+    table = format_table(headers, rows)
+    return ["MACHINES (today)", *table, *reload_notes, *_flagged(rows_flags)]
 
 
 def _count(value: Any, unit: str) -> str:

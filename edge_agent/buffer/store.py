@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from edge_agent.buffer import outbox, recovery
 from edge_agent.buffer.config import StorageConfig
 from edge_agent.buffer.outbox import NewMessage, OutboxRow, Priority
-from edge_agent.buffer.rows import interval_row
+from edge_agent.buffer.rows import INSERT, interval_row
 from edge_agent.buffer.schema import open_database, plan_size
 from edge_agent.buffer.sequence import LedgerError, SeqLedger, ledger_path, read_ledger
 from edge_agent.buffer.writer import Writer
@@ -52,6 +52,10 @@ T = TypeVar("T")
 # Rows the evidence chain may add to one transaction (segment start, gaps, rotation);
 # reserved in the sequence ledger with the caller's rows (edge_agent.evidence.chain).
 CHAIN_PRELUDE_MAX = 102
+_UPSERT_STATE = (
+    "INSERT INTO state(key, value, updated) VALUES (?, ?, ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated = excluded.updated"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -268,13 +272,25 @@ class Buffer:
         )
         return seqs[0]
 
-    async def publish_many(self, messages: Sequence[Outgoing]) -> list[int]:
+    async def publish_many(
+        self,
+        messages: Sequence[Outgoing],
+        *,
+        states: Mapping[str, Mapping[str, Any]] | None = None,
+        intervals: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    ) -> list[int]:
         """Store several messages in one durable commit (one fsync); returns their seqs in order.
 
         Same guarantees and errors as :meth:`publish`; either all are stored or none.
+        ``states`` (key -> blob, as :meth:`save_state`) and ``intervals`` (machine,
+        interval, as :meth:`add_intervals`) are written in the same transaction: what
+        was derived from a calculator's state is committed with that state, so a crash
+        can neither lose it nor have it derived again (issue 22).
         """
         writer = self._w()
         created = self._clock()
+        blobs = [(key, dumps(value)) for key, value in (states or {}).items()]
+        interval_rows = [interval_row(machine, iv) for machine, iv in intervals]
         rows = [
             NewMessage(
                 kind=m.kind,
@@ -287,15 +303,31 @@ class Buffer:
             )
             for m in messages
         ]
-        if not rows:
+        if not rows and not blobs and not interval_rows:
             return []
 
         chain = self.chain
-        seqs = await self._call(
-            writer.durable(
-                self._numbered(lambda con: outbox.insert(con, rows, chain=chain), len(rows))
-            )
-        )
+
+        def insert(con: Any) -> list[int]:
+            if not blobs and not interval_rows:
+                return outbox.insert(con, rows, chain=chain)
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                seqs = outbox.insert_rows(con, rows, chain=chain) if rows else []
+                con.executemany(INSERT["intervals"], interval_rows)
+                con.executemany(_UPSERT_STATE, [(k, text, created) for k, text in blobs])
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+            if interval_rows:
+                writer.written["intervals"] += len(interval_rows)
+            return seqs
+
+        seqs = await self._call(writer.durable(self._numbered(insert, len(rows))))
+        if not seqs:
+            return seqs
         for listener in list(self._listeners):
             listener()
         return seqs
@@ -450,11 +482,7 @@ class Buffer:
         now = self._clock()
 
         def job(con: Any) -> None:
-            con.execute(
-                "INSERT INTO state(key, value, updated) VALUES (?, ?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
-                (key, text, now),
-            )
+            con.execute(_UPSERT_STATE, (key, text, now))
 
         await self._call(writer.durable(job))
 

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give a config FILE or --db, not both")
     machines: dict[str, object] = {}
     profiles = {}
+    contracts = {}
     if args.db is not None:
         db = Path(args.db)
         state_dir = args.state_dir or db.parent
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         db, state_dir, agent = config.storage.path, config.agent.state_dir, config.agent.id
         machines = dict(config.machines)
         profiles = {name: m.kpi for name, m in config.machines.items()}
+        contracts = dict(config.contracts)
     if args.machine is not None and machines and args.machine not in machines:
         raise UsageError(f"--machine {args.machine!r}: not in the configuration")
     if not db.exists():
@@ -130,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
                 machine=args.machine,
                 samples=source,
                 current_profiles=profiles,
+                current_contracts=contracts,
             )
         finally:
             con.close()

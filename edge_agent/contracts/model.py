@@ -18,6 +18,7 @@ import enum
 import functools
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -265,17 +266,29 @@ class Contract:
         }
 
 
-@functools.lru_cache(maxsize=64)
-def contract_hash(contract: Contract) -> str:
-    """SHA-256 (hex) of the canonical JSON of the definition, the format and spec versions.
+def contract_document(contract: Contract) -> dict[str, Any]:
+    """What :func:`contract_hash` hashes: the definition with the format and spec versions.
 
     The contract's name is left out: two parties may file the same terms under
     different names and must still get the same hash.
     """
-    doc = {
+    return {
         "format": CONTRACT_FORMAT,
         "spec_version": SPEC_VERSION,
         "contract": contract.as_json(),
     }
+
+
+def document_hash(doc: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a contract document's canonical JSON (sorted keys, ASCII, compact).
+
+    A verifier recomputes it from an evidence bundle's ``contracts/<hash>.json``.
+    """
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
+def contract_hash(contract: Contract) -> str:
+    """SHA-256 (hex) of :func:`contract_document` (see :func:`document_hash`)."""
+    return document_hash(contract_document(contract))

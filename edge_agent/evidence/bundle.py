@@ -16,7 +16,8 @@ Format ``edge-agent-evidence/1``, a ZIP archive (deflate) with:
 * ``intervals.jsonl``: the machine state intervals as the calculator produced them;
 * ``samples/<machine>.jsonl``: the samples, ``edge-agent replay`` input format;
 * ``profiles/<profile_hash>.json``: every KPI profile the records name;
-* ``contracts/``: contract definitions (issue 15; empty until contracts exist);
+* ``contracts/<contract_hash>.json``: the definition of each configured contract,
+  exactly the document its hash covers (the manifest maps names to hashes);
 * ``keys/<kid>.pem``: the device's public keys (never trusted by themselves:
   ``verify`` trusts only the key or fingerprint the customer gives it);
 * ``README.txt``: how to check the bundle.
@@ -219,6 +220,26 @@ def _load_rest(evidence: Evidence, contents: dict[str, bytes], manifest: dict[st
                 )
                 continue
             evidence.profiles[declared] = profile
+        elif name.startswith("contracts/") and name.endswith(".json"):
+            _load_contract(evidence, name, raw)
+
+
+def _load_contract(evidence: Evidence, name: str, raw: bytes) -> None:
+    from edge_agent.contracts.model import document_hash
+
+    declared = name.removeprefix("contracts/").removesuffix(".json")
+    try:
+        doc = json.loads(raw)
+        digest = document_hash(doc)
+    except (ValueError, TypeError) as exc:
+        evidence.read_findings.append(_problem("contract", f"{name}: unreadable: {exc}"))
+        return
+    if digest != declared:
+        evidence.read_findings.append(
+            _problem("contract", f"{name}: its hash is {digest}, not {declared}: altered")
+        )
+        return
+    evidence.contracts[declared] = doc
 
 
 def _load_samples(

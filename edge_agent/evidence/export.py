@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from edge_agent import __version__
+from edge_agent.contracts.model import Contract, contract_document, contract_hash
 from edge_agent.evidence import bundle, proof
 from edge_agent.evidence.audit import profiles_of
 from edge_agent.evidence.canonical import canonical, sha256_hex
@@ -97,6 +98,7 @@ def export_bundle(
     machine: str | None = None,
     samples: SampleSource | None = None,
     current_profiles: Mapping[str, KpiProfile] | None = None,
+    current_contracts: Mapping[str, Contract] | None = None,
     clock: Any = time.time,
 ) -> ExportResult:
     """Write the bundle for ``[start, end)`` to ``out`` (via a temporary file, then renamed).
@@ -114,6 +116,9 @@ def export_bundle(
         con.execute("BEGIN")  # one snapshot for the whole export
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
             members, manifest = _collect(con, result, start, end, agent, machine, current_profiles)
+            manifest["contracts"] = _contracts(
+                members, result, manifest.pop("contract_hashes"), current_contracts
+            )
             digests: dict[str, dict[str, Any]] = {}
             manifest["samples"] = _write_samples(
                 z, digests, result, samples, manifest.pop("machines"), start, end
@@ -246,6 +251,7 @@ def _collect(
     headers: list[dict[str, Any]] = []
     machines: set[str] = set()
     profile_hashes: set[str] = set()
+    contract_hashes: set[str] = set()
     last: dict[str, Any] | None = None
     for _seq, kind, _created, row_machine, text in rows:
         doc = json.loads(text)
@@ -265,6 +271,10 @@ def _collect(
             machines.add(row_machine)
         if kind == "kpi" and isinstance(doc.get("data", {}).get("profile_hash"), str):
             profile_hashes.add(doc["data"]["profile_hash"])
+        if kind.startswith("contract") and isinstance(
+            doc.get("data", {}).get("contract_hash"), str
+        ):
+            contract_hashes.add(doc["data"]["contract_hash"])
     if rows:
         first_seq, last_seq = rows[0][0], rows[-1][0]
         before = _rows(con, "seq < ? ORDER BY seq DESC LIMIT 1", (first_seq,))
@@ -286,10 +296,37 @@ def _collect(
         "to": format_instant(round(end * 1000)),
         "spec_version": SPEC_VERSION,
         "chain": {"records": len(records), "headers": len(headers), "last": last},
-        "contracts": {},
+        "contract_hashes": contract_hashes,
         "machines": sorted(machines),
     }
     return members, manifest
+
+
+def _contracts(
+    members: dict[str, bytes],
+    result: ExportResult,
+    wanted: set[str],
+    current: Mapping[str, Contract] | None,
+) -> dict[str, str]:
+    """``contracts/<hash>.json`` for the current configuration's contracts; name -> hash.
+
+    Each member is the exact document the hash covers (:func:`contract_document`), so
+    a verifier recomputes the hash from it. A contract record in the range that names
+    a definition the configuration no longer has is noted (it was changed since).
+    """
+    out: dict[str, str] = {}
+    for name, contract in sorted((current or {}).items()):
+        digest = contract_hash(contract)
+        out[name] = digest
+        members[f"contracts/{digest}.json"] = (
+            json.dumps(contract_document(contract), sort_keys=True, indent=1) + "\n"
+        ).encode("utf-8")
+    for digest in sorted(wanted - set(out.values())):
+        result.notes.append(
+            f"contract definition {digest[:12]}... named by records is not in the current "
+            "configuration: not in the bundle"
+        )
+    return out
 
 
 def _intervals(con: sqlite3.Connection, start: float, end: float, machine: str | None) -> bytes:

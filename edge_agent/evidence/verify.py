@@ -20,194 +20,69 @@ itself (a signed ``gap`` record: messages lost with a damaged database) are
 reported with their range but are not a problem of the evidence: the records that
 exist are authentic and the loss is on the record.
 
+The checks live in three modules: this one (parsing, de-duplication, signatures,
+chain continuity), :mod:`.keycheck` (keys, rotations, the manifest) and
+:mod:`.recompute` (numbers); :mod:`.verdicts` holds the data they share. This
+module's names are the public API.
+
 Pure: the caller reads the files (:mod:`.bundle`); nothing here imports SQLite,
 MQTT or the drivers, so the collector can run the same checks on what it stores.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from edge_agent.evidence import proof
-from edge_agent.evidence.canonical import canonical
-from edge_agent.evidence.keys import PublicKey, fingerprint_of, kid_of, verify_signature
-from edge_agent.evidence.proof import possession_message
-from edge_agent.kpi.profile import KpiProfile
-from edge_agent.kpi.sample import Sample
-from edge_agent.kpi.timeutil import parse_instant
-
-PROBLEM = "problem"
-GAP = "gap"
-NOTE = "note"
-
-# Flags only the streaming calculator can set (it saw samples arrive late or a window
-# opened late): a record carrying them is not expected to equal a batch recomputation.
-STREAMING_FLAGS = frozenset({"late_data_ignored", "partial_history"})
-_IDENTITY_FIELDS = frozenset(
-    {"name", "start", "end", "revision", "final", "machine", "spec_version", "profile_hash"}
+from edge_agent.evidence.keycheck import check_keys, check_manifest
+from edge_agent.evidence.keys import PublicKey
+from edge_agent.evidence.recompute import STREAMING_FLAGS, check_windows, compare
+from edge_agent.evidence.verdicts import (
+    GAP,
+    NOTE,
+    PROBLEM,
+    Entry,
+    Evidence,
+    Finding,
+    Rec,
+    Report,
+    Trust,
+    WindowVerdict,
 )
-PERIOD_KINDS = ("month", "contract")
 
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One input item: an envelope as received, or a header-only stub of a bundle."""
-
-    where: str  # "capture.jsonl line 12", "records.jsonl line 3"
-    doc: Mapping[str, Any]
-    stub: bool = False
-
-
-@dataclass
-class Evidence:
-    """Everything read from a bundle or a capture, before any check."""
-
-    source: str
-    entries: list[Entry] = field(default_factory=list)
-    bundle: bool = False
-    manifest: Mapping[str, Any] | None = None
-    #: Problems found while reading (truncated archive, manifest mismatch, bad lines).
-    read_findings: list[Finding] = field(default_factory=list)
-    #: Public keys the input carries (bundle ``keys/``); never trusted by themselves.
-    keys: list[bytes] = field(default_factory=list)
-    samples: dict[str, list[Sample]] = field(default_factory=dict)
-    #: Per machine, the time span ``[from, to)`` (UNIX s) the samples are complete for.
-    sample_spans: dict[str, tuple[float, float]] = field(default_factory=dict)
-    #: Per machine, whether the samples are exactly what the calculator was fed.
-    sample_exact: dict[str, bool] = field(default_factory=dict)
-    profiles: dict[str, KpiProfile] = field(default_factory=dict)
-    #: ``(kid, base64 signature)`` of the bundle manifest, when it is signed.
-    manifest_sig: tuple[str, str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One result line: ``severity`` is ``problem``, ``gap`` or ``note``; ``code`` is stable."""
-
-    severity: str
-    code: str
-    message: str
-    seq: int | None = None
-    where: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "severity": self.severity,
-            "code": self.code,
-            "message": self.message,
-            "seq": self.seq,
-            "where": self.where,
-        }
-
-
-@dataclass
-class Trust:
-    """The trust anchors: public keys (raw bytes) and fingerprints from the contract annex."""
-
-    keys: list[bytes] = field(default_factory=list)
-    fingerprints: set[str] = field(default_factory=set)
-
-    def trusts(self, raw: bytes) -> bool:
-        """Whether a public key is an anchor (given itself, or by its fingerprint)."""
-        return raw in self.keys or fingerprint_of(raw) in self.fingerprints
-
-
-@dataclass
-class WindowVerdict:
-    """The verdict on one KPI window (its highest revision)."""
-
-    machine: str
-    window: str
-    start: str
-    end: str
-    revision: int
-    seq: int
-    verdict: str  # verified | authentic | altered | mismatch | untrusted
-    detail: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return dict(self.__dict__)
-
-
-@dataclass
-class Report:
-    """What :func:`verify` found."""
-
-    source: str
-    findings: list[Finding] = field(default_factory=list)
-    windows: list[WindowVerdict] = field(default_factory=list)
-    periods: list[WindowVerdict] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-    chain: list[str] = field(default_factory=list)
-
-    @property
-    def problems(self) -> list[Finding]:
-        """Findings that make the evidence fail."""
-        return [f for f in self.findings if f.severity == PROBLEM]
-
-    @property
-    def ok(self) -> bool:
-        """True when no problem was found."""
-        return not self.problems
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON form (``edge-agent verify --json``)."""
-        return {
-            "source": self.source,
-            "verified": self.ok,
-            "counts": self.counts,
-            "chain": self.chain,
-            "findings": [f.as_dict() for f in self.findings],
-            "windows": [w.as_dict() for w in self.windows],
-            "periods": [p.as_dict() for p in self.periods],
-        }
-
-
-@dataclass
-class _Rec:
-    entry: Entry
-    signed: proof.Signed
-    data: Mapping[str, Any] | None  # None for a stub
-    sig_ok: bool = False
-    key_problem: str | None = None
-
-    @property
-    def label(self) -> str:
-        s = self.signed
-        text = f"seq {s.seq} ({s.kind}"
-        if self.data is not None:
-            name = self.data.get("name")
-            if s.kind == "kpi" and isinstance(name, str):
-                text += f" {self.data.get('machine', '?')} {name} rev {self.data.get('revision')}"
-            elif s.kind == "stop":
-                text += f" {self.data.get('machine', '?')} from {self.data.get('start')}"
-            elif isinstance(self.data.get("event"), str):
-                text += f" {self.data['event']}"
-        return f"{text}, {self.entry.where})"
+__all__ = [
+    "GAP",
+    "NOTE",
+    "PROBLEM",
+    "STREAMING_FLAGS",
+    "Entry",
+    "Evidence",
+    "Finding",
+    "Report",
+    "Trust",
+    "WindowVerdict",
+    "compare",
+    "trusted_public_keys",
+    "verify",
+]
 
 
 def _signed_kind(kind: str, data: Mapping[str, Any]) -> bool:
     return proof.policy(kind, data) is not None
 
 
-def _parse(evidence: Evidence, report: Report) -> list[_Rec]:
+def _parse(evidence: Evidence, report: Report) -> list[Rec]:
     """Envelopes and stubs -> records; unsigned records of signed kinds are problems."""
-    out: list[_Rec] = []
+    out: list[Rec] = []
     skipped = 0
     for entry in evidence.entries:
         doc = entry.doc
         try:
             if entry.stub:
                 signed = proof.from_stub(doc)
-                out.append(_Rec(entry, signed, None))
+                out.append(Rec(entry, signed, None))
                 continue
             signed_or_none = proof.from_envelope(doc)
         except (proof.ProofError, ValueError) as exc:
@@ -233,13 +108,13 @@ def _parse(evidence: Evidence, report: Report) -> list[_Rec]:
             else:
                 skipped += 1
             continue
-        out.append(_Rec(entry, signed_or_none, data if isinstance(data, dict) else {}))
+        out.append(Rec(entry, signed_or_none, data if isinstance(data, dict) else {}))
     report.counts["not_signed_kinds"] = skipped
     return out
 
 
-def _dedupe(recs: list[_Rec], bundle: bool, report: Report) -> list[_Rec]:
-    by_id: dict[tuple[str, str, int], _Rec] = {}
+def _dedupe(recs: list[Rec], bundle: bool, report: Report) -> list[Rec]:
+    by_id: dict[tuple[str, str, int], Rec] = {}
     dupes = 0
     for rec in recs:
         key = rec.signed.identity
@@ -282,109 +157,11 @@ def _dedupe(recs: list[_Rec], bundle: bool, report: Report) -> list[_Rec]:
     return list(by_id.values())
 
 
-def _order_key(rec: _Rec) -> tuple[str, str, int]:
+def _order_key(rec: Rec) -> tuple[str, str, int]:
     return (rec.signed.agent, rec.signed.epoch, rec.signed.seq)
 
 
-def _decode_key(text: Any) -> bytes | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        return None
-    return raw if len(raw) == 32 else None
-
-
-def _check_keys(
-    recs: list[_Rec], evidence: Evidence, trust: Trust, report: Report
-) -> tuple[dict[str, bytes], set[str]]:
-    """Signatures, walking each agent's records in seq order so rotations take effect.
-
-    Returns the public keys known by kid and the kids trusted at the end.
-    """
-    known: dict[str, bytes] = {kid_of(k): k for k in [*trust.keys, *evidence.keys]}
-    for rec in recs:
-        data = rec.data
-        if rec.signed.kind == "key" and data is not None:
-            for part in ("key", "old_key"):
-                info = data.get(part)
-                found = _decode_key(info.get("public_key")) if isinstance(info, dict) else None
-                if found is not None:
-                    known.setdefault(kid_of(found), found)
-    trusted: set[str] = {kid for kid, k in known.items() if trust.trusts(k)}
-    retired: dict[str, int] = {}
-    for rec in sorted(recs, key=_order_key):
-        s = rec.signed
-        raw = known.get(s.kid)
-        if raw is None:
-            rec.key_problem = (
-                f"signed by an unknown key (kid {s.kid}): neither a trusted key nor one this "
-                "evidence announces (if it is the device's, give its public key with --key)"
-            )
-        elif s.kid not in trusted:
-            rec.key_problem = (
-                f"signed by a key that is not trusted (kid {s.kid}, "
-                f"fingerprint {fingerprint_of(raw)}): not the key of the contract annex"
-            )
-        elif s.kid in retired and s.seq > retired[s.kid]:
-            rec.key_problem = (
-                f"signed by key {s.kid}, retired by the rotation at seq {retired[s.kid]}"
-            )
-        if raw is not None and s.sig is not None:
-            rec.sig_ok = verify_signature(raw, s.sig, s.header_bytes)
-        if not rec.sig_ok or rec.key_problem is not None:
-            continue
-        if s.kind == "key" and rec.data is not None and rec.data.get("event") == "rotated":
-            _accept_rotation(rec, known, trusted, retired, report)
-    return known, trusted
-
-
-def _accept_rotation(
-    rec: _Rec,
-    known: dict[str, bytes],
-    trusted: set[str],
-    retired: dict[str, int],
-    report: Report,
-) -> None:
-    data = rec.data or {}
-    new = data.get("key")
-    raw = _decode_key(new.get("public_key")) if isinstance(new, dict) else None
-    sig = proof.decode_sig(str(data.get("possession", "")))
-    if raw is None or sig is None:
-        report.findings.append(
-            Finding(
-                PROBLEM,
-                "rotation",
-                f"{rec.label}: key rotation without a usable new key",
-                rec.signed.seq,
-                rec.entry.where,
-            )
-        )
-        return
-    new_kid = kid_of(raw)
-    message = possession_message(rec.signed.agent, rec.signed.kid, new_kid)
-    if not verify_signature(raw, sig, message):
-        report.findings.append(
-            Finding(
-                PROBLEM,
-                "rotation",
-                f"{rec.label}: the new key's proof of possession does not verify",
-                rec.signed.seq,
-                rec.entry.where,
-            )
-        )
-        return
-    known[new_kid] = raw
-    trusted.add(new_kid)
-    retired[rec.signed.kid] = rec.signed.seq
-    report.chain.append(
-        f"key rotated at seq {rec.signed.seq} ({rec.signed.ts}): {rec.signed.kid} -> {new_kid} "
-        f"(fingerprint {fingerprint_of(raw)})"
-    )
-
-
-def _signature_findings(recs: list[_Rec], report: Report) -> None:
+def _signature_findings(recs: list[Rec], report: Report) -> None:
     for rec in recs:
         if rec.signed.sig is None or not rec.sig_ok:
             what = (
@@ -412,7 +189,7 @@ def _signature_findings(recs: list[_Rec], report: Report) -> None:
             )
 
 
-def _segment_start_ok(rec: _Rec) -> bool:
+def _segment_start_ok(rec: Rec) -> bool:
     if rec.signed.kind == "gap":
         return True
     if rec.signed.kind == "key":
@@ -420,7 +197,7 @@ def _segment_start_ok(rec: _Rec) -> bool:
     return False
 
 
-def _gap_text(rec: _Rec) -> str:
+def _gap_text(rec: Rec) -> str:
     data = rec.data
     if rec.signed.kind == "gap" and data is not None:
         return (
@@ -433,13 +210,11 @@ def _gap_text(rec: _Rec) -> str:
     return "segment start"
 
 
-def _check_chain(
-    recs: list[_Rec], evidence: Evidence, report: Report
-) -> list[tuple[str, str, str]]:
+def _check_chain(recs: list[Rec], evidence: Evidence, report: Report) -> list[tuple[str, str, str]]:
     """Continuity per agent and epoch; returns the broken time spans ``(agent, from, to)``."""
     broken: list[tuple[str, str, str]] = []
     chained = [r for r in recs if r.signed.chained]
-    groups: dict[tuple[str, str], list[_Rec]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[Rec]] = defaultdict(list)
     for rec in chained:
         groups[(rec.signed.agent, rec.signed.epoch)].append(rec)
     # Epochs of one agent in the order they were used (their first record's time).
@@ -526,7 +301,7 @@ def _check_chain(
     return broken
 
 
-def _isolated(items: list[_Rec], link: list[bool]) -> set[int]:
+def _isolated(items: list[Rec], link: list[bool]) -> set[int]:
     """Indexes of records linked to neither neighbour while the chain around them holds."""
     n = len(items)
     out: set[int] = set()
@@ -547,9 +322,7 @@ def _isolated(items: list[_Rec], link: list[bool]) -> set[int]:
     return out
 
 
-def _break(
-    report: Report, broken: list[tuple[str, str, str]], agent: str, a: _Rec, b: _Rec
-) -> None:
+def _break(report: Report, broken: list[tuple[str, str, str]], agent: str, a: Rec, b: Rec) -> None:
     report.findings.append(
         Finding(
             PROBLEM,
@@ -566,7 +339,7 @@ def _break(
 
 
 def _check_tail(
-    agent: str, epoch: str, items: list[_Rec], evidence: Evidence, report: Report
+    agent: str, epoch: str, items: list[Rec], evidence: Evidence, report: Report
 ) -> None:
     manifest = evidence.manifest
     if manifest is None:
@@ -591,221 +364,16 @@ def _check_tail(
         )
 
 
-def _close(a: Any, b: Any, name: str) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k], name) for k in a)
-    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
-        return bool(a == b)
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        tol = 0.0005 if name.endswith("_s") or name == "downtime_by_code" else 1e-6
-        return math.isclose(float(a), float(b), rel_tol=0.0, abs_tol=tol)
-    return bool(a == b)
-
-
-def compare(published: Mapping[str, Any], recomputed: Mapping[str, Any]) -> list[str]:
-    """Fields whose published value differs from the recomputed one, described."""
-    out: list[str] = []
-    for key, value in recomputed.items():
-        if key in _IDENTITY_FIELDS:
-            continue
-        mine = published.get(key)
-        if key == "flags":
-            if set(mine or ()) - STREAMING_FLAGS != set(value or ()):
-                out.append(f"flags published {sorted(mine or ())} recomputed {sorted(value)}")
-            continue
-        if not _close(mine, value, key):
-            out.append(f"{key} published {mine!r} recomputed {value!r}")
-    return out
-
-
-def _windows(
-    recs: list[_Rec],
-    evidence: Evidence,
-    report: Report,
-    broken: list[tuple[str, str, str]],
-) -> None:
-    from edge_agent.kpi.replay import compute_records
-
-    finals: dict[tuple[str, str], _Rec] = {}
-    altered: set[tuple[str, str]] = set()
-    provisional = 0
-    for rec in recs:
-        if rec.signed.kind != "kpi" or rec.data is None:
-            continue
-        key = (str(rec.data.get("machine", "")), str(rec.data.get("name", "")))
-        if not rec.signed.chained:
-            provisional += 1
-            continue
-        if not rec.sig_ok or rec.key_problem is not None:
-            altered.add(key)
-        best = finals.get(key)
-        rank = (int(rec.data.get("revision", 0) or 0), rec.signed.seq)
-        if best is None or rank > (int((best.data or {}).get("revision", 0) or 0), best.signed.seq):
-            finals[key] = rec
-    report.counts["provisional_kpi_records"] = provisional
-    # Recompute per machine and profile in one pass over the samples.
-    todo: dict[tuple[str, str], list[_Rec]] = defaultdict(list)
-    verdicts: dict[tuple[str, str], WindowVerdict] = {}
-    for key, rec in sorted(finals.items()):
-        data = rec.data or {}
-        verdict = WindowVerdict(
-            machine=key[0],
-            window=key[1],
-            start=str(data.get("start")),
-            end=str(data.get("end")),
-            revision=int(data.get("revision", 0) or 0),
-            seq=rec.signed.seq,
-            verdict="authentic",
-        )
-        verdicts[key] = verdict
-        if key in altered:
-            verdict.verdict = "altered"
-            verdict.detail = "a record of this window failed its signature check"
-            continue
-        reason = _recompute_blocker(key[0], data, evidence)
-        if reason:
-            verdict.detail = f"signature and chain checked; not recomputed: {reason}"
-            continue
-        todo[(key[0], str(data.get("profile_hash")))].append(rec)
-    for (machine, phash), items in todo.items():
-        profile = evidence.profiles[phash]
-        windows = []
-        for rec in items:
-            data = rec.data or {}
-            windows.append(
-                (
-                    str(data["name"]),
-                    parse_instant(str(data["start"])) / 1000.0,
-                    parse_instant(str(data["end"])) / 1000.0,
-                )
-            )
-        records = compute_records(profile, evidence.samples[machine], windows)
-        exact = evidence.sample_exact.get(machine, False)
-        for rec in items:
-            data = rec.data or {}
-            verdict = verdicts[(machine, str(data["name"]))]
-            diffs = compare(data, records[str(data["name"])].as_dict())
-            if not exact:
-                verdict.detail = (
-                    "signature and chain checked; recomputed from approximate samples (raw "
-                    "readings): " + ("; ".join(diffs[:3]) if diffs else "agrees")
-                )
-                continue
-            if diffs:
-                verdict.verdict = "mismatch"
-                verdict.detail = "; ".join(diffs[:6])
-                report.findings.append(
-                    Finding(
-                        PROBLEM,
-                        "mismatch",
-                        f"{rec.label}: numbers differ from the recomputation from the bundle's "
-                        f"samples: {verdict.detail}",
-                        rec.signed.seq,
-                        rec.entry.where,
-                    )
-                )
-            else:
-                verdict.verdict = "verified"
-                verdict.detail = "signature, chain and recomputation agree"
-    report.windows = [verdicts[k] for k in sorted(verdicts)]
-    report.periods = [_period(v, report.windows, broken) for v in report.windows if _is_period(v)]
-
-
-def _recompute_blocker(machine: str, data: Mapping[str, Any], evidence: Evidence) -> str:
-    if machine not in evidence.samples:
-        return "no samples for this machine in the evidence"
-    phash = str(data.get("profile_hash"))
-    if phash not in evidence.profiles:
-        return f"the profile {phash[:12]}... is not in the evidence"
-    span = evidence.sample_spans.get(machine)
-    try:
-        start = parse_instant(str(data.get("start"))) / 1000.0
-        end = parse_instant(str(data.get("end"))) / 1000.0
-    except ValueError:
-        return "window start/end unreadable"
-    if span is None or start < span[0] or end > span[1]:
-        return "the samples do not cover the whole window"
-    return ""
-
-
-def _is_period(v: WindowVerdict) -> bool:
-    return v.window.split(":", 1)[0] in PERIOD_KINDS
-
-
-def _period(
-    period: WindowVerdict, windows: Sequence[WindowVerdict], broken: list[tuple[str, str, str]]
-) -> WindowVerdict:
-    inside = [
-        w
-        for w in windows
-        if w.machine == period.machine and w is not period and period.start <= w.start < period.end
-    ]
-    bad = [w for w in inside if w.verdict in ("altered", "mismatch")]
-    breaks = [b for b in broken if b[1] < period.end and b[2] > period.start]
-    out = WindowVerdict(**period.__dict__)
-    if period.verdict in ("altered", "mismatch"):
-        out.detail = f"the period's own record: {period.verdict}"
-    elif bad or breaks:
-        out.verdict = "not verified"
-        out.detail = (
-            f"{len(bad)} window(s) inside altered or mismatching, {len(breaks)} chain break(s) "
-            "in its time span"
-        )
-    else:
-        out.detail = (
-            f"{period.verdict}; {len(inside)} window(s) inside, none altered, chain unbroken"
-        )
-    return out
-
-
-def _check_manifest(
-    evidence: Evidence, known: Mapping[str, bytes], trusted: set[str], report: Report
-) -> None:
-    if not evidence.bundle or evidence.manifest is None:
-        return
-    if evidence.manifest_sig is None:
-        report.findings.append(
-            Finding(
-                PROBLEM,
-                "manifest_unsigned",
-                "the bundle's manifest is not signed (manifest.sig missing): records cut off "
-                "at the end of the range could not be noticed",
-            )
-        )
-        return
-    kid, sig_text = evidence.manifest_sig
-    raw = known.get(kid)
-    sig = proof.decode_sig(sig_text)
-    message = canonical(dict(evidence.manifest))
-    if raw is None or sig is None or not verify_signature(raw, sig, message):
-        report.findings.append(
-            Finding(
-                PROBLEM,
-                "manifest_altered",
-                f"the bundle's manifest signature (key {kid}) does not verify: the manifest "
-                "was changed after export",
-            )
-        )
-    elif kid not in trusted:
-        report.findings.append(
-            Finding(
-                PROBLEM,
-                "untrusted_key",
-                f"the bundle's manifest is signed by key {kid}, which is not trusted",
-            )
-        )
-
-
 def verify(evidence: Evidence, trust: Trust) -> Report:
     """Run every check on ``evidence`` against the ``trust`` anchors."""
     report = Report(source=evidence.source)
     report.findings.extend(evidence.read_findings)
     recs = _dedupe(_parse(evidence, report), evidence.bundle, report)
-    known, trusted = _check_keys(recs, evidence, trust, report)
-    _check_manifest(evidence, known, trusted, report)
+    known, trusted = check_keys(recs, evidence, trust, report)
+    check_manifest(evidence, known, trusted, report)
     _signature_findings(recs, report)
     broken = _check_chain(recs, evidence, report)
-    _windows(recs, evidence, report, broken)
+    check_windows(recs, evidence, report, broken)
     report.counts["signed_records"] = len(recs)
     report.counts["chained_records"] = sum(1 for r in recs if r.signed.chained)
     report.counts["stubs"] = sum(1 for r in recs if r.data is None)

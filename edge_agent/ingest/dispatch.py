@@ -120,7 +120,8 @@ class Dispatcher:
             if self.contracts is not None:
                 # Answers (acknowledged_at / arrived_at) travel with every update of the stop.
                 data = self.contracts.decorate_stop(data)
-            staging.stage(MessageKind.STOP, topic, data)
+            # Committed with the calculator state that closed or opened it (issue 22).
+            staging.stage(MessageKind.STOP, topic, data, state=lm.state_source())
             logtext.log_stop(data)
         if len(staging):
             await staging.flush()

@@ -139,6 +139,7 @@ class StatusFile:
                 "fault_name": lm.config.fault_names.get(lm.fault) if lm.fault else None,
                 "since": lm.since,
                 "today": lm.latest.get("today"),
+                "today_before_reload": _same_window(lm.latest.get("today"), lm.today_before_reload),
                 "shift": lm.latest.get("shift"),
             }
             for name, lm in src.machines.items()
@@ -189,3 +190,11 @@ class StatusFile:
                 for t, v in (views.items() if listed is None else listed.get(name, ()))
             },
         }
+
+
+def _same_window(today: Mapping[str, Any] | None, parts: list[dict[str, Any]]) -> list[Any]:
+    """Final records of today's window before a profile-changing reload (that window only)."""
+    if today is None:
+        return list(parts)
+    window = str(today.get("name", "")).split("~", 1)[0]
+    return [p for p in parts if str(p.get("name", "")).split("~", 1)[0] == window]

@@ -24,6 +24,14 @@ The hold is bounded by ``max_held``: beyond it the least important, oldest
 messages are dropped, summaries only when nothing else is left (so-far KPI
 records first). :meth:`OutboxStaging.close` (at the stop) makes a last attempt,
 then counts and logs what it could not store.
+
+Calculator state (issue 22): a message staged with ``state=``, the intervals of
+:meth:`OutboxStaging.stage_intervals` and the states of :meth:`OutboxStaging.depends_on`
+are committed in the same transaction as the messages, with the states snapshotted
+when the flush takes them (:mod:`.derived`). When the batch is stored in pieces,
+they go with the last piece: a state is committed only once every message taken
+with it is stored (a crash in between derives those messages again, under the same
+identity, rather than losing them).
 """
 
 from __future__ import annotations
@@ -32,11 +40,13 @@ import asyncio
 import itertools
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from edge_agent.buffer import Buffer, MessageKind, Outgoing
 from edge_agent.errors import StorageFull
 from edge_agent.ops.events import Event, EventLog
+from edge_agent.outgoing.derived import DerivedRows, StateSource, Taken
 from edge_agent.uplink import TopicTemplates
 
 log = logging.getLogger("edge_agent.outgoing")
@@ -92,6 +102,7 @@ class OutboxStaging:
         self.dropped: dict[str, int] = {}
         self.published: dict[str, int] = {}  # stored in the outbox, per kind
         self._stored_in_hold = 0
+        self.derived = DerivedRows(max_held)
 
     def __len__(self) -> int:
         return len(self._held)
@@ -133,11 +144,15 @@ class OutboxStaging:
         *,
         record_key: str | None = None,
         retain: bool = False,
+        state: StateSource | None = None,
     ) -> None:
         """Stage one message (priority from its kind); :meth:`flush` commits all at once.
 
         A held KPI record with the same ``record_key`` is superseded (replaced) by it.
+        ``state``: the calculator state the message derives from (committed with it).
         """
+        if state is not None:
+            self.derived.depends_on(state)
         message = Outgoing(
             kind=kind,
             topic=topic,
@@ -164,6 +179,21 @@ class OutboxStaging:
             self._keys[key] = n
         self._held[n] = message
 
+    def depends_on(self, state: StateSource) -> None:
+        """Commit a snapshot of this calculator state with the next flush."""
+        self.derived.depends_on(state)
+
+    def stage_intervals(
+        self, machine: str, intervals: list[Mapping[str, Any]], state: StateSource
+    ) -> None:
+        """Stage closed state intervals drained from the calculator ``state`` describes."""
+        self.derived.add_intervals(machine, intervals, state)
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything (messages, intervals, calculator state) waits for a flush."""
+        return bool(self._held) or self.derived.pending
+
     async def flush(self) -> bool:
         """Store every staged message in the outbox (one transaction when it fits).
 
@@ -184,16 +214,17 @@ class OutboxStaging:
             return await self._flush()
 
     async def _flush(self) -> bool:
-        if not self._held:
+        if not self.pending:
             return True
         batch, self._held, self._keys = self._held, {}, {}
         items = list(batch.items())
+        derived = self.derived.take()
         try:
-            await self.buffer.publish_many([m for _, m in items])
+            await self.buffer.publish_many([m for _, m in items], **derived.kwargs())
         except StorageFull as exc:
-            rest = await self._store_in_chunks(items)
+            rest, committed = await self._store_in_chunks(items, derived)
             self._put_back(rest)
-            if rest:
+            if rest or not committed:
                 self.events.enter(
                     Event.OUTBOX_FULL,
                     reason=str(exc),
@@ -203,6 +234,7 @@ class OutboxStaging:
                 self._trim()
                 return False
         except Exception as exc:
+            self.derived.give_back(derived)
             self._put_back(items)
             self.events.enter(Event.FLUSH_FAILED, "outbox", exc_info=exc, held=len(self._held))
             self._trim()
@@ -220,8 +252,17 @@ class OutboxStaging:
         self.events.leave(Event.FLUSH_FAILED, "outbox")
         return True
 
-    async def _store_in_chunks(self, items: list[_Item]) -> list[_Item]:
-        """Store what fits, most important first, in chunks 1, 2, 4 ...; return the rest."""
+    async def _store_in_chunks(
+        self, items: list[_Item], derived: Taken
+    ) -> tuple[list[_Item], bool]:
+        """Store what fits, most important first, in chunks 1, 2, 4 ...
+
+        ``derived`` (states, intervals) is committed after the last message, alone,
+        or given back to :attr:`derived` for the next flush.
+
+        Returns:
+            The messages not stored, and whether ``derived`` was committed.
+        """
         order = sorted(items, key=lambda item: (item[1].priority, item[0]))
         size = 1
         while order:
@@ -240,7 +281,18 @@ class OutboxStaging:
             self._stored_in_hold += len(chunk)
             order = order[size:]
             size = min(size * 2, CHUNK_MAX)
-        return sorted(order)
+        extra = derived.kwargs()
+        committed = not extra
+        if not order and extra:
+            try:
+                await self.buffer.publish_many([], **extra)
+            except Exception:  # given back, retried with the next flush
+                committed = False
+            else:
+                committed = True
+        if not committed:
+            self.derived.give_back(derived)
+        return sorted(order), committed
 
     def _stored(self, messages: Any) -> None:
         for m in messages:

@@ -76,8 +76,10 @@ class LiveMachine:
     last_t: float | None = None
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
     finals: set[str] = field(default_factory=set)
-    # Set when this calculator replaced one with another profile (see module docstring).
+    # Set when this calculator replaced one with another profile (see module docstring),
+    # with the final records of today's window its predecessors published (status only).
     reconfigured_at: float | None = None
+    today_before_reload: list[dict[str, Any]] = field(default_factory=list)
     # Contracts: (calculator key, contract) per contract on this machine, the service
     # calculators by key, their final windows, and stop events kept for the contracts.
     contracts: list[tuple[str, Contract]] = field(default_factory=list)
@@ -165,6 +167,10 @@ class LiveMachine:
     def since(self) -> float | None:
         """Since when (epoch seconds) the machine is in this state and fault."""
         return self.calc.live.since
+
+    def state_source(self) -> tuple[str, Callable[[], dict[str, Any]]]:
+        """Key and snapshot of this machine's saved state, for rows derived from it."""
+        return state_key(self.config.name), self.saved_state
 
     def saved_state(self) -> dict[str, Any]:
         """What :meth:`MachineSet.restore` needs to continue after a restart."""
@@ -382,7 +388,8 @@ class MachineSet(Mapping[str, LiveMachine]):
                 replacements[name] = await self.restore(mc, at=clock())
             elif profile_hash(current.config.kpi) != profile_hash(mc.kpi):
                 fresh = MachineCalculator(mc.kpi, allowed_lateness_s=reporting.allowed_lateness_s)
-                replacements[name] = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=fresh)
+                builder = SampleBuilder(mc, carry=current.builder)
+                replacements[name] = LiveMachine(config=mc, builder=builder, calc=fresh)
                 replacements[name].use_contracts(
                     self._contracts_of(name), None, reporting.allowed_lateness_s
                 )
@@ -402,7 +409,7 @@ class MachineSet(Mapping[str, LiveMachine]):
                 self._machines[name] = new
             elif current is not None and current.config != mc:
                 if _signals(current.config) != _signals(mc):
-                    current.builder = SampleBuilder(mc)
+                    current.builder = SampleBuilder(mc, carry=current.builder)
                 if current.config.answer_refs != mc.answer_refs or (
                     current.config.acknowledge,
                     current.config.arrive,

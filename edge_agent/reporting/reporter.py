@@ -15,9 +15,11 @@ service (removed, or replaced because their KPI profile changed): every open
 window's record, cut at the reload instant, is published as final with the flag
 ``reconfigured``, so the known time up to the reload is counted.
 
-Guarantees: records are committed to the outbox before the calculator state that
-produced them is saved (a crash in between re-sends, never skips; while records
-are held because the outbox cannot take them, the state is not saved); a round
+Guarantees: records and state intervals are committed to the outbox and the buffer
+in ONE transaction with the calculator state that produced them (issue 22), so a
+``kill -9`` can neither lose drained intervals nor make the restarted calculator
+derive a record or stop event again; while they are held because the outbox
+cannot take them, the state is not saved either; a round
 that fails is logged once with its traceback and counted (event ``flush_failed``,
 stage ``report``), retried on the next round, and its recovery logged once.
 """
@@ -27,15 +29,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from drivers.base import DeviceDiagnostics
 from edge_agent import logtext
 from edge_agent.buffer import Buffer, MessageKind
 from edge_agent.contracts.book import is_chunk
 from edge_agent.errors import StorageFull
 from edge_agent.kpi import KpiRecord, MachineCalculator
 from edge_agent.ops.events import Event, EventLog
+from edge_agent.outgoing.derived import StateSource
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.reporting.contracts import ContractDesk
 from edge_agent.reporting.machine import LiveMachine, MachineSet, Retired, state_key
@@ -67,8 +71,10 @@ class Reporter:
         events: EventLog | None = None,
         clock: Callable[[], float] = time.time,
         contracts: ContractDesk | None = None,
+        confirmations: Callable[[], Mapping[str, DeviceDiagnostics]] | None = None,
     ) -> None:
         self.machines = machines
+        self.confirmations = confirmations
         self.staging = staging
         self.buffer = buffer
         self.events = events or EventLog()
@@ -92,10 +98,11 @@ class Reporter:
         now = self.clock()
         for lm in self.machines.values():
             self._stage_records(lm, now)
+            self.staging.depends_on(lm.state_source())
         if self.contracts:
             self.contracts.round(now)
         if await self.staging.flush():
-            await self.save_states()
+            await self._save_contracts()
 
     def _stage_records(self, lm: LiveMachine, now: float) -> None:
         records = _due_records(lm.calc, lm.finals, now)
@@ -109,23 +116,48 @@ class Reporter:
                 if is_chunk(rec.name):
                     self.contracts.take(lm.config.name, rec)
 
-    def _stage(self, lm: LiveMachine, records: list[KpiRecord]) -> None:
+    def _stage(
+        self, lm: LiveMachine, records: list[KpiRecord], state: StateSource | None = None
+    ) -> None:
         staging = self.staging
+        state = state or lm.state_source()
+        confirmed = self._confirmed_by(lm) if any(not r.final for r in records) else None
         for rec in records:
             data = kpi_data(lm.config, rec)
+            if confirmed is not None and not rec.final:
+                data["confirmed_by"] = confirmed
             kind = window_kind(data)
             topic = staging.topics.kpi(machine=lm.config.name, window_kind=kind)
-            staging.stage(MessageKind.KPI, topic, data, record_key=record_key(data))
+            staging.stage(MessageKind.KPI, topic, data, record_key=record_key(data), state=state)
             if kind == "day":
                 logtext.log_kpi_flags(lm.config.name, lm.latest.get("today"), data)
                 lm.latest["today"] = data
             elif kind == "shift":
                 lm.latest["shift"] = data
 
-    def _queue_intervals(self, lm: LiveMachine) -> None:
-        intervals = [iv.as_dict() for iv in lm.calc.drain_intervals()]
+    def _confirmed_by(self, lm: LiveMachine) -> dict[str, str] | None:
+        """How each device the machine reads is confirmed now, or None when not known.
+
+        Issue 23: a flat line on a live subscription (``keepalive``) vs a dead one
+        (``lapsed``), visible in the records a dashboard shows.
+
+        Shown on "so far" records only: it describes the moment of the update, not the
+        window, so final records and revisions (recomputable from samples) leave it out.
+        """
+        if self.confirmations is None:
+            return None
+        diagnostics = self.confirmations()
+        return {
+            device: diagnostics[device].confirmed_by.value
+            for device in sorted(lm.builder.refs_by_device)
+            if device in diagnostics
+        } or None
+
+    def _queue_intervals(self, lm: LiveMachine, state: StateSource | None = None) -> None:
+        intervals: list[Mapping[str, Any]] = [iv.as_dict() for iv in lm.calc.drain_intervals()]
         if intervals:
-            self.buffer.add_intervals(lm.config.name, intervals)
+            # Stored with the state that no longer holds them (see the module docstring).
+            self.staging.stage_intervals(lm.config.name, intervals, state or lm.state_source())
 
     async def retire(self, retired: Retired) -> None:
         """Close the windows of retired machines at the reload instant (see module docstring)."""
@@ -133,6 +165,9 @@ class Reporter:
             return
         at = retired.at
         for lm in retired.machines:
+            # A later calculator of that name must not take these windows for its own: the
+            # retired marker is the state committed with the closing records.
+            marker: StateSource = (state_key(lm.config.name), lambda: {"retired_at": at})
             records: list[KpiRecord] = []
             for calc in (lm.calc, *lm.service.values()):
                 records += [*calc.close_due(at), *calc.revisions()]
@@ -140,22 +175,30 @@ class Reporter:
                     rec = calc.record(name, now=at)
                     flags = (*rec.flags, FLAG_RECONFIGURED)
                     records.append(rec.with_meta(final=True, flags=flags))
-            self._stage(lm, records)
-            self._queue_intervals(lm)
+            self._stage(lm, records, marker)
+            self._queue_intervals(lm, marker)
+            self.staging.depends_on(marker)
             if self.contracts:
                 for rec in records:
                     if is_chunk(rec.name):
                         self.contracts.take(lm.config.name, rec)
-        if not await self.staging.flush():
-            return  # their saved state stays; the records go out with the next flush
         for lm in retired.machines:
-            # A later calculator of that name must not take these windows for its own.
-            await self._save(lm, {"retired_at": at})
+            new = self.machines.get(lm.config.name)
+            if new is not None and new is not lm:
+                # Status: the part of today before the reload stays visible (not wiped).
+                today = lm.latest.get("today")
+                new.today_before_reload = [*lm.today_before_reload, *([today] if today else [])]
+        # When the outbox is full, records, intervals and marker go out with a later flush.
+        await self.staging.flush()
 
     async def save_states(self) -> None:
         """Save every calculator's state and the contracts' (durable); kept in memory when full."""
         for lm in list(self.machines.values()):
-            await self._save(lm, lm.saved_state())
+            self.staging.depends_on(lm.state_source())
+        if await self.staging.flush():
+            await self._save_contracts()
+
+    async def _save_contracts(self) -> None:
         if self.contracts:
             try:
                 await self.contracts.save()
@@ -163,15 +206,6 @@ class Reporter:
                 self.events.enter(Event.FLUSH_FAILED, "contract_state", reason=str(exc))
             else:
                 self.events.leave(Event.FLUSH_FAILED, "contract_state")
-
-    async def _save(self, lm: LiveMachine, state: dict[str, Any]) -> None:
-        try:
-            await self.buffer.save_state(state_key(lm.config.name), state)
-        except StorageFull as exc:
-            # Kept in memory; the next round tries again (records already went out).
-            self.events.enter(Event.FLUSH_FAILED, "calculator_state", reason=str(exc))
-        else:
-            self.events.leave(Event.FLUSH_FAILED, "calculator_state")
 
 
 def _due_records(calc: MachineCalculator, finals: set[str], now: float) -> list[KpiRecord]:

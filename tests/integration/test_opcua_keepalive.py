@@ -254,6 +254,17 @@ def unknown_spans(run: Run, machine: str) -> list[tuple[float, float]]:
     return spans
 
 
+def confirmations(docs: list[dict[str, Any]]) -> dict[str, dict[str, set[str]]]:
+    """Per machine and device: the ``confirmed_by`` values its "so far" records carried."""
+    out: dict[str, dict[str, set[str]]] = {}
+    for d in docs:
+        data = d.get("data") or {}
+        if d.get("kind") == "kpi" and not data.get("final"):
+            for device, by in (data.get("confirmed_by") or {}).items():
+                out.setdefault(data["machine"], {}).setdefault(device, set()).add(by)
+    return out
+
+
 async def test_flat_signals_stay_known_and_a_silent_server_becomes_unknown(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
@@ -303,6 +314,12 @@ async def test_flat_signals_stay_known_and_a_silent_server_becomes_unknown(
     flat_rows = [r for r in run.readings if r["device"] == "ua_flat"]
     changes = 4 + 2 * 2 + 2 * rec["total_count"]  # first values, stop edges, counters
     assert len(flat_rows) <= changes, f"{len(flat_rows)} readings stored for {changes} changes"
+
+    # --- "So far" records say how the values were confirmed (flat line vs dead link). ---
+    seen = confirmations(run.docs)
+    assert "keepalive" in seen["flat"][MACHINES["flat"]], seen
+    assert "lapsed" in seen["silent"][MACHINES["silent"]], seen
+    assert "confirmed_by" not in rec, "final records leave the moment's confirmation out"
 
     # --- Silent server: unknown from one keepalive bound after the silence to its end. ---
     rec = final_record(run.docs, run.window, "silent")

@@ -37,6 +37,8 @@ GROUP = "plant1"
 NODE = "spb-gw"
 PLC = "plc"
 MACHINE_DEVICE = "press-machine"
+CONTRACT = "press-sla"
+CONTRACT_DEVICE = f"{CONTRACT}-contract"
 POLL_MS = 200
 WAIT_S = 20.0
 
@@ -126,6 +128,20 @@ total = "{PLC}.total"
 
 [machines.press.kpi]
 ideal_cycle_time_s = 2.0
+
+[contracts.{CONTRACT}]
+machines = ["press"]
+timezone = "UTC"
+calendar = "24/7"
+
+[contracts.{CONTRACT}.terms.availability]
+kpi = "sla_availability"
+target = 0.98
+minimum = 0.95
+
+[contracts.{CONTRACT}.terms.repair]
+kpi = "mttr_s"
+target = 2700
 """
 
 
@@ -226,6 +242,7 @@ async def test_births_data_and_restart(
         try:
             await wait(collector, at_least("DDATA", 3, PLC), agent)
             await wait(collector, at_least("DDATA", 1, MACHINE_DEVICE), agent)
+            await wait(collector, at_least("DDATA", 1, CONTRACT_DEVICE), agent)
             await wait(collector, at_least("NDATA", 1), agent)
             assert agent.stop() == 0
             await wait(collector, at_least("NDEATH", 1), agent)
@@ -242,7 +259,7 @@ async def test_births_data_and_restart(
     first = host.sessions[0]
     nbirth, *dbirths = first.births
     assert nbirth.kind == "NBIRTH"
-    assert {m.device for m in dbirths} == {PLC, MACHINE_DEVICE}
+    assert {m.device for m in dbirths} == {PLC, MACHINE_DEVICE, CONTRACT_DEVICE}
     node_names = {m.name for m in nbirth.metrics}
     assert {"bdSeq", "Node Control/Rebirth", "Properties/agent", "Health/cpu_percent"} <= node_names
     assert nbirth.named("Properties/agent").value == NODE
@@ -269,6 +286,30 @@ async def test_births_data_and_restart(
     aggregates = host.values(PLC, "temperature/count")
     assert aggregates
     assert all(v >= 1 for _t, v, _h in aggregates)
+    # The contract's status: its own device, one folder per term and level (docs/sparkplug.md).
+    contract = next(m for m in dbirths if m.device == CONTRACT_DEVICE)
+    names = {m.name for m in contract.metrics}
+    assert {
+        "Status/period",
+        "Status/at",
+        "Term/availability/state",
+        "Term/availability/so_far",
+        "Term/availability/minimum/budget",
+        "Term/repair/target/threshold",
+        "Alert/alert_id",
+    } <= names
+    assert contract.named("Term/availability/target/budget").properties.get("engUnit") == "s"
+    assert contract.named("Status/at").datatype == 13  # DateTime
+    periods = [v for _t, v, _h in host.values(CONTRACT_DEVICE, "Status/period")]
+    assert periods
+    assert all(str(p).startswith("month:") for p in periods)
+    states = {v for _t, v, _h in host.values(CONTRACT_DEVICE, "Term/availability/state")}
+    assert states
+    assert states <= {"on_track", "at_risk", "breached"}
+    thresholds = {
+        v for _t, v, _h in host.values(CONTRACT_DEVICE, "Term/availability/target/threshold")
+    }
+    assert thresholds == {0.98}
 
 
 async def test_device_down_up_and_rebirth_request(

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.telemetry.policy import PublishMode
+from edge_agent.uplink.sparkplug.config import check_id
 
 if TYPE_CHECKING:
     from edge_agent.config import AgentConfig
@@ -173,6 +174,7 @@ class DeviceKind(str, enum.Enum):
 
     PLC = "plc"  # a configured device; born and dead with its communication
     MACHINE = "machine"  # a machine's KPIs and stops; alive while the agent is
+    CONTRACT = "contract"  # a contract's status, period records and alerts; alive as MACHINE
 
 
 @dataclass(slots=True)
@@ -218,6 +220,7 @@ class Catalog:
         machines: Machine devices by machine name.
         info: Values of the ``Properties/*`` metrics.
         window_kinds: KPI window kinds that have metrics.
+        contracts: Contract devices by contract name (:mod:`.contracts`).
     """
 
     node_metrics: dict[str, MetricSpec]
@@ -226,6 +229,7 @@ class Catalog:
     machines: dict[str, DeviceSpec]
     info: dict[str, str]
     window_kinds: tuple[str, ...]
+    contracts: dict[str, DeviceSpec] = field(default_factory=dict)
 
     def signature(self) -> tuple[Any, ...]:
         """What a rebirth must announce: ids, names, aliases, types, units."""
@@ -357,6 +361,11 @@ def build_catalog(config: AgentConfig, sparkplug: SparkplugConfig, *, version: s
     for name in config.machines:
         spec = _machine_device(sparkplug.machine_device(name), name, kinds, aliases)
         devices[spec.device_id] = machines[name] = spec
+    from edge_agent.uplink.sparkplug.contracts import contract_devices  # (imports this module)
+
+    contracts = contract_devices(config.contracts, sparkplug.contract_device, aliases.take)
+    for spec in contracts.values():
+        devices[spec.device_id] = spec
     info = {
         "Properties/agent": config.agent.id,
         "Properties/site": config.agent.site,
@@ -369,11 +378,15 @@ def build_catalog(config: AgentConfig, sparkplug: SparkplugConfig, *, version: s
         machines=machines,
         info=info,
         window_kinds=tuple(kinds),
+        contracts=contracts,
     )
 
 
 def check_ids(
-    sparkplug: SparkplugConfig, devices: Iterable[str], machines: Iterable[str]
+    sparkplug: SparkplugConfig,
+    devices: Iterable[str],
+    machines: Iterable[str],
+    contracts: Iterable[str] = (),
 ) -> list[tuple[str, str]]:
     """Device id clashes, as ``(key path, message)`` for the config loader.
 
@@ -395,4 +408,23 @@ def check_ids(
                 )
             )
         seen[device_id.lower()] = f"machine {machine!r}"
+    for contract in contracts:
+        device_id = sparkplug.contract_device(contract)
+        if (problem := check_id(device_id)) is not None:
+            problems.append(
+                (
+                    "mqtt.sparkplug.contract_device_id",
+                    f"contract {contract!r} becomes Sparkplug device {device_id!r}: {problem}",
+                )
+            )
+        other = seen.get(device_id.lower())
+        if other is not None:
+            problems.append(
+                (
+                    "mqtt.sparkplug.contract_device_id",
+                    f"contract {contract!r} becomes Sparkplug device {device_id!r}, which"
+                    f" clashes with {other} (ignoring case); choose another template",
+                )
+            )
+        seen[device_id.lower()] = f"contract {contract!r}"
     return problems

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import re
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_agent.configkit import Table
@@ -22,6 +23,7 @@ from edge_agent.configkit import Table
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 ID_RULE = "letters, digits, '_', '-' or '.' (starting with a letter or digit)"
 MACHINE_PLACEHOLDER = "machine"
+CONTRACT_PLACEHOLDER = "contract"
 
 
 class DataQos(int, enum.Enum):
@@ -40,6 +42,7 @@ class SparkplugConfig:
         edge_node_id: Edge Node ID; empty means the agent id.
         primary_host_id: Host id whose ``spBv1.0/STATE/<id>`` gates births; empty: none.
         machine_device_id: Template of a machine's Sparkplug device id (``{machine}``).
+        contract_device_id: Template of a contract's Sparkplug device id (``{contract}``).
         qos: QoS of births, data and device deaths (the NDEATH will is always QoS 1).
         device_death_grace_s: How long a device reported down keeps its birth before
             DDEATH, beyond the time its last readings need to reach the outbox (one
@@ -51,6 +54,7 @@ class SparkplugConfig:
     edge_node_id: str = ""
     primary_host_id: str = ""
     machine_device_id: str = "{machine}-machine"
+    contract_device_id: str = "{contract}-contract"
     qos: DataQos = DataQos.AT_LEAST_ONCE
     device_death_grace_s: float = 2.0
 
@@ -62,6 +66,10 @@ class SparkplugConfig:
         """The Sparkplug device id of a machine's KPI/stop device."""
         return self.machine_device_id.format_map({MACHINE_PLACEHOLDER: machine})
 
+    def contract_device(self, contract: str) -> str:
+        """The Sparkplug device id of a contract's status/alert device."""
+        return self.contract_device_id.format_map({CONTRACT_PLACEHOLDER: contract})
+
 
 def check_id(value: str) -> str | None:
     """Why ``value`` cannot be a Sparkplug identifier here, or None when it can."""
@@ -70,14 +78,25 @@ def check_id(value: str) -> str | None:
     return f"use {ID_RULE}: it is a Sparkplug topic level"
 
 
-def _check_template(value: str) -> str | None:
-    try:
-        fields = [name for _lit, name, _spec, _conv in string.Formatter().parse(value) if name]
-    except ValueError as exc:
-        return f"invalid template: {exc}"
-    if fields != [MACHINE_PLACEHOLDER]:
-        return "expected a template using {machine} exactly once, e.g. '{machine}-machine'"
-    return check_id(value.replace("{machine}", "m"))
+def _template_check(placeholder: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        try:
+            parts = string.Formatter().parse(value)
+            fields = [name for _lit, name, _spec, _conv in parts if name]
+        except ValueError as exc:
+            return f"invalid template: {exc}"
+        if fields != [placeholder]:
+            return (
+                f"expected a template using {{{placeholder}}} exactly once,"
+                f" e.g. '{{{placeholder}}}-{placeholder}'"
+            )
+        return check_id(value.replace(f"{{{placeholder}}}", "m"))
+
+    return check
+
+
+_check_template = _template_check(MACHINE_PLACEHOLDER)
+_check_contract_template = _template_check(CONTRACT_PLACEHOLDER)
 
 
 def parse_sparkplug(table: Table | None, parent: Table) -> SparkplugConfig | None:
@@ -106,6 +125,9 @@ def parse_sparkplug(table: Table | None, parent: Table) -> SparkplugConfig | Non
     if primary and (problem := check_id(primary)):
         t.error("primary_host_id", problem)
     machine_device_id = t.get_str("machine_device_id", "{machine}-machine", check=_check_template)
+    contract_device_id = t.get_str(
+        "contract_device_id", "{contract}-contract", check=_check_contract_template
+    )
     qos_raw = t.get_int("qos", 1, min=0, max=1)
     grace = t.get_float("device_death_grace_s", 2.0, min=0.0, max=3600.0)
     t.finish()
@@ -114,6 +136,7 @@ def parse_sparkplug(table: Table | None, parent: Table) -> SparkplugConfig | Non
         edge_node_id=edge_node_id,
         primary_host_id=primary,
         machine_device_id=machine_device_id,
+        contract_device_id=contract_device_id,
         qos=DataQos(qos_raw) if qos_raw in (0, 1) else DataQos.AT_LEAST_ONCE,
         device_death_grace_s=grace,
     )

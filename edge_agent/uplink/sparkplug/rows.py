@@ -15,6 +15,8 @@ and the announced ones (KPI ``window``/``window_kind``, ISO instants, stop
   the time the record was computed (the row's ``created``).
 * ``stop``: the ``Stop/<field>`` metrics, stamped with the row's ``created``.
 * ``health``: the ``Health/*`` Edge Node metrics (NDATA).
+* ``contract`` / ``contract_period``: ``Status/*`` and ``Term/*`` metrics of the
+  contract's device; ``contract_alert``: its ``Alert/*`` metrics (:mod:`.contracts`).
 
 Anything else (a kind without a Sparkplug mapping, a device or machine that is
 not in the catalog) encodes to ``None``: the publisher acknowledges the row
@@ -26,12 +28,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from edge_agent.buffer.outbox import OutboxRow
 from edge_agent.uplink.sparkplug import codec
+from edge_agent.uplink.sparkplug import contracts as contract_metrics
 from edge_agent.uplink.sparkplug.catalog import (
     AGGREGATE_FIELDS,
     HEALTH_FIELDS,
@@ -110,6 +113,9 @@ class RowEncoder:
             "kpi": self._kpi,
             "stop": self._stop,
             "health": self._health,
+            "contract": self._contract,
+            "contract_period": self._contract,
+            "contract_alert": self._contract_alert,
         }
 
     def encode(
@@ -280,6 +286,30 @@ class RowEncoder:
         for name, _typ in STOP_FIELDS:
             if (spec := device.metrics.get(f"Stop/{name}")) is not None:
                 count += self._put(payload, spec, fields[name], ts, historical)
+        return Encoded(device=device, payload=payload, values=count)
+
+    # -- contracts ---------------------------------------------------------------------
+    def _contract(self, row: OutboxRow, data: Any, historical: bool) -> Encoded | None:
+        return self._named(row, data, contract_metrics.status_values(data), historical)
+
+    def _contract_alert(self, row: OutboxRow, data: Any, historical: bool) -> Encoded | None:
+        return self._named(row, data, contract_metrics.alert_values(data), historical)
+
+    def _named(
+        self, row: OutboxRow, data: Any, values: Iterable[tuple[str, Any]], historical: bool
+    ) -> Encoded | None:
+        device = self.catalog.contracts.get(str(data.get("contract")))
+        if device is None:
+            return None
+        ts = round(row.created * 1000)
+        payload = codec.Payload()
+        count = 0
+        for name, value in values:
+            spec = device.metrics.get(name)
+            if spec is None:
+                self.stats.unknown_metrics += 1  # e.g. a term removed by a reload
+                continue
+            count += self._put(payload, spec, _finite(value), ts, historical)
         return Encoded(device=device, payload=payload, values=count)
 
     # -- edge node ---------------------------------------------------------------------

@@ -384,7 +384,7 @@ class EdgeNode:
         self.mark = last_seq
         self._births.append(_NODE)
         for spec in catalog.devices.values():
-            if spec.kind is DeviceKind.MACHINE or self._device_up.get(spec.source):
+            if spec.kind is not DeviceKind.PLC or self._device_up.get(spec.source):
                 self._births.append(spec.device_id)
 
     def _send_birth(self, sender: Sender, device_id: str) -> bool:

@@ -21,6 +21,8 @@ from edge_agent.kpi.sample import Sample
 from .conftest import MonthEvidence
 from .month import write_capture
 
+ROOT = Path(__file__).resolve().parents[3]
+
 
 def _codes(report: Report) -> list[str]:
     return sorted(f.code for f in report.problems)
@@ -344,3 +346,48 @@ def test_any_single_deletion_or_digit_flip_is_caught(
         read_capture(write_capture(tmp_path / "p.jsonl", changed)), month_evidence.trust()
     )
     assert not report.ok
+
+
+def test_contract_definitions_travel_in_the_bundle_and_an_edit_is_named(
+    tmp_path: Path, month_evidence: MonthEvidence
+) -> None:
+    """contracts/<hash>.json is the document its hash covers; a changed target is caught."""
+    from edge_agent.config import load_config
+    from edge_agent.contracts.model import contract_hash
+    from edge_agent.evidence.export import export_bundle
+    from edge_agent.evidence.samples import ListSamples
+
+    from .month import AGENT, MACHINE, T0
+
+    contracts = load_config(ROOT / "config" / "contracts.example.toml").contracts
+    month = month_evidence.month
+    out = tmp_path / "with-contracts.zip"
+    export_bundle(
+        db=month.db,
+        out=out,
+        start=T0,
+        end=month.end + 1,
+        agent=AGENT,
+        keys=month_evidence.keys,
+        samples=ListSamples({MACHINE: month.samples}),
+        current_profiles={MACHINE: month.profile},
+        current_contracts=contracts,
+    )
+    hashes = {name: contract_hash(c) for name, c in contracts.items()}
+    with zipfile.ZipFile(out) as z:
+        assert json.loads(z.read("manifest.json"))["contracts"] == hashes
+    evidence = read_bundle(out)
+    assert set(evidence.contracts) == set(hashes.values())
+    report = verify(evidence, month_evidence.trust())
+    assert report.ok, [f.message for f in report.problems]
+    sla = hashes["line2-service"]
+
+    def change(name: str, raw: bytes) -> bytes:
+        if name != f"contracts/{sla}.json":
+            return raw
+        return raw.replace(b'"target": 0.98', b'"target": 0.9', 1)
+
+    report = verify(read_bundle(_rezip(out, tmp_path / "edited.zip", change)), Trust())
+    codes = {f.code for f in report.problems}
+    assert {"contract", "member_changed"} <= codes
+    assert any(sla in f.message and "altered" in f.message for f in report.problems)

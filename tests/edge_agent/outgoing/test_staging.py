@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -30,8 +31,11 @@ class FakeBuffer:
         self.batches: list[list[Outgoing]] = []
         self.refuse: Exception | None = None
         self.room = room
+        self.states: list[dict[str, Any]] = []  # the calculator states of each commit
 
-    async def publish_many(self, messages: Sequence[Outgoing]) -> list[int]:
+    async def publish_many(
+        self, messages: Sequence[Outgoing], *, states: Any = None, intervals: Any = ()
+    ) -> list[int]:
         """Commit (record) the batch, or raise what the test asked for."""
         await asyncio.sleep(0)  # a real commit yields to the event loop
         if self.refuse is not None:
@@ -41,6 +45,7 @@ class FakeBuffer:
                 raise StorageFull("budget")
             self.room -= len(messages)
         self.batches.append(list(messages))
+        self.states.append(dict(states or {}))
         return list(range(len(messages)))
 
     @property
@@ -215,3 +220,24 @@ async def test_a_flush_whose_caller_is_cancelled_still_stores_and_counts() -> No
     assert await st.flush()  # waits for the first one
     assert [m.data["i"] for m in buf.stored] == [0, 1, 2]  # type: ignore[index]
     assert st.accounting()["stored"] == {"kpi": 3}
+
+
+async def test_the_calculator_state_is_committed_only_after_every_message_it_derived() -> None:
+    """Stored in pieces: the state goes last, alone, with a snapshot taken at that flush."""
+    buf = FakeBuffer(room=1)
+    st = staging(buf)
+    calc = {"n": 1}
+    source = ("calc:a", lambda: dict(calc))
+    for i in range(3):
+        st.stage(MessageKind.STOP, "t", {"i": i}, state=source)
+    assert not await st.flush()
+    assert [len(b) for b in buf.batches] == [1]
+    assert buf.states == [{}]  # not with the first stop: two are still held
+    assert st.pending
+    calc["n"] = 2
+    buf.room = None
+    assert await st.flush()
+    assert [m.data["i"] for m in buf.stored] == [0, 1, 2]  # type: ignore[index]
+    assert buf.states[-1] == {"calc:a": {"n": 2}}
+    assert len(buf.batches[-1]) == 2  # the two held stops and the state, one commit
+    assert not st.pending

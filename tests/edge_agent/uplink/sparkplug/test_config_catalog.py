@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tomli
 
+from edge_agent.buffer.outbox import OutboxRow
 from edge_agent.config import load_config
 from edge_agent.configkit import Issues, Table
 from edge_agent.errors import ConfigError
 from edge_agent.uplink import parse_mqtt
 from edge_agent.uplink.config import PayloadFormat, SessionMode
 from edge_agent.uplink.sparkplug.catalog import DataType, DeviceKind, build_catalog
+from edge_agent.uplink.sparkplug.rows import RowEncoder
 
 EXAMPLE = Path(__file__).resolve().parents[4] / "config" / "sparkplug.example.toml"
 
@@ -136,3 +139,102 @@ def test_scaled_modbus_values_are_doubles(tmp_path: Path) -> None:
     assert config.mqtt.sparkplug is not None
     catalog = build_catalog(config, config.mqtt.sparkplug, version="x")
     assert catalog.plc["press1"].metrics["fault_code"].datatype is DataType.DOUBLE
+
+
+CONTRACT = """
+[contracts.press-sla]
+machines = ["press1"]
+timezone = "UTC"
+calendar = "24/7"
+
+[contracts.press-sla.terms.availability]
+kpi = "sla_availability"
+target = 0.98
+minimum = 0.95
+
+[contracts.press-sla.terms.response]
+kpi = "response_time_s"
+statistic = "max"
+to = "acknowledged"
+target = 14400
+"""
+
+
+def _with_contract(tmp_path: Path, extra: str = "", name: str = "press-sla") -> Any:
+    path = tmp_path / "agent.toml"
+    text = EXAMPLE.read_text(encoding="utf-8") + CONTRACT.replace("press-sla", name)
+    path.write_text(text.replace("[mqtt.sparkplug]\n", "[mqtt.sparkplug]\n" + extra, 1))
+    return load_config(path)
+
+
+def test_a_contract_is_a_device_with_status_term_level_and_alert_metrics(tmp_path: Path) -> None:
+    """Each contract is its own device; its terms and levels are folders with their units."""
+    config = _with_contract(tmp_path)
+    assert config.mqtt.sparkplug is not None
+    catalog = build_catalog(config, config.mqtt.sparkplug, version="x")
+    assert list(catalog.devices) == ["press1", "press1-machine", "press-sla-contract"]
+    spec = catalog.contracts["press-sla"]
+    assert spec.kind is DeviceKind.CONTRACT
+    metrics = spec.metrics
+    assert metrics["Status/at"].datatype is DataType.DATETIME
+    assert metrics["Term/availability/so_far"].datatype is DataType.DOUBLE
+    assert metrics["Term/availability/minimum/budget"].unit == "s"
+    assert metrics["Term/response/target/budget"].unit == "responses"
+    assert metrics["Term/response/so_far"].unit == "s"
+    assert "Term/response/minimum/state" not in metrics  # no minimum level configured
+    assert metrics["Alert/budget"].datatype is DataType.DOUBLE
+
+
+def test_contract_rows_encode_to_the_contract_device(tmp_path: Path) -> None:
+    """Status and alert records (as the contract desk shapes them) become their metrics."""
+    config = _with_contract(tmp_path)
+    assert config.mqtt.sparkplug is not None
+    encoder = RowEncoder(build_catalog(config, config.mqtt.sparkplug, version="x"))
+    status = {
+        "contract": "press-sla",
+        "period": "month:2026-12",
+        "at": "2026-12-04T10:00:00Z",
+        "final": False,
+        "flags": ["clock_unsynced"],
+        "terms": [
+            {
+                "term": "availability",
+                "state": "at_risk",
+                "so_far": 0.97,
+                "levels": [
+                    {"level": "minimum", "threshold": 0.95, "state": "on_track", "budget": 60.5}
+                ],
+            }
+        ],
+    }
+    row = OutboxRow(1, "contract", 2, "t", json.dumps(status), 1.0, False)
+    encoded = encoder.encode(row, historical=False)
+    assert encoded is not None
+    assert encoded.device is not None
+    assert encoded.device.device_id == "press-sla-contract"
+    by_alias = {m.alias: m for m in encoded.payload.metrics}
+    named = {
+        m.name: by_alias[m.alias] for m in encoded.device.metrics.values() if m.alias in by_alias
+    }
+    assert named["Status/period"].string_value == "month:2026-12"
+    assert named["Status/flags"].string_value == "clock_unsynced"
+    assert named["Term/availability/state"].string_value == "at_risk"
+    assert named["Term/availability/minimum/budget"].double_value == 60.5
+    assert named["Status/revision"].is_null
+    alert = {"contract": "press-sla", "alert_id": "a1", "term": "availability", "budget": -3.0}
+    row = OutboxRow(2, "contract_alert", 1, "t", json.dumps(alert), 1.0, False)
+    encoded = encoder.encode(row, historical=True)
+    assert encoded is not None
+    assert all(m.is_historical for m in encoded.payload.metrics)
+    other = OutboxRow(3, "contract", 2, "t", json.dumps({**status, "contract": "gone"}), 1.0, False)
+    assert encoder.encode(other, historical=False) is None
+    assert encoder.stats.skipped_rows == {"contract": 1}
+
+
+def test_a_contract_device_id_clash_is_a_config_error(tmp_path: Path) -> None:
+    """A contract template that makes a contract's id equal a device's is refused at load."""
+    with pytest.raises(ConfigError) as err:
+        _with_contract(
+            tmp_path, 'contract_device_id = "{contract}"\nmachine_device_id = "press-sla"\n'
+        )
+    assert "mqtt.sparkplug" in str(err.value)
