@@ -561,9 +561,11 @@ class Uplink:
         finally:
             self._draining = False
         try:
-            if self._acked and self.buffer.is_open:
+            if self.buffer.is_open:
                 seqs, self._acked = self._acked, []
-                await self.buffer.ack(seqs)  # recorded before the final status is written
+                # Awaited even when empty: the writer runs jobs in order, so every earlier
+                # ack is recorded (and the backlog figure right) before the final status.
+                await self.buffer.ack(seqs)
         except Exception:
             # Nothing is lost (the rows stay in the outbox and are re-sent), but say so.
             log.exception("Could not record acknowledgements at stop; those rows will be re-sent")
