@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from simulators.host import SimulatorHost
-from tests.integration.test_summary_hold import envelope_time, envelopes
+from tests.integration.envelope_kit import envelope_time, envelopes
 from tests.plugins.broker import Mosquitto, MqttCollector
 
 pytestmark = pytest.mark.integration

@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 
 from simulators.host import SimulatorHost
+from tests.integration.envelope_kit import envelope_time, envelopes
 from tests.plugins.broker import Mosquitto, MosquittoFactory, MqttCollector, Received
 
 pytestmark = pytest.mark.integration
@@ -148,25 +149,6 @@ def scenario_file(tmp: Path) -> Path:
     path = tmp / "hold.toml"
     path.write_text(SCENARIO.format(machines=body))
     return path
-
-
-def envelopes(messages: list[Received], kind: str) -> dict[int, dict[str, Any]]:
-    """Distinct messages of one kind at the subscriber, by seq (QoS 1 may repeat one)."""
-    out: dict[int, dict[str, Any]] = {}
-    for m in messages:
-        if not m.payload.startswith(b"{"):
-            continue
-        doc = m.json()
-        if doc.get("kind") == kind:
-            out[int(doc["seq"])] = doc
-    return out
-
-
-def envelope_time(doc: dict[str, Any]) -> float:
-    """The envelope's ``ts`` (when the row was stored) as UNIX seconds."""
-    from datetime import datetime
-
-    return datetime.fromisoformat(str(doc["ts"]).replace("Z", "+00:00")).timestamp()
 
 
 def wait_status(path: Path, predicate: Any, timeout: float) -> dict[str, Any]:
