@@ -230,6 +230,7 @@ class OutboxStaging:
                     reason=str(exc),
                     held=len(self._held),
                     summaries=self.figures()["summaries_in_memory"],
+                    state_waiting=not committed,
                 )
                 self._trim()
                 return False
