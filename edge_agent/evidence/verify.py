@@ -50,9 +50,25 @@ NOTE = "note"
 # opened late): a record carrying them is not expected to equal a batch recomputation.
 STREAMING_FLAGS = frozenset({"late_data_ignored", "partial_history"})
 _IDENTITY_FIELDS = frozenset(
-    {"name", "start", "end", "revision", "final", "machine", "spec_version", "profile_hash"}
+    {
+        "name",
+        "window",
+        "window_kind",
+        "start",
+        "end",
+        "revision",
+        "final",
+        "machine",
+        "spec_version",
+        "profile_hash",
+    }
 )
 PERIOD_KINDS = ("month", "contract")
+
+
+def _window_of(data: Mapping[str, Any]) -> object:
+    """A KPI record's window name (``window``; ``name`` in records of older agents)."""
+    return data.get("window", data.get("name"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +200,7 @@ class _Rec:
         s = self.signed
         text = f"seq {s.seq} ({s.kind}"
         if self.data is not None:
-            name = self.data.get("name")
+            name = _window_of(self.data)
             if s.kind == "kpi" and isinstance(name, str):
                 text += f" {self.data.get('machine', '?')} {name} rev {self.data.get('revision')}"
             elif s.kind == "stop":
@@ -608,6 +624,8 @@ def compare(published: Mapping[str, Any], recomputed: Mapping[str, Any]) -> list
     for key, value in recomputed.items():
         if key in _IDENTITY_FIELDS:
             continue
+        if key == "pending_stop_s" and key not in published and not value:
+            continue  # records of agents before pending_stop_s (always 0 in a final record)
         mine = published.get(key)
         if key == "flags":
             if set(mine or ()) - STREAMING_FLAGS != set(value or ()):
@@ -632,7 +650,7 @@ def _windows(
     for rec in recs:
         if rec.signed.kind != "kpi" or rec.data is None:
             continue
-        key = (str(rec.data.get("machine", "")), str(rec.data.get("name", "")))
+        key = (str(rec.data.get("machine", "")), str(_window_of(rec.data) or ""))
         if not rec.signed.chained:
             provisional += 1
             continue
@@ -674,7 +692,7 @@ def _windows(
             data = rec.data or {}
             windows.append(
                 (
-                    str(data["name"]),
+                    str(_window_of(data)),
                     parse_instant(str(data["start"])) / 1000.0,
                     parse_instant(str(data["end"])) / 1000.0,
                 )
@@ -683,8 +701,8 @@ def _windows(
         exact = evidence.sample_exact.get(machine, False)
         for rec in items:
             data = rec.data or {}
-            verdict = verdicts[(machine, str(data["name"]))]
-            diffs = compare(data, records[str(data["name"])].as_dict())
+            verdict = verdicts[(machine, str(_window_of(data)))]
+            diffs = compare(data, records[str(_window_of(data))].as_dict())
             if not exact:
                 verdict.detail = (
                     "signature and chain checked; recomputed from approximate samples (raw "

@@ -58,6 +58,7 @@ class _Acc:
         "oop_good",
         "oop_total",
         "other",
+        "pending",
         "provider",
         "running",
         "start",
@@ -72,6 +73,7 @@ class _Acc:
         self.start = start
         self.end = end
         self.unknown = self.running = self.micro = self.breakdown = self.other = 0
+        self.pending = 0
         self.customer = self.provider = self.ttr = 0
         self.stops = self.micro_stops = self.failures = 0
         self.total = self.good = self.unattributed = self.oop_total = self.oop_good = 0
@@ -302,8 +304,15 @@ class Sweep:
         self.prev_t, self.prev_bad = prev_t, prev_bad
         self.c_lo, self.c_hi, self.c_targets, self.c_planned = c_lo, c_hi, c_targets, c_planned
 
-    def finish(self) -> None:
-        """End of data: the last point holds for max_gap, then UNKNOWN to every window end."""
+    def finish(self, *, so_far: bool = False) -> None:
+        """End of data: the last point holds for max_gap, then UNKNOWN to every window end.
+
+        ``so_far`` (a record of a window still open, cut at "now" = the latest window
+        end): the hold stops at that cut (time after it has not happened yet), and an
+        open stop whose planned duration so far is at most the micro-stop threshold is
+        booked as ``pending`` (not classified, not counted: spec §3.6 "Open stops in
+        so-far records"). Otherwise the open stop is classified by its duration so far.
+        """
         end = max((a.end for a in self.accs.values()), default=self.prev_t)
         if not self.started:
             self.segment(min((a.start for a in self.accs.values()), default=0), end, UNKNOWN, 0)
@@ -312,9 +321,18 @@ class Sweep:
             self.segment(self.seg_start, max(end, self.prev_t), self.seg_state, self.seg_code)
         else:
             held = self.prev_t + self.gap
+            if so_far:
+                held = max(self.prev_t, min(held, end))
             self.segment(self.seg_start, held, self.seg_state, self.seg_code)
             self.segment(held, end, UNKNOWN, 0)
-        if self.event is not None:
+        ev = self.event
+        if ev is not None and so_far and 0 < ev.d <= self.threshold:
+            self.event = None
+            for name, ms in ev.pending.items():
+                acc = self.accs.get(name)
+                if acc is not None:
+                    acc.pending += ms
+        elif ev is not None:
             self.close_event()
 
     def clone(self, *, only: str | None = None, cut: int | None = None) -> Sweep:
@@ -439,6 +457,7 @@ class Sweep:
                 unknown_time_s=acc.unknown / 1000,
                 running_time_s=acc.running / 1000,
                 micro_stop_time_s=acc.micro / 1000,
+                pending_stop_s=acc.pending / 1000,
                 downtime_breakdown_s=acc.breakdown / 1000,
                 downtime_other_s=acc.other / 1000,
                 downtime_customer_s=acc.customer / 1000,
@@ -469,9 +488,13 @@ def evaluate(
     spans: Sequence[Span],
     *,
     planner: Planner | None = None,
+    so_far: bool = False,
 ) -> dict[str, KpiRecord]:
-    """Compute the component record of every window from prepared points."""
+    """Compute the component record of every window from prepared points.
+
+    ``so_far``: the windows are still open, cut at their end (see :meth:`Sweep.finish`).
+    """
     sweep = Sweep(profile, planner or Planner(profile), spans)
     sweep.feed(points)
-    sweep.finish()
+    sweep.finish(so_far=so_far)
     return sweep.records(markers)
