@@ -110,6 +110,8 @@ class MachineCalculator:
         self._dirty = False
         self._changed: set[str] = set()
         self._newest = -_NEVER
+        # The latest watermark close_due saw: data is known up to it (no hold past it).
+        self._wm = -_NEVER
         self._prev: Sample | None = None
 
     # -- input ------------------------------------------------------------------
@@ -264,11 +266,17 @@ class MachineCalculator:
         for sweep in [self._base, self._sweep, *(cp for _, cp in self._checkpoints)]:
             sweep.detach(name)
 
-    def _snapshot(self, name: str, cut: int | None = None, *, so_far: bool = False) -> KpiRecord:
+    def _snapshot(
+        self, name: str, cut: int | None = None, *, so_far: bool = False, until: int | None = None
+    ) -> KpiRecord:
         """The record of one window as if no more samples arrived (optionally cut).
 
         ``so_far``: the window is still open (see :meth:`Sweep.finish`: pending stops).
+        ``until``: "now" in epoch ms (default: the latest watermark or sample): the last
+        state holds no further, so a stop is never classified on time not yet passed.
         """
+        if until is None:
+            until = max(self._wm, self._newest)
         state = self._sweep
         if cut is not None and cut < self._newest:
             # The window is cut before the newest sample: start from a state that has
@@ -280,10 +288,10 @@ class MachineCalculator:
             else:
                 snap = state.clone(only=name, cut=cut)
                 snap.feed([p for p in self._fed if p[0] > t0])
-                snap.finish(so_far=so_far)
+                snap.finish(so_far=so_far, until=until)
                 return snap.records()[name]
         snap = state.clone(only=name, cut=cut)
-        snap.finish(so_far=so_far)
+        snap.finish(so_far=so_far, until=until)
         return snap.records()[name]
 
     def record(
@@ -300,11 +308,12 @@ class MachineCalculator:
         """
         win = self._windows[name]
         self._resync()
-        cut = None
+        cut = until = None
         if now is not None:
-            cut = max(win.span.start + 1, min(win.span.end, round(now * MS_PER_S)))
+            until = round(now * MS_PER_S)
+            cut = max(win.span.start + 1, min(win.span.end, until))
         pending = not win.final if so_far is None else so_far
-        rec = self._snapshot(name, cut, so_far=pending)
+        rec = self._snapshot(name, cut, so_far=pending, until=until)
         return rec.with_meta(revision=win.revision, final=win.final)
 
     def close_due(self, watermark: float) -> list[KpiRecord]:
@@ -315,6 +324,7 @@ class MachineCalculator:
         """
         self._resync()
         wm = round(watermark * MS_PER_S)
+        self._wm = max(self._wm, wm)
         late = round(self.allowed_lateness_s * MS_PER_S)
         out: list[KpiRecord] = []
         for name, win in self._windows.items():
@@ -391,6 +401,7 @@ class MachineCalculator:
             ],
             "changed": sorted(self._changed | self._sweep.changed),
             "tracker": self._tracker.to_state(),
+            "watermark_ms": self._wm,
         }
 
     @classmethod
@@ -424,6 +435,7 @@ class MachineCalculator:
             )
         calc._tracker.restore(state["tracker"])
         calc._newest = max([calc._base_t, *(s.t_ms for s in calc._log)])
+        calc._wm = int(state.get("watermark_ms", -_NEVER))
         if calc._log:
             calc._prev = calc._log[-1]
         calc._dirty = True

@@ -304,16 +304,19 @@ class Sweep:
         self.prev_t, self.prev_bad = prev_t, prev_bad
         self.c_lo, self.c_hi, self.c_targets, self.c_planned = c_lo, c_hi, c_targets, c_planned
 
-    def finish(self, *, so_far: bool = False) -> None:
+    def finish(self, *, so_far: bool = False, until: int | None = None) -> None:
         """End of data: the last point holds for max_gap, then UNKNOWN to every window end.
 
-        ``so_far`` (a record of a window still open, cut at "now" = the latest window
-        end): the hold stops at that cut (time after it has not happened yet), and an
-        open stop whose planned duration so far is at most the micro-stop threshold is
-        booked as ``pending`` (not classified, not counted: spec §3.6 "Open stops in
-        so-far records"). Otherwise the open stop is classified by its duration so far.
+        ``until`` (epoch ms, "now"): the hold stops there, since time after it has not
+        happened yet; ``so_far`` without ``until`` stops it at the latest window end (a
+        record cut at now). ``so_far`` (a record of a window still open): an open stop
+        whose planned duration so far is at most the micro-stop threshold is booked as
+        ``pending`` (not classified, not counted: spec §3.6 "Open stops in so-far
+        records"). Otherwise an open stop is classified by its duration so far.
         """
         end = max((a.end for a in self.accs.values()), default=self.prev_t)
+        if so_far and until is None:
+            until = end
         if not self.started:
             self.segment(min((a.start for a in self.accs.values()), default=0), end, UNKNOWN, 0)
             return
@@ -321,8 +324,8 @@ class Sweep:
             self.segment(self.seg_start, max(end, self.prev_t), self.seg_state, self.seg_code)
         else:
             held = self.prev_t + self.gap
-            if so_far:
-                held = max(self.prev_t, min(held, end))
+            if until is not None:
+                held = max(self.prev_t, min(held, until))
             self.segment(self.seg_start, held, self.seg_state, self.seg_code)
             self.segment(held, end, UNKNOWN, 0)
         ev = self.event
@@ -489,12 +492,14 @@ def evaluate(
     *,
     planner: Planner | None = None,
     so_far: bool = False,
+    until: int | None = None,
 ) -> dict[str, KpiRecord]:
     """Compute the component record of every window from prepared points.
 
-    ``so_far``: the windows are still open, cut at their end (see :meth:`Sweep.finish`).
+    ``so_far`` / ``until``: records of open windows, data known up to ``until`` (epoch
+    ms; default the latest window end); see :meth:`Sweep.finish`.
     """
     sweep = Sweep(profile, planner or Planner(profile), spans)
     sweep.feed(points)
-    sweep.finish(so_far=so_far)
+    sweep.finish(so_far=so_far, until=until)
     return sweep.records(markers)

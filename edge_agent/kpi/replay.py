@@ -42,6 +42,7 @@ def compute_records(
     windows: Iterable[WindowSpec],
     *,
     so_far: bool = False,
+    now: float | None = None,
 ) -> dict[str, KpiRecord]:
     """Final records of every window for samples given in arrival order.
 
@@ -51,10 +52,15 @@ def compute_records(
         windows: ``(name, start, end)`` with UTC epoch seconds, half-open.
         so_far: "so far" records of windows cut at their ``end`` (an open stop below
             the micro-stop threshold is ``pending_stop_s``; ``final`` is false).
+        now: data known up to this instant (epoch s): the last state holds no further.
+            Default: the latest window end for so-far records, else unbounded.
     """
     points, markers = prepare(profile, samples)
     spans = to_spans(windows)
-    records = evaluate(profile, points, markers, spans, planner=Planner(profile), so_far=so_far)
+    until = None if now is None else round(now * MS_PER_S)
+    records = evaluate(
+        profile, points, markers, spans, planner=Planner(profile), so_far=so_far, until=until
+    )
     return {k: v.with_meta(final=not so_far) for k, v in records.items()}
 
 

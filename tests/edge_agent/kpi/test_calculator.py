@@ -271,7 +271,9 @@ def test_so_far_records_equal_batch_prefix_for_every_vector(vector: dict[str, An
         for name, start, end in windows:
             got = calc.record(name, now=newest).as_dict()
             cut = max(start + 0.001, min(end, newest))
-            want = compute_records(profile, samples[: i + 1], [(name, start, cut)], so_far=True)
+            want = compute_records(
+                profile, samples[: i + 1], [(name, start, cut)], so_far=True, now=newest
+            )
             assert got == want[name].as_dict(), (i, name)
 
 
