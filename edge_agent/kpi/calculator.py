@@ -110,8 +110,6 @@ class MachineCalculator:
         self._dirty = False
         self._changed: set[str] = set()
         self._newest = -_NEVER
-        # The latest watermark close_due saw: data is known up to it (no hold past it).
-        self._wm = -_NEVER
         self._prev: Sample | None = None
 
     # -- input ------------------------------------------------------------------
@@ -271,12 +269,9 @@ class MachineCalculator:
     ) -> KpiRecord:
         """The record of one window as if no more samples arrived (optionally cut).
 
-        ``so_far``: the window is still open (see :meth:`Sweep.finish`: pending stops).
-        ``until``: "now" in epoch ms (default: the latest watermark or sample): the last
-        state holds no further, so a stop is never classified on time not yet passed.
+        ``so_far``: the window is still open (see :meth:`Sweep.finish`: pending stops);
+        ``until``: "now" in epoch ms, the last state of a so-far record holds no further.
         """
-        if until is None:
-            until = max(self._wm, self._newest)
         state = self._sweep
         if cut is not None and cut < self._newest:
             # The window is cut before the newest sample: start from a state that has
@@ -288,10 +283,10 @@ class MachineCalculator:
             else:
                 snap = state.clone(only=name, cut=cut)
                 snap.feed([p for p in self._fed if p[0] > t0])
-                snap.finish(so_far=so_far, until=until)
+                snap.finish(so_far=so_far, until=until if so_far else None)
                 return snap.records()[name]
         snap = state.clone(only=name, cut=cut)
-        snap.finish(so_far=so_far, until=until)
+        snap.finish(so_far=so_far, until=until if so_far else None)
         return snap.records()[name]
 
     def record(
@@ -324,7 +319,6 @@ class MachineCalculator:
         """
         self._resync()
         wm = round(watermark * MS_PER_S)
-        self._wm = max(self._wm, wm)
         late = round(self.allowed_lateness_s * MS_PER_S)
         out: list[KpiRecord] = []
         for name, win in self._windows.items():
@@ -401,7 +395,6 @@ class MachineCalculator:
             ],
             "changed": sorted(self._changed | self._sweep.changed),
             "tracker": self._tracker.to_state(),
-            "watermark_ms": self._wm,
         }
 
     @classmethod
@@ -435,7 +428,6 @@ class MachineCalculator:
             )
         calc._tracker.restore(state["tracker"])
         calc._newest = max([calc._base_t, *(s.t_ms for s in calc._log)])
-        calc._wm = int(state.get("watermark_ms", -_NEVER))
         if calc._log:
             calc._prev = calc._log[-1]
         calc._dirty = True

@@ -30,6 +30,7 @@ from edge_agent.kpi.profile import SPEC_VERSION, KpiProfile, profile_hash
 from edge_agent.kpi.record import KpiRecord
 
 RUNNING, STOPPED, UNKNOWN = 1, 0, -1
+FLAG_CALENDAR_24_7 = "calendar_24_7"  # planned around the clock by default (spec §3.4)
 NEG_INF = -(2**62)
 
 
@@ -180,12 +181,16 @@ class Sweep:
                     if ms:
                         ev.pending[name] = ev.pending.get(name, 0) + ms
 
-    def close_event(self) -> None:
-        """Classify the open stop event and book its time and count (spec §3.6, §3.9)."""
+    def close_event(self, seen: int | None = None) -> None:
+        """Classify the open stop event and book its time and count (spec §3.6, §3.9).
+
+        ``seen``: classify on this planned duration (the part observed up to the last
+        sample of an event still open at the end of data) instead of the booked one.
+        """
         ev, self.event = self.event, None
         if ev is None or ev.d == 0:
             return
-        micro = ev.d <= self.threshold
+        micro = (ev.d if seen is None else seen) <= self.threshold
         breakdown = not micro and ev.code != 0
         customer = breakdown and self.p.is_customer_code(ev.code)
         key = str(ev.code)
@@ -307,12 +312,12 @@ class Sweep:
     def finish(self, *, so_far: bool = False, until: int | None = None) -> None:
         """End of data: the last point holds for max_gap, then UNKNOWN to every window end.
 
-        ``until`` (epoch ms, "now"): the hold stops there, since time after it has not
-        happened yet; ``so_far`` without ``until`` stops it at the latest window end (a
-        record cut at now). ``so_far`` (a record of a window still open): an open stop
-        whose planned duration so far is at most the micro-stop threshold is booked as
-        ``pending`` (not classified, not counted: spec §3.6 "Open stops in so-far
-        records"). Otherwise an open stop is classified by its duration so far.
+        A stop still open is classified by its planned duration observed up to the last
+        sample (the bounded hold after it is booked, but does not make it longer).
+        ``so_far`` (a record of a window still open): such a stop not longer than the
+        micro-stop threshold is booked as ``pending`` (not classified, not counted: spec
+        §3.6 "Open stops in so-far records"), and the hold stops at ``until`` (epoch ms,
+        "now"; default: the latest window end, the cut), since later time has not passed.
         """
         end = max((a.end for a in self.accs.values()), default=self.prev_t)
         if so_far and until is None:
@@ -322,21 +327,27 @@ class Sweep:
             return
         if self.prev_bad:
             self.segment(self.seg_start, max(end, self.prev_t), self.seg_state, self.seg_code)
+            seen = self.event.d if self.event is not None else 0
         else:
+            # Observed up to the last sample, then held (bounded) past it: an open stop is
+            # classified on what was observed, so the hold never makes it downtime that
+            # the next sample takes back (spec §3.6).
+            self.segment(self.seg_start, self.prev_t, self.seg_state, self.seg_code)
+            seen = self.event.d if self.event is not None else 0
             held = self.prev_t + self.gap
             if until is not None:
                 held = max(self.prev_t, min(held, until))
-            self.segment(self.seg_start, held, self.seg_state, self.seg_code)
+            self.segment(self.prev_t, held, self.seg_state, self.seg_code)
             self.segment(held, end, UNKNOWN, 0)
         ev = self.event
-        if ev is not None and so_far and 0 < ev.d <= self.threshold:
+        if ev is not None and so_far and ev.d > 0 and seen <= self.threshold:
             self.event = None
             for name, ms in ev.pending.items():
                 acc = self.accs.get(name)
                 if acc is not None:
                     acc.pending += ms
         elif ev is not None:
-            self.close_event()
+            self.close_event(seen)
 
     def clone(self, *, only: str | None = None, cut: int | None = None) -> Sweep:
         """An independent copy sharing profile and planner.
@@ -443,6 +454,8 @@ class Sweep:
         out: dict[str, KpiRecord] = {}
         for name, acc in self.accs.items():
             flags = set(acc.flags)
+            if profile.always_planned:
+                flags.add(FLAG_CALENDAR_24_7)
             for m in markers:
                 if m.lo <= acc.end and m.hi >= acc.start:
                     flags.add(m.flag)

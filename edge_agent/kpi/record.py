@@ -254,7 +254,14 @@ def sum_components(records: Iterable[KpiRecord | Mapping[str, Any]]) -> dict[str
 
 
 _CARRIED_FLAGS = frozenset(
-    {"counter_wrap", "counter_reset", "counter_anomaly", "clock_step", "conflicting_duplicate"}
+    {
+        "counter_wrap",
+        "counter_reset",
+        "counter_anomaly",
+        "clock_step",
+        "conflicting_duplicate",
+        "calendar_24_7",
+    }
 )
 
 
