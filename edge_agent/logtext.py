@@ -89,7 +89,16 @@ FLAGS: dict[str, FlagText] = {
     "conflicting_duplicate": FlagText(
         "AVAIL", "duplicate samples", "two different samples arrived for the same instant"
     ),
+    "calendar_24_7": FlagText(
+        "AVAIL",
+        "24/7",
+        "no shifts or planned_windows configured: planned around the clock (kpi-spec 3.4); "
+        "add [[machines.<name>.kpi.shifts]] to plan less",
+    ),
 }
+
+#: Flags that state how a record was computed, not a problem: shown, never logged.
+INFO_FLAGS = frozenset({"calendar_24_7"})
 
 
 def flag_text(flag: str) -> FlagText:
@@ -178,9 +187,9 @@ def log_kpi_flags(
     """
     if record.get("final") or record.get("revision"):
         return  # a closed window or a late revision: its flags were told while it was live
-    now_flags = set(record.get("flags") or ())
+    now_flags = set(record.get("flags") or ()) - INFO_FLAGS
     same_window = previous is not None and previous.get("window") == record.get("window")
-    before = set(previous.get("flags") or ()) if same_window and previous is not None else set()
+    before = set(previous.get("flags") or ()) - INFO_FLAGS if same_window and previous else set()
     window = record.get("window", "?")
     for flag in sorted(now_flags - before):
         log.warning(
