@@ -292,8 +292,9 @@ def summary(
         lines.append(
             f"{tr['reason']:>8}/{tr['fault_code']:<3} sim {tr['start_s']:>6.0f}  "
             f"{tr['end_ts'] - tr['start_ts']:7.3f}  {ev['duration_s']:7.3f}  "
-            f"{ev['start'] - tr['start_ts']:+.3f}  {ev['end'] - tr['end_ts']:+.3f}  "
-            f"{ev['class']:<9}  {ev['fault']}"
+            f"{parse_instant(ev['start']) / 1000 - tr['start_ts']:+.3f}  "
+            f"{parse_instant(ev['end']) / 1000 - tr['end_ts']:+.3f}  "
+            f"{ev['category']:<9}  {ev['code']}"
         )
     lines.append("record: " + json.dumps({k: rec.get(k) for k in _SUMMARY_KEYS}))
     return "\n".join(lines)
