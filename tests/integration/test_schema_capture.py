@@ -18,6 +18,7 @@ Wall time: about 15 s.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -235,3 +236,23 @@ async def test_every_published_message_validates(mosquitto: Mosquitto, tmp_path:
     stops = [d["data"] for d in docs if d["kind"] == "stop"]
     assert any(s["end"] is None for s in stops)
     assert any(s["end"] is not None for s in stops)
+
+    # One story: the breakdown carries the interval's code and name, the idle is a
+    # micro-stop without a code, and the KPI records book the breakdown under code 17.
+    ended = {s["event_id"]: s for s in stops if s["end"] is not None}
+    story = sorted((s["start"], s["category"], s["code"], s["fault_name"]) for s in ended.values())
+    assert [row[1:] for row in story] == [
+        ("micro", None, None),
+        ("breakdown", 17, "Hydraulic pressure low"),
+    ], story
+    assert all(s["category"] in ("pending", "breakdown") for s in stops if s["end"] is None)
+    hour = [d for d in docs if d["kind"] == "kpi" and d["data"]["window_kind"] == "hour"]
+    assert "17" in hour[-1]["data"]["downtime_by_code"]
+    # Published in order, a window's downtime and stop counts never go back.
+    by_window: dict[str, list[dict[str, Any]]] = {}
+    for doc in sorted((d for d in docs if d["kind"] == "kpi"), key=lambda d: d["seq"]):
+        by_window.setdefault(doc["data"]["window"], []).append(doc["data"])
+    for window, recs in by_window.items():
+        for before, after in itertools.pairwise(recs):
+            assert after["downtime_total_s"] >= before["downtime_total_s"], (window, before, after)
+            assert after["stops"] >= before["stops"], (window, before, after)
