@@ -138,3 +138,12 @@ def test_gap_reports_validate(restarted: bool) -> None:
     data = report.as_data()
     validate(_message("gap", data))
     _same_fields("gap", data)
+
+
+def test_the_documented_stop_example_validates() -> None:
+    """docs/payloads.md's stop event example is a valid stop event of today's shape."""
+    text = (SCHEMA_DIR.parent / "docs" / "payloads.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```json\n")[1:]]
+    (stop,) = [json.loads(b) for b in blocks if '"event_id"' in b]
+    validate(_message("stop", stop))
+    _same_fields("stop", stop, optional=frozenset({"acknowledged_at", "arrived_at"}))
