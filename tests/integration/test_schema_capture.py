@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -36,7 +37,7 @@ from simulators.host import SimulatorHost
 from tests.integration.sim_config import agent_section, machine_section
 from tests.plugins.broker import Mosquitto, MqttCollector
 
-from ..edge_agent.uplink.schemas import validate
+from ..edge_agent.uplink.schemas import SCHEMA_DIR, validate
 
 pytestmark = pytest.mark.integration
 
@@ -162,6 +163,13 @@ def _config(tmp_path: Path, mqtt_port: int, modbus_port: int, period_end: float)
     return path
 
 
+def _declared(kind: str) -> set[str] | None:
+    """The ``data`` fields a kind's schema declares (None: it declares none)."""
+    doc = json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text())
+    props = doc.get("properties", {}).get("data", {}).get("properties")
+    return set(props) if isinstance(props, dict) else None
+
+
 def _docs(collector: MqttCollector) -> list[dict[str, Any]]:
     return [m.json() for m in collector.snapshot() if m.payload.startswith(b"{")]
 
@@ -227,6 +235,16 @@ async def test_every_published_message_validates(mosquitto: Mosquitto, tmp_path:
             failures.setdefault(str(doc.get("kind")), []).append(f"{path}: {exc.message}")
     summary = {k: f"{len(v)}/{kinds[k]}: {v[0]}" for k, v in failures.items()}
     assert not failures, summary
+    # Nothing published that the schemas do not describe (additionalProperties would
+    # let an undeclared field through silently).
+    undeclared: dict[str, set[str]] = {}
+    for doc in docs:
+        declared = _declared(str(doc["kind"]))
+        if declared is not None and isinstance(doc.get("data"), dict):
+            extra = set(doc["data"]) - declared
+            if extra:
+                undeclared.setdefault(str(doc["kind"]), set()).update(extra)
+    assert not undeclared, undeclared
 
     # Revisions and both record states went through validation, not just one of them.
     kpi = [d["data"] for d in docs if d["kind"] == "kpi"]
