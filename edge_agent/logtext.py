@@ -89,7 +89,16 @@ FLAGS: dict[str, FlagText] = {
     "conflicting_duplicate": FlagText(
         "AVAIL", "duplicate samples", "two different samples arrived for the same instant"
     ),
+    "calendar_24_7": FlagText(
+        "AVAIL",
+        "24/7",
+        "no shifts or planned_windows configured: planned around the clock (kpi-spec 3.4); "
+        "add [[machines.<name>.kpi.shifts]] to plan less",
+    ),
 }
+
+#: Flags that state how a record was computed, not a problem: shown, never logged.
+INFO_FLAGS = frozenset({"calendar_24_7"})
 
 
 def flag_text(flag: str) -> FlagText:
@@ -120,7 +129,7 @@ def _clock(ts: Any) -> str:
 
 
 def _fault(data: Mapping[str, Any]) -> str:
-    code = data.get("fault")
+    code = data.get("code")
     if not code:
         return "none"
     name = data.get("fault_name")
@@ -128,33 +137,33 @@ def _fault(data: Mapping[str, Any]) -> str:
 
 
 # machine -> start of the stop already announced (open stops only).
-_announced: dict[str, float] = {}
+_announced: dict[str, str] = {}
 
 
 def log_stop(data: Mapping[str, Any]) -> None:
     """Log a stop-event update (the ``stop`` message payload) as its start or end line.
 
-    A stop is announced once it is longer than a micro-stop (its class is no
-    longer ``micro``), with its start time; its end gets one line with the
+    A stop is announced once it is longer than a micro-stop (its category is no
+    longer ``pending``), with its start time; its end gets one line with the
     duration, class and fault. Micro-stops are counted in the KPIs, not logged
     at info level (a machine may have hundreds a day).
     """
     machine = str(data.get("machine", "?"))
-    start = data.get("start")
-    cls = data.get("class")
+    start = str(data.get("start"))
+    cls = data.get("category")
     if data.get("end") is None:
-        if cls == "micro" or _announced.get(machine) == start:
+        if cls in ("pending", "micro") or _announced.get(machine) == start:
             return
-        _announced[machine] = float(start) if isinstance(start, int | float) else math.nan
+        _announced[machine] = start
         log.info(
             "Machine stopped machine=%s since=%s fault=%s",
             machine,
-            _clock(start),
+            start.replace(".000Z", "Z"),
             _fault(data),
         )
         return
     _announced.pop(machine, None)
-    level = logging.DEBUG if cls == "micro" else logging.INFO
+    level = logging.DEBUG if cls in ("micro", "unplanned") else logging.INFO
     log.log(
         level,
         "Machine running again machine=%s stopped_for=%s class=%s fault=%s",
@@ -178,10 +187,10 @@ def log_kpi_flags(
     """
     if record.get("final") or record.get("revision"):
         return  # a closed window or a late revision: its flags were told while it was live
-    now_flags = set(record.get("flags") or ())
-    same_window = previous is not None and previous.get("name") == record.get("name")
-    before = set(previous.get("flags") or ()) if same_window and previous is not None else set()
-    window = record.get("name", "?")
+    now_flags = set(record.get("flags") or ()) - INFO_FLAGS
+    same_window = previous is not None and previous.get("window") == record.get("window")
+    before = set(previous.get("flags") or ()) - INFO_FLAGS if same_window and previous else set()
+    window = record.get("window", "?")
     for flag in sorted(now_flags - before):
         log.warning(
             "KPI problem machine=%s window=%s flag=%s: %s",

@@ -25,6 +25,7 @@ from edge_agent.errors import ConfigError
 
 if TYPE_CHECKING:
     from edge_agent.config import AgentConfig
+    from edge_agent.kpi import KpiProfile
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,12 +78,26 @@ def summary(config: AgentConfig) -> str:
         lines.append(
             f"machine {name}: reads {', '.join(m.refs)}; ideal cycle {m.kpi.ideal_cycle_time_s} s"
         )
+        lines.append(f"  calendar: {_calendar(m.kpi)}")
     lines.extend(c.describe() for c in config.contracts.values())
     lines.append(
         f"reporting windows: {', '.join(config.reporting.windows)}"
         f" every {config.reporting.interval_s:g} s"
     )
+    shiftless = [n for n, m in config.machines.items() if not m.kpi.shifts]
+    if "shift" in config.reporting.windows and shiftless:
+        lines.append(f"  no shift windows for {', '.join(shiftless)} (no shifts configured)")
     return "\n".join(lines)
+
+
+def _calendar(profile: KpiProfile) -> str:
+    """The machine's planned time in words, with what it means for its KPIs."""
+    text = f"{profile.calendar}, zone {profile.timezone}"
+    if profile.always_planned:
+        return text + "; every record has the flag calendar_24_7"
+    if not profile.shifts and not profile.planned_windows:
+        return text + "; every KPI is null (flag no_planned_time)"
+    return text
 
 
 def _plan(config: AgentConfig) -> str:

@@ -92,7 +92,7 @@ def _table(records: dict[str, KpiRecord]) -> str:
     docs = {name: rec.as_dict() for name, rec in records.items()}
     for doc in docs.values():
         doc["profile_hash"] = doc["profile_hash"][:12] + "…"
-    keys = [k for k in next(iter(docs.values())) if k not in ("name",)]
+    keys = [k for k in next(iter(docs.values())) if k not in ("window", "window_kind")]
     width = max(len(k) for k in keys)
     lines = ["field".ljust(width) + "  " + "  ".join(n.rjust(14) for n in docs)]
 
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         out = {}
         for name, rec in records.items():
             doc = rec.as_dict()
-            doc.pop("name")
+            doc.pop("window")
             out[name] = doc
         print(json.dumps(out, indent=1, sort_keys=False))
     else:

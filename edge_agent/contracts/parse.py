@@ -148,7 +148,7 @@ def parse_term(name: str, table: Table) -> Term | None:
 
 
 def _plans_time(profile: KpiProfile) -> bool:
-    return bool(profile.shifts or profile.planned_windows)
+    return bool(profile.always_planned or profile.shifts or profile.planned_windows)
 
 
 def _margin(table: Table) -> float | None:
@@ -199,8 +199,8 @@ def parse_contract(name: str, table: Table, profiles: Mapping[str, KpiProfile]) 
             if profile is not None and not _plans_time(profile):
                 table.error(
                     "calendar",
-                    f'"machine" but the KPI profile of {machine!r} declares no shifts or '
-                    'planned_windows (no service time); use "24/7" or "shifts"',
+                    f'"machine" but the KPI profile of {machine!r} plans nothing '
+                    '(planned_windows = [], no shifts: no service time); use "24/7" or "shifts"',
                 )
     exclusions = parse_intervals(table, "exclusions", with_reason=True)
     period = table.get_enum("period", PeriodKind, PeriodKind.MONTH)

@@ -47,6 +47,7 @@ def service_profile(contract: Contract, machine: KpiProfile) -> KpiProfile:
         planned_windows=(),
         shifts=shifts,
         exclusions=exclusions,
+        always_planned=False,  # the contract's hours, not the machine's 24/7 default
     )
 
 

@@ -14,12 +14,31 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edge_agent.evidence.verdicts import PROBLEM, Evidence, Finding, Rec, Report, WindowVerdict
+from edge_agent.evidence.verdicts import (
+    PROBLEM,
+    Evidence,
+    Finding,
+    Rec,
+    Report,
+    WindowVerdict,
+    window_of,
+)
 from edge_agent.kpi.timeutil import parse_instant
 
 STREAMING_FLAGS = frozenset({"late_data_ignored", "partial_history"})
 _IDENTITY_FIELDS = frozenset(
-    {"name", "start", "end", "revision", "final", "machine", "spec_version", "profile_hash"}
+    {
+        "name",
+        "window",
+        "window_kind",
+        "start",
+        "end",
+        "revision",
+        "final",
+        "machine",
+        "spec_version",
+        "profile_hash",
+    }
 )
 PERIOD_KINDS = ("month", "contract")
 
@@ -41,6 +60,8 @@ def compare(published: Mapping[str, Any], recomputed: Mapping[str, Any]) -> list
     for key, value in recomputed.items():
         if key in _IDENTITY_FIELDS:
             continue
+        if key == "pending_stop_s" and key not in published and not value:
+            continue  # records of agents before pending_stop_s (always 0 in a final record)
         mine = published.get(key)
         if key == "flags":
             if set(mine or ()) - STREAMING_FLAGS != set(value or ()):
@@ -66,7 +87,7 @@ def check_windows(
     for rec in recs:
         if rec.signed.kind != "kpi" or rec.data is None:
             continue
-        key = (str(rec.data.get("machine", "")), str(rec.data.get("name", "")))
+        key = (str(rec.data.get("machine", "")), str(window_of(rec.data) or ""))
         if not rec.signed.chained:
             provisional += 1
             continue
@@ -108,7 +129,7 @@ def check_windows(
             data = rec.data or {}
             windows.append(
                 (
-                    str(data["name"]),
+                    str(window_of(data)),
                     parse_instant(str(data["start"])) / 1000.0,
                     parse_instant(str(data["end"])) / 1000.0,
                 )
@@ -117,8 +138,8 @@ def check_windows(
         exact = evidence.sample_exact.get(machine, False)
         for rec in items:
             data = rec.data or {}
-            verdict = verdicts[(machine, str(data["name"]))]
-            diffs = compare(data, records[str(data["name"])].as_dict())
+            verdict = verdicts[(machine, str(window_of(data)))]
+            diffs = compare(data, records[str(window_of(data))].as_dict())
             if not exact:
                 verdict.detail = (
                     "signature and chain checked; recomputed from approximate samples (raw "

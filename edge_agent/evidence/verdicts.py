@@ -25,6 +25,11 @@ NOTE = "note"
 # opened late): a record carrying them is not expected to equal a batch recomputation.
 
 
+def window_of(data: Mapping[str, Any]) -> object:
+    """A KPI record's window name (``window``; ``name`` in records of older agents)."""
+    return data.get("window", data.get("name"))
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One input item: an envelope as received, or a header-only stub of a bundle."""
@@ -159,7 +164,7 @@ class Rec:
         s = self.signed
         text = f"seq {s.seq} ({s.kind}"
         if self.data is not None:
-            name = self.data.get("name")
+            name = window_of(self.data)
             if s.kind == "kpi" and isinstance(name, str):
                 text += f" {self.data.get('machine', '?')} {name} rev {self.data.get('revision')}"
             elif s.kind == "stop":

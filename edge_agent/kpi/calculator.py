@@ -264,8 +264,14 @@ class MachineCalculator:
         for sweep in [self._base, self._sweep, *(cp for _, cp in self._checkpoints)]:
             sweep.detach(name)
 
-    def _snapshot(self, name: str, cut: int | None = None) -> KpiRecord:
-        """The record of one window as if no more samples arrived (optionally cut)."""
+    def _snapshot(
+        self, name: str, cut: int | None = None, *, so_far: bool = False, until: int | None = None
+    ) -> KpiRecord:
+        """The record of one window as if no more samples arrived (optionally cut).
+
+        ``so_far``: the window is still open (see :meth:`Sweep.finish`: pending stops);
+        ``until``: "now" in epoch ms, the last state of a so-far record holds no further.
+        """
         state = self._sweep
         if cut is not None and cut < self._newest:
             # The window is cut before the newest sample: start from a state that has
@@ -277,24 +283,32 @@ class MachineCalculator:
             else:
                 snap = state.clone(only=name, cut=cut)
                 snap.feed([p for p in self._fed if p[0] > t0])
-                snap.finish()
+                snap.finish(so_far=so_far, until=until if so_far else None)
                 return snap.records()[name]
         snap = state.clone(only=name, cut=cut)
-        snap.finish()
+        snap.finish(so_far=so_far, until=until if so_far else None)
         return snap.records()[name]
 
-    def record(self, name: str, *, now: float | None = None) -> KpiRecord:
+    def record(
+        self, name: str, *, now: float | None = None, so_far: bool | None = None
+    ) -> KpiRecord:
         """The current ("so far") record of a window, optionally cut at ``now`` (epoch s).
+
+        ``so_far`` (default: the window is not final yet) reports an open stop still
+        within the micro-stop threshold as ``pending_stop_s``; False classifies it by
+        its duration so far, as a final record does.
 
         Raises:
             KeyError: when the window is not tracked.
         """
         win = self._windows[name]
         self._resync()
-        cut = None
+        cut = until = None
         if now is not None:
-            cut = max(win.span.start + 1, min(win.span.end, round(now * MS_PER_S)))
-        rec = self._snapshot(name, cut)
+            until = round(now * MS_PER_S)
+            cut = max(win.span.start + 1, min(win.span.end, until))
+        pending = not win.final if so_far is None else so_far
+        rec = self._snapshot(name, cut, so_far=pending, until=until)
         return rec.with_meta(revision=win.revision, final=win.final)
 
     def close_due(self, watermark: float) -> list[KpiRecord]:

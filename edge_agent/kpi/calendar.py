@@ -108,6 +108,9 @@ def local_date(profile: KpiProfile, t_ms: int) -> dt.date:
     return ms_to_datetime(t_ms).astimezone(profile.zone).date()
 
 
+ALWAYS_MS = 2**62  # "every instant" for a 24/7 profile
+
+
 class Planner:
     """Scheduled and planned time of one profile, cached per UTC day."""
 
@@ -115,6 +118,8 @@ class Planner:
         self.profile = profile
         self._cache: dict[int, tuple[Spans, Spans]] = {}
         self._windows = _merge([(w.start_ms, w.end_ms) for w in profile.planned_windows])
+        if profile.always_planned:  # spec §3.4: neither shifts nor planned windows
+            self._windows = [(-ALWAYS_MS, ALWAYS_MS)]
         self._exclusions = _merge([(w.start_ms, w.end_ms) for w in profile.exclusions])
 
     def _day(self, k: int) -> tuple[Spans, Spans]:

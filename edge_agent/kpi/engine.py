@@ -30,6 +30,7 @@ from edge_agent.kpi.profile import SPEC_VERSION, KpiProfile, profile_hash
 from edge_agent.kpi.record import KpiRecord
 
 RUNNING, STOPPED, UNKNOWN = 1, 0, -1
+FLAG_CALENDAR_24_7 = "calendar_24_7"  # planned around the clock by default (spec §3.4)
 NEG_INF = -(2**62)
 
 
@@ -58,6 +59,7 @@ class _Acc:
         "oop_good",
         "oop_total",
         "other",
+        "pending",
         "provider",
         "running",
         "start",
@@ -72,6 +74,7 @@ class _Acc:
         self.start = start
         self.end = end
         self.unknown = self.running = self.micro = self.breakdown = self.other = 0
+        self.pending = 0
         self.customer = self.provider = self.ttr = 0
         self.stops = self.micro_stops = self.failures = 0
         self.total = self.good = self.unattributed = self.oop_total = self.oop_good = 0
@@ -178,12 +181,16 @@ class Sweep:
                     if ms:
                         ev.pending[name] = ev.pending.get(name, 0) + ms
 
-    def close_event(self) -> None:
-        """Classify the open stop event and book its time and count (spec §3.6, §3.9)."""
+    def close_event(self, seen: int | None = None) -> None:
+        """Classify the open stop event and book its time and count (spec §3.6, §3.9).
+
+        ``seen``: classify on this planned duration (the part observed up to the last
+        sample of an event still open at the end of data) instead of the booked one.
+        """
         ev, self.event = self.event, None
         if ev is None or ev.d == 0:
             return
-        micro = ev.d <= self.threshold
+        micro = (ev.d if seen is None else seen) <= self.threshold
         breakdown = not micro and ev.code != 0
         customer = breakdown and self.p.is_customer_code(ev.code)
         key = str(ev.code)
@@ -302,20 +309,45 @@ class Sweep:
         self.prev_t, self.prev_bad = prev_t, prev_bad
         self.c_lo, self.c_hi, self.c_targets, self.c_planned = c_lo, c_hi, c_targets, c_planned
 
-    def finish(self) -> None:
-        """End of data: the last point holds for max_gap, then UNKNOWN to every window end."""
+    def finish(self, *, so_far: bool = False, until: int | None = None) -> None:
+        """End of data: the last point holds for max_gap, then UNKNOWN to every window end.
+
+        A stop still open is classified by its planned duration observed up to the last
+        sample (the bounded hold after it is booked, but does not make it longer).
+        ``so_far`` (a record of a window still open): such a stop not longer than the
+        micro-stop threshold is booked as ``pending`` (not classified, not counted: spec
+        §3.6 "Open stops in so-far records"), and the hold stops at ``until`` (epoch ms,
+        "now"; default: the latest window end, the cut), since later time has not passed.
+        """
         end = max((a.end for a in self.accs.values()), default=self.prev_t)
+        if so_far and until is None:
+            until = end
         if not self.started:
             self.segment(min((a.start for a in self.accs.values()), default=0), end, UNKNOWN, 0)
             return
         if self.prev_bad:
             self.segment(self.seg_start, max(end, self.prev_t), self.seg_state, self.seg_code)
+            seen = self.event.d if self.event is not None else 0
         else:
+            # Observed up to the last sample, then held (bounded) past it: an open stop is
+            # classified on what was observed, so the hold never makes it downtime that
+            # the next sample takes back (spec §3.6).
+            self.segment(self.seg_start, self.prev_t, self.seg_state, self.seg_code)
+            seen = self.event.d if self.event is not None else 0
             held = self.prev_t + self.gap
-            self.segment(self.seg_start, held, self.seg_state, self.seg_code)
+            if until is not None:
+                held = max(self.prev_t, min(held, until))
+            self.segment(self.prev_t, held, self.seg_state, self.seg_code)
             self.segment(held, end, UNKNOWN, 0)
-        if self.event is not None:
-            self.close_event()
+        ev = self.event
+        if ev is not None and so_far and ev.d > 0 and seen <= self.threshold:
+            self.event = None
+            for name, ms in ev.pending.items():
+                acc = self.accs.get(name)
+                if acc is not None:
+                    acc.pending += ms
+        elif ev is not None:
+            self.close_event(seen)
 
     def clone(self, *, only: str | None = None, cut: int | None = None) -> Sweep:
         """An independent copy sharing profile and planner.
@@ -422,6 +454,8 @@ class Sweep:
         out: dict[str, KpiRecord] = {}
         for name, acc in self.accs.items():
             flags = set(acc.flags)
+            if profile.always_planned:
+                flags.add(FLAG_CALENDAR_24_7)
             for m in markers:
                 if m.lo <= acc.end and m.hi >= acc.start:
                     flags.add(m.flag)
@@ -439,6 +473,7 @@ class Sweep:
                 unknown_time_s=acc.unknown / 1000,
                 running_time_s=acc.running / 1000,
                 micro_stop_time_s=acc.micro / 1000,
+                pending_stop_s=acc.pending / 1000,
                 downtime_breakdown_s=acc.breakdown / 1000,
                 downtime_other_s=acc.other / 1000,
                 downtime_customer_s=acc.customer / 1000,
@@ -469,9 +504,15 @@ def evaluate(
     spans: Sequence[Span],
     *,
     planner: Planner | None = None,
+    so_far: bool = False,
+    until: int | None = None,
 ) -> dict[str, KpiRecord]:
-    """Compute the component record of every window from prepared points."""
+    """Compute the component record of every window from prepared points.
+
+    ``so_far`` / ``until``: records of open windows, data known up to ``until`` (epoch
+    ms; default the latest window end); see :meth:`Sweep.finish`.
+    """
     sweep = Sweep(profile, planner or Planner(profile), spans)
     sweep.feed(points)
-    sweep.finish()
+    sweep.finish(so_far=so_far, until=until)
     return sweep.records(markers)

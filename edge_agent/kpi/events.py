@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from edge_agent.kpi.calendar import Planner
 from edge_agent.kpi.profile import KpiProfile
 from edge_agent.kpi.sample import Sample
+from edge_agent.kpi.timeutil import MS_PER_S, format_instant
 
 
 class MachineState(enum.Enum):
@@ -29,11 +30,18 @@ class MachineState(enum.Enum):
 
 
 class StopClass(enum.Enum):
-    """Classification of a stop event by its planned duration and code (spec §3.6)."""
+    """Classification of a stop event by its planned duration and code (spec §3.6).
+
+    ``PENDING``: open, planned duration so far at most the micro-stop threshold (its
+    class is not known yet; KPI records report its time as ``pending_stop_s``).
+    ``UNPLANNED``: ended without a planned instant (not counted in any KPI).
+    """
 
     MICRO = "micro"
     BREAKDOWN = "breakdown"
     OTHER = "other"
+    PENDING = "pending"
+    UNPLANNED = "unplanned"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,7 +50,8 @@ class StopEvent:
 
     ``end`` is None while the event is open; ``cls`` is then provisional.
     ``duration_s`` is the planned duration so far; ``fault`` the first non-zero
-    code seen in planned portions (0 = none).
+    code seen in planned portions, else the first one seen at all (the code the
+    state interval carries; 0 = none).
     """
 
     start: float
@@ -52,13 +61,17 @@ class StopEvent:
     fault: int
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form."""
+        """The published form (``schemas/stop.schema.json``, machine fields added by the caller).
+
+        Instants are RFC 3339 UTC with milliseconds; ``duration_s`` is null while open;
+        ``code`` is null without a fault code.
+        """
         return {
-            "start": self.start,
-            "end": self.end,
-            "duration_s": self.duration_s,
-            "class": self.cls.value,
-            "fault": self.fault,
+            "start": format_instant(round(self.start * MS_PER_S)),
+            "end": None if self.end is None else format_instant(round(self.end * MS_PER_S)),
+            "duration_s": None if self.end is None else self.duration_s,
+            "category": self.cls.value,
+            "code": self.fault or None,
         }
 
 
@@ -110,14 +123,17 @@ class LiveTracker:
         self.ev_start: int | None = None
         self.ev_d = 0
         self.ev_code = 0
+        self.ev_seen = 0
         self.iv_start: int | None = None
         self.iv_state = MachineState.UNKNOWN
         self.iv_code = 0
         self.closed: list[StateInterval] = []
 
-    def _cls(self) -> StopClass:
+    def _cls(self, *, ended: bool = False) -> StopClass:
+        if ended and self.ev_d == 0:
+            return StopClass.UNPLANNED
         if self.ev_d <= self._threshold:
-            return StopClass.MICRO
+            return StopClass.MICRO if ended else StopClass.PENDING
         return StopClass.BREAKDOWN if self.ev_code else StopClass.OTHER
 
     def _event(self, end: int | None) -> StopEvent:
@@ -125,8 +141,8 @@ class LiveTracker:
             start=(self.ev_start or 0) / 1000,
             end=None if end is None else end / 1000,
             duration_s=self.ev_d / 1000,
-            cls=self._cls(),
-            fault=self.ev_code,
+            cls=self._cls(ended=end is not None),
+            fault=self.ev_code or self.ev_seen,
         )
 
     def _interval(self, a: int, b: int, state: MachineState, code: int) -> None:
@@ -151,7 +167,7 @@ class LiveTracker:
         if self.last_t is not None and t <= self.last_t:
             return []
         out: list[StopEvent] = []
-        before = (self._cls(), self.ev_code) if self.ev_start is not None else None
+        before = (self._cls(), self.ev_code or self.ev_seen) if self.ev_start is not None else None
         if self.last_t is not None:
             held_end = min(t, self.last_t + self._gap)
             self._interval(self.last_t, held_end, self.state, self.code)
@@ -168,22 +184,24 @@ class LiveTracker:
             self.state, self.code = MachineState.RUNNING, 0
             if self.ev_start is not None:
                 out.append(self._event(t))
-                self.ev_start, self.ev_d, self.ev_code = None, 0, 0
+                self.ev_start, self.ev_d, self.ev_code, self.ev_seen = None, 0, 0, 0
                 before = None
         else:
             self.state, self.code = MachineState.STOPPED, s.fault
             if self.ev_start is None:
-                self.ev_start, self.ev_d = t, 0
+                self.ev_start, self.ev_d, self.ev_seen = t, 0, s.fault
                 self.ev_code = s.fault if self._planner.planned_before(t + 1)[0] else 0
                 out.append(self._event(None))
                 before = None
             elif s.fault and not self.ev_code and self._planner.planned_before(t + 1)[0]:
                 # The code applies from this instant, which is planned: known now.
                 self.ev_code = s.fault
+            if s.fault and not self.ev_seen:
+                self.ev_seen = s.fault
         if (
             before is not None
             and self.ev_start is not None
-            and before != (self._cls(), self.ev_code)
+            and before != (self._cls(), self.ev_code or self.ev_seen)
         ):
             out.append(self._event(None))
         self._interval(t, t + 1, self.state, self.code)
@@ -207,7 +225,7 @@ class LiveTracker:
             "last_t": self.last_t,
             "state": self.state.value,
             "code": self.code,
-            "ev": [self.ev_start, self.ev_d, self.ev_code],
+            "ev": [self.ev_start, self.ev_d, self.ev_code, self.ev_seen],
             "iv": [self.iv_start, self.iv_state.value, self.iv_code],
             "closed": [i.as_dict() for i in self.closed],
         }
@@ -217,7 +235,8 @@ class LiveTracker:
         self.last_t = data["last_t"]
         self.state = MachineState(data["state"])
         self.code = data["code"]
-        self.ev_start, self.ev_d, self.ev_code = data["ev"]
+        self.ev_start, self.ev_d, self.ev_code, *seen = data["ev"]
+        self.ev_seen = seen[0] if seen else self.ev_code
         iv_start, iv_state, self.iv_code = data["iv"]
         self.iv_start, self.iv_state = iv_start, MachineState(iv_state)
         self.closed = [

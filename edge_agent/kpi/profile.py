@@ -83,6 +83,9 @@ class KpiProfile:
     shifts: tuple[Shift, ...] = ()
     exclusions: tuple[UtcInterval, ...] = ()
     customer_fault_codes: tuple[tuple[int, int], ...] = ()
+    # Spec §3.4: a profile that declares neither shifts nor planned windows is planned
+    # 24/7 (records carry the flag calendar_24_7); ``planned_windows = []`` plans nothing.
+    always_planned: bool = False
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -100,7 +103,29 @@ class KpiProfile:
         return any(lo <= code <= hi for lo, hi in self.customer_fault_codes)
 
     def as_json(self) -> dict[str, Any]:
-        """Canonical JSON-serialisable form of the parameters (spec key names)."""
+        """Canonical JSON-serialisable form of the parameters (spec key names).
+
+        A 24/7 profile (:attr:`always_planned`) has neither ``planned_windows`` nor
+        ``shifts``, so :func:`parse_profile` reads it back as 24/7 (same hash).
+        """
+        doc = self._json()
+        if self.always_planned:
+            del doc["planned_windows"], doc["shifts"]
+        return doc
+
+    @property
+    def calendar(self) -> str:
+        """What the machine's planned time is, in words (``check-config``, status)."""
+        if self.always_planned:
+            return "24/7 (no shifts or planned_windows)"
+        parts = []
+        if self.shifts:
+            parts.append(f"{len(self.shifts)} shift(s)")
+        if self.planned_windows:
+            parts.append(f"{len(self.planned_windows)} planned window(s)")
+        return " + ".join(parts) if parts else "nothing planned (planned_windows = [])"
+
+    def _json(self) -> dict[str, Any]:
         return {
             "ideal_cycle_time_s": self.ideal_cycle_time_s,
             "micro_stop_threshold_s": self.micro_stop_threshold_s,
@@ -275,6 +300,7 @@ def parse_profile(table: Table) -> KpiProfile:
         shifts=_shifts(table),
         exclusions=_intervals(table, "exclusions", with_reason=True),
         customer_fault_codes=_code_ranges(table),
+        always_planned=not (table.has("planned_windows") or table.has("shifts")),
     )
     table.finish()
     return profile

@@ -63,6 +63,7 @@ class KpiRecord:
     unknown_time_s: float = 0.0
     running_time_s: float = 0.0
     micro_stop_time_s: float = 0.0
+    pending_stop_s: float = 0.0
     downtime_breakdown_s: float = 0.0
     downtime_other_s: float = 0.0
     downtime_customer_s: float = 0.0
@@ -88,6 +89,7 @@ class KpiRecord:
     def components(self) -> dict[str, Any]:
         """The summable components (what an aggregate is built from)."""
         out: dict[str, Any] = {k: getattr(self, k) for k in TIME_FIELDS + COUNT_FIELDS}
+        out["pending_stop_s"] = self.pending_stop_s
         out["downtime_by_code"] = dict(self.downtime_by_code)
         out["flags"] = list(self.flags)
         return out
@@ -96,7 +98,8 @@ class KpiRecord:
         """The spec §3.12 record plus identity and evidence fields, JSON-serialisable."""
         comp = self.components()
         out: dict[str, Any] = {
-            "name": self.name,
+            "window": self.name,
+            "window_kind": self.name.split(":", 1)[0],
             "start": format_instant(round(self.start * MS_PER_S)),
             "end": format_instant(round(self.end * MS_PER_S)),
             "revision": self.revision,
@@ -129,6 +132,10 @@ def derive(comp: Mapping[str, Any], ict: float, min_coverage: float) -> dict[str
     known = _clean(planned - unknown)
     downtime = _clean(t["downtime_breakdown_s"] + t["downtime_other_s"])
     operating = _clean(t["running_time_s"] + t["micro_stop_time_s"])
+    # An open stop not longer than the micro-stop threshold yet (so-far records only):
+    # its own component, and the ratios treat it as a micro-stop (spec §3.6).
+    pending = _clean(float(comp.get("pending_stop_s", 0.0)))
+    op_r = _clean(operating + pending)
     total = int(comp["total_count"])
     good = int(comp["good_count"])
     unattributed = int(comp["unattributed_total_count"])
@@ -137,9 +144,9 @@ def derive(comp: Mapping[str, Any], ict: float, min_coverage: float) -> dict[str
     flags = set(comp.get("flags", ()))
 
     coverage = _ratio(known, planned) if planned > 0 else None
-    availability = _ratio(operating, known) if known > 0 else None
-    worst = _ratio(operating, planned) if planned > 0 else None
-    performance = _ratio(ict * attributed, operating) if known > 0 and operating > 0 else None
+    availability = _ratio(op_r, known) if known > 0 else None
+    worst = _ratio(op_r, planned) if planned > 0 else None
+    performance = _ratio(ict * attributed, op_r) if known > 0 and op_r > 0 else None
     capped = min(performance, 1.0) if performance is not None else None
     quality = _ratio(good, total) if total > 0 and known > 0 else None
     oee: float | None
@@ -148,17 +155,17 @@ def derive(comp: Mapping[str, Any], ict: float, min_coverage: float) -> dict[str
     elif availability == 0 or total == 0:
         oee = 0.0
     else:
-        raw_p = ict * attributed / operating if operating > 0 else 0.0
-        oee = round((operating / known) * min(raw_p, 1.0) * (good / total), RATIO_DECIMALS)
+        raw_p = ict * attributed / op_r if op_r > 0 else 0.0
+        oee = round((op_r / known) * min(raw_p, 1.0) * (good / total), RATIO_DECIMALS)
     customer = t["downtime_customer_s"]
     provider = t["downtime_provider_s"]
     base = known - customer
     sla = _ratio(base - provider, base) if planned > 0 and base > 0 else None
-    cycle = _ratio(operating, attributed) if operating > 0 and attributed > 0 else None
+    cycle = _ratio(op_r, attributed) if op_r > 0 and attributed > 0 else None
     throughput = _ratio(3600.0 * total, known) if known > 0 else None
     iso = _ratio(t["running_time_s"], known) if known > 0 else None
 
-    if performance is not None and ict * attributed > operating:
+    if performance is not None and ict * attributed > op_r:
         flags.add("performance_capped")
     if coverage is not None and known / planned < min_coverage:
         flags.add("low_coverage")
@@ -166,7 +173,7 @@ def derive(comp: Mapping[str, Any], ict: float, min_coverage: float) -> dict[str
         flags.add("no_planned_time")
     if int(comp["out_of_plan_total_count"]) > 0:
         flags.add("out_of_plan_production")
-    if operating > 0 and total == 0:
+    if op_r > 0 and total == 0:
         flags.add("no_counts_while_running")
     if unattributed > 0:
         flags.add("counts_span_unknown")
@@ -181,6 +188,7 @@ def derive(comp: Mapping[str, Any], ict: float, min_coverage: float) -> dict[str
         "unknown_time_s": unknown,
         "running_time_s": t["running_time_s"],
         "micro_stop_time_s": t["micro_stop_time_s"],
+        "pending_stop_s": pending,
         "operating_time_s": operating,
         "downtime_breakdown_s": t["downtime_breakdown_s"],
         "downtime_other_s": t["downtime_other_s"],
@@ -207,7 +215,7 @@ def derive(comp: Mapping[str, Any], ict: float, min_coverage: float) -> dict[str
         "performance_capped": capped,
         "quality": quality,
         "oee": oee,
-        "mtbf_s": _ratio(operating, failures) if failures else None,
+        "mtbf_s": _ratio(op_r, failures) if failures else None,
         "mttr_s": _ratio(t["ttr_sum_s"], failures) if failures else None,
         "sla_availability": sla,
         "actual_cycle_time_s": cycle,
@@ -228,12 +236,14 @@ def sum_components(records: Iterable[KpiRecord | Mapping[str, Any]]) -> dict[str
     """Sum the components of several records (records or their ``as_dict()`` forms)."""
     out: dict[str, Any] = dict.fromkeys(TIME_FIELDS, 0.0)
     out.update(dict.fromkeys(COUNT_FIELDS, 0))
+    out["pending_stop_s"] = 0.0
     by_code: dict[str, float] = {}
     flags: set[str] = set()
     for rec in records:
         comp = rec.components() if isinstance(rec, KpiRecord) else rec
         for k in TIME_FIELDS + COUNT_FIELDS:
             out[k] += comp[k]
+        out["pending_stop_s"] += comp.get("pending_stop_s", 0.0)
         for code, secs in comp["downtime_by_code"].items():
             by_code[code] = by_code.get(code, 0.0) + secs
         flags.update(comp.get("flags", ()))
@@ -244,7 +254,14 @@ def sum_components(records: Iterable[KpiRecord | Mapping[str, Any]]) -> dict[str
 
 
 _CARRIED_FLAGS = frozenset(
-    {"counter_wrap", "counter_reset", "counter_anomaly", "clock_step", "conflicting_duplicate"}
+    {
+        "counter_wrap",
+        "counter_reset",
+        "counter_anomaly",
+        "clock_step",
+        "conflicting_duplicate",
+        "calendar_24_7",
+    }
 )
 
 

@@ -40,6 +40,9 @@ def compute_records(
     profile: KpiProfile,
     samples: Sequence[Sample],
     windows: Iterable[WindowSpec],
+    *,
+    so_far: bool = False,
+    now: float | None = None,
 ) -> dict[str, KpiRecord]:
     """Final records of every window for samples given in arrival order.
 
@@ -47,10 +50,18 @@ def compute_records(
         profile: the machine's calculation profile.
         samples: samples in arrival order (they are corrected, sorted, de-duplicated).
         windows: ``(name, start, end)`` with UTC epoch seconds, half-open.
+        so_far: "so far" records of windows cut at their ``end`` (an open stop below
+            the micro-stop threshold is ``pending_stop_s``; ``final`` is false).
+        now: data known up to this instant (epoch s): the last state holds no further.
+            Default: the latest window end for so-far records, else unbounded.
     """
     points, markers = prepare(profile, samples)
-    records = evaluate(profile, points, markers, to_spans(windows), planner=Planner(profile))
-    return {k: v.with_meta(final=True) for k, v in records.items()}
+    spans = to_spans(windows)
+    until = None if now is None else round(now * MS_PER_S)
+    records = evaluate(
+        profile, points, markers, spans, planner=Planner(profile), so_far=so_far, until=until
+    )
+    return {k: v.with_meta(final=not so_far) for k, v in records.items()}
 
 
 def load_profile(path: str | Path) -> KpiProfile:

@@ -26,9 +26,7 @@ def stop_data(machine: MachineConfig, event: StopEvent) -> dict[str, Any]:
     data = event.as_dict()
     data["machine"] = machine.name
     data["event_id"] = stop_event_id(machine.name, event.start)
-    code = data.get("fault")
-    if code:
-        data["fault_name"] = machine.fault_names.get(int(code))
+    data["fault_name"] = machine.fault_names.get(event.fault) if event.fault else None
     return data
 
 
@@ -40,10 +38,10 @@ def kpi_data(machine: MachineConfig, record: KpiRecord) -> dict[str, Any]:
 
 
 def window_kind(data: dict[str, Any]) -> str:
-    """The window family of a KPI record (``shift``, ``day`` ...), from its name."""
-    return str(data["name"]).split(":", 1)[0]
+    """The window family of a KPI record (``shift``, ``day`` ...)."""
+    return str(data.get("window_kind") or str(data["window"]).split(":", 1)[0])
 
 
 def record_key(data: dict[str, Any]) -> str:
     """The outbox identity of a KPI record: a later message with the same key replaces it."""
-    return f"{data['machine']}|{data['name']}|{data['revision']}|{data.get('final')}"
+    return f"{data['machine']}|{data['window']}|{data['revision']}|{data.get('final')}"

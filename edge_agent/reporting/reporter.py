@@ -172,7 +172,7 @@ class Reporter:
             for calc in (lm.calc, *lm.service.values()):
                 records += [*calc.close_due(at), *calc.revisions()]
                 for name in calc.window_names(final=False):
-                    rec = calc.record(name, now=at)
+                    rec = calc.record(name, now=at, so_far=False)  # final: no pending time
                     flags = (*rec.flags, FLAG_RECONFIGURED)
                     records.append(rec.with_meta(final=True, flags=flags))
             self._stage(lm, records, marker)

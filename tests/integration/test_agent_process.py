@@ -319,7 +319,7 @@ def test_sighup_keeps_a_machine_with_an_unchanged_profile_without_unknown_time(
         snap = agent.wait_status(lambda s: set(s["devices"]) == {d for d, _ in devices}, 20)
         written = snap["written_at"]
         after = _today(agent.wait_status(lambda s: s["written_at"] > written + 3.0, 10))
-        assert after["name"] == before["name"]
+        assert after["window"] == before["window"]
         assert after["running_time_s"] > before["running_time_s"] + 2.0
         assert after["unknown_time_s"] == before["unknown_time_s"], agent.output()
 

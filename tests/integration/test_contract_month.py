@@ -168,7 +168,7 @@ def breakdowns(collector: MqttCollector, n: int) -> Callable[[list[Received]], b
     """At least ``n`` stop events seen as breakdowns."""
 
     def done(_ms: list[Received]) -> bool:
-        return sum(s["class"] == "breakdown" for s in started_stops(collector)) >= n
+        return sum(s["category"] == "breakdown" for s in started_stops(collector)) >= n
 
     return done
 
@@ -245,7 +245,7 @@ async def test_a_compressed_month(tmp_path: Path, mosquitto: Mosquitto) -> None:
         if doc["kind"] in ("contract", "contract_alert", "contract_period"):
             validate(doc)
     stops = started_stops(collector)
-    assert [s["class"] for s in stops] == ["breakdown"] * 3, stops
+    assert [s["category"] for s in stops] == ["breakdown"] * 3, stops
     one, two, three = stops
     # MQTT: the valid command acknowledged stop 1; the other two changed nothing.
     assert parse_instant(one["acknowledged_at"]) / 1000 == pytest.approx(start + 7, abs=SLACK_S)
@@ -270,7 +270,7 @@ async def test_a_compressed_month(tmp_path: Path, mosquitto: Mosquitto) -> None:
 
     (period,) = docs_of(collector, "contract_period")
     window = f"contract:month:{period['period']}"
-    (kpi,) = [k for k in docs_of(collector, "kpi") if k["name"] == window and k["final"]]
+    (kpi,) = [k for k in docs_of(collector, "kpi") if k["window"] == window and k["final"]]
     for key, value in period["components"].items():
         assert kpi[key] == value, key  # the period is the sum of its window's components
     known = kpi["planned_time_s"] - kpi["unknown_time_s"]

@@ -110,8 +110,8 @@ async def test_fault_downtime_reaches_the_broker(mosquitto: Mosquitto, tmp_path:
     assert truth_s == pytest.approx(20.0 / SPEED, abs=0.05)
 
     stop = _ended_stop(messages)[0]
-    assert stop["class"] == "breakdown"
-    assert stop["fault"] == 42
+    assert stop["category"] == "breakdown"
+    assert stop["code"] == 42
     # Each edge is seen at the next poll: the duration is within one poll interval of the truth.
     assert abs(stop["duration_s"] - truth_s) <= POLL_S + 0.05
 
@@ -132,7 +132,7 @@ async def test_fault_downtime_reaches_the_broker(mosquitto: Mosquitto, tmp_path:
     # The latest record of each hour window; the fault may straddle an hour boundary.
     latest: dict[str, dict[str, Any]] = {}
     for rec in kpi:
-        latest[rec["name"]] = rec
+        latest[rec["window"]] = rec
     breakdown = sum(r["downtime_breakdown_s"] for r in latest.values())
     assert abs(breakdown - truth_s) <= POLL_S + 0.05
     assert sum(r["failures"] for r in latest.values()) == 1

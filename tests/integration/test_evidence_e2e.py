@@ -132,7 +132,7 @@ def _docs(collector: MqttCollector) -> list[dict[str, Any]]:
 def _final_contract(collector: MqttCollector) -> bool:
     return any(
         d.get("kind") == "kpi"
-        and str(d["data"].get("name", "")).startswith("contract:")
+        and str(d["data"].get("window", "")).startswith("contract:")
         and d["data"].get("final")
         for d in _docs(collector)
     )

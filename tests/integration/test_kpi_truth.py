@@ -310,5 +310,5 @@ async def test_final_shift_records_match_simulator_truth(
     assert not failures, "\n".join(failures) + "\n" + run.log
 
     # Only the configured window kind was reported.
-    kpi_names = {d["data"]["name"] for d in run.docs if d.get("kind") == "kpi"}
+    kpi_names = {d["data"]["window"] for d in run.docs if d.get("kind") == "kpi"}
     assert kpi_names == {plan.window_name}

@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from edge_agent.kpi.timeutil import parse_instant
 from tests.plugins.broker import MqttCollector, Received
 
 
@@ -144,7 +145,7 @@ def final_record(docs: list[dict[str, Any]], name: str, machine: str) -> dict[st
         d["data"]
         for d in docs
         if d.get("kind") == "kpi"
-        and d["data"].get("name") == name
+        and d["data"].get("window") == name
         and d["data"].get("machine") == machine
         and d["data"].get("final")
     ]
@@ -291,8 +292,9 @@ def summary(
         lines.append(
             f"{tr['reason']:>8}/{tr['fault_code']:<3} sim {tr['start_s']:>6.0f}  "
             f"{tr['end_ts'] - tr['start_ts']:7.3f}  {ev['duration_s']:7.3f}  "
-            f"{ev['start'] - tr['start_ts']:+.3f}  {ev['end'] - tr['end_ts']:+.3f}  "
-            f"{ev['class']:<9}  {ev['fault']}"
+            f"{parse_instant(ev['start']) / 1000 - tr['start_ts']:+.3f}  "
+            f"{parse_instant(ev['end']) / 1000 - tr['end_ts']:+.3f}  "
+            f"{ev['category']:<9}  {ev['code']}"
         )
     lines.append("record: " + json.dumps({k: rec.get(k) for k in _SUMMARY_KEYS}))
     return "\n".join(lines)
@@ -331,11 +333,12 @@ def assert_stops_match(
         label = f"stop {tr['reason']}/{tr['fault_code']} at sim {tr['start_s']} s"
         truth_s = tr["end_ts"] - tr["start_ts"]
         # An edge is never seen before it happens (a few ms for the request round trip).
-        assert -tol.slack_s <= ev["start"] - tr["start_ts"] <= tol.edge_late_s, label
-        assert -tol.slack_s <= ev["end"] - tr["end_ts"] <= tol.edge_late_s, label
+        start, end = (parse_instant(ev[k]) / 1000 for k in ("start", "end"))
+        assert -tol.slack_s <= start - tr["start_ts"] <= tol.edge_late_s, label
+        assert -tol.slack_s <= end - tr["end_ts"] <= tol.edge_late_s, label
         assert_close(ev["duration_s"], truth_s, tol.edge_tol_s, f"{label} duration")
-        assert ev["class"] == expected_class(tr, tol.threshold_sim_s), label
-        assert ev["fault"] == tr["fault_code"], label
+        assert ev["category"] == expected_class(tr, tol.threshold_sim_s), label
+        assert ev["code"] == (tr["fault_code"] or None), label
 
 
 def assert_time_identity(rec: dict[str, Any], window_s: float) -> None:
@@ -381,7 +384,7 @@ def assert_downtime_matches(
         items = [t for t in long_stops if str(t["fault_code"]) == code]
         assert_close(by_code[code], truth_sum(items), len(items) * tol.edge_tol_s, f"code {code}")
     # The record and the published events are the same measurement.
-    published = sum(e["duration_s"] for e in events if e["class"] == "breakdown")
+    published = sum(e["duration_s"] for e in events if e["category"] == "breakdown")
     assert rec["downtime_breakdown_s"] == pytest.approx(published, abs=0.005)
     assert rec["ttr_sum_s"] == pytest.approx(rec["downtime_breakdown_s"], abs=0.005)
     breakdowns = by_class["breakdown"]

@@ -146,8 +146,8 @@ async def _run(
     def kpi(rec: Any) -> None:
         data = rec.as_dict()
         data["machine"] = MACHINE
-        key = f"{MACHINE}|{data['name']}|{data['revision']}|{data['final']}"
-        topic = f"{kpi_topic}/{data['name'].split(':', 1)[0]}"
+        key = f"{MACHINE}|{data['window']}|{data['revision']}|{data['final']}"
+        topic = f"{kpi_topic}/{data['window'].split(':', 1)[0]}"
         pending.append(Outgoing(kind="kpi", topic=topic, data=data, priority=0, record_key=key))
 
     async def report(now: float, so_far: bool) -> None:

@@ -40,7 +40,7 @@ def _find(lines: list[str], pred: Any) -> int:
 
 
 def _is_final(name: str) -> Any:
-    return lambda d: d["kind"] == "kpi" and d["data"]["name"] == name and d["data"]["final"]
+    return lambda d: d["kind"] == "kpi" and d["data"]["window"] == name and d["data"]["final"]
 
 
 def _capture(tmp_path: Path, lines: list[str]) -> Report:

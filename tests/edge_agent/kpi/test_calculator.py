@@ -186,7 +186,7 @@ def test_stop_events_started_changed_ended() -> None:
     started = [e for e in events if e.end is None and e.duration_s == 0]
     assert len(started) == 4
     changed = [e for e in events if e.end is None and e.duration_s > 0]
-    assert [(e.cls, e.fault) for e in changed] == [(StopClass.MICRO, 205)]
+    assert [(e.cls, e.fault) for e in changed] == [(StopClass.PENDING, 205)]
 
 
 def test_state_intervals_are_contiguous_and_bounded_by_max_gap() -> None:
@@ -271,8 +271,10 @@ def test_so_far_records_equal_batch_prefix_for_every_vector(vector: dict[str, An
         for name, start, end in windows:
             got = calc.record(name, now=newest).as_dict()
             cut = max(start + 0.001, min(end, newest))
-            want = compute_records(profile, samples[: i + 1], [(name, start, cut)])[name]
-            assert got == want.with_meta(final=False).as_dict(), (i, name)
+            want = compute_records(
+                profile, samples[: i + 1], [(name, start, cut)], so_far=True, now=newest
+            )
+            assert got == want[name].as_dict(), (i, name)
 
 
 def test_sample_beyond_revision_horizon_is_flagged_not_dropped_silently() -> None:

@@ -183,9 +183,10 @@ def test_live_so_far_records_equal_batch_on_prefix(
         for name, start, end in windows:
             got = calc.record(name, now=now).as_dict()
             cut = max(start + 0.001, min(end, now))
-            want = compute_records(profile, samples[: i + 1], [(name, start, cut)])[name].as_dict()
-            want["final"] = False
-            assert got == want
+            want = compute_records(
+                profile, samples[: i + 1], [(name, start, cut)], so_far=True, now=now
+            )
+            assert got == want[name].as_dict()
 
 
 @SETTINGS

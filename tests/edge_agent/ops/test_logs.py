@@ -86,11 +86,12 @@ def test_the_catalogue_lists_no_line_the_code_does_not_write() -> None:
 def stop(**kw: object) -> dict[str, object]:
     data: dict[str, object] = {
         "machine": "press1",
-        "start": 1_764_000_000.0,
+        "start": "2025-11-24T16:00:00.000Z",
         "end": None,
-        "duration_s": 0.0,
-        "class": "micro",
-        "fault": 0,
+        "duration_s": None,
+        "category": "pending",
+        "code": None,
+        "fault_name": None,
     }
     data.update(kw)
     return data
@@ -99,12 +100,11 @@ def stop(**kw: object) -> dict[str, object]:
 def test_a_stop_is_one_line_at_start_and_one_at_end(caplog: pytest.LogCaptureFixture) -> None:
     """Start (once it is more than a micro-stop) and end, with machine, fault name and duration."""
     caplog.set_level(logging.INFO, logger="edge_agent.machines")
-    logtext.log_stop(stop())  # every stop starts as a micro-stop: not announced yet
-    logtext.log_stop(stop(duration_s=31.0, **{"class": "other"}))
-    logtext.log_stop(stop(duration_s=35.0, fault=101, fault_name="Motor overload",
-                          **{"class": "breakdown"}))  # fmt: skip
-    logtext.log_stop(stop(end=1_764_000_185.0, duration_s=185.0, fault=101,
-                          fault_name="Motor overload", **{"class": "breakdown"}))  # fmt: skip
+    logtext.log_stop(stop())  # every stop starts pending (class not known yet): not announced
+    logtext.log_stop(stop(category="other"))
+    logtext.log_stop(stop(code=101, fault_name="Motor overload", category="breakdown"))
+    logtext.log_stop(stop(end="2025-11-24T16:03:05.000Z", duration_s=185.0, code=101,
+                          fault_name="Motor overload", category="breakdown"))  # fmt: skip
     assert [r.getMessage() for r in caplog.records] == [
         "Machine stopped machine=press1 since=2025-11-24T16:00:00Z fault=none",
         "Machine running again machine=press1 stopped_for=3m05s class=breakdown "
@@ -116,7 +116,9 @@ def test_micro_stops_are_not_logged_at_info(caplog: pytest.LogCaptureFixture) ->
     """A micro-stop (counted in the KPIs) gives no info line, only a debug one at its end."""
     caplog.set_level(logging.DEBUG, logger="edge_agent.machines")
     logtext.log_stop(stop(machine="m2"))
-    logtext.log_stop(stop(machine="m2", end=1_764_000_004.0, duration_s=4.0))
+    logtext.log_stop(
+        stop(machine="m2", end="2025-11-24T16:00:04.000Z", duration_s=4.0, category="micro")
+    )
     assert [r.levelno for r in caplog.records] == [logging.DEBUG]
 
 
@@ -124,13 +126,13 @@ def test_kpi_flags_are_logged_when_they_appear_and_clear(caplog: pytest.LogCaptu
     """A flag appears (warning with its meaning), stays (nothing), goes (info); once per window."""
     caplog.set_level(logging.INFO, logger="edge_agent.machines")
     day = "day:2026-11-26"
-    first = {"name": day, "flags": []}
-    capped = {"name": day, "flags": ["performance_capped"]}
+    first = {"window": day, "flags": []}
+    capped = {"window": day, "flags": ["performance_capped"]}
     logtext.log_kpi_flags("press1", None, first)
     logtext.log_kpi_flags("press1", first, capped)
     logtext.log_kpi_flags("press1", capped, capped)
     logtext.log_kpi_flags("press1", capped, first)
-    next_day = {"name": "day:2026-11-27", "flags": ["performance_capped"]}
+    next_day = {"window": "day:2026-11-27", "flags": ["performance_capped"]}
     logtext.log_kpi_flags("press1", first, next_day)
     logtext.log_kpi_flags("press1", next_day, {**next_day, "final": True})
     messages = [r.getMessage() for r in caplog.records]

@@ -263,7 +263,7 @@ async def test_alerts_period_record_and_schemas(tmp_path: Path, buffer: Buffer) 
     assert sla["so_far"] == 0.983329  # 1 - 60 / 3,599
     assert [lv["state"] for lv in sla["levels"]] == ["missed", "met"]
     # The period record is the sum of its KPI window's components (the final KPI record).
-    (kpi,) = [d for d in of(docs, "kpi") if d["name"] == CONTRACT_WINDOW and d["final"]]
+    (kpi,) = [d for d in of(docs, "kpi") if d["window"] == CONTRACT_WINDOW and d["final"]]
     for key, value in period["components"].items():
         assert kpi[key] == value, key
     assert kpi["machine"] == "m"
@@ -446,8 +446,8 @@ async def test_reload_with_a_changed_profile_keeps_every_second(
     await play(agent, clock, T0 + 3660, every=30)
     docs = await messages(buffer)
     (period,) = of(docs, "contract_period")
-    parts = [k for k in of(docs, "kpi") if k["name"].startswith(CONTRACT_WINDOW) and k["final"]]
-    assert sorted(k["name"] for k in parts) == [
+    parts = [k for k in of(docs, "kpi") if k["window"].startswith(CONTRACT_WINDOW) and k["final"]]
+    assert sorted(k["window"] for k in parts) == [
         CONTRACT_WINDOW,
         f"{CONTRACT_WINDOW}~2026-11-26T10:30:00Z",
     ]

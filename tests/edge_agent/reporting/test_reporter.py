@@ -117,7 +117,7 @@ async def test_a_changed_profile_closes_its_windows_with_the_known_time_counted(
     assert [lm.config.name for lm in retired.machines] == ["m"]
     await reporter.retire(retired)
     (closed,) = await kpi_rows(buffer)
-    assert closed["name"] == "day:2026-11-26"
+    assert closed["window"] == "day:2026-11-26"
     assert closed["final"] is True
     assert FLAG_RECONFIGURED in closed["flags"]
     assert closed["running_time_s"] == pytest.approx(100.5, abs=0.01)
@@ -126,9 +126,10 @@ async def test_a_changed_profile_closes_its_windows_with_the_known_time_counted(
     feed(machines, T0 + 101, 49)
     now[0] = T0 + 150.0
     await reporter.report()
-    rest = [r for r in await kpi_rows(buffer) if r is not closed and r["name"] != closed["name"]]
+    rows = await kpi_rows(buffer)
+    rest = [r for r in rows if r is not closed and r["window"] != closed["window"]]
     (so_far,) = rest
-    assert so_far["name"] == "day:2026-11-26~2026-11-26T10:01:40.500Z"
+    assert so_far["window"] == "day:2026-11-26~2026-11-26T10:01:40.500Z"
     assert so_far["final"] is False
     assert so_far["running_time_s"] == pytest.approx(49.0, abs=0.01)
     assert so_far["unknown_time_s"] == pytest.approx(0.5, abs=0.01)  # reload -> first sample

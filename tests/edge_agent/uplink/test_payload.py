@@ -19,6 +19,7 @@ KPI_DATA = {
     "start": "2026-11-26T05:00:00Z",
     "end": "2026-11-26T13:00:00Z",
     "revision": 0,
+    "final": False,
     **dict.fromkeys(
         [
             "calendar_time_s",
@@ -83,7 +84,16 @@ def test_envelope_is_valid_json_with_verbatim_data() -> None:
 
 def test_stop_and_status_messages_validate() -> None:
     """Stop events and both status states match their schemas."""
-    stop = {"machine": "m", "start": "2026-11-26T05:00:00Z", "end": None, "duration_s": None}
+    stop = {
+        "machine": "m",
+        "event_id": "m@2026-11-26T05:00:00.000Z",
+        "start": "2026-11-26T05:00:00.000Z",
+        "end": None,
+        "duration_s": None,
+        "category": "pending",
+        "code": None,
+        "fault_name": None,
+    }
     validate(json.loads(payload.envelope(row("stop", stop), "gw1", "0a1b2c3d")))
     for state in ("online", "offline"):
         validate(json.loads(payload.status("gw1", state, 1795727700.0, site="s", epoch="0a1b2c3d")))

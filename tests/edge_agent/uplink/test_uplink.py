@@ -40,9 +40,13 @@ async def test_publishes_in_order_and_deletes_on_puback(
                     topic,
                     {
                         "machine": "press1",
-                        "start": "2026-11-26T05:00:00Z",
+                        "event_id": f"press1@2026-11-26T05:{i:02d}:00.000Z",
+                        "start": f"2026-11-26T05:{i:02d}:00.000Z",
                         "end": None,
-                        "duration_s": float(i),
+                        "duration_s": None,
+                        "category": "pending",
+                        "code": None,
+                        "fault_name": None,
                     },
                     priority=Priority.HIGH,
                 )
