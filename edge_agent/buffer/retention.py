@@ -2,13 +2,14 @@
 
 Runs on the buffer's writer thread. Two mechanisms:
 
-* :func:`prune_by_age` deletes raw readings, comms events and intervals older than
-  their retention, and *published* KPI records / stop events older than theirs.
+* :func:`prune_by_age` deletes raw readings, comms events, intervals and the sample
+  journal older than their retention, and *published* KPI records / stop events older
+  than theirs.
   Unpublished summaries and outbox rows are never aged out.
 * :func:`prune_to_budget` frees pages until the used page count is under a target,
   in a fixed order (the contract with operators, documented in ``docs/pipeline.md``):
-  raw readings (oldest first) → published summaries → published evidence records →
-  comms events → unpublished
+  raw readings (oldest first) → the sample journal (oldest first) → published
+  summaries → published evidence records → comms events → unpublished
   outbox rows by priority, least important first (telemetry, then health) → state
   intervals. Outbox rows at ``Priority.HIGH`` and every ``kpi``/``stop`` row are
   never evicted: if only they remain the caller reports :class:`StorageFull`.
@@ -86,6 +87,8 @@ def prune_by_age(
             break
     steps = (
         ("comms_events", "DELETE FROM comms_events WHERE ts < ?", config.events_retention_h),
+        # The sample journal (edge_agent.buffer.journal) lives as long as the intervals.
+        ("samples", "DELETE FROM samples WHERE t < ?", config.events_retention_h),
         (
             "intervals",
             "DELETE FROM intervals WHERE coalesce(end, start) < ?",
@@ -181,6 +184,7 @@ def prune_to_budget(con: sqlite3.Connection, target_pages: int, drops: DropCount
     """
     steps: list[tuple[str, str, str, str, bool]] = [
         ("readings", "readings", "", "id", False),
+        ("samples", "samples", "", "id", False),
         ("kpi_records", "kpi_records", "published IS NOT NULL", "created", False),
         ("stop_events", "stop_events", "published IS NOT NULL", "created", False),
         ("evidence", "evidence", "seq NOT IN (SELECT seq FROM outbox)", "seq", False),

@@ -26,7 +26,7 @@ from edge_agent.errors import StorageFull
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 4096
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Stored codes of Quality in readings.quality (stable: part of the file format).
 QUALITY_CODES: dict[str, int] = {"good": 0, "bad": 1, "stale": 2}
@@ -127,6 +127,21 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             envelope TEXT NOT NULL
         )""",
         "CREATE INDEX evidence_created ON evidence(created)",
+    ),
+    # The sample journal (issue 13): every sample a machine's calculator was fed, in the
+    # order it was fed (n: per machine, counted in the calculator state), as the
+    # ``edge-agent replay`` input object (JSON text). Export, replay and evidence bundles
+    # read it; a restart truncates it to the restored state (see reporting.journal).
+    4: (
+        """CREATE TABLE samples (
+            id INTEGER PRIMARY KEY,
+            machine TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            t REAL NOT NULL,
+            data TEXT NOT NULL
+        )""",
+        "CREATE INDEX samples_machine_n ON samples(machine, n)",
+        "CREATE INDEX samples_machine_t ON samples(machine, t)",
     ),
 }
 
