@@ -41,6 +41,12 @@ def machines(con: sqlite3.Connection) -> list[str]:
     return [str(r[0]) for r in con.execute("SELECT DISTINCT machine FROM samples ORDER BY 1")]
 
 
+def first_t(con: sqlite3.Connection, machine: str) -> float | None:
+    """Time of ``machine``'s oldest journaled sample still kept, or None."""
+    row = con.execute("SELECT min(t) FROM samples WHERE machine = ?", (machine,)).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
 def read(
     con: sqlite3.Connection, machine: str, start: float, end: float
 ) -> Iterator[tuple[float, str]]:

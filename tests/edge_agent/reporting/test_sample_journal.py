@@ -16,12 +16,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from edge_agent.buffer import Buffer, StorageConfig
 from edge_agent.buffer.schema import connect
 from edge_agent.cli import main
 from edge_agent.config import AgentConfig, load_config
+from edge_agent.kpi import Sample
 from edge_agent.model import Quality, Reading
 from edge_agent.outgoing.staging import OutboxStaging
+from edge_agent.reporting.journal import journal_row
 from edge_agent.reporting.machine import MachineSet
 from edge_agent.reporting.reporter import Reporter
 from edge_agent.uplink import TopicTemplates
@@ -243,3 +247,33 @@ async def test_export_then_replay_reproduces_every_published_final_record(
         assert len(compared) > 15
     day = next(d for d in finals if d["name"] == "day:2026-11-26")
     assert day["unknown_time_s"] > 1200 + 300 + 900  # outage and both restarts
+
+
+async def test_samples_export_names_its_machine_and_is_jsonl_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two machines journaled: --machine is required; csv is refused; the margin is 1 h."""
+    buffer = Buffer(StorageConfig(path=tmp_path / "b.db"), "gw")
+    await buffer.open()
+    rows = [
+        journal_row(machine, n, Sample(t=DAY + s, run=1, good=n, total=n))
+        for machine in ("m", "p")
+        for n, s in enumerate((-3700.0, -3500.0, 10.0, 86399.0, 86400 + 3500.0, 86400 + 3700.0))
+    ]
+    buffer.add_samples(rows)
+    await buffer.close()
+    args = ["export", "--db", str(tmp_path / "b.db"), "--kind", "samples"]
+    args += ["--from", "2026-11-26", "--to", "2026-11-27"]
+    assert main(args) == 2
+    assert "needs --machine NAME (m, p)" in capsys.readouterr().err
+    assert main([*args, "--machine", "p", "--format", "csv"]) == 2
+    assert main([*args, "--machine", "p"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [d["good"] for d in lines] == [1, 2, 3, 4]
+    assert lines[0] == {
+        "t": "2026-11-25T23:01:40Z",
+        "run": 1,
+        "fault": 0,
+        "good": 1,
+        "total": 1,
+    }
