@@ -38,6 +38,7 @@ from edge_agent.ops.tuning import compact_json
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.reporting.contracts import ContractDesk
 from edge_agent.reporting.machine import MachineSet
+from edge_agent.units import tag_units
 from edge_agent.uplink import Uplink
 
 log = logging.getLogger("edge_agent.status")
@@ -160,6 +161,7 @@ class StatusFile:
         listed: Listed | None,
     ) -> dict[str, Any]:
         views = self.sources.tags.latest.get(name, {})
+        units = tag_units({name: dev}).get(name, {})
         return {
             "protocol": dev.protocol,
             "comms": self.sources.tags.comms.get(name, CommsState.UNKNOWN).value,
@@ -168,15 +170,18 @@ class StatusFile:
             # ``_value_`` is a plain attribute, ``.value`` an enum property costing as
             # much as the rest of the entry.
             "tags": {
-                t: {
-                    "value": v.value,
-                    "quality": v.quality._value_,
-                    "ts": v.ts,
-                    "reason": v.reason,
-                }
+                t: _tag_entry(v, units.get(t))
                 for t, v in (views.items() if listed is None else listed.get(name, ()))
             },
         }
+
+
+def _tag_entry(v: Any, unit: str | None) -> dict[str, Any]:
+    """One tag of status.json; ``unit`` only for a tag configured with one."""
+    entry = {"value": v.value, "quality": v.quality._value_, "ts": v.ts, "reason": v.reason}
+    if unit:
+        entry["unit"] = unit
+    return entry
 
 
 def _write_parts_atomic(path: Path, parts: list[str]) -> None:
