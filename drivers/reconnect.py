@@ -45,7 +45,8 @@ def parse_reconnect(t: Table, interval_ms: int) -> tuple[float, float]:
     high = t.get_float(
         "reconnect_max_s", max(low, default_max_s(interval_ms)), min=0.01, max=LIMIT_S
     )
-    if t.has("reconnect_max_s") and high < low:
+    valid = all(0.01 <= v <= LIMIT_S for v in (low, high))  # else already reported
+    if t.has("reconnect_max_s") and valid and high < low:
         t.error("reconnect_max_s", f"must be >= reconnect_min_s ({low:g})")
     return low, high
 
