@@ -98,6 +98,7 @@ class OpcuaTag:
     queue_size: int = 1
     deadband: float | None = None
     deadband_type: DeadbandType = DeadbandType.ABSOLUTE
+    unit: str = ""
 
     @property
     def address(self) -> str:
@@ -212,6 +213,7 @@ def _parse_tag(name: str, table: Table) -> OpcuaTag:
             "filter_deadband",
             "expected a percentage from 0 to 100 with filter_deadband_type = 'percent'",
         )
+    unit = table.get_str("unit", "", nonempty=False)
     table.finish()
     return OpcuaTag(
         name=name,
@@ -221,6 +223,7 @@ def _parse_tag(name: str, table: Table) -> OpcuaTag:
         queue_size=queue_size,
         deadband=deadband,
         deadband_type=deadband_type,
+        unit=unit,
     )
 
 

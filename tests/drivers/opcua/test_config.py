@@ -210,3 +210,12 @@ def test_reconnect_keys_per_endpoint_default_from_the_interval_and_are_checked()
     _device, issues = _parse(_with(reconnect_max_s=-1))
     assert len(issues) == 1
     assert "reconnect_max_s" in issues[0]
+
+
+def test_a_tag_may_carry_its_engineering_unit() -> None:
+    """An OPC-UA tag's unit is kept for telemetry, status.json and Sparkplug engUnit."""
+    doc = _with()
+    doc["devices"]["line1"]["tags"]["temp"]["unit"] = "°C"
+    device, issues = _parse(doc)
+    assert not issues
+    assert {t.name: t.unit for t in device.tags} == {"good": "", "temp": "°C"}
