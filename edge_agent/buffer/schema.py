@@ -110,8 +110,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # Eviction under the budget walks lowest priority, oldest first.
         "CREATE INDEX outbox_priority_seq ON outbox(priority, seq)",
     ),
-    # Once reserved for the sample journal of issue 13, which landed as migration 4; an
-    # empty step only bumps user_version (files at version 2 exist: keep it empty).
+    # Reserved for the sample journal of issue 13 (wt/port13); the journal is migration 4
+    # (wt/replay13). An empty step only bumps user_version.
     2: (),
     # Evidence (edge_agent.evidence): the proof object of a signed message, published with
     # it (so a re-send is byte-identical), and every chained record as published (the
