@@ -22,6 +22,12 @@ its own profile (``calendar = "machine"``), else a *service calculator* fed the 
 samples (one per distinct service profile, saved and restored with the machine).
 The stop events of those calculators are kept for the contracts' response times.
 
+The sample journal: every sample a machine's calculator is fed (including the
+"unknown" samples below) is queued for the buffer's ``samples`` table, numbered per
+machine (``journal_n``, saved with the calculator state); a restore cuts the journal
+back to the restored state, so it holds exactly what the calculator holds
+(:mod:`edge_agent.reporting.journal`).
+
 Guarantees: time the agent was not running is never counted as machine time. A
 start after a crash feeds a ``quality = "bad"`` sample just after the last sample
 processed before it (so the outage is unknown time), and :meth:`MachineSet.mark_unknown`
@@ -384,6 +390,7 @@ class MachineSet(Mapping[str, LiveMachine]):
             elif profile_hash(current.config.kpi) != profile_hash(mc.kpi):
                 fresh = MachineCalculator(mc.kpi, allowed_lateness_s=reporting.allowed_lateness_s)
                 replacements[name] = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=fresh)
+                replacements[name].journal_n = current.journal_n  # one journal per machine
                 replacements[name].use_contracts(
                     self._contracts_of(name), None, reporting.allowed_lateness_s
                 )

@@ -277,3 +277,33 @@ async def test_samples_export_names_its_machine_and_is_jsonl_only(
         "good": 1,
         "total": 1,
     }
+
+
+async def test_a_reload_that_replaces_the_calculator_continues_the_journal(
+    tmp_path: Path,
+) -> None:
+    """A changed KPI profile gets a new calculator; the machine's journal numbering goes on."""
+    config = load(tmp_path)
+    buffer = Buffer(StorageConfig(path=tmp_path / "b.db"), "gw")
+    await buffer.open()
+    machines = MachineSet(buffer, config.reporting)
+    await machines.start(config.machines)
+    for i in range(10):
+        machines.feed(machines.by_device["a"], poll(i * POLL_S, i), synced=True)
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        path.read_text().replace("ideal_cycle_time_s = 2.0", "ideal_cycle_time_s = 3.0")
+    )
+    new = load_config(path)
+    retired = await machines.reload(new.machines, new.reporting, clock=lambda: DAY + 95)
+    assert [lm.config.name for lm in retired.machines] == ["m"]
+    for i in range(10, 15):
+        machines.feed(machines.by_device["a"], poll(i * POLL_S, i), synced=True)
+    await buffer.flush()
+    await buffer.close()
+    con = connect(tmp_path / "b.db", read_only=True)
+    try:
+        ns = [r[0] for r in con.execute("SELECT n FROM samples WHERE machine = 'm' ORDER BY id")]
+    finally:
+        con.close()
+    assert ns == list(range(1, 16))
