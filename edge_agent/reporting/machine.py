@@ -294,6 +294,10 @@ class MachineSet(Mapping[str, LiveMachine]):
             mc.name, int(kept) if isinstance(kept, int) else None
         )
         lm.use_contracts(self._contracts_of(mc.name), (saved or {}).get("service"), lateness)
+        # Windows already final in the saved state had their final record committed before
+        # the state was saved: not to be re-sent as "so far" records every round.
+        lm.finals = set(calc.window_names(final=True))
+        lm.service_finals = {k: set(c.window_names(final=True)) for k, c in lm.service.items()}
         if saved is not None and saved.get("last_t") is not None:
             # Restart after a crash: from the last sample we processed until the first new
             # one, we know nothing. Say so explicitly rather than hold the old state.

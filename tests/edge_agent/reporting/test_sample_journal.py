@@ -64,7 +64,7 @@ site = "lab"
 state_dir = "{state}"
 
 [reporting]
-windows = ["day", "shift"]
+windows = ["day", "shift", "hour"]
 allowed_lateness_s = {lateness}
 
 [devices.a]
@@ -216,6 +216,9 @@ async def test_export_then_replay_reproduces_every_published_final_record(
 ) -> None:
     db = await run_day(tmp_path)
     finals = published_finals(db)
+    # Each final record went out once, restarts included (a restored calculator's final
+    # windows are not re-sent every round).
+    assert len({(d["name"], d["revision"]) for d in finals}) == len(finals)
     names = {d["name"] for d in finals}
     assert "day:2026-11-26" in names
     assert {"shift:2026-11-26:A", "shift:2026-11-26:B"} <= names
@@ -236,12 +239,19 @@ async def test_export_then_replay_reproduces_every_published_final_record(
 
     profile = tmp_path / "profile.toml"
     profile.write_text(KPI)
-    for rec in finals:
-        if rec["end"] > "2026-11-27T00:00:00Z" or rec["start"] < "2026-11-26T00:00:00Z":
-            continue  # the export range is the day
-        window = f"w={rec['start']}/{rec['end']}"
-        argv = ["replay", "--kpi", str(profile), "--samples", str(samples), "--window", window]
-        out = json.loads(cli(*argv, "--json"))["w"]
+    # The export range is the day: every final record of a window inside it.
+    inside = [
+        r
+        for r in finals
+        if r["start"] >= "2026-11-26T00:00:00Z" and r["end"] <= "2026-11-27T00:00:00Z"
+    ]
+    assert len(inside) == 1 + 2 + 24  # the day, shifts A and B, 24 hours
+    argv = ["replay", "--kpi", str(profile), "--samples", str(samples), "--json"]
+    for i, rec in enumerate(inside):
+        argv += ["--window", f"w{i}={rec['start']}/{rec['end']}"]
+    replayed = json.loads(cli(*argv))
+    for i, rec in enumerate(inside):
+        out = replayed[f"w{i}"]
         compared = {k: v for k, v in rec.items() if k in out and k not in ("revision",)}
         assert compared == {k: out[k] for k in compared}, rec["name"]
         assert len(compared) > 15
