@@ -1,13 +1,14 @@
 """The sample journal table: what each machine's calculator was fed, in order.
 
-Rows ``(machine, n, t, data)``: ``n`` counts the samples fed to the machine's
-calculator (1, 2, ...; saved with the calculator state as ``journal_n``), ``t``
+Rows ``(machine, n, ts, data)``: ``n`` counts the samples fed to the machine's
+calculator (1, 2, ...; saved with the calculator state as ``journal_n``), ``ts``
 is the sample time (UNIX seconds, indexed for time ranges), ``data`` the
 ``edge-agent replay`` input object as JSON text. Rows are queued through the
 writer like readings (:meth:`~edge_agent.buffer.store.Buffer.add_samples`);
 :func:`cut` runs on the writer thread, :func:`read` on any (read-only)
-connection. Aged out with the state intervals (``events_retention_h``) and
-evicted under the size budget right after raw readings. No threads, no state.
+connection. Aged out with the state intervals (``events_retention_h``; cut in
+arrival order, like readings) and evicted under the size budget right after raw
+readings. No threads, no state.
 """
 
 from __future__ import annotations
@@ -43,16 +44,16 @@ def machines(con: sqlite3.Connection) -> list[str]:
 
 def first_t(con: sqlite3.Connection, machine: str) -> float | None:
     """Time of ``machine``'s oldest journaled sample still kept, or None."""
-    row = con.execute("SELECT min(t) FROM samples WHERE machine = ?", (machine,)).fetchone()
+    row = con.execute("SELECT min(ts) FROM samples WHERE machine = ?", (machine,)).fetchone()
     return None if row is None or row[0] is None else float(row[0])
 
 
 def read(
     con: sqlite3.Connection, machine: str, start: float, end: float
 ) -> Iterator[tuple[float, str]]:
-    """``(t, data)`` of ``machine``'s samples with ``start <= t < end``, in the order fed."""
+    """``(ts, data)`` of ``machine``'s samples with ``start <= ts < end``, in the order fed."""
     cur = con.execute(
-        "SELECT t, data FROM samples WHERE machine = ? AND t >= ? AND t < ? ORDER BY n",
+        "SELECT ts, data FROM samples WHERE machine = ? AND ts >= ? AND ts < ? ORDER BY n",
         (machine, start, end),
     )
     for t, data in cur:

@@ -72,23 +72,25 @@ def prune_by_age(
 ) -> int:
     """Delete rows older than their retention (counted in ``expired``); returns rows deleted.
 
-    Readings are cut at the first rowid whose ``ts`` reaches the cutoff (binary search,
-    see :func:`first_id_at`), in chunks so no transaction grows large.
+    Readings and the sample journal are cut at the first rowid whose ``ts`` reaches the
+    cutoff (binary search, see :func:`first_id_at`), in chunks so no transaction grows large.
     """
     total = 0
-    cutoff = now - config.readings_retention_h * HOUR_S
-    boundary = first_id_at(con, "readings", cutoff)
-    while boundary is not None:
-        n = _delete(con, _oldest_chunk("readings", "id < ?", "id"), (boundary, CHUNK_ROWS))
-        if n:
-            expired["readings"] += n
-            total += n
-        if n < CHUNK_ROWS:
-            break
+    # The sample journal (edge_agent.buffer.journal) lives as long as the intervals.
+    for table, hours in (
+        ("readings", config.readings_retention_h),
+        ("samples", config.events_retention_h),
+    ):
+        boundary = first_id_at(con, table, now - hours * HOUR_S)
+        while boundary is not None:
+            n = _delete(con, _oldest_chunk(table, "id < ?", "id"), (boundary, CHUNK_ROWS))
+            if n:
+                expired[table] += n
+                total += n
+            if n < CHUNK_ROWS:
+                break
     steps = (
         ("comms_events", "DELETE FROM comms_events WHERE ts < ?", config.events_retention_h),
-        # The sample journal (edge_agent.buffer.journal) lives as long as the intervals.
-        ("samples", "DELETE FROM samples WHERE t < ?", config.events_retention_h),
         (
             "intervals",
             "DELETE FROM intervals WHERE coalesce(end, start) < ?",

@@ -33,7 +33,7 @@ INSERT = {
     "comms_events": "INSERT INTO comms_events(ts, device, state, reason, mono) "
     "VALUES (?, ?, ?, ?, ?)",
     "intervals": "INSERT INTO intervals(machine, start, end, data) VALUES (?, ?, ?, ?)",
-    "samples": "INSERT INTO samples(machine, n, t, data) VALUES (?, ?, ?, ?)",
+    "samples": "INSERT INTO samples(machine, n, ts, data) VALUES (?, ?, ?, ?)",
 }
 
 

@@ -129,7 +129,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX evidence_created ON evidence(created)",
     ),
     # The sample journal (issue 13): every sample a machine's calculator was fed, in the
-    # order it was fed (n: per machine, counted in the calculator state), as the
+    # order it was fed (n: per machine, counted in the calculator state; ts: the sample
+    # time), as the
     # ``edge-agent replay`` input object (JSON text). Export, replay and evidence bundles
     # read it; a restart truncates it to the restored state (see reporting.journal).
     4: (
@@ -137,11 +138,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             id INTEGER PRIMARY KEY,
             machine TEXT NOT NULL,
             n INTEGER NOT NULL,
-            t REAL NOT NULL,
+            ts REAL NOT NULL,
             data TEXT NOT NULL
         )""",
+        # Retention cuts by rowid (arrival order, like readings); export reads a machine's
+        # time range; a restart cuts a machine's journal back by n.
         "CREATE INDEX samples_machine_n ON samples(machine, n)",
-        "CREATE INDEX samples_machine_t ON samples(machine, t)",
+        "CREATE INDEX samples_machine_ts ON samples(machine, ts)",
     ),
 }
 
