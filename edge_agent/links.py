@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from drivers import registry
 from drivers.base import DeviceConfig, DeviceDiagnostics, DriverSpec, Link, run_link
+from drivers.reconnect import link_backoff
 from edge_agent.backoff import Backoff
 from edge_agent.model import ReadingSink
 
@@ -53,7 +54,8 @@ class LinkSupervisor:
     Args:
         sink: Where every link puts its readings and comms events.
         specs: The driver registry (tests inject their own drivers).
-        backoff: Reconnect policy for new links (tests inject a fast one).
+        backoff: Reconnect policy for new links; by default each link's own, from its
+            devices' ``reconnect_min_s`` / ``reconnect_max_s`` (tests inject a fast one).
     """
 
     def __init__(
@@ -61,7 +63,7 @@ class LinkSupervisor:
         sink: ReadingSink,
         *,
         specs: Callable[[], Mapping[str, DriverSpec]] = registry,
-        backoff: Callable[[], Backoff] = Backoff,
+        backoff: Callable[[], Backoff] | None = None,
     ) -> None:
         self.sink = sink
         self._specs = specs
@@ -102,8 +104,9 @@ class LinkSupervisor:
 
     def _start(self, key: LinkKey, link: Link, configs: tuple[DeviceConfig, ...]) -> None:
         tags = {c.name: c.tag_names for c in configs}
+        backoff = self._backoff() if self._backoff is not None else link_backoff(configs)
         task = asyncio.create_task(
-            run_link(link, self.sink, tags_by_device=tags, backoff=self._backoff()),
+            run_link(link, self.sink, tags_by_device=tags, backoff=backoff),
             name=f"link:{link.name}",
         )
         task.add_done_callback(self._done)

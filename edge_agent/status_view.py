@@ -303,6 +303,7 @@ def _tags_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
                     str(dev_name),
                     str(tag_name),
                     _cell(tag.get("value")),
+                    str(tag.get("unit") or _DASH),
                     quality if quality == "good" else quality.upper(),
                     format_age(None if _num(tag.get("ts")) is None else now - float(tag["ts"])),
                     _cell(tag.get("reason") or None),
@@ -318,7 +319,7 @@ def _tags_section(snapshot: Mapping[str, Any], now: float) -> list[str]:
         ]
     if not rows:
         return ["TAGS", *(note or ["  (no readings yet)"])]
-    table = format_table(("DEVICE", "TAG", "VALUE", "QUALITY", "AGE", "REASON"), rows)
+    table = format_table(("DEVICE", "TAG", "VALUE", "UNIT", "QUALITY", "AGE", "REASON"), rows)
     return ["TAGS", *table, *note]
 
 

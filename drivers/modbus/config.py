@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from drivers.modbus.codec import BIT_TABLE_TYPES, NUMERIC_TYPES, DataType, WordOrder, register_width
+from drivers.reconnect import parse_reconnect
 from edge_agent.configkit import Table
 
 PROTOCOL_TCP = "modbus_tcp"
@@ -136,6 +137,8 @@ class ModbusDeviceConfig:
     max_block_registers: int = MAX_READ_REGISTERS
     max_block_bits: int = MAX_READ_BITS
     reprobe_ms: int = 300_000
+    reconnect_min_s: float = 0.2
+    reconnect_max_s: float = 1.0
     tags: tuple[ModbusTag, ...] = ()
 
     @property
@@ -306,6 +309,7 @@ def parse_device(name: str, t: Table) -> ModbusDeviceConfig:
     max_regs = t.get_int("max_block_registers", MAX_READ_REGISTERS, min=1, max=MAX_READ_REGISTERS)
     max_bits = t.get_int("max_block_bits", MAX_READ_BITS, min=1, max=MAX_READ_BITS)
     reprobe = t.get_int("reprobe_ms", 300_000, min=1000, max=86_400_000)
+    reconnect_min, reconnect_max = parse_reconnect(t, interval)
     tags: list[ModbusTag] = []
     had_tags = t.has("tags")
     tag_tables = t.tables("tags")
@@ -340,6 +344,8 @@ def parse_device(name: str, t: Table) -> ModbusDeviceConfig:
         max_block_registers=max_regs,
         max_block_bits=max_bits,
         reprobe_ms=reprobe,
+        reconnect_min_s=reconnect_min,
+        reconnect_max_s=reconnect_max,
         tags=tuple(tags),
     )
 

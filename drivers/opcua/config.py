@@ -30,6 +30,7 @@ from drivers.opcua.nodes import (
     parse_browse_path,
     parse_node_id,
 )
+from drivers.reconnect import parse_reconnect
 from edge_agent.configkit import Table
 
 PROTOCOL = "opcua"
@@ -97,6 +98,7 @@ class OpcuaTag:
     queue_size: int = 1
     deadband: float | None = None
     deadband_type: DeadbandType = DeadbandType.ABSOLUTE
+    unit: str = ""
 
     @property
     def address(self) -> str:
@@ -128,6 +130,8 @@ class OpcuaDevice:
     trust_dir: Path | None = None
     timeout_ms: int = 4000
     watchdog_s: float = 30.0
+    reconnect_min_s: float = 0.2
+    reconnect_max_s: float = 1.0
     state_dir: Path = field(default=DEFAULT_STATE_DIR)
 
     @property
@@ -209,6 +213,7 @@ def _parse_tag(name: str, table: Table) -> OpcuaTag:
             "filter_deadband",
             "expected a percentage from 0 to 100 with filter_deadband_type = 'percent'",
         )
+    unit = table.get_str("unit", "", nonempty=False)
     table.finish()
     return OpcuaTag(
         name=name,
@@ -218,6 +223,7 @@ def _parse_tag(name: str, table: Table) -> OpcuaTag:
         queue_size=queue_size,
         deadband=deadband,
         deadband_type=deadband_type,
+        unit=unit,
     )
 
 
@@ -271,6 +277,7 @@ def parse_device(name: str, table: Table) -> OpcuaDevice:
     watchdog_s = table.get_float("watchdog_s", 30.0, min=1.0, max=86_400.0)
     if watchdog_s * 1000 < interval_ms:
         table.error("watchdog_s", f"expected at least interval_ms ({interval_ms} ms)")
+    reconnect_min, reconnect_max = parse_reconnect(table, interval_ms)
     tags: list[OpcuaTag] = []
     if not table.has("tags"):
         table.error("tags", "missing, expected at least one [devices.<name>.tags.<tag>] table")
@@ -296,4 +303,6 @@ def parse_device(name: str, table: Table) -> OpcuaDevice:
         trust_dir=Path(trust_dir) if trust_dir else None,
         timeout_ms=timeout_ms,
         watchdog_s=watchdog_s,
+        reconnect_min_s=reconnect_min,
+        reconnect_max_s=reconnect_max,
     )

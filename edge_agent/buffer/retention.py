@@ -2,14 +2,15 @@
 
 Runs on the buffer's writer thread. Two mechanisms:
 
-* :func:`prune_by_age` deletes raw readings, comms events and intervals older than
-  their retention, and *published* KPI records / stop events older than theirs.
+* :func:`prune_by_age` deletes raw readings, comms events, intervals and the sample
+  journal older than their retention, and *published* KPI records / stop events older
+  than theirs.
   Unpublished summaries and outbox rows are never aged out.
 * :func:`prune_to_budget` frees pages until the used page count is under a target,
   in a fixed order (the contract with operators, documented in ``docs/pipeline.md``):
   raw readings (oldest first) → unpublished "so far" KPI rows superseded by a newer
-  row of the same record (key ``superseded:kpi``, not a loss) → published summaries →
-  published evidence records →
+  row of the same record (key ``superseded:kpi``, not a loss) → the sample journal
+  (oldest first) → published summaries → published evidence records →
   comms events → unpublished
   outbox rows by priority, least important first (telemetry, then health) → state
   intervals. Outbox rows at ``Priority.HIGH`` and every ``kpi``/``stop`` row are
@@ -73,19 +74,23 @@ def prune_by_age(
 ) -> int:
     """Delete rows older than their retention (counted in ``expired``); returns rows deleted.
 
-    Readings are cut at the first rowid whose ``ts`` reaches the cutoff (binary search,
-    see :func:`first_id_at`), in chunks so no transaction grows large.
+    Readings and the sample journal are cut at the first rowid whose ``ts`` reaches the
+    cutoff (binary search, see :func:`first_id_at`), in chunks so no transaction grows large.
     """
     total = 0
-    cutoff = now - config.readings_retention_h * HOUR_S
-    boundary = first_id_at(con, "readings", cutoff)
-    while boundary is not None:
-        n = _delete(con, _oldest_chunk("readings", "id < ?", "id"), (boundary, CHUNK_ROWS))
-        if n:
-            expired["readings"] += n
-            total += n
-        if n < CHUNK_ROWS:
-            break
+    # The sample journal (edge_agent.buffer.journal) lives as long as the intervals.
+    for table, hours in (
+        ("readings", config.readings_retention_h),
+        ("samples", config.events_retention_h),
+    ):
+        boundary = first_id_at(con, table, now - hours * HOUR_S)
+        while boundary is not None:
+            n = _delete(con, _oldest_chunk(table, "id < ?", "id"), (boundary, CHUNK_ROWS))
+            if n:
+                expired[table] += n
+                total += n
+            if n < CHUNK_ROWS:
+                break
     steps = (
         ("comms_events", "DELETE FROM comms_events WHERE ts < ?", config.events_retention_h),
         (
@@ -196,6 +201,7 @@ def prune_to_budget(con: sqlite3.Connection, target_pages: int, drops: DropCount
         # Unpublished "so far" KPI rows a newer row of the same record replaced: the
         # newer one carries everything they said (counted, not a loss).
         (SUPERSEDED_KEY, "outbox", _SUPERSEDED, "seq", False),
+        ("samples", "samples", "", "id", False),
         ("kpi_records", "kpi_records", "published IS NOT NULL", "created", False),
         ("stop_events", "stop_events", "published IS NOT NULL", "created", False),
         ("evidence", "evidence", "seq NOT IN (SELECT seq FROM outbox)", "seq", False),

@@ -25,7 +25,7 @@ from edge_agent.model import CommsEvent, Quality, Reading
 
 _GOOD = Quality.GOOD
 
-TABLES = ("readings", "comms_events", "intervals")
+TABLES = ("readings", "comms_events", "intervals", "samples")
 
 INSERT = {
     "readings": "INSERT INTO readings(ts, series, value, quality, reason, mono, source_ts) "
@@ -33,6 +33,7 @@ INSERT = {
     "comms_events": "INSERT INTO comms_events(ts, device, state, reason, mono) "
     "VALUES (?, ?, ?, ?, ?)",
     "intervals": "INSERT INTO intervals(machine, start, end, data) VALUES (?, ?, ?, ?)",
+    "samples": "INSERT INTO samples(machine, n, ts, data) VALUES (?, ?, ?, ?)",
 }
 
 
@@ -239,4 +240,5 @@ def interval_row(machine: str, interval: Mapping[str, Any]) -> tuple[object, ...
 CONVERT: dict[str, Callable[[Any], list[tuple[object, ...]]]] = {
     "comms_events": lambda events: [_comms_row(e) for e in events],
     "intervals": list,  # already converted by the caller (machine name needed)
+    "samples": list,  # already converted by the caller (sample_row)
 }

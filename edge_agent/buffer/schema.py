@@ -26,7 +26,7 @@ from edge_agent.errors import StorageFull
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 4096
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Stored codes of Quality in readings.quality (stable: part of the file format).
 QUALITY_CODES: dict[str, int] = {"good": 0, "bad": 1, "stale": 2}
@@ -110,8 +110,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # Eviction under the budget walks lowest priority, oldest first.
         "CREATE INDEX outbox_priority_seq ON outbox(priority, seq)",
     ),
-    # Reserved for the sample journal of issue 13 (wt/port13, its migration 2): that branch
-    # replaces this placeholder when it lands; an empty step only bumps user_version.
+    # Reserved for the sample journal of issue 13 (wt/port13); the journal is migration 4
+    # (wt/replay13). An empty step only bumps user_version.
     2: (),
     # Evidence (edge_agent.evidence): the proof object of a signed message, published with
     # it (so a re-send is byte-identical), and every chained record as published (the
@@ -127,6 +127,24 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             envelope TEXT NOT NULL
         )""",
         "CREATE INDEX evidence_created ON evidence(created)",
+    ),
+    # The sample journal (issue 13): every sample a machine's calculator was fed, in the
+    # order it was fed (n: per machine, counted in the calculator state; ts: the sample
+    # time), as the
+    # ``edge-agent replay`` input object (JSON text). Export, replay and evidence bundles
+    # read it; a restart truncates it to the restored state (see reporting.journal).
+    4: (
+        """CREATE TABLE samples (
+            id INTEGER PRIMARY KEY,
+            machine TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            ts REAL NOT NULL,
+            data TEXT NOT NULL
+        )""",
+        # Retention cuts by rowid (arrival order, like readings); export reads a machine's
+        # time range; a restart cuts a machine's journal back by n.
+        "CREATE INDEX samples_machine_n ON samples(machine, n)",
+        "CREATE INDEX samples_machine_ts ON samples(machine, ts)",
     ),
 }
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from edge_agent.buffer import outbox, recovery
+from edge_agent.buffer import journal, outbox, recovery
 from edge_agent.buffer.config import StorageConfig
 from edge_agent.buffer.outbox import NewMessage, OutboxRow, Priority
 from edge_agent.buffer.rows import INSERT, interval_row
@@ -224,6 +224,14 @@ class Buffer:
     def add_intervals(self, machine: str, intervals: Sequence[Mapping[str, Any]]) -> None:
         """Queue machine state intervals (dicts; ``start``/``end`` UNIX seconds are indexed)."""
         self._w().put("intervals", [interval_row(machine, i) for i in intervals])
+
+    def add_samples(self, rows: Sequence[tuple[str, int, float, str]]) -> None:
+        """Queue sample-journal rows ``(machine, n, t, data JSON)`` (see :mod:`.journal`)."""
+        self._w().put("samples", list(rows))
+
+    async def journal_end(self, machine: str, keep_n: int | None) -> int:
+        """Cut ``machine``'s sample journal after ``keep_n`` (None: keep all); its last n."""
+        return await self._call(lambda con: journal.cut(con, machine, keep_n))
 
     async def flush(self) -> None:
         """Wait until every row queued so far is committed (or held in RAM if the disk is full)."""
@@ -480,6 +488,8 @@ class Buffer:
         writer = self._w()
         text = dumps(value)
         now = self._clock()
+        # Rows queued before (the sample journal a calculator state counts) commit first.
+        writer.flush_rows()
 
         def job(con: Any) -> None:
             con.execute(_UPSERT_STATE, (key, text, now))

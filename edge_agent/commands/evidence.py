@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_agent.errors import ConfigError
     from edge_agent.evidence.export import export_bundle
     from edge_agent.evidence.keys import KeyFileError, KeyStore
-    from edge_agent.evidence.samples import ReadingsSamples
+    from edge_agent.evidence.samples import FirstOf, JournalSamples, ReadingsSamples
 
     try:
         start, end = parse_time(args.start), parse_time(args.end)
@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
 
         con = connect(db, read_only=True)
         try:
-            source = ReadingsSamples(con, machines) if machines else None
+            readings = ReadingsSamples(con, machines) if machines else None
+            source = FirstOf(JournalSamples(con), readings)
             result = export_bundle(
                 db=db,
                 out=args.output,

@@ -10,7 +10,12 @@ Readings have no time index (it would cost a third of the ingest rate); their ra
 is located by binary search over arrival order with one hour of slack, then filtered
 exactly. Kinds: ``readings`` (raw tag values), ``intervals`` (machine state intervals),
 ``summaries`` (KPI records, with their publication time), ``events`` (comms
-lost/restored and stop events, merged in time order).
+lost/restored and stop events, merged in time order), ``samples`` (one machine's
+sample journal: exactly the ``edge-agent replay`` input, JSON Lines only, in the
+order the calculator was fed, with :data:`SAMPLES_MARGIN_S` more on each side: the
+state and counter baseline at ``--from`` come from the samples before it, and the
+parts counted between the last sample before ``--to`` and the next are spread over
+that interval, so they need the sample after it).
 """
 
 from __future__ import annotations
@@ -40,7 +45,11 @@ from edge_agent.cli import (
 # (a wall-clock step while running) may be missed at the edges of the range.
 READINGS_SLACK_S = 3600.0
 
-KINDS = ("readings", "intervals", "summaries", "events")
+# A samples export also holds the samples this close to --from and --to (the default
+# max_gap_s): what a record of a window at the edges of the range depends on.
+SAMPLES_MARGIN_S = 3600.0
+
+KINDS = ("readings", "intervals", "summaries", "events", "samples")
 FORMATS = ("csv", "jsonl")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -48,6 +57,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "intervals": ("machine", "start", "end", "data"),
     "summaries": ("created", "record_key", "seq", "published", "data"),
     "events": ("ts", "kind", "source", "detail"),
+    "samples": (),
 }
 
 
@@ -63,7 +73,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "  edge-agent export agent.toml --from 2026-11-26 --to 2026-11-27 --kind summaries "
         "--format jsonl | head\n"
         "  edge-agent export --db /var/lib/edge-agent/buffer.db --from 2026-11-26 --to 2026-11-27 "
-        "--kind events",
+        "--kind events\n"
+        "  edge-agent export agent.toml --from 2026-11-26 --to 2026-11-27 --kind samples "
+        "--machine press1 -o press1.jsonl   # input of edge-agent replay",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_argument(
@@ -77,7 +89,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--to", dest="end", required=True, metavar="ISO", help="end time, exclusive")
     p.add_argument("--kind", choices=KINDS, required=True)
-    p.add_argument("--format", choices=FORMATS, default="csv")
+    p.add_argument(
+        "--machine",
+        metavar="NAME",
+        help="with --kind samples: the machine (optional when the journal holds one)",
+    )
+    p.add_argument(
+        "--format", choices=FORMATS, help="csv (default) or jsonl; --kind samples is jsonl"
+    )
     p.add_argument("-o", "--output", type=Path, help="output file (default: stdout)")
     p.set_defaults(func=run)
 
@@ -106,12 +125,23 @@ def _json(text: Any) -> Any:
         return text
 
 
-def rows(con: sqlite3.Connection, kind: str, start: float, end: float) -> Iterator[dict[str, Any]]:
-    """Export rows of one kind as dicts with the keys of :data:`COLUMNS`."""
+def rows(
+    con: sqlite3.Connection, kind: str, start: float, end: float, machine: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Export rows of one kind as dicts with the keys of :data:`COLUMNS`.
+
+    ``samples``: the replay input objects of ``machine``, with the lead-in.
+    """
     from edge_agent.buffer.retention import first_id_at
     from edge_agent.buffer.schema import QUALITY_NAMES
 
-    if kind == "readings":
+    if kind == "samples":
+        from edge_agent.buffer import journal
+
+        margin = SAMPLES_MARGIN_S
+        for _t, data in journal.read(con, machine or "", start - margin, end + margin):
+            yield json.loads(data)
+    elif kind == "readings":
         # readings has no ts index: narrow by rowid (arrival order) with a slack, then filter.
         first = first_id_at(con, "readings", start - READINGS_SLACK_S) or 0
         last = first_id_at(con, "readings", end + READINGS_SLACK_S) or 0
@@ -176,7 +206,7 @@ def rows(con: sqlite3.Connection, kind: str, start: float, end: float) -> Iterat
 def write(out: IO[str], kind: str, fmt: str, items: Iterator[dict[str, Any]]) -> int:
     """Write rows as CSV (nested values as JSON text) or JSON Lines; returns the row count."""
     n = 0
-    if fmt == "jsonl":
+    if fmt == "jsonl" or kind == "samples":
         for item in items:
             out.write(json.dumps(item, separators=(",", ":"), ensure_ascii=False) + "\n")
             n += 1
@@ -218,6 +248,12 @@ def run(args: argparse.Namespace) -> int:
     if end <= start:
         print("edge-agent export: --to must be after --from", file=sys.stderr)
         return EXIT_CONFIG
+    if args.kind == "samples" and args.format == "csv":
+        print("edge-agent export: --kind samples is written as jsonl only", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.kind != "samples" and args.machine is not None:
+        print("edge-agent export: --machine goes with --kind samples", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         path = _db_path(args)
     except ConfigError as exc:
@@ -235,6 +271,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"edge-agent export: cannot open {path} read-only: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         stack.callback(con.close)
+        machine = args.machine
+        if args.kind == "samples" and machine is None:
+            machine = _only_machine(con, path)
+            if machine is None:
+                return EXIT_CONFIG
         out: IO[str] = sys.stdout
         if args.output is not None:
             try:
@@ -244,9 +285,26 @@ def run(args: argparse.Namespace) -> int:
                 return EXIT_FAILURE
         try:
             con.execute("BEGIN")  # one snapshot for the whole export
-            count = write(out, args.kind, args.format, rows(con, args.kind, start, end))
+            fmt = args.format or "csv"
+            count = write(out, args.kind, fmt, rows(con, args.kind, start, end, machine))
         except sqlite3.Error as exc:
             print(f"edge-agent export: reading {path} failed: {exc}", file=sys.stderr)
             return EXIT_FAILURE
     print(f"exported {count} {args.kind} rows", file=sys.stderr)
     return EXIT_OK
+
+
+def _only_machine(con: sqlite3.Connection, path: Path) -> str | None:
+    """The journal's machine when it holds exactly one, else None (the reason printed)."""
+    from edge_agent.buffer import journal
+
+    try:
+        names = journal.machines(con)
+    except sqlite3.Error as exc:
+        print(f"edge-agent export: reading {path} failed: {exc}", file=sys.stderr)
+        return None
+    if len(names) == 1:
+        return names[0]
+    known = ", ".join(names) or "none journaled"
+    print(f"edge-agent export: --kind samples needs --machine NAME ({known})", file=sys.stderr)
+    return None

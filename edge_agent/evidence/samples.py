@@ -7,10 +7,13 @@ its manifest for which span they are complete and whether they are **exact**
 
 :class:`SampleSource` is the seam. Two sources exist today:
 
-* :class:`ListSamples`: samples given by the caller (tests, benchmarks, and the
-  sample journal of issue 13 once it lands: it will record exactly what the
-  calculator was fed, including the "unknown" samples the runtime adds at a
-  restart, and provide a source of this shape);
+* :class:`JournalSamples`: the buffer's sample journal (:mod:`edge_agent.buffer.journal`),
+  exactly what the calculator was fed, including the "unknown" samples the runtime
+  adds at a restart or a stop: the same rows ``edge-agent export --kind samples``
+  writes for ``edge-agent replay``, so export, replay and bundles share one source;
+* :class:`ListSamples`: samples given by the caller (tests, benchmarks);
+* :class:`FirstOf`: the first source that has samples of a machine (the CLI uses the
+  journal, then the readings for machines journaled by no version of the agent);
 * :class:`ReadingsSamples`: rebuilt from the raw readings in the buffer with the
   machine's :class:`~edge_agent.machines.SampleBuilder`, the way the runtime builds
   them. Approximate: raw readings are kept for ``readings_retention_h`` only (a
@@ -62,6 +65,52 @@ class ListSamples:
         if items is None:
             return None
         return SampleSet(items, start, end, exact=True, source=self._source)
+
+
+class JournalSamples:
+    """Exact samples from the buffer's sample journal (see the module docstring).
+
+    Args:
+        con: A read-only connection to the buffer.
+        margin_s: Samples this far before ``start`` and after ``end`` are included
+            (the state and counters at the edges depend on them; export uses the same).
+    """
+
+    def __init__(self, con: sqlite3.Connection, *, margin_s: float = 3600.0) -> None:
+        self._con = con
+        self._margin = margin_s
+
+    def samples(self, machine: str, start: float, end: float) -> SampleSet | None:
+        """The journaled samples of ``machine`` (order fed), or None when it has none."""
+        import json
+
+        from edge_agent.buffer import journal
+        from edge_agent.kpi.sample import sample_from_json
+
+        try:
+            first = journal.first_t(self._con, machine)
+        except sqlite3.OperationalError:  # a buffer older than the journal
+            return None
+        if first is None:
+            return None
+        rows = journal.read(self._con, machine, start - self._margin, end + self._margin)
+        items = (sample_from_json(json.loads(data)) for _t, data in rows)
+        return SampleSet(items, max(start, first), end, exact=True, source="journal")
+
+
+class FirstOf:
+    """The samples of the first source that has some for the machine."""
+
+    def __init__(self, *sources: SampleSource | None) -> None:
+        self._sources = [s for s in sources if s is not None]
+
+    def samples(self, machine: str, start: float, end: float) -> SampleSet | None:
+        """The first source's answer that is not None."""
+        for source in self._sources:
+            got = source.samples(machine, start, end)
+            if got is not None:
+                return got
+        return None
 
 
 class ReadingsSamples:

@@ -41,6 +41,7 @@ from edge_agent.ops.tuning import compact_json
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.reporting.contracts import ContractDesk
 from edge_agent.reporting.machine import MachineSet
+from edge_agent.units import tag_units
 from edge_agent.uplink import Uplink
 
 log = logging.getLogger("edge_agent.status")
@@ -173,6 +174,7 @@ class StatusFile:
         listed: Listed | None,
     ) -> dict[str, Any]:
         views = self.sources.tags.latest.get(name, {})
+        units = tag_units({name: dev}).get(name, {})
         return {
             "protocol": dev.protocol,
             "comms": self.sources.tags.comms.get(name, CommsState.UNKNOWN).value,
@@ -181,12 +183,7 @@ class StatusFile:
             # ``_value_`` is a plain attribute, ``.value`` an enum property costing as
             # much as the rest of the entry.
             "tags": {
-                t: {
-                    "value": v.value,
-                    "quality": v.quality._value_,
-                    "ts": v.ts,
-                    "reason": v.reason,
-                }
+                t: _tag_entry(v, units.get(t))
                 for t, v in (views.items() if listed is None else listed.get(name, ()))
             },
         }
@@ -198,3 +195,18 @@ def _same_window(today: Mapping[str, Any] | None, parts: list[dict[str, Any]]) -
         return list(parts)
     window = str(today.get("name", "")).split("~", 1)[0]
     return [p for p in parts if str(p.get("name", "")).split("~", 1)[0] == window]
+
+
+def _tag_entry(v: Any, unit: str | None) -> dict[str, Any]:
+    """One tag of status.json; ``unit`` only for a tag configured with one."""
+    entry = {"value": v.value, "quality": v.quality._value_, "ts": v.ts, "reason": v.reason}
+    if unit:
+        entry["unit"] = unit
+    return entry
+
+
+def _write_parts_atomic(path: Path, parts: list[str]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.writelines(parts)
+    os.replace(tmp, path)

@@ -26,13 +26,18 @@ from edge_agent.ops.events import Event, EventLog
 from edge_agent.ops.tuning import TELEMETRY_VALUES_PER_COMMIT
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.telemetry import TelemetryEngine, TelemetryMessage
+from edge_agent.units import tag_units
 
 
 def engine_for(config: AgentConfig) -> TelemetryEngine | None:
     """The engine of a configuration's publishing policies (None when no tag publishes)."""
     if not config.publish:
         return None
-    return TelemetryEngine(config.publish, publish_interval_s=config.telemetry.interval_s)
+    return TelemetryEngine(
+        config.publish,
+        publish_interval_s=config.telemetry.interval_s,
+        units=tag_units(config.devices),
+    )
 
 
 class TelemetryPump:

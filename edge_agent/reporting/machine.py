@@ -22,6 +22,12 @@ its own profile (``calendar = "machine"``), else a *service calculator* fed the 
 samples (one per distinct service profile, saved and restored with the machine).
 The stop events of those calculators are kept for the contracts' response times.
 
+The sample journal: every sample a machine's calculator is fed (including the
+"unknown" samples below) is queued for the buffer's ``samples`` table, numbered per
+machine (``journal_n``, saved with the calculator state); a restore cuts the journal
+back to the restored state, so it holds exactly what the calculator holds
+(:mod:`edge_agent.reporting.journal`).
+
 Guarantees: time the agent was not running is never counted as machine time. A
 start after a crash feeds a ``quality = "bad"`` sample just after the last sample
 processed before it (so the outage is unknown time), and :meth:`MachineSet.mark_unknown`
@@ -53,6 +59,7 @@ from edge_agent.kpi.timeutil import format_instant
 from edge_agent.machines import AnswerWatch, MachineConfig, SampleBuilder
 from edge_agent.model import Confirmation, Reading
 from edge_agent.ops.events import Event, EventLog
+from edge_agent.reporting.journal import journal_row
 
 log = logging.getLogger("edge_agent.reporting")
 
@@ -88,6 +95,8 @@ class LiveMachine:
     contract_stops: list[tuple[str, StopEvent]] = field(default_factory=list)
     # The machine's acknowledge / arrive PLC signals, when it has any.
     answer_watch: AnswerWatch | None = None
+    # Samples fed to the calculator so far (the sample journal's n; saved with the state).
+    journal_n: int = 0
 
     def __post_init__(self) -> None:
         self.watch_answers_of(self.config)
@@ -178,6 +187,7 @@ class LiveMachine:
             "profile_hash": profile_hash(self.config.kpi),
             "last_t": self.last_t,
             "reconfigured_at": self.reconfigured_at,
+            "journal_n": self.journal_n,
             "state": self.calc.to_state(),
             "service": {key: calc.to_state() for key, calc in self.service.items()},
         }
@@ -279,28 +289,26 @@ class MachineSet(Mapping[str, LiveMachine]):
         if calc is None:
             calc = MachineCalculator(mc.kpi, allowed_lateness_s=lateness)
             lm = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=calc)
+            lm.journal_n = await self.buffer.journal_end(mc.name, None)
             if saved is not None:
                 lm.reconfigured_at = time.time() if at is None else at
             lm.use_contracts(self._contracts_of(mc.name), None, lateness)
             return lm
         lm = LiveMachine(config=mc, builder=SampleBuilder(mc), calc=calc)
+        kept = (saved or {}).get("journal_n")
+        lm.journal_n = await self.buffer.journal_end(
+            mc.name, int(kept) if isinstance(kept, int) else None
+        )
         lm.use_contracts(self._contracts_of(mc.name), (saved or {}).get("service"), lateness)
+        # Windows already final in the saved state had their final record committed before
+        # the state was saved: not to be re-sent as "so far" records every round.
+        lm.finals = set(calc.window_names(final=True))
+        lm.service_finals = {k: set(c.window_names(final=True)) for k, c in lm.service.items()}
         if saved is not None and saved.get("last_t") is not None:
             # Restart after a crash: from the last sample we processed until the first new
             # one, we know nothing. Say so explicitly rather than hold the old state.
             t = float(saved["last_t"]) + 0.001
-            lm.add_unknown(
-                Sample(
-                    t=t,
-                    run=0,
-                    fault=0,
-                    good=0,
-                    total=0,
-                    quality=SampleQuality.BAD,
-                    mono_s=None,
-                    synced=None,
-                )
-            )
+            self._unknown(lm, Sample(t=t, quality=SampleQuality.BAD, mono_s=None, synced=None))
         if saved is not None and saved.get("reconfigured_at") is not None:
             lm.reconfigured_at = float(saved["reconfigured_at"])
         return lm
@@ -335,8 +343,22 @@ class MachineSet(Mapping[str, LiveMachine]):
             if not lm.builder.update(batch):
                 continue
             sample = lm.builder.sample(t=t, mono=mono, synced=synced)
-            out.extend((lm, ev) for ev in lm.add(self.reporting, sample))
+            out.extend((lm, ev) for ev in self._add(lm, sample))
         return out
+
+    def _add(self, lm: LiveMachine, sample: Sample) -> list[StopEvent]:
+        """Feed a sample to the machine and journal it (what the calculator was fed)."""
+        events = lm.add(self.reporting, sample)
+        self._journal(lm, sample)
+        return events
+
+    def _unknown(self, lm: LiveMachine, sample: Sample) -> None:
+        lm.add_unknown(sample)
+        self._journal(lm, sample)
+
+    def _journal(self, lm: LiveMachine, sample: Sample) -> None:
+        lm.journal_n += 1
+        self.buffer.add_samples([journal_row(lm.config.name, lm.journal_n, sample)])
 
     def confirm(
         self, machines: Sequence[LiveMachine], confirmation: Confirmation, synced: bool | None
@@ -347,24 +369,13 @@ class MachineSet(Mapping[str, LiveMachine]):
         for lm in machines:
             if lm.builder.confirm(confirmation):
                 sample = lm.builder.sample(t=t, mono=mono, synced=synced)
-                out.extend((lm, ev) for ev in lm.add(self.reporting, sample))
+                out.extend((lm, ev) for ev in self._add(lm, sample))
         return out
 
     def mark_unknown(self, now: float, mono: float, synced: bool | None) -> None:
         """Our own downtime is unknown, not machine downtime: a bad sample for every machine."""
         for lm in self._machines.values():
-            lm.add_unknown(
-                Sample(
-                    t=now,
-                    run=0,
-                    fault=0,
-                    good=0,
-                    total=0,
-                    quality=SampleQuality.BAD,
-                    mono_s=mono,
-                    synced=synced,
-                )
-            )
+            self._unknown(lm, Sample(t=now, quality=SampleQuality.BAD, mono_s=mono, synced=synced))
 
     async def reload(
         self,
@@ -390,6 +401,7 @@ class MachineSet(Mapping[str, LiveMachine]):
                 fresh = MachineCalculator(mc.kpi, allowed_lateness_s=reporting.allowed_lateness_s)
                 builder = SampleBuilder(mc, carry=current.builder)
                 replacements[name] = LiveMachine(config=mc, builder=builder, calc=fresh)
+                replacements[name].journal_n = current.journal_n  # one journal per machine
                 replacements[name].use_contracts(
                     self._contracts_of(name), None, reporting.allowed_lateness_s
                 )

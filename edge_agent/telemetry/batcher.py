@@ -35,6 +35,11 @@ The ``data`` format (validated by ``schemas/telemetry.schema.json``)::
   per tag in time order.
 * ``clock_unsynced: true`` when the agent knew its wall clock was not
   synchronised while the readings were taken.
+* ``units``: the engineering units of the device's published tags that have one
+  (``{"temp": "°C"}``, from the tags' ``unit`` key), in the device's first message
+  after the engine starts (agent start, and every reload: the only way units
+  change) and again at least every :data:`UNITS_EVERY_S`, so a consumer that
+  subscribed later, or lost that message to eviction, learns them within the hour.
 
 Guarantees: every reading handed to the batch for a published tag appears in
 exactly one message; ``build`` returns ``None`` when nothing is pending (no
@@ -46,13 +51,16 @@ from __future__ import annotations
 import json
 import math
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from edge_agent.model import Quality, Reading, Value
 
-__all__ = ["DeviceBatch", "TelemetryMessage", "encode_value"]
+__all__ = ["UNITS_EVERY_S", "DeviceBatch", "TelemetryMessage", "encode_value"]
+
+#: A device's ``units`` are repeated in its first message after this long (seconds).
+UNITS_EVERY_S = 3600.0
 
 _GOOD = Quality.GOOD
 _QUALITY = operator.attrgetter("quality")
@@ -131,13 +139,18 @@ class DeviceBatch:
         sample_tags: Tags whose readings are published as samples (``every``
             and ``change``); readings of other tags given to :meth:`add_poll`
             are left out.
+        units: Engineering units of the published tags that have one (``units``).
     """
 
-    __slots__ = ("_aggregates", "_chunks", "_open", "_tags", "device")
+    __slots__ = ("_aggregates", "_chunks", "_open", "_tags", "_units", "_units_at", "device")
 
-    def __init__(self, device: str, sample_tags: Iterable[str]) -> None:
+    def __init__(
+        self, device: str, sample_tags: Iterable[str], units: Mapping[str, str] | None = None
+    ) -> None:
         self.device = device
         self._tags = frozenset(sample_tags)
+        self._units = dict(sorted((units or {}).items()))
+        self._units_at: float | None = None  # when the units were last sent
         # Readings in arrival order, as the sequences they came in: whole polls
         # (add_poll) and lists of single readings (add).
         self._chunks: list[Sequence[Reading] | _Snapshot] = []
@@ -214,6 +227,11 @@ class DeviceBatch:
             count += sum(map(len, aggregates.values()))
         if not count:
             return None  # only readings of tags this batch does not publish
+        if self._units and (
+            self._units_at is None or not 0 <= now - self._units_at < UNITS_EVERY_S
+        ):
+            data["units"] = self._units
+            self._units_at = now
         if clock_unsynced:
             data["clock_unsynced"] = True
         try:

@@ -250,6 +250,9 @@ class TelemetryEngine:
             between two messages (see module docstring).
         aggregate_grace_s: How long after a window's end ``due`` waits for
             readings of that window before closing it (see module docstring).
+        units: Engineering unit per device and tag (:func:`edge_agent.units.tag_units`):
+            the published tags' units go in the device's messages (``units``, see
+            :mod:`~edge_agent.telemetry.batcher`).
 
     Raises:
         ValueError: On a non-positive interval, bound or negative grace.
@@ -262,6 +265,7 @@ class TelemetryEngine:
         *,
         max_pending_readings: int = 250_000,
         aggregate_grace_s: float = 0.5,
+        units: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         if not publish_interval_s > 0:
             raise ValueError("publish_interval_s must be > 0")
@@ -286,16 +290,22 @@ class TelemetryEngine:
         self._late = 0
         self._messages = 0
         self._values = 0
-        self._build(policies)
+        self._build(policies, units or {})
 
-    def _build(self, policies: Mapping[tuple[str, str], PublishPolicy]) -> None:
+    def _build(
+        self,
+        policies: Mapping[tuple[str, str], PublishPolicy],
+        units: Mapping[str, Mapping[str, str]],
+    ) -> None:
         by_device: dict[str, list[tuple[str, PublishPolicy]]] = {}
         for (device, tag), policy in policies.items():
             if policy.mode is not PublishMode.NONE:
                 by_device.setdefault(device, []).append((tag, policy))
         for device, tags in by_device.items():
             sample_tags = [t for t, p in tags if p.mode is not PublishMode.AGGREGATE]
-            batch = DeviceBatch(device, sample_tags)
+            known = units.get(device, {})
+            published = {t: known[t] for t, _p in tags if t in known}
+            batch = DeviceBatch(device, sample_tags, published)
             self._batches[device] = batch
             if all(p.mode is PublishMode.EVERY for _t, p in tags):
                 # Every published tag is `every`: polls go to the batch whole, and the

@@ -56,7 +56,8 @@ async def test_telemetry_reaches_subscriber(mosquitto: Mosquitto, tmp_path: Path
         ("press1", "vib"): PublishPolicy(mode=PublishMode.AGGREGATE, aggregate_s=5.0),
         ("oven", "temp"): PublishPolicy(mode=PublishMode.EVERY),
     }
-    engine = TelemetryEngine(policies, publish_interval_s=1.0)
+    units = {"press1": {"ramp": "mm", "vib": "g", "spare": "V"}, "oven": {"temp": "°C"}}
+    engine = TelemetryEngine(policies, publish_interval_s=1.0, units=units)
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text(encoding="utf-8")))
     buffer = Buffer(StorageConfig(path=tmp_path / "buffer.db"), AGENT)
     await buffer.open()
@@ -99,6 +100,11 @@ async def test_telemetry_reaches_subscriber(mosquitto: Mosquitto, tmp_path: Path
     assert alarm == [(p, None) for p in range(3)] + [(None, ["bad", "timeout"])] + [
         (p, None) for p in range(4, POLLS)
     ]
+    # Units of the published tags, in each device's first message only.
+    by_seq = [e["data"] for e in sorted(got, key=lambda e: e["seq"])]
+    for device, first in (("press1", {"ramp": "mm", "vib": "g"}), ("oven", {"temp": "°C"})):
+        units = [d.get("units") for d in by_seq if d["device"] == device]
+        assert units == [first] + [None] * (len(units) - 1)
     windows = [w for d in press for w in d.get("aggregates", {}).get("vib", [])]
     assert [(w["start"], w["count"]) for w in windows] == [(T0, 5), (T0 + 5, 5)]
     assert windows[0]["max"] == pytest.approx(max(math.sin(p) for p in range(5)))

@@ -195,3 +195,27 @@ def test_tag_names_are_config_safe() -> None:
         "t_2nd_shift",
         "abc",
     ]
+
+
+def test_reconnect_keys_per_endpoint_default_from_the_interval_and_are_checked() -> None:
+    """reconnect_min_s / reconnect_max_s: defaults 0.2 s and interval_ms; max >= min."""
+    device, issues = _parse(_with())
+    assert not issues
+    assert (device.reconnect_min_s, device.reconnect_max_s) == (0.2, 1.0)
+    device, issues = _parse(_with(reconnect_min_s=1, reconnect_max_s=8))
+    assert not issues
+    assert (device.reconnect_min_s, device.reconnect_max_s) == (1.0, 8.0)
+    _device, issues = _parse(_with(reconnect_min_s=3, reconnect_max_s=2))
+    assert issues == ["agent.toml: devices.line1.reconnect_max_s: must be >= reconnect_min_s (3)"]
+    _device, issues = _parse(_with(reconnect_max_s=-1))
+    assert len(issues) == 1
+    assert "reconnect_max_s" in issues[0]
+
+
+def test_a_tag_may_carry_its_engineering_unit() -> None:
+    """An OPC-UA tag's unit is kept for telemetry, status.json and Sparkplug engUnit."""
+    doc = _with()
+    doc["devices"]["line1"]["tags"]["temp"]["unit"] = "°C"
+    device, issues = _parse(doc)
+    assert not issues
+    assert {t.name: t.unit for t in device.tags} == {"good": "", "temp": "°C"}

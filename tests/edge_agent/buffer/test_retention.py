@@ -232,3 +232,42 @@ async def test_superseded_so_far_rows_are_evicted_before_anything_published(
         assert stats["backlog"] + stats["dropped"]["superseded:kpi"] == 2 + 1200
     finally:
         await buf.close()
+
+
+def journal(n: int, start: float, machine: str = "m") -> list[tuple[str, int, float, str]]:
+    return [(machine, i + 1, start + i, '{"t":"x"}') for i in range(n)]
+
+
+async def test_the_sample_journal_ages_with_the_intervals_and_goes_right_after_readings(
+    tmp_path: Path,
+) -> None:
+    """Journal rows older than events_retention_h expire; under the budget they go second."""
+    now = [1_800_000_000.0 - 7200]
+    cfg = StorageConfig(path=tmp_path / "b.db", events_retention_h=1, readings_retention_h=1)
+    buf = Buffer(cfg, "gw1", clock=lambda: now[0])
+    await buf.open()
+    try:
+        buf.add_samples(journal(10, now[0]))
+        now[0] += 7200
+        buf.add_samples([("m", 11 + i, now[0] + i, "{}") for i in range(5)])
+        await buf.flush()
+        await buf.run_maintenance()
+        assert count(cfg.path, "samples") == 5
+        assert buf.stats()["expired"] == {"samples": 10}
+    finally:
+        await buf.close()
+    budget = small(tmp_path / "budget")
+    buf = Buffer(budget, "gw1")
+    await buf.open()
+    try:
+        buf.add_samples(journal(3000, 1_800_000_000.0))
+        buf.add_readings(readings(50, start=1_800_000_000.0))
+        await buf.flush()
+        seqs = await fill_with_kpis(buf)
+        assert seqs
+        dropped = buf.stats()["dropped"]
+        assert dropped.get("readings") == 50  # readings first, then the journal
+        assert dropped.get("samples", 0) > 0
+        assert count(budget.path, "kpi_records") == len(seqs)
+    finally:
+        await buf.close()

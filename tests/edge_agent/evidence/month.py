@@ -25,6 +25,7 @@ from edge_agent.evidence.chain import Chain
 from edge_agent.evidence.keys import KeyStore
 from edge_agent.kpi import KpiProfile, MachineCalculator, Sample, parse_profile
 from edge_agent.kpi.calendar import WindowKind, windows_containing
+from edge_agent.reporting.journal import journal_row
 from edge_agent.uplink.payload import envelope
 
 AGENT = "gw-evidence"
@@ -164,7 +165,7 @@ async def _run(
             await buf.publish_many(list(pending))
             pending.clear()
 
-    for sample in samples:
+    for n, sample in enumerate(samples, start=1):
         t = sample.t
         while t >= next_report:
             await report(next_report, so_far=next_report >= next_so_far)
@@ -177,7 +178,9 @@ async def _run(
                 for w in found:
                     calc.open_window(w.name, w.start, w.end)
                 ends[kind] = min((w.end for w in found), default=t + 60.0)
-        for ev in calc.add(sample):
+        events = calc.add(sample)
+        buf.add_samples([journal_row(MACHINE, n, sample)])  # the sample journal, as the agent
+        for ev in events:
             data = ev.as_dict()
             data["machine"] = MACHINE
             pending.append(

@@ -68,6 +68,10 @@ def test_export_then_verify(
         manifest = json.loads(z.read("manifest.json"))
     assert manifest["agent"] == "gw-evidence"
     assert manifest["from"] == "2026-10-31T23:00:00Z"
+    # Without a config the bundle still carries the sample journal: exact, recomputed below.
+    (samples,) = manifest["samples"].values()
+    assert (samples["source"], samples["exact"]) == ("journal", True)
+    assert samples["count"] == len(month.samples)
     key = month_evidence.keys.active()
     assert key is not None
     annex = format_fingerprint(key.public.fingerprint)

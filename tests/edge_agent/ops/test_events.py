@@ -256,7 +256,9 @@ async def telemetry_late(a: Agent, synced: list[bool]) -> None:
 async def outbox_full(a: Agent, synced: list[bool]) -> None:
     rt = a.rt
     seqs = await fill_outbox_with_kpis(rt)
-    rt.staging.stage(MessageKind.HEALTH, "t", BIG)
+    # Several pages: whatever room the refused KPI row left (it depends on the schema's
+    # page layout), this message cannot fit in it.
+    rt.staging.stage(MessageKind.HEALTH, "t", {"blob": "x" * 4 * 4096})
     assert not await rt.staging.flush()
     await rt.buffer.ack(seqs)  # the uplink delivered them: space returns
     assert await rt.staging.flush()
@@ -267,7 +269,8 @@ async def outbox_dropped(a: Agent, synced: list[bool]) -> None:
     await fill_outbox_with_kpis(rt)
     rt.staging.max_held = 2
     for i in range(3):
-        rt.staging.stage(MessageKind.TELEMETRY, "t", {"i": i, **BIG})
+        # Several pages each (see outbox_full): none fits in the room the refused KPI row left.
+        rt.staging.stage(MessageKind.TELEMETRY, "t", {"i": i, "blob": "x" * 4 * 4096})
     assert not await rt.staging.flush()
     assert rt.staging.dropped == {"telemetry": 1}
 
