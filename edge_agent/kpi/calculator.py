@@ -32,11 +32,12 @@ from edge_agent.kpi.prepare import FLAG_CLOCK_STEP, Marker, Point, corrected_tim
 from edge_agent.kpi.profile import KpiProfile, profile_hash
 from edge_agent.kpi.record import KpiRecord
 from edge_agent.kpi.sample import Sample
-from edge_agent.kpi.samplelog import PointLog, SampleLog, decode_log, encode_log
+from edge_agent.kpi.samplelog import PointLog, SampleLog, decode_log, encode_log, pack_log
 from edge_agent.kpi.timeutil import MS_PER_S
 
-STATE_VERSION = 3  # 3: the sample log as compact rows (edge_agent.kpi.samplelog)
-_READABLE_VERSIONS = (2, STATE_VERSION)
+# 3: the sample log as compact rows; 4: as one compressed block (edge_agent.kpi.samplelog)
+STATE_VERSION = 4
+_READABLE_VERSIONS = (2, 3, STATE_VERSION)
 FLAG_LATE_IGNORED = "late_data_ignored"
 _NEVER = 2**62
 _IDENTITY = ("revision", "final")
@@ -366,7 +367,7 @@ class MachineCalculator:
             "revision_horizon_s": self.revision_horizon_s,
             "base_t": self._base_t,
             "base": self._base.to_state(),
-            "log": encode_log(self._log),
+            "log": pack_log(self._log) or encode_log(self._log),
             "markers": [list(m) for m in self._markers],
             "windows": [
                 {

@@ -19,7 +19,13 @@ This module stores the same information column-wise:
   ``dt_ms`` is the time since the previous row (the first row: epoch ms), ``flags``
   bit 0 is quality bad, bits 1-2 ``synced`` (0 unknown, 1 false, 2 true), bit 3 is
   unused, and a bad sample stores zeros for its untrusted fields, as the object
-  form of state version 2 restored them. :func:`decode_log` reads both forms.
+  form of state version 2 restored them;
+* :func:`pack_log` (state version 4) writes the same columns as one zlib-compressed
+  binary block: times, fault and counters as differences to the previous sample
+  (int64), the monotonic time as the XOR of its IEEE 754 bits with the previous
+  one's; steady polling makes those small and repetitive, so a sample costs about
+  3 bytes of state instead of 39 (an 1 h horizon of 5 Hz samples: 830 KiB -> about
+  50 KiB). Every value comes back bit for bit. :func:`decode_log` reads all three forms.
 
 Nothing is dropped or rounded: results after a restore or a replay are the same
 as with plain lists. Pure code, no I/O.
@@ -27,8 +33,11 @@ as with plain lists. Pure code, no I/O.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import math
+import sys
+import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
@@ -250,12 +259,98 @@ def encode_log(samples: Iterable[Sample]) -> list[list[Any]]:
     return rows
 
 
-def decode_log(rows: Sequence[Any]) -> SampleLog:
-    """Samples from :func:`encode_log` rows, or from the object form of state version 2.
+_PACK_CODES = "qbqqqbQ"  # t, run, fault, good, total, flags, mono bits
+_DELTA = (True, False, True, True, True, False, False)
+_INT64 = 1 << 63
+
+
+def _le(column: array) -> bytes:  # type: ignore[type-arg]
+    if sys.byteorder == "big":
+        column = array(column.typecode, column)
+        column.byteswap()
+    return column.tobytes()
+
+
+def pack_log(log: SampleLog) -> dict[str, Any] | None:
+    """The log as one compressed block ``{"n": count, "z": base64}``, or None.
+
+    None when a counter does not fit the packed form (beyond int64): callers then
+    keep the rows of :func:`encode_log`.
+    """
+    cols = [c for c in log._cols if isinstance(c, array)]
+    if len(cols) != len(log._cols):
+        return None
+    n = len(cols[0])
+    parts: list[bytes] = []
+    for code, delta, col in zip(_PACK_CODES, _DELTA, cols, strict=True):
+        out: array  # type: ignore[type-arg]
+        if code == "Q":  # monotonic time: XOR of the float bits with the previous one
+            bits = array("Q")
+            bits.frombytes(col.tobytes())
+            out = array("Q", [bits[0]] if n else [])
+            out.extend(a ^ b for a, b in zip(bits[1:], bits, strict=False))
+        elif delta:
+            values = list(col)
+            diffs = [b - a for a, b in zip([0, *values], values, strict=False)]
+            if any(not -_INT64 <= d < _INT64 for d in diffs):
+                return None
+            out = array("q", diffs)
+        else:
+            out = col
+        parts.append(_le(out))
+    blob = zlib.compress(b"".join(parts), 6)
+    return {"n": n, "z": base64.b64encode(blob).decode("ascii")}
+
+
+def unpack_log(packed: dict[str, Any]) -> SampleLog:
+    """The log of :func:`pack_log`.
+
+    Raises:
+        ValueError: The block is malformed.
+    """
+    try:
+        n = int(packed["n"])
+        raw = zlib.decompress(base64.b64decode(packed["z"], validate=True))
+    except (KeyError, TypeError, ValueError, zlib.error) as exc:
+        raise ValueError(f"malformed packed sample log: {exc}") from None
+    sizes = [array(code).itemsize * n for code in _PACK_CODES]
+    if n < 0 or len(raw) != sum(sizes):
+        raise ValueError("malformed packed sample log: wrong length")
+    cols: list[Column] = []
+    pos = 0
+    for code, delta, size in zip(_PACK_CODES, _DELTA, sizes, strict=True):
+        col: array = array(code)  # type: ignore[type-arg]
+        col.frombytes(raw[pos : pos + size])
+        pos += size
+        if sys.byteorder == "big":
+            col.byteswap()
+        if code == "Q":
+            bits = array("Q", itertools.accumulate(col, lambda a, b: a ^ b))
+            col = array("d")
+            col.frombytes(bits.tobytes())
+        elif delta:
+            values = list(itertools.accumulate(col))
+            try:
+                col = array("q", values)
+            except OverflowError:
+                raise ValueError("malformed packed sample log: value out of range") from None
+        cols.append(col)
+    flags = cols[5]
+    if any(not 0 <= f <= 5 for f in flags):
+        raise ValueError("malformed packed sample log: bad flags")
+    out = SampleLog()
+    out._cols = cols
+    return out
+
+
+def decode_log(rows: Sequence[Any] | dict[str, Any]) -> SampleLog:
+    """Samples from :func:`pack_log`, :func:`encode_log` rows, or state version 2 objects.
 
     Raises:
         ValueError: A row is malformed.
     """
+    if isinstance(rows, dict):
+        return unpack_log(rows)
     out = SampleLog()
     last = 0
     for row in rows:
