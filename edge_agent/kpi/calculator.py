@@ -178,7 +178,7 @@ class MachineCalculator:
                 s for s, t, w in zip(self._log, times, waiting, strict=True) if w or t in keep
             )
         k = 0
-        fed = self._fed
+        fed = list(self._fed)  # unpacked once for the comparison (a temporary)
         while k < len(points) and k < len(fed) and points[k] == fed[k]:
             k += 1
         if k < len(points) or k < len(fed):

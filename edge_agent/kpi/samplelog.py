@@ -3,32 +3,37 @@
 :class:`~edge_agent.kpi.calculator.MachineCalculator` keeps every sample of its
 revision horizon (one hour by default), and the points it fed its sweep, so that
 a late sample can still be placed exactly. That retention is what grows after a
-start, levelling off once the horizon is full. Measured for one machine polled
-every 200 ms (18,000 samples in the horizon): as Python objects 195 bytes per
-sample plus 96 per fed point (5.3 MB per machine); as JSON objects in the state
-rewritten at every report, 117 bytes per sample (2.1 MB per machine per report).
+start, levelling off once the horizon is full (issue 22 item 9: the RSS growth of
+the first hour). Measured for one machine polled every 200 ms (18,000 samples in
+the horizon): as Python objects 195 bytes per sample plus 96 per fed point
+(5.3 MB per machine); column-wise arrays 43 + 34 bytes (1.4 MB); packed blocks,
+below, a few bytes (docs/bench-kpi.md).
 
-This module stores the same information column-wise:
+This module stores the same information column-wise and packed:
 
 * :class:`SampleLog` (a ``Sequence[Sample]``) and :class:`PointLog` (a
-  ``Sequence[Point]``) keep each field in an ``array`` (about 43 and 34 bytes per
-  entry); items are rebuilt on access, equal to what was stored (a sample's time
-  is its integer millisecond ``t_ms``, the only time the calculator reads);
-* :func:`encode_log` writes the state's log as rows
+  ``Sequence[Point]``) keep each field in an ``array``; every :data:`BLOCK`
+  entries the columns are *packed* into one zlib-compressed binary block: times,
+  fault and counters as differences to the previous entry (int64), the monotonic
+  time as the XOR of its IEEE 754 bits with the previous one's. Steady polling
+  makes those small and repetitive: a few bytes per entry instead of 43 / 34.
+  Reading the whole log (a rewind after late data, folding the horizon) unpacks
+  it for the duration of the call; appending touches only the unpacked tail.
+  Items are rebuilt on access, equal to what was stored (a sample's time is its
+  integer millisecond ``t_ms``, the only time the calculator reads). Counters
+  beyond int64 keep the log unpacked (plain lists), as before.
+* :func:`pack_log` (state version 4) writes the log as those blocks,
+  ``{"blocks": [{"n": count, "z": base64}, ...]}`` (the blocks already packed in
+  memory are reused as they are);
+* :func:`encode_log` writes the rows of state version 3,
   ``[dt_ms, run, fault, good, total, flags, mono_s]`` (about 39 bytes):
   ``dt_ms`` is the time since the previous row (the first row: epoch ms), ``flags``
   bit 0 is quality bad, bits 1-2 ``synced`` (0 unknown, 1 false, 2 true), bit 3 is
   unused, and a bad sample stores zeros for its untrusted fields, as the object
-  form of state version 2 restored them;
-* :func:`pack_log` (state version 4) writes the same columns as one zlib-compressed
-  binary block: times, fault and counters as differences to the previous sample
-  (int64), the monotonic time as the XOR of its IEEE 754 bits with the previous
-  one's; steady polling makes those small and repetitive, so a sample costs about
-  3 bytes of state instead of 39 (an 1 h horizon of 5 Hz samples: 830 KiB -> about
-  50 KiB). Every value comes back bit for bit. :func:`decode_log` reads all three forms.
+  form of state version 2 restored them. :func:`decode_log` reads all three forms.
 
-Nothing is dropped or rounded: results after a restore or a replay are the same
-as with plain lists. Pure code, no I/O.
+Nothing is dropped or rounded: every value comes back bit for bit, so results
+after a restore or a replay are the same as with plain lists. Pure code, no I/O.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import sys
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, overload
+from typing import Any, ClassVar, overload
 
 from edge_agent.kpi.prepare import Point
 from edge_agent.kpi.sample import QUALITY_BAD, QUALITY_GOOD, Sample, sample_from_json
@@ -48,8 +53,13 @@ from edge_agent.kpi.sample import QUALITY_BAD, QUALITY_GOOD, Sample, sample_from
 _SYNCED = {None: 0, False: 1, True: 2}
 _SYNCED_BACK: tuple[bool | None, ...] = (None, False, True)
 _BAD = 1
+_INT64 = 1 << 63
+
+#: Entries per packed block (the unpacked tail holds fewer than this).
+BLOCK = 1024
 
 Column = array | list  # type: ignore[type-arg]
+Block = tuple[int, bytes]  # (entries, zlib-compressed little-endian columns)
 
 
 def _compress(column: Column, mask: list[bool]) -> Column:
@@ -59,36 +69,160 @@ def _compress(column: Column, mask: list[bool]) -> Column:
     return list(kept)
 
 
-def _sample(t: int, run: int, fault: int, good: int, total: int, flags: int, mono: float) -> Sample:
-    bad = bool(flags & _BAD)
-    return Sample.at_ms(
-        t,
-        run=0 if bad else run,
-        fault=0 if bad else fault,
-        good=0 if bad else good,
-        total=0 if bad else total,
-        quality=QUALITY_BAD if bad else QUALITY_GOOD,
-        mono_s=None if math.isnan(mono) else mono,
-        synced=_SYNCED_BACK[(flags >> 1) & 3],
-    )
+def _le(column: array) -> bytes:  # type: ignore[type-arg]
+    if sys.byteorder == "big":
+        column = array(column.typecode, column)
+        column.byteswap()
+    return column.tobytes()
 
 
-class SampleLog(Sequence[Sample]):
-    """Samples in arrival order, column-wise (``append``, index, slice, iterate)."""
+def _pack(codes: str, delta: Sequence[bool], cols: Sequence[Column]) -> Block | None:
+    """One block of the columns, or None when one does not fit (a plain list)."""
+    arrays = [c for c in cols if isinstance(c, array)]
+    if len(arrays) != len(cols):
+        return None
+    n = len(arrays[0])
+    parts: list[bytes] = []
+    for code, diff, col in zip(codes, delta, arrays, strict=True):
+        out: array  # type: ignore[type-arg]
+        if code == "d":  # XOR of the float bits with the previous value's
+            bits = array("Q")
+            bits.frombytes(col.tobytes())
+            out = array("Q", bits[:1])
+            out.extend(a ^ b for a, b in zip(bits[1:], bits, strict=False))
+        elif diff:
+            diffs = [b - a for a, b in zip(itertools.chain((0,), col), col, strict=False)]
+            if any(not -_INT64 <= d < _INT64 for d in diffs):
+                return None
+            out = array("q", diffs)
+        else:
+            out = col
+        parts.append(_le(out))
+    return n, zlib.compress(b"".join(parts), 6)
 
-    __slots__ = ("_cols",)
+
+def _unpack(codes: str, delta: Sequence[bool], block: Block) -> list[array]:  # type: ignore[type-arg]
+    """The columns of one block.
+
+    Raises:
+        ValueError: The block is malformed.
+    """
+    n, blob = block
+    try:
+        raw = zlib.decompress(blob)
+    except zlib.error as exc:
+        raise ValueError(f"malformed packed log: {exc}") from None
+    sizes = [array("Q" if code == "d" else code).itemsize * n for code in codes]
+    if n < 0 or len(raw) != sum(sizes):
+        raise ValueError("malformed packed log: wrong length")
+    cols: list[array] = []  # type: ignore[type-arg]
+    pos = 0
+    for code, diff, size in zip(codes, delta, sizes, strict=True):
+        col: array = array("Q" if code == "d" else code)  # type: ignore[type-arg]
+        col.frombytes(raw[pos : pos + size])
+        pos += size
+        if sys.byteorder == "big":
+            col.byteswap()
+        if code == "d":
+            bits = array("Q", itertools.accumulate(col, lambda a, b: a ^ b))
+            col = array("d")
+            col.frombytes(bits.tobytes())
+        elif diff:
+            try:
+                col = array("q", itertools.accumulate(col))
+            except OverflowError:
+                raise ValueError("malformed packed log: value out of range") from None
+        cols.append(col)
+    return cols
+
+
+class _Packed:
+    """Columns in packed blocks plus an unpacked tail (shared by both logs)."""
+
+    __slots__ = ("_blocks", "_cols", "_packed_n")
+    CODES: ClassVar[str] = ""
+    DELTA: ClassVar[tuple[bool, ...]] = ()
+
+    def __init__(self) -> None:
+        self._blocks: list[Block] = []
+        self._packed_n = 0
+        self._cols: list[Column] = [array(code) for code in self.CODES]
+
+    def _seal(self) -> None:
+        """Pack the tail when it is full (and fits the packed form)."""
+        if len(self._cols[0]) < BLOCK:
+            return
+        block = _pack(self.CODES, self.DELTA, self._cols)
+        if block is None:
+            return
+        self._blocks.append(block)
+        self._packed_n += block[0]
+        self._cols = [array(code) for code in self.CODES]
+
+    def _columns(self) -> list[Column]:
+        """Every entry's columns, unpacked (a temporary: not kept)."""
+        if not self._blocks:
+            return self._cols
+        cols: list[Column] = [array(code) for code in self.CODES]
+        for block in self._blocks:
+            for i, col in enumerate(_unpack(self.CODES, self.DELTA, block)):
+                cols[i].extend(col)
+        for i, tail in enumerate(self._cols):
+            if isinstance(tail, list):
+                cols[i] = [*cols[i], *tail]
+            else:
+                cols[i].extend(tail)
+        return cols
+
+    def _set_columns(self, cols: list[Column]) -> None:
+        """Replace the content with these columns, packing whole blocks."""
+        self._blocks, self._packed_n = [], 0
+        n = len(cols[0])
+        start = 0
+        while n - start >= BLOCK:
+            block = _pack(self.CODES, self.DELTA, [c[start : start + BLOCK] for c in cols])
+            if block is None:
+                break
+            self._blocks.append(block)
+            self._packed_n += BLOCK
+            start += BLOCK
+        self._cols = [c[start:] for c in cols]
+
+    def blocks(self) -> list[Block]:
+        """The content as packed blocks (the tail packed on the fly).
+
+        Raises:
+            OverflowError: A value does not fit the packed form (beyond int64).
+        """
+        if not len(self._cols[0]):
+            return list(self._blocks)
+        tail = _pack(self.CODES, self.DELTA, self._cols)
+        if tail is None:
+            raise OverflowError("log does not fit the packed form")
+        return [*self._blocks, tail]
+
+    def __len__(self) -> int:
+        return self._packed_n + len(self._cols[0])
+
+    def _tail_index(self, index: int) -> int | None:
+        """The tail position of item ``index`` (None when it lies in a packed block)."""
+        n = len(self)
+        i = index + n if index < 0 else index
+        if not 0 <= i < n:
+            raise IndexError("log index out of range")
+        return i - self._packed_n if i >= self._packed_n else None
+
+
+class SampleLog(_Packed, Sequence[Sample]):
+    """Samples in arrival order, column-wise and packed (``append``, index, slice, iterate)."""
+
+    __slots__ = ()
+    # t_ms, run, fault, good, total, flags, mono (NaN when None)
+    CODES: ClassVar[str] = "qbqqqbd"
+    DELTA: ClassVar[tuple[bool, ...]] = (True, False, True, True, True, False, False)
 
     def __init__(self, samples: Iterable[Sample] = ()) -> None:
-        # t_ms, run, fault, good, total, flags, mono (NaN when None)
-        self._cols: list[Column] = [
-            array("q"),
-            array("b"),
-            array("q"),
-            array("q"),
-            array("q"),
-            array("b"),
-            array("d"),
-        ]
+        super().__init__()
         for s in samples:
             self.append(s)
 
@@ -117,17 +251,22 @@ class SampleLog(Sequence[Sample]):
             self._cols[4] = [*total, total_v]
         flags.append(flag | _SYNCED[s.synced] << 1)
         mono.append(math.nan if s.mono_s is None else s.mono_s)
+        self._seal()
+
+    @classmethod
+    def _of(cls, cols: list[Column]) -> SampleLog:
+        out = cls()
+        out._set_columns(cols)
+        return out
 
     def select(self, keep: Iterable[bool]) -> SampleLog:
         """The samples whose ``keep`` flag is true (columns filtered, no sample rebuilt)."""
         mask = list(keep)
-        out = SampleLog()
-        out._cols = [_compress(column, mask) for column in self._cols]
-        return out
+        return self._of([_compress(column, mask) for column in self._columns()])
 
     def times(self) -> list[int]:
         """Every sample's ``t_ms``, in order."""
-        return list(self._cols[0])
+        return list(self._columns()[0])
 
     def all_synced(self) -> bool:
         """Whether no sample has a monotonic time without a synchronised clock.
@@ -136,24 +275,22 @@ class SampleLog(Sequence[Sample]):
         with a monotonic time are moved), so ``times()`` are the corrected times.
         """
         unsynced = (_SYNCED[None] << 1, _SYNCED[False] << 1)
+        cols = self._columns()
         return not any(
             (flag & 6) in unsynced and not math.isnan(mono)
-            for flag, mono in zip(self._cols[5], self._cols[6], strict=True)
+            for flag, mono in zip(cols[5], cols[6], strict=True)
         )
 
     def rows(self) -> list[list[Any]]:
         """The state rows of :func:`encode_log`, straight from the columns."""
         out: list[list[Any]] = []
         last = 0
-        for t, run, fault, good, total, flags, mono in zip(*self._cols, strict=True):
+        for t, run, fault, good, total, flags, mono in zip(*self._columns(), strict=True):
             out.append(
                 [t - last, run, fault, good, total, flags, None if math.isnan(mono) else mono]
             )
             last = t
         return out
-
-    def __len__(self) -> int:
-        return len(self._cols[0])
 
     @overload
     def __getitem__(self, index: int) -> Sample: ...
@@ -163,36 +300,25 @@ class SampleLog(Sequence[Sample]):
 
     def __getitem__(self, index: int | slice) -> Sample | SampleLog:
         if isinstance(index, slice):
-            return SampleLog(self[i] for i in range(*index.indices(len(self))))
-        c = self._cols
-        return _sample(
-            c[0][index],
-            c[1][index],
-            c[2][index],
-            c[3][index],
-            c[4][index],
-            c[5][index],
-            c[6][index],
-        )
+            return self._of([c[index] for c in self._columns()])
+        i = self._tail_index(index)
+        c = self._cols if i is not None else self._columns()
+        j = i if i is not None else (index if index >= 0 else index + len(self))
+        return _sample(c[0][j], c[1][j], c[2][j], c[3][j], c[4][j], c[5][j], c[6][j])
 
     def __iter__(self) -> Iterator[Sample]:
-        return map(_sample, *self._cols)
+        return map(_sample, *self._columns())
 
 
-class PointLog(Sequence[Point]):
-    """Prepared points ``(t_ms, bad, run, fault, good, total)``, column-wise."""
+class PointLog(_Packed, Sequence[Point]):
+    """Prepared points ``(t_ms, bad, run, fault, good, total)``, column-wise and packed."""
 
-    __slots__ = ("_cols",)
+    __slots__ = ()
+    CODES: ClassVar[str] = "qbbqqq"
+    DELTA: ClassVar[tuple[bool, ...]] = (True, False, False, True, True, True)
 
     def __init__(self, points: Iterable[Point] = ()) -> None:
-        self._cols: list[Column] = [
-            array("q"),
-            array("b"),
-            array("b"),
-            array("q"),
-            array("q"),
-            array("q"),
-        ]
+        super().__init__()
         for p in points:
             self.append(p)
 
@@ -214,16 +340,19 @@ class PointLog(Sequence[Point]):
             total.append(p[5])
         except OverflowError:
             self._cols[5] = [*total, p[5]]
+        self._seal()
+
+    @classmethod
+    def _of(cls, cols: list[Column]) -> PointLog:
+        out = cls()
+        out._set_columns(cols)
+        return out
 
     def after(self, t_ms: int) -> PointLog:
         """The points with a time after ``t_ms`` (columns filtered, no point rebuilt)."""
-        out = PointLog()
-        mask = [t > t_ms for t in self._cols[0]]
-        out._cols = [_compress(column, mask) for column in self._cols]
-        return out
-
-    def __len__(self) -> int:
-        return len(self._cols[0])
+        cols = self._columns()
+        mask = [t > t_ms for t in cols[0]]
+        return self._of([_compress(column, mask) for column in cols])
 
     @overload
     def __getitem__(self, index: int) -> Point: ...
@@ -233,13 +362,61 @@ class PointLog(Sequence[Point]):
 
     def __getitem__(self, index: int | slice) -> Point | PointLog:
         if isinstance(index, slice):
-            return PointLog(self[i] for i in range(*index.indices(len(self))))
-        c = self._cols
-        return (c[0][index], bool(c[1][index]), c[2][index], c[3][index], c[4][index], c[5][index])
+            return self._of([c[index] for c in self._columns()])
+        i = self._tail_index(index)
+        c = self._cols if i is not None else self._columns()
+        j = i if i is not None else (index if index >= 0 else index + len(self))
+        return (c[0][j], bool(c[1][j]), c[2][j], c[3][j], c[4][j], c[5][j])
 
     def __iter__(self) -> Iterator[Point]:
-        c = self._cols
+        c = self._columns()
         return zip(c[0], map(bool, c[1]), c[2], c[3], c[4], c[5], strict=True)
+
+
+def _sample(t: int, run: int, fault: int, good: int, total: int, flags: int, mono: float) -> Sample:
+    bad = bool(flags & _BAD)
+    return Sample.at_ms(
+        t,
+        run=0 if bad else run,
+        fault=0 if bad else fault,
+        good=0 if bad else good,
+        total=0 if bad else total,
+        quality=QUALITY_BAD if bad else QUALITY_GOOD,
+        mono_s=None if math.isnan(mono) else mono,
+        synced=_SYNCED_BACK[(flags >> 1) & 3],
+    )
+
+
+def pack_log(log: SampleLog) -> dict[str, Any] | None:
+    """The log as packed blocks ``{"blocks": [{"n": count, "z": base64}, ...]}``, or None.
+
+    None when a value does not fit the packed form (beyond int64): callers then
+    keep the rows of :func:`encode_log`.
+    """
+    try:
+        blocks = log.blocks()
+    except OverflowError:
+        return None
+    return {"blocks": [{"n": n, "z": base64.b64encode(z).decode("ascii")} for n, z in blocks]}
+
+
+def unpack_log(packed: dict[str, Any]) -> SampleLog:
+    """The log of :func:`pack_log`.
+
+    Raises:
+        ValueError: The packed form is malformed.
+    """
+    cols: list[Column] = [array(code) for code in SampleLog.CODES]
+    try:
+        blocks = [(int(b["n"]), base64.b64decode(b["z"], validate=True)) for b in packed["blocks"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed packed sample log: {exc}") from None
+    for block in blocks:
+        for i, col in enumerate(_unpack(SampleLog.CODES, SampleLog.DELTA, block)):
+            cols[i].extend(col)
+    if any(not 0 <= f <= 5 for f in cols[5]):
+        raise ValueError("malformed packed sample log: bad flags")
+    return SampleLog._of(cols)
 
 
 def encode_log(samples: Iterable[Sample]) -> list[list[Any]]:
@@ -257,90 +434,6 @@ def encode_log(samples: Iterable[Sample]) -> list[list[Any]]:
             rows.append([t - last, s.run, s.fault, s.good, s.total, flags, s.mono_s])
         last = t
     return rows
-
-
-_PACK_CODES = "qbqqqbQ"  # t, run, fault, good, total, flags, mono bits
-_DELTA = (True, False, True, True, True, False, False)
-_INT64 = 1 << 63
-
-
-def _le(column: array) -> bytes:  # type: ignore[type-arg]
-    if sys.byteorder == "big":
-        column = array(column.typecode, column)
-        column.byteswap()
-    return column.tobytes()
-
-
-def pack_log(log: SampleLog) -> dict[str, Any] | None:
-    """The log as one compressed block ``{"n": count, "z": base64}``, or None.
-
-    None when a counter does not fit the packed form (beyond int64): callers then
-    keep the rows of :func:`encode_log`.
-    """
-    cols = [c for c in log._cols if isinstance(c, array)]
-    if len(cols) != len(log._cols):
-        return None
-    n = len(cols[0])
-    parts: list[bytes] = []
-    for code, delta, col in zip(_PACK_CODES, _DELTA, cols, strict=True):
-        out: array  # type: ignore[type-arg]
-        if code == "Q":  # monotonic time: XOR of the float bits with the previous one
-            bits = array("Q")
-            bits.frombytes(col.tobytes())
-            out = array("Q", [bits[0]] if n else [])
-            out.extend(a ^ b for a, b in zip(bits[1:], bits, strict=False))
-        elif delta:
-            values = list(col)
-            diffs = [b - a for a, b in zip([0, *values], values, strict=False)]
-            if any(not -_INT64 <= d < _INT64 for d in diffs):
-                return None
-            out = array("q", diffs)
-        else:
-            out = col
-        parts.append(_le(out))
-    blob = zlib.compress(b"".join(parts), 6)
-    return {"n": n, "z": base64.b64encode(blob).decode("ascii")}
-
-
-def unpack_log(packed: dict[str, Any]) -> SampleLog:
-    """The log of :func:`pack_log`.
-
-    Raises:
-        ValueError: The block is malformed.
-    """
-    try:
-        n = int(packed["n"])
-        raw = zlib.decompress(base64.b64decode(packed["z"], validate=True))
-    except (KeyError, TypeError, ValueError, zlib.error) as exc:
-        raise ValueError(f"malformed packed sample log: {exc}") from None
-    sizes = [array(code).itemsize * n for code in _PACK_CODES]
-    if n < 0 or len(raw) != sum(sizes):
-        raise ValueError("malformed packed sample log: wrong length")
-    cols: list[Column] = []
-    pos = 0
-    for code, delta, size in zip(_PACK_CODES, _DELTA, sizes, strict=True):
-        col: array = array(code)  # type: ignore[type-arg]
-        col.frombytes(raw[pos : pos + size])
-        pos += size
-        if sys.byteorder == "big":
-            col.byteswap()
-        if code == "Q":
-            bits = array("Q", itertools.accumulate(col, lambda a, b: a ^ b))
-            col = array("d")
-            col.frombytes(bits.tobytes())
-        elif delta:
-            values = list(itertools.accumulate(col))
-            try:
-                col = array("q", values)
-            except OverflowError:
-                raise ValueError("malformed packed sample log: value out of range") from None
-        cols.append(col)
-    flags = cols[5]
-    if any(not 0 <= f <= 5 for f in flags):
-        raise ValueError("malformed packed sample log: bad flags")
-    out = SampleLog()
-    out._cols = cols
-    return out
 
 
 def decode_log(rows: Sequence[Any] | dict[str, Any]) -> SampleLog:

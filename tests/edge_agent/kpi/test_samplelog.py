@@ -16,7 +16,14 @@ import pytest
 
 from edge_agent.kpi import KpiProfile, MachineCalculator, Sample, compute_records
 from edge_agent.kpi.sample import sample_to_json
-from edge_agent.kpi.samplelog import PointLog, SampleLog, decode_log, encode_log, pack_log
+from edge_agent.kpi.samplelog import (
+    BLOCK,
+    PointLog,
+    SampleLog,
+    decode_log,
+    encode_log,
+    pack_log,
+)
 
 T0 = 1_796_000_000.0
 PROFILE = KpiProfile(ideal_cycle_time_s=2.0, max_gap_s=10.0)
@@ -102,7 +109,8 @@ def test_retained_state_is_compact_and_levels_off_at_the_horizon() -> None:
     state_bytes, memory = sizes[-1]
     # 117 bytes per sample as JSON objects (state v2), 39 as rows (v3), packed (v4): < 8
     assert state_bytes / retained < 8
-    assert memory / retained < 150  # was about 290 bytes per retained sample
+    # about 290 bytes of RAM per retained sample as objects, 90 as arrays, packed blocks: < 40
+    assert memory / retained < 40
     assert sizes[-1][0] < 1.1 * sizes[3][0]  # levelled off
 
 
@@ -159,14 +167,43 @@ def test_packed_log_is_small_for_steady_polling() -> None:
     packed = pack_log(log)
     assert packed is not None
     size = len(json.dumps(packed))
-    assert size < 10 * len(log), size  # rows: about 39 bytes a sample
+    assert size < 12 * len(log), size  # rows: about 39; the monotonic time dominates
     assert [fields(s) for s in decode_log(packed)] == [fields(s) for s in log]
 
 
 def test_malformed_packed_log_is_refused() -> None:
     packed = pack_log(SampleLog(ODD[:2]))
     assert packed is not None
+    block = packed["blocks"][0]
     with pytest.raises(ValueError, match="wrong length"):
-        decode_log({"n": packed["n"] + 1, "z": packed["z"]})
+        decode_log({"blocks": [{"n": block["n"] + 1, "z": block["z"]}]})
     with pytest.raises(ValueError, match="malformed packed"):
-        decode_log({"n": 1, "z": "not base64!"})
+        decode_log({"blocks": [{"n": 1, "z": "not base64!"}]})
+    with pytest.raises(ValueError, match="malformed packed"):
+        decode_log({"n": 1})
+
+
+def test_logs_pack_in_blocks_and_read_back_the_same() -> None:
+    """Across block boundaries: index, slice, select, after and iteration equal plain lists."""
+    samples = [
+        Sample(t=T0 + i * 0.2, run=i % 3 != 0, good=i, total=i + i // 7, mono_s=9.5 + i * 0.2)
+        for i in range(2 * BLOCK + 100)
+    ]
+    log = SampleLog(samples)
+    assert len(log._blocks) == 2  # packed in memory
+    assert [fields(s) for s in log] == [fields(s) for s in samples]
+    assert fields(log[5]) == fields(samples[5])
+    assert fields(log[-1]) == fields(samples[-1])
+    assert [fields(s) for s in log[BLOCK - 3 : BLOCK + 3]] == [
+        fields(s) for s in samples[BLOCK - 3 : BLOCK + 3]
+    ]
+    kept = log.select(i % 2 == 0 for i in range(len(log)))
+    assert [fields(s) for s in kept] == [fields(s) for s in samples[::2]]
+    assert [fields(s) for s in decode_log(json.loads(json.dumps(pack_log(log))))] == [
+        fields(s) for s in samples
+    ]
+    points = [(i, i % 5 == 0, i % 2, i % 11, i * 3, i * 4) for i in range(2 * BLOCK + 7)]
+    plog = PointLog(points)
+    assert list(plog) == [(t, bool(b), r, f, g, n) for t, b, r, f, g, n in points]
+    assert plog[BLOCK + 1] == points[BLOCK + 1]
+    assert list(plog.after(BLOCK)) == list(plog)[BLOCK + 1 :]
