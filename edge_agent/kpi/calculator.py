@@ -352,7 +352,10 @@ class MachineCalculator:
         self._base_t, self._base = self._checkpoints[i]
         self._checkpoints = self._checkpoints[i + 1 :]
         self._fed = self._fed.after(self._base_t)
-        self._log = self._log.select(t > self._base_t for t in self._log_times())
+        if self._log.all_synced():  # times need no correction: cut by stored time
+            self._log = self._log.after(self._base_t)
+        else:
+            self._log = self._log.select(t > self._base_t for t in self._log_times())
         lowest = min((w.span.start for w in self._windows.values()), default=self._base_t)
         self._markers = [m for m in self._markers if m.hi >= lowest]
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import base64
 import itertools
 import math
+import operator
 import sys
 import zlib
 from array import array
@@ -53,13 +54,15 @@ from edge_agent.kpi.sample import QUALITY_BAD, QUALITY_GOOD, Sample, sample_from
 _SYNCED = {None: 0, False: 1, True: 2}
 _SYNCED_BACK: tuple[bool | None, ...] = (None, False, True)
 _BAD = 1
-_INT64 = 1 << 63
 
 #: Entries per packed block (the unpacked tail holds fewer than this).
 BLOCK = 1024
 
 Column = array | list  # type: ignore[type-arg]
-Block = tuple[int, bytes]  # (entries, zlib-compressed little-endian columns)
+# (entries, zlib-compressed little-endian columns, first time, last time, clean): blocks
+# can be dropped or kept whole by time without unpacking; "clean" is a per-log property
+# (SampleLog: no sample needs clock correction).
+Block = tuple[int, bytes, int, int, bool]
 
 
 def _compress(column: Column, mask: list[bool]) -> Column:
@@ -76,10 +79,10 @@ def _le(column: array) -> bytes:  # type: ignore[type-arg]
     return column.tobytes()
 
 
-def _pack(codes: str, delta: Sequence[bool], cols: Sequence[Column]) -> Block | None:
+def _pack(codes: str, delta: Sequence[bool], cols: Sequence[Column], clean: bool) -> Block | None:
     """One block of the columns, or None when one does not fit (a plain list)."""
     arrays = [c for c in cols if isinstance(c, array)]
-    if len(arrays) != len(cols):
+    if len(arrays) != len(cols) or not len(arrays[0]):
         return None
     n = len(arrays[0])
     parts: list[bytes] = []
@@ -91,14 +94,15 @@ def _pack(codes: str, delta: Sequence[bool], cols: Sequence[Column]) -> Block | 
             out = array("Q", bits[:1])
             out.extend(a ^ b for a, b in zip(bits[1:], bits, strict=False))
         elif diff:
-            diffs = [b - a for a, b in zip(itertools.chain((0,), col), col, strict=False)]
-            if any(not -_INT64 <= d < _INT64 for d in diffs):
+            try:
+                out = array("q", map(operator.sub, col, itertools.chain((0,), col)))
+            except OverflowError:
                 return None
-            out = array("q", diffs)
         else:
             out = col
         parts.append(_le(out))
-    return n, zlib.compress(b"".join(parts), 6)
+    times = arrays[0]
+    return n, zlib.compress(b"".join(parts), 6), min(times), max(times), clean
 
 
 def _unpack(codes: str, delta: Sequence[bool], block: Block) -> list[array]:  # type: ignore[type-arg]
@@ -107,7 +111,7 @@ def _unpack(codes: str, delta: Sequence[bool], block: Block) -> list[array]:  # 
     Raises:
         ValueError: The block is malformed.
     """
-    n, blob = block
+    n, blob = block[0], block[1]
     try:
         raw = zlib.decompress(blob)
     except zlib.error as exc:
@@ -148,11 +152,18 @@ class _Packed:
         self._packed_n = 0
         self._cols: list[Column] = [array(code) for code in self.CODES]
 
+    def _clean(self, cols: Sequence[Column]) -> bool:
+        """The block property of these columns (see :data:`Block`)."""
+        return True
+
+    def _block(self, cols: Sequence[Column]) -> Block | None:
+        return _pack(self.CODES, self.DELTA, cols, self._clean(cols))
+
     def _seal(self) -> None:
         """Pack the tail when it is full (and fits the packed form)."""
         if len(self._cols[0]) < BLOCK:
             return
-        block = _pack(self.CODES, self.DELTA, self._cols)
+        block = self._block(self._cols)
         if block is None:
             return
         self._blocks.append(block)
@@ -180,7 +191,7 @@ class _Packed:
         n = len(cols[0])
         start = 0
         while n - start >= BLOCK:
-            block = _pack(self.CODES, self.DELTA, [c[start : start + BLOCK] for c in cols])
+            block = self._block([c[start : start + BLOCK] for c in cols])
             if block is None:
                 break
             self._blocks.append(block)
@@ -196,13 +207,34 @@ class _Packed:
         """
         if not len(self._cols[0]):
             return list(self._blocks)
-        tail = _pack(self.CODES, self.DELTA, self._cols)
+        tail = self._block(self._cols)
         if tail is None:
             raise OverflowError("log does not fit the packed form")
         return [*self._blocks, tail]
 
     def __len__(self) -> int:
         return self._packed_n + len(self._cols[0])
+
+    def _cut(self, source: _Packed, t_ms: int) -> None:
+        """Become ``source`` without the entries at or before ``t_ms``.
+
+        Whole blocks are kept or dropped by their time range without unpacking;
+        only a block straddling ``t_ms`` is unpacked, filtered and packed again.
+        """
+        blocks: list[Block] = []
+        for block in source._blocks:
+            if block[2] > t_ms:
+                blocks.append(block)
+            elif block[3] > t_ms:
+                cols = _unpack(self.CODES, self.DELTA, block)
+                mask = [t > t_ms for t in cols[0]]
+                part = self._block([_compress(c, mask) for c in cols])
+                if part is not None:
+                    blocks.append(part)
+        self._blocks = blocks
+        self._packed_n = sum(b[0] for b in blocks)
+        mask = [t > t_ms for t in source._cols[0]]
+        self._cols = [_compress(c, mask) for c in source._cols]
 
     def _tail_index(self, index: int) -> int | None:
         """The tail position of item ``index`` (None when it lies in a packed block)."""
@@ -259,6 +291,19 @@ class SampleLog(_Packed, Sequence[Sample]):
         out._set_columns(cols)
         return out
 
+    def _clean(self, cols: Sequence[Column]) -> bool:
+        unsynced = (_SYNCED[None] << 1, _SYNCED[False] << 1)
+        return not any(
+            (flag & 6) in unsynced and not math.isnan(mono)
+            for flag, mono in zip(cols[5], cols[6], strict=True)
+        )
+
+    def after(self, t_ms: int) -> SampleLog:
+        """The samples with ``t_ms`` after this one (their stored time), in order."""
+        out = SampleLog()
+        out._cut(self, t_ms)
+        return out
+
     def select(self, keep: Iterable[bool]) -> SampleLog:
         """The samples whose ``keep`` flag is true (columns filtered, no sample rebuilt)."""
         mask = list(keep)
@@ -274,12 +319,7 @@ class SampleLog(_Packed, Sequence[Sample]):
         Then clock correction leaves every time as it is (only unsynchronised samples
         with a monotonic time are moved), so ``times()`` are the corrected times.
         """
-        unsynced = (_SYNCED[None] << 1, _SYNCED[False] << 1)
-        cols = self._columns()
-        return not any(
-            (flag & 6) in unsynced and not math.isnan(mono)
-            for flag, mono in zip(cols[5], cols[6], strict=True)
-        )
+        return all(block[4] for block in self._blocks) and self._clean(self._cols)
 
     def rows(self) -> list[list[Any]]:
         """The state rows of :func:`encode_log`, straight from the columns."""
@@ -349,10 +389,10 @@ class PointLog(_Packed, Sequence[Point]):
         return out
 
     def after(self, t_ms: int) -> PointLog:
-        """The points with a time after ``t_ms`` (columns filtered, no point rebuilt)."""
-        cols = self._columns()
-        mask = [t > t_ms for t in cols[0]]
-        return self._of([_compress(column, mask) for column in cols])
+        """The points with a time after ``t_ms`` (whole blocks kept or dropped by time)."""
+        out = PointLog()
+        out._cut(self, t_ms)
+        return out
 
     @overload
     def __getitem__(self, index: int) -> Point: ...
@@ -397,7 +437,7 @@ def pack_log(log: SampleLog) -> dict[str, Any] | None:
         blocks = log.blocks()
     except OverflowError:
         return None
-    return {"blocks": [{"n": n, "z": base64.b64encode(z).decode("ascii")} for n, z in blocks]}
+    return {"blocks": [{"n": b[0], "z": base64.b64encode(b[1]).decode("ascii")} for b in blocks]}
 
 
 def unpack_log(packed: dict[str, Any]) -> SampleLog:
@@ -408,7 +448,10 @@ def unpack_log(packed: dict[str, Any]) -> SampleLog:
     """
     cols: list[Column] = [array(code) for code in SampleLog.CODES]
     try:
-        blocks = [(int(b["n"]), base64.b64decode(b["z"], validate=True)) for b in packed["blocks"]]
+        blocks = [
+            (int(b["n"]), base64.b64decode(b["z"], validate=True), 0, 0, False)
+            for b in packed["blocks"]
+        ]
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed packed sample log: {exc}") from None
     for block in blocks:

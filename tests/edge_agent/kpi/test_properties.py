@@ -10,7 +10,14 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.kpi import KpiProfile, MachineCalculator, Sample, aggregate, compute_records
+from edge_agent.kpi import (
+    KpiProfile,
+    MachineCalculator,
+    Sample,
+    aggregate,
+    compute_records,
+    samplelog,
+)
 from edge_agent.kpi.profile import UtcInterval
 
 T0 = 1_715_580_000  # 2024-05-13T06:00:00Z
@@ -216,3 +223,17 @@ def test_bounded_lateness_with_small_horizon_equals_batch(
         got.pop("revision")
         doc.pop("revision")
         assert got == doc
+
+
+@SETTINGS
+@given(scenarios(), st.randoms(use_true_random=False), st.integers(0, 40))
+def test_packed_blocks_change_nothing(case: Any, rnd: random.Random, split: int) -> None:
+    """With tiny packed blocks (rewinds, folds and restores across them) streaming = batch."""
+    saved = samplelog.BLOCK
+    samplelog.BLOCK = 3
+    try:
+        test_bounded_lateness_with_small_horizon_equals_batch.hypothesis.inner_test(  # type: ignore[attr-defined]
+            case, rnd, split
+        )
+    finally:
+        samplelog.BLOCK = saved
