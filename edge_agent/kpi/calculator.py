@@ -219,8 +219,9 @@ class MachineCalculator:
             sweep.flag(marker)
         self._sweep = sweep
         self._fed = PointLog(points)
-        # Every final window after t_from may have changed: let revisions() look.
-        self._changed |= {n for n, w in self._windows.items() if w.span.end > t_from}
+        # Every final window after t_from may have changed: let revisions() look. A
+        # window ending AT t_from too: a count observed at t belongs to start < t <= end.
+        self._changed |= {n for n, w in self._windows.items() if w.span.end >= t_from}
 
     # -- windows ----------------------------------------------------------------
     def open_window(self, name: str, start: float, end: float) -> None:

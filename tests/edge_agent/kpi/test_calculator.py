@@ -129,6 +129,35 @@ def test_revision_only_when_result_changes() -> None:
     assert calc.revisions() == []
 
 
+def test_late_sample_at_a_final_window_end_revises_that_window() -> None:
+    """A late count observed exactly at a window's end belongs to it (start < t <= end).
+
+    The rewind marked only windows ending after the late sample's time as changed, so
+    the window ending at it kept its final record: the streaming result differed from
+    batch (seen as the flaky out_of_plan counts of
+    test_properties.py::test_bounded_lateness_with_small_horizon_equals_batch).
+    """
+    t0 = 1_715_580_000
+    profile = KpiProfile(ideal_cycle_time_s=1.0, max_gap_s=3600)  # nothing planned
+    windows = [("w0", t0, t0 + 100), ("w1", t0 + 100, t0 + 200)]
+    samples = [
+        Sample(t=t0 + 10, run=1, good=0, total=0),
+        Sample(t=t0 + 150, run=1, good=10, total=10),
+        Sample(t=t0 + 100, run=1, good=5, total=5),  # late, at w0's end
+    ]
+    calc = MachineCalculator(profile, allowed_lateness_s=0)
+    for w in windows:
+        calc.open_window(*w)
+    latest = {}
+    for s in samples:
+        calc.add(s)
+        for rec in calc.close_due(t0 + 150) + calc.revisions():
+            latest[rec.name] = rec
+    want = compute_records(profile, samples, windows)
+    assert latest["w0"].revision == 1
+    assert latest["w0"].out_of_plan_total_count == want["w0"].out_of_plan_total_count == 5
+
+
 def test_so_far_record_cut_at_now() -> None:
     """``record(name, now=...)`` covers [start, now) only and is not final."""
     vector = next(v for v in VECTORS if v["name"].startswith("V01"))
