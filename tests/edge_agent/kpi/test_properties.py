@@ -72,7 +72,14 @@ def scenarios(draw: st.DrawFn) -> tuple[KpiProfile, list[Sample], list[tuple[str
         run = draw(st.integers(0, 1))
         fault = 0 if draw(st.booleans()) else draw(st.sampled_from([7, 150, 205]))
         samples.append(Sample(t=t, run=run, fault=fault, good=good, total=total))
-    cuts = sorted(set(draw(st.lists(st.integers(1, SPAN - 1), max_size=4))))
+    cuts = draw(st.lists(st.integers(1, SPAN - 1), max_size=4))
+    if samples and draw(st.booleans()):
+        # A window bound exactly at a sample's time (counts: start < t <= end); random
+        # cuts hit one only rarely, which made a calculator bug look like a flaky test.
+        at = draw(st.sampled_from(samples)).t - T0
+        if 1 <= at <= SPAN - 1:
+            cuts.append(at)
+    cuts = sorted(set(cuts))
     bounds = [0, *cuts, SPAN]
     windows = [
         (f"w{i}", float(T0 + a), float(T0 + b))
