@@ -112,6 +112,8 @@ class MachineCalculator:
         self._changed: set[str] = set()
         self._newest = -_NEVER
         self._prev: Sample | None = None
+        # Latest end of a final window (an upper bound: forgetting one leaves it as is).
+        self._final_hi = -_NEVER
 
     # -- input ------------------------------------------------------------------
     def add(self, sample: Sample) -> list[StopEvent]:
@@ -139,6 +141,14 @@ class MachineCalculator:
                 self._markers.append(marker)
                 self._sweep.flag(marker)
         point = _point(s)
+        if self._sweep.started and self._sweep.prev_t <= self._final_hi:
+            # In order but not after every final window: the hold since the previous
+            # point and a count at t (start < t <= end) may change one (watermark closed
+            # it before this sample arrived); let revisions() look.
+            since = self._sweep.prev_t
+            self._changed |= {
+                n for n, w in self._windows.items() if w.final and w.span.end >= since
+            }
         self._sweep.feed((point,))
         self._fed.append(point)
         last = self._checkpoints[-1][0] if self._checkpoints else self._base_t
@@ -313,6 +323,7 @@ class MachineCalculator:
             if not win.final and win.span.end + late <= wm:
                 rec = self._snapshot(name).with_meta(final=True, revision=0)
                 win.final, win.published = True, rec.as_dict()
+                self._final_hi = max(self._final_hi, win.span.end)
                 out.append(rec)
         keep = round(self.keep_final_s * MS_PER_S)
         for name in [
@@ -417,6 +428,8 @@ class MachineCalculator:
                 final=w["final"],
                 published=w["published"],
             )
+            if w["final"]:
+                calc._final_hi = max(calc._final_hi, w["end_ms"])
         calc._tracker.restore(state["tracker"])
         calc._newest = max([calc._base_t, *(s.t_ms for s in calc._log)])
         if calc._log:

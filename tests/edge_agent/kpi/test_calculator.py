@@ -158,6 +158,34 @@ def test_late_sample_at_a_final_window_end_revises_that_window() -> None:
     assert latest["w0"].out_of_plan_total_count == want["w0"].out_of_plan_total_count == 5
 
 
+def test_in_order_sample_before_a_final_window_end_revises_it() -> None:
+    """A sample arriving in order after the wall clock closed its window revises it.
+
+    The runtime closes windows by the wall clock; such a sample took the fast path and
+    changed the window's accumulators without a revision.
+    """
+    t0 = 1_715_580_000
+    profile = KpiProfile(ideal_cycle_time_s=1.0, max_gap_s=3600)
+    window = ("w0", t0, t0 + 100)
+    samples = [
+        Sample(t=t0 + 10, run=1, good=0, total=0),
+        Sample(t=t0 + 50, run=1, good=3, total=3),
+    ]
+    calc = MachineCalculator(profile, allowed_lateness_s=0)
+    calc.open_window(*window)
+    for s in samples:
+        calc.add(s)
+    (final,) = calc.close_due(t0 + 150)  # the wall clock passed the window's end
+    assert final.out_of_plan_total_count == 3
+    delayed = Sample(t=t0 + 90, run=1, good=8, total=8)
+    calc.add(delayed)
+    (rev,) = calc.revisions()
+    want = compute_records(profile, [*samples, delayed], [window])["w0"]
+    assert rev.revision == 1
+    assert rev.out_of_plan_total_count == want.out_of_plan_total_count == 8
+    assert calc.revisions() == []
+
+
 def test_so_far_record_cut_at_now() -> None:
     """``record(name, now=...)`` covers [start, now) only and is not final."""
     vector = next(v for v in VECTORS if v["name"].startswith("V01"))
