@@ -24,6 +24,7 @@ from edge_agent.kpi.engine import evaluate
 from edge_agent.kpi.prepare import prepare
 from edge_agent.kpi.profile import Shift
 from edge_agent.kpi.replay import to_spans
+from edge_agent.kpi.samplelog import decode_log
 
 PROFILE = KpiProfile(
     ideal_cycle_time_s=1.8,
@@ -133,8 +134,9 @@ def bench_live(hours: int = 24) -> None:
     c0 = time.process_time()
     state = json.dumps(calc.to_state())
     c1 = time.process_time()
+    kept = len(decode_log(calc.to_state()["log"]))
     print(
-        f"  to_state: {len(state) / 1024:.0f} KiB JSON, {len(calc.to_state()['log'])} samples kept "
+        f"  to_state: {len(state) / 1024:.0f} KiB JSON, {kept} samples kept "
         f"(revision horizon {calc.revision_horizon_s:.0f} s), {1e3 * (c1 - c0):.1f} ms CPU"
     )
 

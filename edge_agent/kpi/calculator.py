@@ -32,11 +32,12 @@ from edge_agent.kpi.prepare import FLAG_CLOCK_STEP, Marker, Point, corrected_tim
 from edge_agent.kpi.profile import KpiProfile, profile_hash
 from edge_agent.kpi.record import KpiRecord
 from edge_agent.kpi.sample import Sample
-from edge_agent.kpi.samplelog import PointLog, SampleLog, decode_log, encode_log
+from edge_agent.kpi.samplelog import PointLog, SampleLog, decode_log, encode_log, pack_log
 from edge_agent.kpi.timeutil import MS_PER_S
 
-STATE_VERSION = 3  # 3: the sample log as compact rows (edge_agent.kpi.samplelog)
-_READABLE_VERSIONS = (2, STATE_VERSION)
+# 3: the sample log as compact rows; 4: as one compressed block (edge_agent.kpi.samplelog)
+STATE_VERSION = 4
+_READABLE_VERSIONS = (2, 3, STATE_VERSION)
 FLAG_LATE_IGNORED = "late_data_ignored"
 _NEVER = 2**62
 _IDENTITY = ("revision", "final")
@@ -111,6 +112,8 @@ class MachineCalculator:
         self._changed: set[str] = set()
         self._newest = -_NEVER
         self._prev: Sample | None = None
+        # Latest end of a final window (an upper bound: forgetting one leaves it as is).
+        self._final_hi = -_NEVER
 
     # -- input ------------------------------------------------------------------
     def add(self, sample: Sample) -> list[StopEvent]:
@@ -138,6 +141,14 @@ class MachineCalculator:
                 self._markers.append(marker)
                 self._sweep.flag(marker)
         point = _point(s)
+        if self._sweep.started and self._sweep.prev_t <= self._final_hi:
+            # In order but not after every final window: the hold since the previous
+            # point and a count at t (start < t <= end) may change one (watermark closed
+            # it before this sample arrived); let revisions() look.
+            since = self._sweep.prev_t
+            self._changed |= {
+                n for n, w in self._windows.items() if w.final and w.span.end >= since
+            }
         self._sweep.feed((point,))
         self._fed.append(point)
         last = self._checkpoints[-1][0] if self._checkpoints else self._base_t
@@ -177,7 +188,7 @@ class MachineCalculator:
                 s for s, t, w in zip(self._log, times, waiting, strict=True) if w or t in keep
             )
         k = 0
-        fed = self._fed
+        fed = list(self._fed)  # unpacked once for the comparison (a temporary)
         while k < len(points) and k < len(fed) and points[k] == fed[k]:
             k += 1
         if k < len(points) or k < len(fed):
@@ -218,8 +229,9 @@ class MachineCalculator:
             sweep.flag(marker)
         self._sweep = sweep
         self._fed = PointLog(points)
-        # Every final window after t_from may have changed: let revisions() look.
-        self._changed |= {n for n, w in self._windows.items() if w.span.end > t_from}
+        # Every final window after t_from may have changed: let revisions() look. A
+        # window ending AT t_from too: a count observed at t belongs to start < t <= end.
+        self._changed |= {n for n, w in self._windows.items() if w.span.end >= t_from}
 
     # -- windows ----------------------------------------------------------------
     def open_window(self, name: str, start: float, end: float) -> None:
@@ -325,6 +337,7 @@ class MachineCalculator:
             if not win.final and win.span.end + late <= wm:
                 rec = self._snapshot(name).with_meta(final=True, revision=0)
                 win.final, win.published = True, rec.as_dict()
+                self._final_hi = max(self._final_hi, win.span.end)
                 out.append(rec)
         keep = round(self.keep_final_s * MS_PER_S)
         for name in [
@@ -365,7 +378,10 @@ class MachineCalculator:
         self._base_t, self._base = self._checkpoints[i]
         self._checkpoints = self._checkpoints[i + 1 :]
         self._fed = self._fed.after(self._base_t)
-        self._log = self._log.select(t > self._base_t for t in self._log_times())
+        if self._log.all_synced():  # times need no correction: cut by stored time
+            self._log = self._log.after(self._base_t)
+        else:
+            self._log = self._log.select(t > self._base_t for t in self._log_times())
         lowest = min((w.span.start for w in self._windows.values()), default=self._base_t)
         self._markers = [m for m in self._markers if m.hi >= lowest]
 
@@ -380,7 +396,7 @@ class MachineCalculator:
             "revision_horizon_s": self.revision_horizon_s,
             "base_t": self._base_t,
             "base": self._base.to_state(),
-            "log": encode_log(self._log),
+            "log": pack_log(self._log) or encode_log(self._log),
             "markers": [list(m) for m in self._markers],
             "windows": [
                 {
@@ -426,6 +442,8 @@ class MachineCalculator:
                 final=w["final"],
                 published=w["published"],
             )
+            if w["final"]:
+                calc._final_hi = max(calc._final_hi, w["end_ms"])
         calc._tracker.restore(state["tracker"])
         calc._newest = max([calc._base_t, *(s.t_ms for s in calc._log)])
         if calc._log:
