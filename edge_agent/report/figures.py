@@ -18,6 +18,8 @@ from typing import Any
 from edge_agent.report.load import iso_to_s
 from edge_agent.report.model import MachineData
 
+#: Attribution of stops without a fault code.
+UNATTRIBUTED = "not attributed"
 #: What a missing figure shows (an en dash).
 NONE = "\u2013"
 
@@ -44,11 +46,11 @@ def fmt_ratio(value: Any) -> str:
 
 
 def fmt_seconds(value: Any) -> str:
-    """Seconds as published (millisecond precision): 1800.0 -> ``1,800 s``."""
+    """Seconds exactly as published: 1800.0 -> ``1,800 s``, 3.9645 -> ``3.9645 s``."""
     if not isinstance(value, int | float):
         return NONE
-    text = f"{value:,.3f}".rstrip("0").rstrip(".")
-    return f"{text} s"
+    text = f"{value:,}"  # the shortest text that reads back as the same float
+    return f"{text.removesuffix('.0')} s"
 
 
 def fmt_duration(value: Any) -> str:
@@ -137,7 +139,13 @@ def customer_codes(profile: Mapping[str, Any] | None) -> list[tuple[int, int]]:
 
 
 def attribution(code: int, profile: Mapping[str, Any] | None) -> str:
-    """``customer`` when the code is in the profile's customer list, else ``provider``."""
+    """``customer`` when the code is in the profile's customer list, else ``provider``.
+
+    Stops without a fault code are neither's (the record counts them in neither
+    ``downtime_customer_s`` nor ``downtime_provider_s``).
+    """
+    if code == 0:
+        return UNATTRIBUTED
     return "customer" if any(lo <= code <= hi for lo, hi in customer_codes(profile)) else "provider"
 
 
@@ -367,7 +375,7 @@ def stop_rows(machine: MachineData) -> list[StopRow]:
                 duration_s=float(stop.get("duration_s") or 0.0),
                 cls=str(stop.get("class") or ""),
                 fault=fault_label(code, machine.fault_names),
-                attribution=attribution(code, machine.profile) if code else NONE,
+                attribution=attribution(code, machine.profile),
                 acknowledged_after_s=None if ack is None else ack - begin,
                 arrived_after_s=None if arrived is None else arrived - begin,
             )

@@ -22,7 +22,7 @@ from edge_agent.report.model import MachineData, ReportData
 CSS = """
 *{box-sizing:border-box}
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1b1b;
-margin:0;background:#f4f5f7}
+margin:0;background:#f4f5f7;overflow-wrap:anywhere}
 main{max-width:1100px;margin:0 auto;padding:12px}
 header,section.machine,section.contracts{background:#fff;border-radius:6px;padding:12px 16px;
 margin:0 0 14px;box-shadow:0 1px 2px rgba(0,0,0,.12)}
@@ -191,7 +191,8 @@ def _contracts(statuses: Sequence[Mapping[str, Any]]) -> str:
                 first = False
         coverage = format_value(status.get("data_coverage"), "ratio")
         rows.append(
-            f'<tr><td class="l note" colspan="9">{escape(name)} {escape(period)}: data coverage '
+            f'<tr data-contract="{escape(name)}"><td class="l note" colspan="9">'
+            f"{escape(name)} {escape(period)}: data coverage "
             f"{escape(coverage)}, status at {escape(str(status.get('at', '')))}, contract hash "
             f"<code>{escape(str(status.get('contract_hash', ''))[:16])}…</code></td></tr>"
         )

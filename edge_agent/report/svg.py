@@ -116,7 +116,9 @@ def pareto(rows: Sequence[ParetoRow], machine: str) -> str:
     for i, row in enumerate(rows):
         y = top + i * row_h
         w = max(row.seconds / longest * bar_w, 1.0)
-        color = CUSTOMER_COLOR if row.attribution == "customer" else PROVIDER_COLOR
+        color = {"customer": CUSTOMER_COLOR, "provider": PROVIDER_COLOR}.get(
+            row.attribution, COLORS[IDLE]
+        )
         tip = (
             f"{row.label}: {fmt_seconds(row.seconds)} in {row.count} stop(s), "
             f"{row.attribution}; cumulative {row.cumulative * 100:.1f} %"
@@ -128,7 +130,8 @@ def pareto(rows: Sequence[ParetoRow], machine: str) -> str:
             f'width="{_num(w)}" height="{_num(row_h - 8)}" fill="{color}">'
             f"<title>{escape(tip)}</title></rect>"
             f'<text x="{_num(label_w + bar_w + 8)}" y="{_num(y + 17)}" font-size="14" '
-            f'fill="#222">{escape(fmt_duration(row.seconds))} · {row.count} stops · '
+            f'fill="#222">{escape(fmt_duration(row.seconds))} · {row.count} '
+            f"stop{'' if row.count == 1 else 's'} · "
             f"{row.cumulative * 100:.0f} %</text>"
         )
     parts.append("</svg>")
