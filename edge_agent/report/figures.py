@@ -98,8 +98,9 @@ def table_records(records: Sequence[Mapping[str, Any]], start: float, end: float
 def headline(records: Sequence[Mapping[str, Any]], start: float, end: float) -> Any:
     """The record the period's figures come from: the widest window inside the range.
 
-    When no window lies inside the range, the narrowest one around it, else the widest
-    one overlapping it. Never a recomputation: the report names the window it shows.
+    When no window lies inside the range, the narrowest one around it, else the
+    narrowest one overlapping it (a "so far" window ends when it was computed). Never a
+    recomputation: the report names the window it shows.
     """
 
     def span(r: Mapping[str, Any]) -> float:
@@ -123,7 +124,8 @@ def headline(records: Sequence[Mapping[str, Any]], start: float, end: float) -> 
     around = [r for r in records if covers(r)]
     if around:  # a range shorter than any window: the narrowest window around it
         return min(around, key=lambda r: (span(r), not r.get("final")))
-    return max(records, key=rank) if records else None
+    # A "so far" record ends at its computation time: the narrowest window overlapping.
+    return min(records, key=lambda r: (span(r), not r.get("final"))) if records else None
 
 
 def customer_codes(profile: Mapping[str, Any] | None) -> list[tuple[int, int]]:

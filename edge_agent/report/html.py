@@ -17,6 +17,7 @@ from typing import Any
 
 from edge_agent.contracts.text import format_budget, format_value
 from edge_agent.report import figures, svg
+from edge_agent.report.load import iso_to_s
 from edge_agent.report.model import MachineData, ReportData
 
 CSS = """
@@ -210,6 +211,14 @@ def _machine(data: ReportData, m: MachineData) -> str:
     parts = [f'<section class="machine" id="machine-{escape(m.name)}"><h2>{escape(m.name)}</h2>']
     if head is not None:
         state = "final" if head.get("final") else "so far"
+        a, b = iso_to_s(head.get("start")), iso_to_s(head.get("end"))
+        partial = (
+            '<p class="note">The period figures are this window\'s record; it does not span '
+            "the whole range (no KPI window of the agent does): see the KPI table for the "
+            "other windows.</p>"
+            if a is not None and b is not None and (a > data.start + 1 or b < data.end - 60)
+            else ""
+        )
         flags = " · flags: " + escape(", ".join(head["flags"])) if head.get("flags") else ""
         parts.append(
             f'<p class="meta">Period figures: window <b class="headline" data-machine="'
@@ -217,7 +226,7 @@ def _machine(data: ReportData, m: MachineData) -> str:
             f"{head.get('revision')}, {escape(str(head.get('start')))} to "
             f"{escape(str(head.get('end')))}) · profile "
             f"<code>{escape(str(head.get('profile_hash', ''))[:16])}…</code>"
-            f"{flags}</p>"
+            f"{flags}</p>{partial}"
         )
         parts.append(
             '<div class="cards">'

@@ -419,24 +419,29 @@ def _read_lines(path: Path, col: _Collector) -> list[Any]:
     from edge_agent.evidence.bundle import read_capture
 
     envelopes = False
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                raise ValueError(f"{path} line {number}: not JSON") from None
-            if not isinstance(doc, dict):
-                continue
-            if "record_key" in doc and isinstance(doc.get("data"), dict):  # export summaries
-                col.add_record(doc["data"])
-            elif "machine" in doc and isinstance(doc.get("data"), dict) and "start" in doc:
-                col.add_interval(doc["machine"], doc["data"])  # export intervals
-            elif doc.get("kind") == "stop" and isinstance(doc.get("detail"), dict):
-                col.add_stop(doc["detail"])  # export events
-            else:
-                envelopes = True
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{path}: neither an evidence bundle (ZIP) nor JSON lines (not UTF-8 text)"
+        ) from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            raise ValueError(f"{path} line {number}: not JSON") from None
+        if not isinstance(doc, dict):
+            continue
+        if "record_key" in doc and isinstance(doc.get("data"), dict):  # export summaries
+            col.add_record(doc["data"])
+        elif "machine" in doc and isinstance(doc.get("data"), dict) and "start" in doc:
+            col.add_interval(doc["machine"], doc["data"])  # export intervals
+        elif doc.get("kind") == "stop" and isinstance(doc.get("detail"), dict):
+            col.add_stop(doc["detail"])  # export events
+        else:
+            envelopes = True
     if not envelopes:
         return []
     evidence = read_capture(path)

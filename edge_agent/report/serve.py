@@ -63,7 +63,7 @@ class ReportHandler(BaseHTTPRequestHandler):
         try:
             page = self.server.render(start, end, query.get("machine"), query.get("contract"))
         except Exception as exc:
-            log.warning("report page failed: %s", exc)
+            log.warning("Report page failed: %s", exc)
             self.send_error(HTTPStatus.INTERNAL_SERVER_ERROR, "the report could not be rendered")
             return
         raw = page.encode("utf-8")
