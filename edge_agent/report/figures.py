@@ -200,7 +200,25 @@ def timeline(machine: MachineData, start: float, end: float, now: float) -> list
         cursor = max(cursor, b)
     if cursor < end:
         out.append(Segment(cursor, end, UNKNOWN, "unknown (no data)"))
-    return _with_exclusions(out, machine.profile, start, end)
+    return _merged(_with_exclusions(out, machine.profile, start, end))
+
+
+def _merged(segments: list[Segment]) -> list[Segment]:
+    """Adjacent segments of the same category and fault as one (fewer shapes, same picture)."""
+    out: list[Segment] = []
+    for seg in segments:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and last.category == seg.category
+            and last.fault == seg.fault
+            and last.label == seg.label
+            and abs(last.end - seg.start) < 1e-6
+        ):
+            out[-1] = Segment(last.start, seg.end, seg.category, seg.label, seg.fault)
+        else:
+            out.append(seg)
+    return out
 
 
 def _classify(machine: MachineData, iv: Mapping[str, Any], a: float, b: float) -> Segment:

@@ -14,6 +14,7 @@ Each page is opened in Debian's Chromium through chromedriver (selenium) and mus
   record's field, and the number printed, read back, equals it too; the Pareto's
   seconds equal the record's ``downtime_by_code``; the stop list is the stop events;
 * say the evidence chain verified;
+* print to PDF (each machine starts a page);
 * fit a phone's width without sideways scrolling of the page.
 
 A laptop-size and a phone-size screenshot of each page are kept in the test's
@@ -22,7 +23,9 @@ temporary directory; their PNG dimensions and size are checked.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import shutil
 import sqlite3
 import struct
@@ -207,7 +210,13 @@ def _check_page(
     assert driver.find_elements(By.CSS_SELECTOR, "tr[data-contract]")
     verdict = driver.find_element(By.ID, "verification").text
     assert verdict.startswith("Evidence chain: VERIFIED"), verdict
-    # 4. Screenshots: laptop, then phone (no sideways scrolling of the page itself).
+    # 4. Printable: Chromium prints it to PDF, each machine on its own page.
+    from selenium.webdriver.common.print_page_options import PrintOptions
+
+    pdf = base64.b64decode(driver.print_page(PrintOptions()))
+    assert pdf.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) >= 3  # header+contracts, m1, m2
+    # 5. Screenshots: laptop, then phone (no sideways scrolling of the page itself).
     laptop = shots / f"{page.stem}-laptop.png"
     assert driver.save_screenshot(str(laptop))
     driver.set_window_size(*PHONE)
