@@ -10,6 +10,7 @@ performance, x quality).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -170,13 +171,20 @@ class Segment:
     fault: int = 0
 
 
-def _stop_at(stops: Sequence[Mapping[str, Any]], at: float) -> Mapping[str, Any] | None:
-    for stop in stops:
-        begin = float(stop.get("start") or 0.0)
+class _StopIndex:
+    """The stop event under an instant, by binary search (stops are in start order)."""
+
+    def __init__(self, stops: Sequence[Mapping[str, Any]]) -> None:
+        self.stops = sorted(stops, key=lambda s: float(s.get("start") or 0.0))
+        self.starts = [float(s.get("start") or 0.0) for s in self.stops]
+
+    def at(self, instant: float) -> Mapping[str, Any] | None:
+        i = bisect.bisect_right(self.starts, instant + 1e-3) - 1
+        if i < 0:
+            return None
+        stop = self.stops[i]
         finish = stop.get("end")
-        if begin - 1e-3 <= at and (finish is None or at < float(finish)):
-            return stop
-    return None
+        return stop if finish is None or instant < float(finish) else None
 
 
 def timeline(machine: MachineData, start: float, end: float, now: float) -> list[Segment]:
@@ -188,6 +196,7 @@ def timeline(machine: MachineData, start: float, end: float, now: float) -> list
     """
     out: list[Segment] = []
     cursor = start
+    index = _StopIndex(machine.stops)
     for iv in machine.intervals:
         a = max(start, float(iv["start"]))
         raw_end = iv.get("end")
@@ -196,7 +205,7 @@ def timeline(machine: MachineData, start: float, end: float, now: float) -> list
             continue
         if a > cursor:
             out.append(Segment(cursor, a, UNKNOWN, "unknown (no data)"))
-        out.append(_classify(machine, iv, a, b))
+        out.append(_classify(machine, index, iv, a, b))
         cursor = max(cursor, b)
     if cursor < end:
         out.append(Segment(cursor, end, UNKNOWN, "unknown (no data)"))
@@ -221,14 +230,16 @@ def _merged(segments: list[Segment]) -> list[Segment]:
     return out
 
 
-def _classify(machine: MachineData, iv: Mapping[str, Any], a: float, b: float) -> Segment:
+def _classify(
+    machine: MachineData, index: _StopIndex, iv: Mapping[str, Any], a: float, b: float
+) -> Segment:
     state = iv.get("state")
     fault = int(iv.get("fault") or 0)
     if state == "running":
         return Segment(a, b, RUNNING, "running")
     if state != "stopped":
         return Segment(a, b, UNKNOWN, "unknown (no data)")
-    stop = _stop_at(machine.stops, float(iv["start"]))
+    stop = index.at(float(iv["start"]))
     cls = stop.get("class") if stop else None
     code = int((stop or {}).get("fault") or fault)
     if cls == "micro":

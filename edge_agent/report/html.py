@@ -37,7 +37,7 @@ h3{font-size:1.05em;margin:1em 0 .3em}
 .card{border:1px solid #dde;border-radius:4px;padding:6px 8px}
 .card .k{font-size:.8em;color:#555}.card .v{font-size:1.2em;font-weight:600}
 .chart{width:100%;height:auto;display:block}
-svg.timeline{height:64px}
+svg.timeline{height:64px}svg.timeline.days{height:auto}
 .legend{display:flex;flex-wrap:wrap;gap:4px 14px;font-size:.88em;margin:4px 0}
 .legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}
 .scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}

@@ -65,7 +65,12 @@ def segment_color(seg: Segment, codes: Sequence[int]) -> str:
 
 
 def timeline(segments: Sequence[Segment], start: float, end: float, machine: str) -> str:
-    """A horizontal bar over ``[start, end)``, one rectangle per segment, with time ticks."""
+    """A horizontal bar over ``[start, end)``, one rectangle per segment, with time ticks.
+
+    Ranges over :data:`DAY_ROWS_FROM_S` are drawn by :func:`timeline_days` instead.
+    """
+    if end - start > DAY_ROWS_FROM_S:
+        return timeline_days(segments, start, end, machine)
     span = max(end - start, 1e-9)
     codes = [s.fault for s in segments if s.category == BREAKDOWN]
     parts = [
@@ -75,16 +80,8 @@ def timeline(segments: Sequence[Segment], start: float, end: float, machine: str
     ]
     for seg in segments:
         x = (seg.start - start) / span * WIDTH
-        w = max((seg.end - seg.start) / span * WIDTH, 0.4)
-        tip = (
-            f"{seg.label}: {fmt_time(seg.start)} to {fmt_time(seg.end)} "
-            f"({fmt_duration(seg.end - seg.start)})"
-        )
-        parts.append(
-            f'<rect class="seg" data-category="{escape(seg.category)}" x="{_num(x)}" y="2" '
-            f'width="{_num(w)}" height="36" fill="{segment_color(seg, codes)}">'
-            f"<title>{escape(tip)}</title></rect>"
-        )
+        w = (seg.end - seg.start) / span * WIDTH
+        parts.append(_seg_rect(seg, seg.start, seg.end, x, w, 2.0, 36.0, codes))
     ticks = 4
     for i in range(ticks + 1):
         x = i / ticks * WIDTH
@@ -94,6 +91,66 @@ def timeline(segments: Sequence[Segment], start: float, end: float, machine: str
         parts.append(
             f'<text x="{_num(x)}" y="58" font-size="11" text-anchor="{anchor}" '
             f'fill="#333">{escape(label)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+#: Ranges longer than this are drawn one row per day (a month in one bar is a blur).
+DAY_ROWS_FROM_S = 2 * 86_400.0
+DAY_S = 86_400.0
+
+
+def _seg_rect(seg: Segment, a: float, b: float, x: float, w: float, y: float, h: float,
+              codes: Sequence[int]) -> str:  # fmt: skip
+    tip = f"{seg.label}: {fmt_time(a)} to {fmt_time(b)} ({fmt_duration(b - a)})"
+    return (
+        f'<rect class="seg" data-category="{escape(seg.category)}" x="{_num(x)}" y="{_num(y)}" '
+        f'width="{_num(max(w, 0.4))}" height="{_num(h)}" fill="{segment_color(seg, codes)}">'
+        f"<title>{escape(tip)}</title></rect>"
+    )
+
+
+def timeline_days(segments: Sequence[Segment], start: float, end: float, machine: str) -> str:
+    """One row per 24 h from ``start``: time of day across, days down.
+
+    A month of cycles stays readable (midnight UTC rows for a report from a date).
+    """
+    rows = max(1, int((end - start + DAY_S - 1) // DAY_S))
+    codes = [s.fault for s in segments if s.category == BREAKDOWN]
+    label_w, row_h, gap, top = 110.0, 14.0, 4.0, 4.0
+    bar_w = WIDTH - label_w
+    height = top + rows * (row_h + gap) + 22
+    parts = [
+        f'<svg class="chart timeline days" data-machine="{escape(machine)}" '
+        f'viewBox="0 0 1000 {_num(height)}" role="img" xmlns="http://www.w3.org/2000/svg" '
+        f'aria-label="state timeline of {escape(machine)}, one row per day">'
+    ]
+    index = 0
+    for row in range(rows):
+        r0, r1 = start + row * DAY_S, min(start + (row + 1) * DAY_S, end)
+        y = top + row * (row_h + gap)
+        parts.append(
+            f'<text x="0" y="{_num(y + row_h - 2)}" font-size="12" fill="#333">'
+            f"{escape(fmt_time(r0)[:10])}</text>"
+        )
+        while index < len(segments) and segments[index].end <= r0:
+            index += 1
+        j = index
+        while j < len(segments) and segments[j].start < r1:
+            seg = segments[j]
+            a, b = max(seg.start, r0), min(seg.end, r1)
+            if b > a:
+                x = label_w + (a - r0) / DAY_S * bar_w
+                parts.append(_seg_rect(seg, a, b, x, (b - a) / DAY_S * bar_w, y, row_h, codes))
+            j += 1
+    y = top + rows * (row_h + gap) + 14
+    for hour in (0, 6, 12, 18, 24):
+        x = label_w + hour / 24 * bar_w
+        anchor = "start" if hour == 0 else "end" if hour == 24 else "middle"
+        parts.append(
+            f'<text x="{_num(x)}" y="{_num(y)}" font-size="11" text-anchor="{anchor}" '
+            f'fill="#333">+{hour:02d}:00</text>'
         )
     parts.append("</svg>")
     return "".join(parts)

@@ -91,3 +91,22 @@ def test_timeline_pareto_waterfall_and_stops_from_a_buffer(tmp_path: Path) -> No
     assert 'data-field="availability" data-value="0.7">70 %<' in page
     assert "<script" not in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_long_ranges_draw_one_timeline_row_per_day() -> None:
+    from edge_agent.report import svg
+
+    day = 86_400.0
+    segments = [
+        figures.Segment(T0, T0 + 1.5 * day, figures.RUNNING, "running"),
+        figures.Segment(T0 + 1.5 * day, T0 + 3 * day, figures.BREAKDOWN, "breakdown: 17", 17),
+    ]
+    short = svg.timeline(segments[:1], T0, T0 + day, "m")
+    assert "days" not in short
+    assert short.count('class="seg"') == 1
+    long = svg.timeline(segments, T0, T0 + 3 * day, "m")
+    assert 'class="chart timeline days"' in long
+    assert [d in long for d in ("2026-12-04", "2026-12-05", "2026-12-06")] == [True] * 3
+    # Each segment is cut at the day rows: running 1.5 days, breakdown 1.5 days -> 4 pieces.
+    assert long.count('data-category="running"') == 2
+    assert long.count('data-category="breakdown"') == 2
