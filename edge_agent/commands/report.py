@@ -64,7 +64,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "  edge-agent report --from 2026-11-01 --to 2026-12-01 -o november.html\n"
         "  edge-agent report agent.toml --from 2026-11-26 --to 2026-11-27 --machine press1 "
         "-o press1.html\n"
-        "  edge-agent report --bundle nov.zip --key 'SHA256:3f2a ...' -o november.html",
+        "  edge-agent report --bundle nov.zip --key 'SHA256:3f2a ...' -o november.html\n"
+        "  edge-agent report --bundle nov.zip agent.toml -o november.html   # + fault names",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _source_arguments(p)
@@ -211,6 +212,13 @@ def _from_bundle(args: argparse.Namespace, start: float | None, end: float | Non
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
     trust = _trust(args.key) if args.key else None
+    given = config_path(args, default=None)
+    names: dict[str, dict[int, str]] = {}
+    if given is not None:  # only for the fault names: the figures are the bundle's
+        from edge_agent.config import load_config
+        from edge_agent.report.load import fault_names_of
+
+        names = fault_names_of(load_config(given))
     return from_files(
         list(args.bundle),
         start=start,
@@ -219,6 +227,7 @@ def _from_bundle(args: argparse.Namespace, start: float | None, end: float | Non
         contract=args.contract,
         trusted_keys=list(trust.keys) if trust else None,
         trusted_fingerprints=set(trust.fingerprints) if trust else None,
+        fault_names=names,
     )
 
 

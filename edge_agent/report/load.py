@@ -166,7 +166,9 @@ class _Collector:
                 if isinstance(entry, dict) and isinstance(entry.get("profile"), dict):
                     self.profiles[name] = {**entry["profile"], "hash": entry.get("profile_hash")}
 
-    def result(self, *, title: str, source: str, fault_names: Mapping[str, Any]) -> ReportData:
+    def result(
+        self, *, title: str, source: str, fault_names: Mapping[str, Mapping[int, str]]
+    ) -> ReportData:
         data = ReportData(
             title=title, source=source, start=self.start, end=self.end, agent=self.agent
         )
@@ -187,7 +189,8 @@ class _Collector:
         return data
 
 
-def _fault_names(config: Any) -> dict[str, dict[int, str]]:
+def fault_names_of(config: Any) -> dict[str, dict[int, str]]:
+    """Each machine's fault code -> name table of an ``AgentConfig`` (None: none)."""
     if config is None:
         return {}
     return {name: dict(m.fault_names) for name, m in config.machines.items()}
@@ -242,7 +245,7 @@ def from_buffer(
         # The "so far" status is not chained: the agent's latest is in status.json.
         _status_contracts(col, state_dir)
     data = col.result(
-        title="Period report", source=f"buffer {db}", fault_names=_fault_names(config)
+        title="Period report", source=f"buffer {db}", fault_names=fault_names_of(config)
     )
     if config is not None:
         data.agent = data.agent or config.agent.id
@@ -340,6 +343,7 @@ def from_files(
     contract: str | None = None,
     trusted_keys: list[bytes] | None = None,
     trusted_fingerprints: set[str] | None = None,
+    fault_names: Mapping[str, Mapping[int, str]] | None = None,
 ) -> ReportData:
     """The report from evidence bundles, MQTT captures or ``export --format jsonl`` files.
 
@@ -382,7 +386,9 @@ def from_files(
         end = max(b for _, b in spans) if end is None else end
     _narrow(col, start, end)
     data = col.result(
-        title="Period report", source=", ".join(str(p) for p in paths), fault_names={}
+        title="Period report",
+        source=", ".join(str(p) for p in paths),
+        fault_names=fault_names or {},
     )
     signed = [e for e in evidences if e.entries]
     if not signed:
