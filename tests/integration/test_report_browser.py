@@ -148,7 +148,7 @@ def _check_page(
     records: dict[tuple[str, str], dict[str, Any]],
     stops: dict[str, dict[str, Any]],
     *,
-    contract_terms: bool,
+    contract_terms: dict[str, Any] | None,
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -203,9 +203,13 @@ def _check_page(
     for event_id, row in listed.items():
         cell = row.find_element(By.CSS_SELECTOR, "td[data-field=duration_s]")
         assert json.loads(cell.get_attribute("data-value")) == stops[event_id]["duration_s"]
-    if contract_terms:  # the live status (status.json); a bundle has closed periods only
+    if contract_terms is not None:  # the live status (status.json); a bundle: closed periods
         terms = driver.find_elements(By.CSS_SELECTOR, 'tr[data-contract="line1"][data-term]')
-        assert {t.get_attribute("data-term") for t in terms} == {"availability", "repair"}
+        assert {t.get_attribute("data-term") for t in terms} == set(contract_terms)
+        for row in terms:
+            cell = row.find_element(By.CSS_SELECTOR, "td[data-field=so_far]")
+            shown = json.loads(cell.get_attribute("data-value"))
+            assert shown == contract_terms[row.get_attribute("data-term")]
     assert driver.find_elements(By.CSS_SELECTOR, "tr[data-contract]")
     verdict = driver.find_element(By.ID, "verification").text
     assert verdict.startswith("Evidence chain: VERIFIED"), verdict
@@ -254,6 +258,8 @@ async def test_report_pages_in_headless_chromium(tmp_path: Path, mosquitto: Any)
     assert ">code 17</text>" in alone.read_text(encoding="utf-8")
     stops = _buffer_stops(run.db, run.start, run.end)
     assert {s["machine"] for s in stops.values()} == {"m1", "m2"}
+    status = json.loads((run.state / "status.json").read_text(encoding="utf-8"))
+    terms = {t["term"]: t["so_far"] for t in status["contracts"]["line1"]["terms"]}
     shots = tmp_path / "screenshots"
     shots.mkdir()
     driver = _driver()
@@ -264,7 +270,7 @@ async def test_report_pages_in_headless_chromium(tmp_path: Path, mosquitto: Any)
             shots,
             _buffer_records(run.db, final_only=False),
             stops,
-            contract_terms=True,
+            contract_terms=terms,
         )
         # The bundle carries the chained (final) records only: the page shows those.
         _check_page(
@@ -273,7 +279,7 @@ async def test_report_pages_in_headless_chromium(tmp_path: Path, mosquitto: Any)
             shots,
             _buffer_records(run.db, final_only=True),
             stops,
-            contract_terms=False,
+            contract_terms=None,
         )
     finally:
         driver.quit()
