@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _from_bundle(args: argparse.Namespace, start: float | None, end: float | None) -> Any:
     from edge_agent.commands.verify import _trust
-    from edge_agent.report.load import from_files
+    from edge_agent.report.files import from_files
 
     for path in args.bundle:
         if not path.is_file():
@@ -216,7 +216,7 @@ def _from_bundle(args: argparse.Namespace, start: float | None, end: float | Non
     names: dict[str, dict[int, str]] = {}
     if given is not None:  # only for the fault names: the figures are the bundle's
         from edge_agent.config import load_config
-        from edge_agent.report.load import fault_names_of
+        from edge_agent.report.records import fault_names_of
 
         names = fault_names_of(load_config(given))
     return from_files(

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from edge_agent.report.load import iso_to_s
 from edge_agent.report.model import MachineData
+from edge_agent.report.records import iso_to_s
 
 #: Attribution of stops without a fault code.
 UNATTRIBUTED = "not attributed"

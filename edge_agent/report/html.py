@@ -17,8 +17,8 @@ from typing import Any
 
 from edge_agent.contracts.text import format_budget, format_value
 from edge_agent.report import figures, svg
-from edge_agent.report.load import iso_to_s
 from edge_agent.report.model import MachineData, ReportData
+from edge_agent.report.records import iso_to_s
 
 CSS = """
 *{box-sizing:border-box}

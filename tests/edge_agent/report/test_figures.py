@@ -7,7 +7,8 @@ from pathlib import Path
 
 from edge_agent.report import figures
 from edge_agent.report.html import render
-from edge_agent.report.load import from_buffer, latest_records
+from edge_agent.report.load import from_buffer
+from edge_agent.report.records import latest_records
 from tests.edge_agent.report.support import RECORD, T0, make_buffer
 
 
