@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 3
 BENCH ?=
 
-.PHONY: demo test soak lint bench clean venv system-deps wheel-check readme
+.PHONY: demo test soak lint bench clean venv system-deps wheel-check readme report-screenshot
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,6 +48,11 @@ wheel-check: venv
 
 readme: venv
 	$(BIN)/python scripts/build_readme.py
+
+## docs/img/report.png (the README's report picture): runs the demo ~45 s, renders its
+## report, headless Chromium takes the screenshot (docs/report.md).
+report-screenshot: venv system-deps
+	$(BIN)/python scripts/report_screenshot.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis .bench

@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "status",
     "replay",
     "contract",
+    "report",
     "export",
     "evidence",
     "verify",

@@ -117,3 +117,21 @@ def test_first_plc_walkthrough_config_is_valid() -> None:
         config = load_config(path)
         assert preflight(config, environment=False) == []
     assert set(config.machines) == {"press1"}
+
+
+def test_readme_shows_the_generated_report_screenshot() -> None:
+    """The README's report picture is docs/img/report.png, a real screenshot of a sane size.
+
+    It is made by `make report-screenshot` (scripts/report_screenshot.py), not by hand.
+    """
+    import struct
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "](docs/img/report.png)" in text
+    png = (ROOT / "docs" / "img" / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (1000, 1500)
+    assert 30_000 < len(png) < 400_000, len(png)
+    assert "report-screenshot:" in (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "report_screenshot.py" in (ROOT / "docs" / "report.md").read_text(encoding="utf-8")

@@ -33,6 +33,9 @@ from edge_agent.contracts.text import render as render_contract
 _SOURCE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
 _PACKAGED_CONFIG = Path(__file__).resolve().parents[1] / "data" / "demo.toml"
 DEMO_CONFIG = _SOURCE_CONFIG if _SOURCE_CONFIG.exists() else _PACKAGED_CONFIG
+#: Where the demo's report goes without --report / --state-dir (the temporary state
+#: directory is deleted at the end): the current directory.
+DEFAULT_REPORT = Path("edge-demo-report.html")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,6 +59,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--state-dir", default=None, help="keep the demo's buffer here (default: a temp dir)"
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the run's HTML report here at the end (default: <state dir>/report.html "
+        f"with --state-dir, else {DEFAULT_REPORT})",
     )
     p.set_defaults(func=_demo)
 
@@ -204,10 +215,35 @@ async def _run_demo(args: argparse.Namespace) -> int:
                 view.loop_stop()
                 view.disconnect()
             print(_render(rt, counter, broker.kind, started, machines=last_rows))
+            report = args.report or (
+                state_dir / "report.html" if args.state_dir else DEFAULT_REPORT
+            )
+            await asyncio.to_thread(_write_report, config, started, report)
             return EXIT_OK if code == 0 else EXIT_FAILURE
     finally:
         if state_ctx is not None:
             state_ctx.cleanup()
+
+
+def _write_report(config: Any, started: float, path: Path) -> None:
+    """The run's period report (``edge-agent report``) as one HTML file; prints its path."""
+    from edge_agent.report.html import render
+    from edge_agent.report.load import from_buffer
+
+    data = from_buffer(
+        config.storage.path,
+        start=float(int(started)),
+        end=time.time(),
+        state_dir=config.agent.state_dir,
+        config=config,
+    )
+    data.title = "edge-agent demo report"
+    try:
+        path.write_text(render(data), encoding="utf-8")
+    except OSError as exc:
+        print(f"could not write the report: {exc}", file=sys.stderr)
+        return
+    print(f"\nreport written: {path.resolve()} (open it in a browser)", flush=True)
 
 
 def _patched(template: dict[str, Any], modbus_port: int, mqtt_port: int, state_dir: Path) -> str:

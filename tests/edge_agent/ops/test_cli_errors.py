@@ -181,6 +181,36 @@ CASES: list[tuple[str, Callable[[dict[str, Path]], list[str]], int, str]] = [
         "x.csv",
     ),
     (
+        "report missing db",
+        lambda f: ["report", "--db", str(f["missing"]), *WINDOW[:4], "-o", str(f["dir"] / "r")],
+        1,
+        "no buffer database",
+    ),
+    (
+        "report not a buffer",
+        lambda f: ["report", "--db", str(f["binary"]), *WINDOW[:4], "-o", str(f["dir"] / "r")],
+        1,
+        "reading the buffer failed",
+    ),
+    (
+        "report without a range",
+        lambda f: ["report", "--db", str(f["db"]), "-o", str(f["dir"] / "r.html")],
+        2,
+        "--from and --to are required",
+    ),
+    (
+        "report missing bundle",
+        lambda f: ["report", "--bundle", str(f["missing"]), "-o", str(f["dir"] / "r.html")],
+        2,
+        "missing.toml: no such file",
+    ),
+    (
+        "report bundle not a bundle",
+        lambda f: ["report", "--bundle", str(f["binary"]), "-o", str(f["dir"] / "r.html")],
+        1,
+        "binary.toml",
+    ),
+    (
         "replay missing profile",
         lambda f: [
             "replay",

@@ -75,7 +75,10 @@ def test_check_config_takes_several_files_either_way() -> None:
 
 @pytest.mark.integration
 def test_demo_speaks_plainly_to_the_end(tmp_path: Path) -> None:
-    """`edge-agent demo` ends with the uplink in words (never 'uplink backlog: None')."""
+    """`edge-agent demo` ends with the uplink in words, then the path of its report.
+
+    Never 'uplink backlog: None'; the report (issue 17) is written to the current directory.
+    """
     root = Path(__file__).resolve().parents[3]
     proc = subprocess.run(
         [sys.executable, "-m", "edge_agent", "demo", "--duration", "3", "--plain"],
@@ -88,6 +91,11 @@ def test_demo_speaks_plainly_to_the_end(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "None" not in proc.stdout
-    last = proc.stdout.rstrip().splitlines()[-1]
-    assert last.startswith("uplink: agent stopped; devices up: 3/3"), last
+    *_, uplink, _blank, last = proc.stdout.rstrip().splitlines()
+    assert uplink.startswith("uplink: agent stopped; devices up: 3/3"), uplink
+    # It ends with the run's report written (issue 17), in the current directory.
+    report = tmp_path / "edge-demo-report.html"
+    assert last == f"report written: {report} (open it in a browser)", last
+    page = report.read_text(encoding="utf-8")
+    assert page.count('class="chart timeline"') == 3
     assert "connected, " in proc.stdout  # while running: 'connected, N messages waiting'
