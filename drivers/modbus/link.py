@@ -551,8 +551,12 @@ class ModbusLink:
         # Reading.__new__'s Python frame.
         new, good = _tuple_new, _GOOD
         tags = block.tags
+        decode_all = block.decode_all
         try:
-            values = [pt.decode(words, pt.offset) for pt in tags]
+            if decode_all is not None:
+                values = decode_all(words)  # the whole block in one struct call
+            else:
+                values = [pt.decode(words, pt.offset) for pt in tags]
         except DecodeError:
             pass  # at least one tag does not decode: tag by tag below
         else:
