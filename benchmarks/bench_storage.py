@@ -83,7 +83,13 @@ def measure(
                 seqs = outbox.insert(
                     con,
                     [
-                        outbox.NewMessage("telemetry", outbox.Priority.LOW, "t", text, second)
+                        outbox.NewMessage(
+                            kind="telemetry",
+                            priority=outbox.Priority.LOW,
+                            topic="edge/bench/telemetry/d",
+                            data=text,
+                            created=float(second),
+                        )
                         for text in texts
                     ],
                 )
