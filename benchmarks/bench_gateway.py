@@ -152,6 +152,18 @@ def _vm_hwm_bytes(pid: int) -> int:
     return 0
 
 
+def write_bytes(pid: int) -> int:
+    """``write_bytes`` of ``/proc/<pid>/io``, summed over all the process's threads.
+
+    The bytes the process caused to be sent to the storage layer: page-cache pages it
+    dirtied, counted once per dirtying (file-system metadata and journal not included).
+    """
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no write_bytes in /proc/{pid}/io")
+
+
 def _requests(stats_path: Path) -> int:
     return _server_stats(stats_path)[0]
 
@@ -263,6 +275,7 @@ def _config(
     publish: str,
     interval_s: float,
     payload: str = "json",
+    storage: dict[str, int | str] | None = None,
 ) -> str:
     lines = [
         "[agent]",
@@ -279,6 +292,10 @@ def _config(
     ]
     if payload == "sparkplug_b":
         lines += ["[mqtt.sparkplug]", 'group_id = "bench"', ""]
+    if storage:
+        lines += ["[storage]"]
+        lines += [f"{k} = {json.dumps(v)}" for k, v in storage.items()]
+        lines += [""]
     lines += [
         "[telemetry]",
         f"interval_s = {interval_s}",
@@ -316,6 +333,8 @@ class GatewayResult:
     requests_per_poll: float
     lag_s: float
     payload: str = "json"
+    disk_bytes_per_value: float = 0.0
+    disk_mb_per_s: float = 0.0
 
     @property
     def expected_per_s(self) -> int:
@@ -331,12 +350,16 @@ def run_gateway(
     publish: str = "every",
     interval_s: float = 1.0,
     payload: str = "json",
+    storage: dict[str, int | str] | None = None,
 ) -> GatewayResult:
     """Run one load-generator + agent + broker + subscriber measurement.
 
     With ``publish = "none"`` nothing is forwarded: the CPU figure is then per
     *polled* value, the baseline cost of polling and buffering. ``interval_s``
     is the telemetry publish interval (values per message = R x interval_s).
+    ``storage`` sets keys of the agent's ``[storage]`` section (default: none set).
+    Disk bytes per value = growth of the agent's ``/proc/<pid>/io`` ``write_bytes``
+    over the window / values polled in it (:func:`write_bytes`).
     """
     import psutil  # type: ignore[import-untyped,unused-ignore]
 
@@ -387,6 +410,7 @@ def run_gateway(
                     publish,
                     interval_s,
                     payload,
+                    storage,
                 )
             )
             log = (work / "agent.log").open("wb")
@@ -414,6 +438,7 @@ def run_gateway(
                 time.sleep(0.1)
             time.sleep(seconds / 2)  # warm-up
             cpu0 = sum(ps.cpu_times()[:2])
+            written0 = write_bytes(agent.pid)
             (req0, s0), t0 = _server_stats(stats), time.monotonic()
             wall0 = time.time()
             rss_max = 0
@@ -422,6 +447,7 @@ def run_gateway(
                 rss_max = max(rss_max, ps.memory_info().rss)
                 time.sleep(0.5)
             cpu1 = sum(ps.cpu_times()[:2])
+            written = write_bytes(agent.pid) - written0
             _, newest = counter.snapshot()
             (req1, s1), t1 = _server_stats(stats), time.monotonic()
             wall1 = time.time()
@@ -452,6 +478,8 @@ def run_gateway(
                 requests_per_poll=(req1 - req0) / (devices * max(s1 - s0, 1e-9)),
                 lag_s=lag,
                 payload=payload,
+                disk_bytes_per_value=written / max(polled, 1),
+                disk_mb_per_s=written / max(elapsed, 1e-9) / 1e6,
             )
         finally:
             if counter is not None:
@@ -522,15 +550,14 @@ def main() -> None:
         "telemetry interval 'int. s'), private mosquitto, paho subscriber counting values; "
         f"warm-up {seconds / 2:.0f} s, window {seconds:.0f} s; CPU = agent user+system "
         '(psutil) / values received (publish = "none": / values polled); peak RSS = VmHWM; '
-        "lag = now - newest received sample time"
+        "lag = now - newest received sample time; disk B/value = agent's /proc/<pid>/io "
+        "write_bytes over the window / values polled"
     )
-    print(
-        f"  {'D x R':>9} {'publish':>7} {'int. s':>6} {'expected/s':>10} {'received/s':>10} "
-        f"{'CPU us/value':>12} {'RSS MB':>7} {'peak MB':>7} {'req/poll':>8} {'lag s':>6}"
-    )
+    print(_HEADER)
     big_d, big_r = SIZES[-1]
     runs = [(d, r, "every", 1.0, "json") for d, r in SIZES]
-    runs += [(big_d, big_r, "every", 5.0, "json"), (big_d, big_r, "none", 1.0, "json")]
+    runs += [(big_d, big_r, "every", 5.0, "json"), (big_d, big_r, "change", 1.0, "json")]
+    runs += [(big_d, big_r, "none", 1.0, "json")]
     runs += [(big_d, big_r, "every", 1.0, "sparkplug_b")]
     for devices, registers, publish, interval_s, payload in runs:
         try:
@@ -545,15 +572,59 @@ def main() -> None:
         except Exception as exc:  # report the size and go on with the others
             print(f"  {devices:>4} x {registers:<3} {publish:>7} {payload} FAILED: {exc}")
             continue
-        expected = r.expected_per_s if publish != "none" else 0
-        lag = f"{r.lag_s:>6.2f}" if r.received_per_s else f"{'-':>6}"
-        print(
-            f"  {devices:>4} x {registers:<3} {publish:>7} {interval_s:>6.0f} {expected:>10} "
-            f"{r.received_per_s:>10.0f} {r.cpu_us_per_value:>12.2f} {r.rss_mb:>7.1f} "
-            f"{r.peak_rss_mb:>7.1f} {r.requests_per_poll:>8.2f} {lag}"
-            + ("  (Sparkplug B)" if payload == "sparkplug_b" else ""),
-            flush=True,
-        )
+        print(_row(r) + ("  (Sparkplug B)" if payload == "sparkplug_b" else ""), flush=True)
+
+
+_HEADER = (
+    f"  {'D x R':>9} {'publish':>7} {'int. s':>6} {'expected/s':>10} {'received/s':>10} "
+    f"{'CPU us/value':>12} {'RSS MB':>7} {'peak MB':>7} {'req/poll':>8} {'lag s':>6} "
+    f"{'disk B/value':>12} {'disk MB/s':>9}"
+)
+
+
+def _row(r: GatewayResult) -> str:
+    expected = r.expected_per_s if r.publish != "none" else 0
+    lag = f"{r.lag_s:>6.2f}" if r.received_per_s else f"{'-':>6}"
+    return (
+        f"  {r.devices:>4} x {r.registers:<3} {r.publish:>7} {r.interval_s:>6.0f} {expected:>10} "
+        f"{r.received_per_s:>10.0f} {r.cpu_us_per_value:>12.2f} {r.rss_mb:>7.1f} "
+        f"{r.peak_rss_mb:>7.1f} {r.requests_per_poll:>8.2f} {lag} "
+        f"{r.disk_bytes_per_value:>12.1f} {r.disk_mb_per_s:>9.2f}"
+    )
+
+
+#: ``[storage]`` variants of :func:`disk` (issue 20): today's defaults, then readings
+#: committed once a second instead of every ``flush_rows`` = 1000 rows (80 ms at this load),
+#: then the same with ``outbox_sync = "normal"`` (weaker: for comparison only).
+DISK_VARIANTS: tuple[tuple[str, dict[str, int | str]], ...] = (
+    ("defaults", {}),
+    ("flush 1 s", {"flush_interval_ms": 1000, "flush_rows": 20000}),
+    (
+        "flush 1 s + outbox normal",
+        {"flush_interval_ms": 1000, "flush_rows": 20000, "outbox_sync": "normal"},
+    ),
+)
+
+
+def disk(devices: int = 100, registers: int = 125) -> None:
+    """Disk bytes written per polled value: publish every / change / none, then storage variants."""
+    seconds = float(os.environ.get("EDGE_BENCH_SECONDS", "12"))
+    print(
+        f"gateway disk writes: {devices} x {registers}, 1 s poll and telemetry interval, "
+        f"window {seconds:.0f} s; disk B/value = agent's /proc/<pid>/io write_bytes over the "
+        "window / values polled; load = os.getloadavg() before the run"
+    )
+    print(f"{'storage':>26} {'load 1/5/15':>15}" + _HEADER)
+    runs = [(p, name, st) for p in ("every", "change", "none") for name, st in DISK_VARIANTS[:1]]
+    runs += [("every", name, st) for name, st in DISK_VARIANTS[1:]]
+    for publish, name, storage in runs:
+        load = "/".join(f"{v:.2f}" for v in os.getloadavg())
+        try:
+            r = run_gateway(devices, registers, seconds, publish=publish, storage=storage)
+        except Exception as exc:
+            print(f"{name:>26} {load:>15} {publish} FAILED: {exc}", flush=True)
+            continue
+        print(f"{name:>26} {load:>15}" + _row(r), flush=True)
 
 
 def ab(rounds: int = 3, devices: int = 100, registers: int = 125) -> None:
@@ -589,5 +660,7 @@ if __name__ == "__main__":
         _serve(int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
     elif len(sys.argv) == 2 and sys.argv[1] == "ab":
         ab()
+    elif len(sys.argv) == 2 and sys.argv[1] == "disk":
+        disk()
     else:
         main()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from benchmarks.bench_gateway import count_values
@@ -42,3 +45,34 @@ def test_sparkplug_counter_counts_every_metric_of_a_real_ddata() -> None:
     assert newest == pytest.approx(1001.02)
     assert seconds == {999: 1, 1000: 2}
     assert count_sparkplug("spBv1.0/bench/DBIRTH/bench-gw/d0", raw) == (0, 0.0, {})
+
+
+def test_write_bytes_counts_what_this_process_writes_to_disk(tmp_path: Path) -> None:
+    """/proc/<pid>/io write_bytes grows by at least the bytes a process writes and syncs."""
+    from benchmarks.bench_gateway import write_bytes
+
+    before = write_bytes(os.getpid())
+    data = os.urandom(1 << 20)
+    with (tmp_path / "blob").open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    grown = write_bytes(os.getpid()) - before
+    if grown == 0 and Path("/proc/mounts").read_text().find(" /tmp tmpfs ") >= 0:
+        pytest.skip("tmp_path is on tmpfs: no block-device writes to count")
+    assert grown >= len(data)
+
+
+def test_bench_config_storage_section_reaches_the_agent(tmp_path: Path) -> None:
+    """The storage variants of the disk bench are what the agent's config loader reads."""
+    from benchmarks.bench_gateway import DISK_VARIANTS, _config
+    from edge_agent.config import load_config
+
+    storage = dict(DISK_VARIANTS[-1][1])
+    text = _config(1, 2, [5020], 1883, tmp_path / "state", "change", 1.0, "json", storage)
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    config = load_config(path)
+    assert config.storage.flush_interval_ms == storage["flush_interval_ms"]
+    assert config.storage.flush_rows == storage["flush_rows"]
+    assert config.storage.outbox_sync.value == storage["outbox_sync"]

@@ -27,6 +27,7 @@ import functools
 import math
 import struct
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from edge_agent.errors import DecodeError
 from edge_agent.model import Value
@@ -201,6 +202,82 @@ def make_decoder(
         return base(words, i) * scale + offset  # type: ignore[operator]
 
     return scaled
+
+
+#: Registers per struct character of :data:`_NUMERIC`.
+_WIDTH_OF_CHAR = dict(_NUMERIC.values())
+
+#: ``decode_all(words) -> values``: every tag of one block, in the block's tag order.
+BlockDecoder = Callable[[Sequence[int]], list[Value]]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """Where a tag sits in its block and how it decodes, for :func:`make_block_decoder`."""
+
+    offset: int
+    fmt: str  # struct character (big-endian), "" when the tag cannot join a block unpack
+    scale: float = 1.0
+    add: float = 0.0
+
+
+def struct_char(dtype: DataType, order: WordOrder = WordOrder.ABCD) -> str:
+    """The big-endian ``struct`` character of a tag, or "" if one unpack cannot decode it.
+
+    Fixed-width numerics qualify in ``ABCD`` order, 16-bit ones in any order without a
+    byte swap; bits, bools, strings and swapped orders do not.
+    """
+    if dtype not in _NUMERIC:
+        return ""
+    fmt, width = _NUMERIC[dtype]
+    if order.swaps_bytes or (width > 1 and order is not WordOrder.ABCD):
+        return ""
+    return fmt
+
+
+def make_block_decoder(fields: Sequence[Field], count: int) -> BlockDecoder | None:
+    """One ``struct`` unpack for a whole register block, or None when it cannot apply.
+
+    Applies when every field has a :func:`struct_char`, the fields are in offset order
+    and do not overlap, and they fit in ``count`` registers. The decoder packs the
+    registers back to bytes and unpacks every value in one call, then scales the scaled
+    ones. It gives exactly what the tags' own decoders give; when a float is NaN or
+    infinite it raises :class:`DecodeError` (the caller then decodes tag by tag, so only
+    that tag reads bad).
+    """
+    parts: list[str] = []
+    pos = 0
+    floats: list[int] = []
+    scaled: list[tuple[int, float, float]] = []
+    for i, f in enumerate(fields):
+        if not f.fmt or f.offset < pos:
+            return None
+        if f.offset > pos:
+            parts.append(f"{2 * (f.offset - pos)}x")
+        parts.append(f.fmt)
+        pos = f.offset + _WIDTH_OF_CHAR[f.fmt]
+        if f.fmt in "fd":
+            floats.append(i)
+        if f.scale != 1.0 or f.add != 0.0:
+            scaled.append((i, f.scale, f.add))
+    if not fields or pos > count:
+        return None
+    if pos < count:
+        parts.append(f"{2 * (count - pos)}x")
+    pack = struct.Struct(f">{count}H").pack
+    unpack = struct.Struct(">" + "".join(parts)).unpack
+    isfinite = math.isfinite
+
+    def decode_all(words: Sequence[int]) -> list[Value]:
+        values: list[Value] = list(unpack(pack(*words)))
+        for i in floats:
+            if not isfinite(values[i]):  # type: ignore[arg-type]
+                raise DecodeError(f"not a finite number ({values[i]!r})")
+        for i, scale, add in scaled:
+            values[i] = values[i] * scale + add  # type: ignore[operator]
+        return values
+
+    return decode_all
 
 
 def encode(

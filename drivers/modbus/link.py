@@ -52,6 +52,7 @@ from drivers.base import Backoff, DeviceDiagnostics, GridClock, PollResult
 from drivers.modbus.config import ModbusDeviceConfig, ModbusTable, SerialTransport, TcpTransport
 from drivers.modbus.frames import Check, Expected, Verdict, check_rtu, check_tcp
 from drivers.modbus.planner import Block, plan_device, split_block
+from drivers.modbus.responses import READ_RESPONSES
 from edge_agent.errors import DecodeError, DeviceUnavailable
 from edge_agent.model import CommsEvent, CommsState, Quality, Reading
 
@@ -310,6 +311,8 @@ class ModbusLink:
                 reconnect_delay=0,
                 trace_packet=guard,
             )
+        for response in READ_RESPONSES:  # one-call register decode, no str(pdu) per read
+            client.register(response)
         guard.ctx = client.ctx
         guard.done()
         guard.unsolicited = False
@@ -548,8 +551,12 @@ class ModbusLink:
         # Reading.__new__'s Python frame.
         new, good = _tuple_new, _GOOD
         tags = block.tags
+        decode_all = block.decode_all
         try:
-            values = [pt.decode(words, pt.offset) for pt in tags]
+            if decode_all is not None:
+                values = decode_all(words)  # the whole block in one struct call
+            else:
+                values = [pt.decode(words, pt.offset) for pt in tags]
         except DecodeError:
             pass  # at least one tag does not decode: tag by tag below
         else:

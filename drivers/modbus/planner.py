@@ -17,9 +17,16 @@ isolation of an illegal address by bisection.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from drivers.modbus.codec import Decoder, make_decoder
+from drivers.modbus.codec import (
+    BlockDecoder,
+    Decoder,
+    Field,
+    make_block_decoder,
+    make_decoder,
+    struct_char,
+)
 from drivers.modbus.config import ModbusDeviceConfig, ModbusTable, ModbusTag
 
 
@@ -31,6 +38,10 @@ class PlannedTag:
     offset: int
     width: int
     decode: Decoder
+    # For the block decoder: struct character ("" = decode this tag on its own), scaling.
+    fmt: str = ""
+    scale: float = 1.0
+    add: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +53,8 @@ class Block:
     start: int
     count: int
     tags: tuple[PlannedTag, ...]
+    #: Every tag's value with one ``struct`` unpack (None: decode tag by tag).
+    decode_all: BlockDecoder | None = field(default=None, compare=False, repr=False)
 
     @property
     def tag_names(self) -> tuple[str, ...]:
@@ -80,7 +93,29 @@ def _planned(tag: ModbusTag, start: int) -> PlannedTag:
         scale=tag.scale,
         offset=tag.offset,
     )
-    return PlannedTag(name=tag.name, offset=tag.address - start, width=tag.width, decode=decode)
+    return PlannedTag(
+        name=tag.name,
+        offset=tag.address - start,
+        width=tag.width,
+        decode=decode,
+        fmt="" if tag.table.is_bits else struct_char(tag.dtype, tag.word_order),
+        scale=tag.scale,
+        add=tag.offset,
+    )
+
+
+def _block(
+    *, unit_id: int, table: ModbusTable, start: int, count: int, tags: tuple[PlannedTag, ...]
+) -> Block:
+    fields = [Field(t.offset, t.fmt, t.scale, t.add) for t in tags]
+    return Block(
+        unit_id=unit_id,
+        table=table,
+        start=start,
+        count=count,
+        tags=tags,
+        decode_all=None if table.is_bits else make_block_decoder(fields, count),
+    )
 
 
 def coalesce(
@@ -109,7 +144,7 @@ def coalesce(
                 continue
         groups.append((tag.address, end, [tag]))
     return [
-        Block(
+        _block(
             unit_id=unit_id,
             table=table,
             start=start,
@@ -151,10 +186,18 @@ def _sub_block(block: Block, tags: Sequence[PlannedTag]) -> Block:
     end = block.start + max(t.offset + t.width for t in tags)
     shift = start - block.start
     moved = tuple(
-        PlannedTag(name=t.name, offset=t.offset - shift, width=t.width, decode=t.decode)
+        PlannedTag(
+            name=t.name,
+            offset=t.offset - shift,
+            width=t.width,
+            decode=t.decode,
+            fmt=t.fmt,
+            scale=t.scale,
+            add=t.add,
+        )
         for t in tags
     )
-    return Block(
+    return _block(
         unit_id=block.unit_id, table=block.table, start=start, count=end - start, tags=moved
     )
 

@@ -131,7 +131,12 @@ def first_id_at(con: sqlite3.Connection, table: str, ts: float) -> int | None:
     About log2(rows) indexed look-ups; returns None for an empty table and
     ``max(rowid) + 1`` when every row is older.
     """
-    low, high = con.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()  # noqa: S608
+    # Two scalar subqueries, not ``SELECT min(rowid), max(rowid)``: SQLite answers a lone
+    # min() or max() from the b-tree's edge, but both in one SELECT scan the whole table
+    # (81 ms at 1.2 M readings, growing with the buffer; issue 20).
+    low, high = con.execute(
+        f"SELECT (SELECT min(rowid) FROM {table}), (SELECT max(rowid) FROM {table})"  # noqa: S608
+    ).fetchone()
     if low is None:
         return None
     lo, hi = int(low), int(high) + 1

@@ -271,3 +271,56 @@ async def test_the_sample_journal_ages_with_the_intervals_and_goes_right_after_r
         assert count(budget.path, "kpi_records") == len(seqs)
     finally:
         await buf.close()
+
+
+def _statements_of(con: sqlite3.Connection, call: object) -> list[str]:
+    """Every SQL statement ``call()`` runs on ``con``, with its parameters inlined."""
+    seen: list[str] = []
+    con.set_trace_callback(seen.append)
+    try:
+        call()  # type: ignore[operator]
+    finally:
+        con.set_trace_callback(None)
+    return seen
+
+
+def test_first_id_at_never_scans_a_large_table() -> None:
+    """first_id_at reads a few b-tree pages, not the whole table (issue 20).
+
+    Both the query plan of every statement it runs (no ``SCAN readings``) and the work
+    SQLite does (virtual-machine steps, counted by a progress handler) are checked; the
+    old ``SELECT min(rowid), max(rowid)`` fails both on a table of this size.
+    """
+    from edge_agent.buffer.retention import first_id_at
+
+    rows = 200_000
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE readings (id INTEGER PRIMARY KEY, ts REAL NOT NULL, value)")
+    con.execute(
+        "INSERT INTO readings (id, ts, value) "
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+        "SELECT i, 1000.0 + i, i * 2 FROM n",
+        (rows,),
+    )
+    statements = _statements_of(con, lambda: first_id_at(con, "readings", 1000.0 + 150_000))
+    assert statements
+    for sql in statements:
+        plan = [r[3] for r in con.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        scans = [d for d in plan if d.startswith("SCAN") and d != "SCAN CONSTANT ROW"]
+        assert not scans, (sql, plan)
+
+    steps = 0
+
+    def tick() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    con.set_progress_handler(tick, 100)
+    assert first_id_at(con, "readings", 1000.0 + 150_000) == 150_000
+    assert first_id_at(con, "readings", 0.0) == 1
+    assert first_id_at(con, "readings", 1e9) == rows + 1
+    con.set_progress_handler(None, 0)
+    # ~3 x log2(200k) probes of a few dozen VM steps each; a full scan is > 2000 ticks.
+    assert steps * 100 < rows / 20, steps
+    con.close()
