@@ -52,7 +52,7 @@ def collect(cfg: DatabaseConfig, *, limit: int = 200) -> dict[str, Any]:
         "database": db.describe_target(cfg),
         "migrations": {"applied": list(state.applied), "pending": list(state.pending)},
     }
-    if "0002.views" not in state.applied:
+    if "0003.contracts_evidence" not in state.applied:
         doc["error"] = "schema not migrated: run `edge-agent-collect migrate`"
         return doc
     with (

@@ -16,7 +16,7 @@ def test_status_of_an_unmigrated_database_says_what_to_do(
     """Exit 1 while migrations are pending, naming the command that applies them."""
     assert cli.main(["status", "--dsn", pg_database]) == 1
     out = capsys.readouterr().out
-    assert "PENDING: 0001.initial, 0002.views" in out
+    assert "PENDING: 0001.initial, 0002.views, 0003.contracts_evidence" in out
     assert "edge-agent-collect migrate" in out
 
 
@@ -25,7 +25,7 @@ def test_migrate_then_status(pg_database: str, capsys: pytest.CaptureFixture[str
     assert cli.main(["migrate", "--dsn", pg_database]) == 0
     assert cli.main(["migrate", "--dsn", pg_database]) == 0
     out = capsys.readouterr().out
-    assert "applied: 0001.initial, 0002.views" in out
+    assert "applied: 0001.initial, 0002.views, 0003.contracts_evidence" in out
     assert "schema up to date" in out
     assert cli.main(["status", "--dsn", pg_database, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)

@@ -9,14 +9,16 @@ import psycopg
 from edge_agent.collect import migrate
 from edge_agent.collect.config import DatabaseConfig
 
+ALL = ("0001.initial", "0002.views", "0003.contracts_evidence")
+
 
 def test_migrations_apply_once(pg_database: str) -> None:
     """A fresh database gets every migration; a second run applies nothing."""
     cfg = DatabaseConfig(dsn=pg_database)
     before = migrate.state(cfg)
     assert before.applied == ()
-    assert before.pending == ("0001.initial", "0002.views")
-    assert migrate.apply(cfg) == ["0001.initial", "0002.views"]
+    assert before.pending == ALL
+    assert migrate.apply(cfg) == list(ALL)
     assert migrate.apply(cfg) == []
     assert migrate.state(cfg).pending == ()
 
@@ -39,7 +41,7 @@ def test_concurrent_instances_migrate_once(pg_database: str) -> None:
     for t in threads:
         t.join(timeout=60)
     assert not errors
-    assert sorted(len(r) for r in results) == [0, 0, 2]
+    assert sorted(len(r) for r in results) == [0, 0, len(ALL)]
 
 
 def test_stale_yoyo_lock_of_a_killed_migrator_is_cleared(pg_database: str) -> None:
@@ -49,3 +51,36 @@ def test_stale_yoyo_lock_of_a_killed_migrator_is_cleared(pg_database: str) -> No
     with psycopg.connect(pg_database, autocommit=True) as conn:
         conn.execute("INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, now(), 999999)")
     assert migrate.apply(cfg) == []
+
+
+def test_version_3_rolls_back_and_applies_again(pg_database: str) -> None:
+    """0003 has a working rollback: the version-2 view comes back under its old name."""
+    from yoyo import read_migrations
+
+    cfg = DatabaseConfig(dsn=pg_database)
+    migrate.apply(cfg)
+    backend = migrate._backend(cfg)
+    try:
+        with backend.lock():
+            third = read_migrations(migrate.SOURCE).filter(lambda m: m.id == ALL[2])
+            backend.rollback_migrations(backend.to_rollback(third))
+    finally:
+        backend.connection.close()
+    assert migrate.state(cfg).pending == (ALL[2],)
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        names = {
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+        }
+        columns = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'agents'"
+            )
+        }
+    assert "contract_compliance" in names and "contract_compliance_from_days" not in names
+    assert not {"signed_records", "device_contract_status", "device_contract_alerts"} & names
+    assert "verification_detail" not in columns
+    assert migrate.apply(cfg) == [ALL[2]]
