@@ -15,7 +15,8 @@ the contract annex), and writes the outcome into the agent's row:
 
 Beyond the chain, the rows the views read (``kpi_records``, ``kpi_revisions``,
 ``stop_events``, the ``device_contract_*`` tables, ``other_records``) are compared with
-the signed copy of the same ``(agent, epoch, seq)``: a figure edited in the database
+the signed copy of the same ``(agent, epoch, seq)`` (an old data shape upgraded first, as
+the collector stores it): a figure edited in the database
 after it was stored is named (``row_altered``), and so is a row of a signed kind with
 no signed copy in an epoch that signs (``row_unsigned``).
 
@@ -35,6 +36,7 @@ from typing import Any
 
 import psycopg
 
+from edge_agent.collect import legacy
 from edge_agent.collect.config import EvidenceConfig
 from edge_agent.evidence import proof
 from edge_agent.evidence.keys import KeyFileError, load_public_pem
@@ -49,16 +51,16 @@ NO_RECORDS = "no_records"
 MAX_DETAIL_LINES = 20
 MAX_DETAIL_CHARS = 4000
 
-# Tables whose rows are compared with their signed copy: (table, has an `upgraded` column).
+# Tables whose rows are compared with their signed copy.
 ROW_TABLES = (
-    ("kpi_records", True),
-    ("kpi_revisions", False),
-    ("stop_events", True),
-    ("device_contract_status", False),
-    ("device_contract_periods", False),
-    ("device_contract_period_revisions", False),
-    ("device_contract_alerts", False),
-    ("other_records", False),
+    "kpi_records",
+    "kpi_revisions",
+    "stop_events",
+    "device_contract_status",
+    "device_contract_periods",
+    "device_contract_period_revisions",
+    "device_contract_alerts",
+    "other_records",
 )
 # Kinds of the tables above, for naming an unsigned row (other_records carries its own).
 _TABLE_KIND = {
@@ -149,8 +151,17 @@ def _load(conn: psycopg.Connection, agent: str) -> tuple[Evidence, dict[tuple[st
             )
             continue
         evidence.entries.append(Entry(where, doc))
-        data[(epoch, seq)] = doc.get("data")
+        data[(epoch, seq)] = _as_stored(doc.get("kind"), doc.get("data"))
     return evidence, data
+
+
+def _as_stored(kind: Any, data: Any) -> Any:
+    """The signed data as the collector stores it (an old shape upgraded, :mod:`.legacy`)."""
+    if isinstance(kind, str) and isinstance(data, dict):
+        upgraded = legacy.upgrade(kind, data)
+        if upgraded is not None:
+            return upgraded
+    return data
 
 
 def _row_findings(
@@ -159,11 +170,10 @@ def _row_findings(
     """Rows that differ from their signed copy, or lack one in an epoch that signs."""
     findings: list[Finding] = []
     signing_epochs = {e for e, _s in signed}
-    for table, has_upgraded in ROW_TABLES:
+    for table in ROW_TABLES:
         kind = "kind" if table == "other_records" else "NULL::text"
-        where = " AND NOT upgraded" if has_upgraded else ""
         cur = conn.execute(
-            f"SELECT epoch, seq, {kind}, data FROM {table} WHERE agent = %s{where}",  # noqa: S608
+            f"SELECT epoch, seq, {kind}, data FROM {table} WHERE agent = %s",  # noqa: S608
             (agent,),
         )
         for epoch, seq, row_kind, row_data in cur:
