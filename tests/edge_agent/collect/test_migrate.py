@@ -80,7 +80,8 @@ def test_version_3_rolls_back_and_applies_again(pg_database: str) -> None:
                 "SELECT column_name FROM information_schema.columns WHERE table_name = 'agents'"
             )
         }
-    assert "contract_compliance" in names and "contract_compliance_from_days" not in names
+    assert "contract_compliance" in names
+    assert "contract_compliance_from_days" not in names
     assert not {"signed_records", "device_contract_status", "device_contract_alerts"} & names
     assert "verification_detail" not in columns
     assert migrate.apply(cfg) == [ALL[2]]
