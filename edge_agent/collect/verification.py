@@ -42,7 +42,7 @@ from edge_agent.evidence import proof
 from edge_agent.evidence.keys import KeyFileError, load_public_pem
 from edge_agent.evidence.verify import PROBLEM, Entry, Evidence, Finding, Trust, verify
 
-_log = logging.getLogger("edge_agent.collect.verification")
+log = logging.getLogger("edge_agent.collect.verification")
 
 VERIFIED = "verified"
 PROBLEM_STATUS = "problem"
@@ -293,7 +293,7 @@ def run(
                 ),
             )
         if verdict.status == PROBLEM_STATUS:
-            _log.warning(
+            log.warning(
                 "Evidence problem agent=%s problems=%d first=%s",
                 agent,
                 len(verdict.problems),
