@@ -9,7 +9,11 @@ acknowledges the messages only after that commit). Order of work in :func:`write
 2. **Rows** of the new messages: telemetry, health, other kinds (insert once); KPI records
    (replace only by a higher rank: final over so-far, higher revision, then the later
    message) and every final revision; stop events by ``event_id`` (closed over open, then
-   the later message); **quarantine** (by digest, a re-delivered copy is counted).
+   the later message); contract status by (agent, contract) (later ``at``, then the later
+   message), contract period records by (agent, contract, period) (higher revision, then
+   the later message) and every revision, contract alerts by ``alert_id`` (first copy);
+   every message with a ``proof`` once more, as received, in ``signed_records`` (what
+   :mod:`.verification` checks); **quarantine** (by digest, a re-delivered copy is counted).
 3. **Lock the agents** of the batch (upsert of their ``agents`` rows, in sorted order), then
    **streams and gaps** (:mod:`edge_agent.collect.sequence`) for the new numbers,
    **status** messages (no number: the newest per agent wins) and the agents' counters.
