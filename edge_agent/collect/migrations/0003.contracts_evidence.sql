@@ -127,6 +127,59 @@ CREATE TABLE device_contract_alerts (
 );
 CREATE INDEX device_contract_alerts_at ON device_contract_alerts (contract, at);
 
+-- Contract records stored before this migration went to other_records: copied here
+-- (the rows stay in other_records too; rolling back drops only the copies).
+INSERT INTO device_contract_status (agent, contract, period, start_at, end_at, at,
+                                    remaining_service_s, data_coverage, contract_hash, data,
+                                    raw, epoch, seq, ts, received_at)
+SELECT DISTINCT ON (agent, data ->> 'contract')
+       agent, data ->> 'contract', data ->> 'period', (data ->> 'start')::timestamptz,
+       (data ->> 'end')::timestamptz, (data ->> 'at')::timestamptz,
+       (data ->> 'remaining_service_s')::double precision,
+       (data ->> 'data_coverage')::double precision, data ->> 'contract_hash', data, raw,
+       epoch, seq, ts, received_at
+FROM other_records
+WHERE kind = 'contract' AND validated
+ORDER BY agent, data ->> 'contract', (data ->> 'at')::timestamptz DESC, ts DESC;
+
+INSERT INTO device_contract_period_revisions (agent, contract, period, revision, data, raw,
+                                              epoch, seq, ts, received_at)
+SELECT DISTINCT ON (agent, data ->> 'contract', data ->> 'period', (data ->> 'revision')::integer)
+       agent, data ->> 'contract', data ->> 'period', (data ->> 'revision')::integer, data,
+       raw, epoch, seq, ts, received_at
+FROM other_records
+WHERE kind = 'contract_period' AND validated
+ORDER BY agent, data ->> 'contract', data ->> 'period', (data ->> 'revision')::integer,
+         received_at;
+
+INSERT INTO device_contract_periods (agent, contract, period, revision, start_at, end_at, at,
+                                     data_coverage, contract_hash, data, raw, epoch, seq, ts,
+                                     received_at)
+SELECT DISTINCT ON (agent, data ->> 'contract', data ->> 'period')
+       agent, data ->> 'contract', data ->> 'period', (data ->> 'revision')::integer,
+       (data ->> 'start')::timestamptz, (data ->> 'end')::timestamptz,
+       (data ->> 'at')::timestamptz, (data ->> 'data_coverage')::double precision,
+       data ->> 'contract_hash', data, raw, epoch, seq, ts, received_at
+FROM other_records
+WHERE kind = 'contract_period' AND validated
+ORDER BY agent, data ->> 'contract', data ->> 'period', (data ->> 'revision')::integer DESC,
+         ts DESC;
+
+INSERT INTO device_contract_alerts (agent, alert_id, alert, contract, period, term, kpi, level,
+                                    threshold, at, state, previous, so_far, budget,
+                                    budget_unit, machine, event_id, data, raw, epoch, seq, ts,
+                                    received_at)
+SELECT DISTINCT ON (agent, data ->> 'alert_id')
+       agent, data ->> 'alert_id', data ->> 'alert', data ->> 'contract', data ->> 'period',
+       data ->> 'term', data ->> 'kpi', data ->> 'level',
+       (data ->> 'threshold')::double precision, (data ->> 'at')::timestamptz,
+       data ->> 'state', data ->> 'previous', (data ->> 'so_far')::double precision,
+       (data ->> 'budget')::double precision, data ->> 'budget_unit', data ->> 'machine',
+       data ->> 'event_id', data, raw, epoch, seq, ts, received_at
+FROM other_records
+WHERE kind = 'contract_alert' AND validated
+ORDER BY agent, data ->> 'alert_id', received_at;
+
 -- The back office's own computation from day records (version 2) stays available under
 -- this name: a cross-check of the device's figures, and the only source for agents
 -- that do not compute contracts.

@@ -85,3 +85,55 @@ def test_version_3_rolls_back_and_applies_again(pg_database: str) -> None:
     assert not {"signed_records", "device_contract_status", "device_contract_alerts"} & names
     assert "verification_detail" not in columns
     assert migrate.apply(cfg) == [ALL[2]]
+
+
+def test_version_3_takes_over_records_stored_by_version_2(pg_database: str) -> None:
+    """Signed envelopes and contract records a version-2 collector kept are carried over."""
+    import json
+
+    from yoyo import read_migrations
+
+    from .test_contract_store import recorded
+
+    cfg = DatabaseConfig(dsn=pg_database)
+    backend = migrate._backend(cfg)
+    try:
+        backend.init_database()
+        with backend.lock():
+            first_two = read_migrations(migrate.SOURCE).filter(lambda m: m.id != ALL[2])
+            backend.apply_migrations(backend.to_apply(first_two))
+    finally:
+        backend.connection.close()
+    docs = [json.loads(p) for _t, p in recorded() if b'"seq"' in p]
+    contract = [d for d in docs if d["kind"].startswith("contract")]
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        for d in contract:  # what version 2 did with them: other_records, raw kept
+            conn.execute(
+                "INSERT INTO other_records (agent, epoch, seq, kind, ts, topic, validated, "
+                "data, raw) VALUES (%s, %s, %s, %s, %s, 't', true, %s, %s)",
+                (
+                    d["agent"],
+                    d["epoch"],
+                    d["seq"],
+                    d["kind"],
+                    d["ts"],
+                    json.dumps(d["data"]),
+                    json.dumps(d),
+                ),
+            )
+    assert migrate.apply(cfg) == [ALL[2]]
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+
+        def one(sql: str) -> object:
+            row = conn.execute(sql).fetchone()
+            return row[0] if row else None
+
+        assert one("SELECT count(*) FROM signed_records") == len(contract)
+        statuses = [d for d in contract if d["kind"] == "contract"]
+        latest = max(statuses, key=lambda d: d["data"]["at"])
+        assert one("SELECT seq FROM device_contract_status") == latest["seq"]
+        periods = [d for d in contract if d["kind"] == "contract_period"]
+        assert one("SELECT count(*) FROM device_contract_periods") == len(periods)
+        assert one("SELECT count(*) FROM device_contract_period_revisions") == len(periods)
+        alerts = {d["data"]["alert_id"] for d in contract if d["kind"] == "contract_alert"}
+        assert one("SELECT count(*) FROM device_contract_alerts") == len(alerts)
