@@ -59,3 +59,29 @@ def test_missing_tls_file_is_reported(tmp_path: Path, capsys: pytest.CaptureFixt
     )
     assert cli.main(["run", "-c", str(path)]) == 1
     assert "mqtt TLS setup" in capsys.readouterr().err
+
+
+def test_verify_command_json_and_unknown_agent(
+    pg_migrated: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`verify --json` reports the annex-verified agent; an agent never heard exits 1."""
+    from .recorded import AGENT, ANNEX, replay
+
+    replay(pg_migrated)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[database]\ndsn = "{pg_migrated}"\n[mqtt]\nhost = "127.0.0.1"\nclient_id = "v"\n'
+        f'[evidence.trust]\n"{AGENT}" = ["SHA256:{ANNEX}"]\n'
+    )
+    assert cli.main(["verify", "-c", str(cfg), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(a["agent"], a["status"], a["problems"]) for a in doc["agents"]] == [
+        (AGENT, "verified", [])
+    ]
+    assert cli.main(["verify", "-c", str(cfg), "--agent", "ghost"]) == 1
+    assert "ghost: not heard by the collector" in capsys.readouterr().out
+    assert cli.main(["status", "--dsn", pg_migrated, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert [(v["agent"], v["verification_status"]) for v in status["verification"]] == [
+        (AGENT, "verified")
+    ]

@@ -1,10 +1,8 @@
 """Contract records and evidence checks on recorded agent traffic, in a real PostgreSQL.
 
-``data/contract_agent_capture.jsonl`` is what a real agent published (simulator → agent
-→ Mosquitto, the run of ``tests/integration/test_collector_contracts.py``, recorded with
-a plain subscriber): a key record, a config audit, KPI records, stop events, contract
-statuses, alerts and the closed period record, all signed. The tests replay it through
-the collector's store (batches, re-deliveries, reordering) and run ``verify`` on it.
+The recording (:mod:`.recorded`) is what a real agent published with a contract. The
+tests replay it through the collector's store (batches, re-deliveries, reordering) and
+run ``verify`` on it.
 Where a test needs a record the run did not produce (a later revision), it edits a copy:
 storage does not check signatures, verification must then name the copy.
 """
@@ -12,40 +10,14 @@ storage does not check signatures, verification must then name the copy.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from edge_agent.collect import store, verification
+from edge_agent.collect import verification
 from edge_agent.collect.config import EvidenceConfig
-from edge_agent.collect.schemas import load_schemas
 
-CAPTURE = Path(__file__).with_name("data") / "contract_agent_capture.jsonl"
-AGENT = "contract-gw"
-# The device key fingerprint as the contract annex states it (`edge-agent key show`).
-ANNEX = "af359845a0ea1401f25866cd00fe413e97716c102bceea6678d5bd5145033311"
-SCHEMAS = load_schemas()
-
-
-def recorded() -> list[tuple[str, bytes]]:
-    out = []
-    for line in CAPTURE.read_text(encoding="utf-8").splitlines():
-        doc = json.loads(line)
-        out.append((doc["topic"], doc["payload"].encode()))
-    return out
-
-
-def envelopes(kind: str) -> list[dict[str, Any]]:
-    docs = [json.loads(p) for _t, p in recorded()]
-    return [d for d in docs if d["kind"] == kind]
-
-
-def write(dsn: str, batch: Sequence[tuple[str, bytes]]) -> store.BatchResult:
-    items = [store.prepare(t, p, SCHEMAS) for t, p in batch]
-    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
-        return store.write(conn, items)
+from .recorded import AGENT, ANNEX, envelopes, recorded, replay, write
 
 
 def rows(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -55,12 +27,6 @@ def rows(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 
 def one(dsn: str, sql: str, *params: Any) -> Any:
     return rows(dsn, sql, *params)[0][0]
-
-
-def replay(dsn: str, size: int = 7) -> None:
-    messages = recorded()
-    for i in range(0, len(messages), size):
-        write(dsn, messages[i : i + size])
 
 
 def check(dsn: str, cfg: EvidenceConfig, **kw: Any) -> list[verification.AgentVerdict]:

@@ -93,7 +93,7 @@ def test_version_3_takes_over_records_stored_by_version_2(pg_database: str) -> N
 
     from yoyo import read_migrations
 
-    from .test_contract_store import recorded
+    from .recorded import recorded
 
     cfg = DatabaseConfig(dsn=pg_database)
     backend = migrate._backend(cfg)
