@@ -99,6 +99,8 @@ class EvidenceConfig:
     fingerprints: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: Per agent: public key PEM files (read when verifying).
     key_files: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    #: ``run`` checks agents with new signed records this often (0: only ``verify``).
+    verify_interval_s: float = 0.0
 
     def agents(self) -> list[str]:
         """Agents with at least one trust anchor."""
@@ -241,6 +243,7 @@ def parse_evidence(table: Table | None) -> EvidenceConfig:
     base = Path(table.issues.file).resolve().parent if table.issues.file else Path.cwd()
     fingerprints: dict[str, tuple[str, ...]] = {}
     key_files: dict[str, tuple[Path, ...]] = {}
+    interval = table.get_float("verify_interval_s", 0.0, min=0.0)
     trust = table.table("trust")
     if trust is not None:
         for agent in trust.key_names():
@@ -259,7 +262,9 @@ def parse_evidence(table: Table | None) -> EvidenceConfig:
                 key_files[agent] = pems
         trust.finish()
     table.finish()
-    return EvidenceConfig(fingerprints=fingerprints, key_files=key_files)
+    return EvidenceConfig(
+        fingerprints=fingerprints, key_files=key_files, verify_interval_s=interval
+    )
 
 
 def _anchor(text: str) -> bool:
