@@ -42,6 +42,7 @@ def test_every_mistake_is_reported_with_its_key(tmp_path: Path) -> None:
         '[database]\ndsn = "dbname=x"\nmigrate = "sometimes"\n'
         '[mqtt]\nhost = "h"\nshared_group = "a/b"\ntopics = ["edge/#/x"]\nca_file = "x"\n'
         "client_id = 5\n[batch]\nmax_messages = 0\ncolour = 1\n"
+        "[evidence]\nverify_interval_s = -1\n"
         '[evidence.trust]\ngw-1 = ["SHA256:12"]\ngw-2 = "x.pem"\n[evidence.other]\n'
     )
     with pytest.raises(ConfigError) as info:
@@ -55,6 +56,7 @@ def test_every_mistake_is_reported_with_its_key(tmp_path: Path) -> None:
         "mqtt.client_id",
         "batch.max_messages",
         "batch.colour: unknown key",
+        "evidence.verify_interval_s",
         "evidence.trust.gw-1[0]",
         "evidence.trust.gw-2",
         "evidence.other: unknown key",
