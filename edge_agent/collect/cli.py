@@ -1,4 +1,4 @@
-"""The ``edge-agent-collect`` command line: run, migrate, status, check-config.
+"""The ``edge-agent-collect`` command line: run, migrate, status, verify, check-config.
 
 Exit codes: 0 done, 1 runtime failure (database unreachable for ``migrate``/``status``,
 pending migrations with ``migrate = "check"``), 2 bad arguments or configuration (every
@@ -9,6 +9,7 @@ the command says which package to install instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -34,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Examples:\n  edge-agent-collect check-config /etc/edge-agent/collector.toml\n"
         "  edge-agent-collect migrate -c /etc/edge-agent/collector.toml\n"
         "  edge-agent-collect run -c /etc/edge-agent/collector.toml\n"
-        "  edge-agent-collect status --dsn 'host=db1 dbname=fleet user=ops'",
+        "  edge-agent-collect status --dsn 'host=db1 dbname=fleet user=ops'\n"
+        "  edge-agent-collect verify -c /etc/edge-agent/collector.toml --agent gw-1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -56,6 +58,21 @@ def _parser() -> argparse.ArgumentParser:
         if name == "status":
             p.add_argument("--json", action="store_true", help="one JSON document")
             p.add_argument("--limit", type=int, default=200, help="agents listed (default 200)")
+    ver = sub.add_parser(
+        "verify",
+        help="check the stored signed records of each agent (evidence chain) and record "
+        "the outcome per agent",
+    )
+    ver.add_argument(
+        "-c", "--config", required=True, type=Path, help="collector TOML ([evidence.trust])"
+    )
+    ver.add_argument("--agent", action="append", default=[], help="only this agent (repeatable)")
+    ver.add_argument(
+        "--changed",
+        action="store_true",
+        help="skip agents with no signed record received since their last check",
+    )
+    ver.add_argument("--json", action="store_true", help="one JSON document")
     return parser
 
 
@@ -78,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "run":
             return _run(config.load(args.config))
+        if args.command == "verify":
+            return _verify(args, config.load(args.config))
         db_cfg = _database(args)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
@@ -129,6 +148,56 @@ def _db_command(args: argparse.Namespace, db_cfg: config.DatabaseConfig) -> int:
     except (psycopg.Error, config.SecretError) as exc:
         print(f"edge-agent-collect {args.command}: {_first_line(exc)}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _verify(args: argparse.Namespace, cfg: config.CollectorConfig) -> int:
+    try:
+        import psycopg
+
+        from edge_agent.collect import db, verification
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        return _missing_extra(exc)
+    try:
+        with db.connect(cfg.database, "verify", autocommit=True) as conn:
+            verdicts = verification.run(
+                conn, cfg.evidence, agents=args.agent, changed_only=args.changed
+            )
+    except (psycopg.Error, config.SecretError, verification.TrustError) as exc:
+        print(f"edge-agent-collect verify: {_first_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    missing = sorted(set(args.agent) - {v.agent for v in verdicts})
+    if args.json:
+        doc = {
+            "agents": [
+                {
+                    "agent": v.agent,
+                    "status": v.status or "unchanged",
+                    "records": v.records,
+                    "epoch": v.epoch,
+                    "verified_through_seq": v.through_seq,
+                    "problems": [f.as_dict() for f in v.problems],
+                }
+                for v in verdicts
+            ],
+            "unknown_agents": missing,
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        for v in verdicts:
+            if v.skipped:
+                print(f"{v.agent}: unchanged since the last check")
+                continue
+            text = f"{v.agent}: {v.status.upper()}"
+            if v.status == "verified":
+                text += f" ({v.records} signed records, through seq {v.through_seq})"
+            print(text)
+            if v.detail:
+                for line in v.detail.splitlines():
+                    print(f"  {line}")
+        for agent in missing:
+            print(f"{agent}: not heard by the collector")
+    bad = any(v.status == verification.PROBLEM_STATUS for v in verdicts)
+    return EXIT_FAILURE if bad or missing else EXIT_OK
 
 
 def _first_line(exc: BaseException) -> str:

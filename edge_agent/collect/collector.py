@@ -128,6 +128,12 @@ class Collector:
         if self.stop_event.is_set():
             return 0
         self.subscriber.start()
+        verifier = None
+        if self.cfg.evidence.verify_interval_s > 0:
+            from edge_agent.collect.verifier import PeriodicVerifier
+
+            verifier = PeriodicVerifier(self.cfg, self.stop_event)
+            verifier.start()
         log.info(
             "Collector started client_id=%s subscriptions=%s database=%s",
             self.cfg.mqtt.client_id,
@@ -142,6 +148,8 @@ class Collector:
                 self._heartbeat()
         finally:
             self.subscriber.stop()
+            if verifier is not None:
+                verifier.join(timeout=10.0 if self.stop_event.is_set() else 0.0)
             self._heartbeat(force=True)
             if self._conn is not None:
                 self._conn.close()

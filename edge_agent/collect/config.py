@@ -13,11 +13,12 @@ from __future__ import annotations
 import enum
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_agent.configkit import Issues, Table, load_toml
 from edge_agent.errors import ConfigError
+from edge_agent.evidence.keys import parse_fingerprint
 
 # MQTT 5 shared subscription group names may not contain '/', '+' or '#'.
 _GROUP = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -91,12 +92,29 @@ class BatchConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EvidenceConfig:
+    """Trust anchors for ``edge-agent-collect verify``, per agent id (contract annex)."""
+
+    #: Per agent: device key fingerprints (64 hex digits, normalised).
+    fingerprints: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Per agent: public key PEM files (read when verifying).
+    key_files: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    #: ``run`` checks agents with new signed records this often (0: only ``verify``).
+    verify_interval_s: float = 0.0
+
+    def agents(self) -> list[str]:
+        """Agents with at least one trust anchor."""
+        return sorted(set(self.fingerprints) | set(self.key_files))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CollectorConfig:
     """The whole collector configuration."""
 
     database: DatabaseConfig
     mqtt: BrokerConfig
     batch: BatchConfig
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     source: str = ""
 
 
@@ -218,6 +236,41 @@ def parse_batch(table: Table | None) -> BatchConfig:
     return cfg
 
 
+def parse_evidence(table: Table | None) -> EvidenceConfig:
+    """The optional ``[evidence]`` table: ``[evidence.trust]`` maps agent ids to anchors."""
+    if table is None:
+        return EvidenceConfig()
+    base = Path(table.issues.file).resolve().parent if table.issues.file else Path.cwd()
+    fingerprints: dict[str, tuple[str, ...]] = {}
+    key_files: dict[str, tuple[Path, ...]] = {}
+    interval = table.get_float("verify_interval_s", 0.0, min=0.0)
+    trust = table.table("trust")
+    if trust is not None:
+        for agent in trust.key_names():
+            anchors = trust.get_list(
+                agent,
+                lambda v: v if isinstance(v, str) and _anchor(v) else None,
+                expected="a key fingerprint (SHA256:...) or a public key file ending in .pem",
+            )
+            if trust.has(agent) and not anchors and isinstance(trust.get_raw(agent), list):
+                trust.error(agent, "expected at least one fingerprint or .pem file")
+            fps = tuple(f for a in anchors if (f := parse_fingerprint(a)) is not None)
+            pems = tuple(base / a for a in anchors if parse_fingerprint(a) is None)
+            if fps:
+                fingerprints[agent] = fps
+            if pems:
+                key_files[agent] = pems
+        trust.finish()
+    table.finish()
+    return EvidenceConfig(
+        fingerprints=fingerprints, key_files=key_files, verify_interval_s=interval
+    )
+
+
+def _anchor(text: str) -> bool:
+    return parse_fingerprint(text) is not None or text.endswith(".pem")
+
+
 def load(path: str | Path) -> CollectorConfig:
     """Read and check a collector TOML file (raises ConfigError with every problem)."""
     issues = Issues(str(path))
@@ -227,13 +280,16 @@ def load(path: str | Path) -> CollectorConfig:
     database = root.table("database", required=True)
     mqtt = root.table("mqtt", required=True)
     batch = parse_batch(root.table("batch"))
+    evidence = parse_evidence(root.table("evidence"))
     db_cfg = parse_database(database) if database is not None else None
     mqtt_cfg = parse_mqtt(mqtt) if mqtt is not None else None
     root.finish()
     issues.raise_if_any()
     if db_cfg is None or mqtt_cfg is None:  # pragma: no cover - raise_if_any raised
         raise ConfigError(issues.items)
-    return CollectorConfig(database=db_cfg, mqtt=mqtt_cfg, batch=batch, source=str(path))
+    return CollectorConfig(
+        database=db_cfg, mqtt=mqtt_cfg, batch=batch, evidence=evidence, source=str(path)
+    )
 
 
 class SecretError(Exception):

@@ -50,6 +50,8 @@ class Message:
     data: dict[str, Any]
     upgraded: bool = False  # data was an old shape, rewritten by legacy.upgrade
     validated: bool = True  # a schema checked it (False: no schema for this kind)
+    signed: bool = False  # the envelope carries a proof object (kept in signed_records)
+    chained: bool = False  # ... whose proof links to the previous record (has prev)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,4 +226,6 @@ def classify(payload: bytes, schemas: Checker) -> Message | Rejected:
         data=upgraded if upgraded is not None else checked.data,
         upgraded=upgraded is not None,
         validated=checked.kind in schemas.kinds,
+        signed=isinstance(proof := doc.get("proof"), dict),
+        chained=isinstance(proof, dict) and "prev" in proof,
     )

@@ -18,7 +18,9 @@ from edge_agent.collect.envelope import Message
 from edge_agent.collect.timefmt import parse_instant
 
 # Kinds with a table of their own; every other numbered kind goes to other_records.
-TABLE_KINDS = frozenset({"kpi", "stop", "telemetry", "health"})
+TABLE_KINDS = frozenset(
+    {"kpi", "stop", "telemetry", "health", "contract", "contract_period", "contract_alert"}
+)
 MAX_DOUBLE = 1.7976931348623157e308
 
 KPI_TIMES = (
@@ -77,6 +79,63 @@ STOP_COLUMNS = (
     "seq",
     "ts",
 )
+CONTRACT_STATUS_COLUMNS = (
+    "agent",
+    "contract",
+    "period",
+    "start_at",
+    "end_at",
+    "at",
+    "remaining_service_s",
+    "data_coverage",
+    "contract_hash",
+    "data",
+    "raw",
+    "epoch",
+    "seq",
+    "ts",
+)
+CONTRACT_PERIOD_COLUMNS = (
+    "agent",
+    "contract",
+    "period",
+    "revision",
+    "start_at",
+    "end_at",
+    "at",
+    "data_coverage",
+    "contract_hash",
+    "data",
+    "raw",
+    "epoch",
+    "seq",
+    "ts",
+)
+CONTRACT_ALERT_COLUMNS = (
+    "agent",
+    "alert_id",
+    "alert",
+    "contract",
+    "period",
+    "term",
+    "kpi",
+    "level",
+    "threshold",
+    "at",
+    "state",
+    "previous",
+    "so_far",
+    "budget",
+    "budget_unit",
+    "machine",
+    "event_id",
+    "data",
+    "raw",
+    "epoch",
+    "seq",
+    "ts",
+)
+SIGNED_COLUMNS = ("agent", "epoch", "seq", "kind", "ts", "chained", "raw")
 MAX_BIGINT = 2**63 - 1
 
 
@@ -249,3 +308,96 @@ def other_row(msg: Message, topic: str, raw: str) -> tuple[Any, ...]:
         Jsonb(msg.data),
         raw,
     )
+
+
+def _name(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise RowError(f"{key}: expected a non-empty string")
+    return value
+
+
+def _status_common(msg: Message) -> tuple[Any, ...]:
+    d = msg.data
+    return (
+        msg.agent,
+        _name(d, "contract"),
+        _name(d, "period"),
+    )
+
+
+def contract_status_row(msg: Message, raw: str) -> tuple[Any, ...]:
+    """A device_contract_status row (kind ``contract``), keyed by (agent, contract)."""
+    d = msg.data
+    return (
+        *_status_common(msg),
+        _instant(d, "start"),
+        _instant(d, "end"),
+        _instant(d, "at"),
+        _number(d, "remaining_service_s"),
+        _number(d, "data_coverage", required=False),
+        _name(d, "contract_hash"),
+        Jsonb(d),
+        raw,
+        msg.epoch,
+        msg.seq,
+        msg.ts,
+    )
+
+
+def contract_period_row(msg: Message, raw: str) -> tuple[Any, ...]:
+    """A device_contract_periods row (kind ``contract_period``), keyed by contract + period."""
+    d = msg.data
+    revision = _integer(d, "revision")
+    if not 0 <= revision <= 2**31 - 1:
+        raise RowError("revision: out of range")
+    return (
+        *_status_common(msg),
+        revision,
+        _instant(d, "start"),
+        _instant(d, "end"),
+        _instant(d, "at"),
+        _number(d, "data_coverage", required=False),
+        _name(d, "contract_hash"),
+        Jsonb(d),
+        raw,
+        msg.epoch,
+        msg.seq,
+        msg.ts,
+    )
+
+
+def contract_alert_row(msg: Message, raw: str) -> tuple[Any, ...]:
+    """A device_contract_alerts row (kind ``contract_alert``), keyed by (agent, alert_id)."""
+    d = msg.data
+    return (
+        msg.agent,
+        _name(d, "alert_id"),
+        _name(d, "alert"),
+        _name(d, "contract"),
+        _text(d.get("period")),
+        _name(d, "term"),
+        _name(d, "kpi"),
+        _name(d, "level"),
+        _number(d, "threshold"),
+        _instant(d, "at"),
+        _name(d, "state"),
+        _text(d.get("previous")),
+        _number(d, "so_far", required=False),
+        _number(d, "budget", required=False),
+        _text(d.get("budget_unit")),
+        _text(d.get("machine")),
+        _text(d.get("event_id")),
+        Jsonb(d),
+        raw,
+        msg.epoch,
+        msg.seq,
+        msg.ts,
+    )
+
+
+def signed_row(msg: Message, raw: str) -> tuple[Any, ...] | None:
+    """A signed_records row when the message carries a proof (else None)."""
+    if not msg.signed or msg.seq is None:
+        return None
+    return (msg.agent, msg.epoch, msg.seq, msg.kind, msg.ts, msg.chained, raw)

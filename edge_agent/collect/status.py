@@ -3,7 +3,8 @@
 Read-only: the migration state, the collector instances and their last heartbeat, totals
 per table, the quarantine, and one line per agent from the ``agent_overview`` view (last
 sequence number, numbers missing in open gaps, gaps found and healed, duplicates,
-quarantined messages, other kinds, last contact, evidence verification status).
+quarantined messages, other kinds, last contact, evidence verification status), and the
+outcome of the last ``edge-agent-collect verify`` per agent with the problems it named.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ TABLES = (
     "telemetry",
     "health",
     "other_records",
+    "signed_records",
+    "device_contract_status",
+    "device_contract_periods",
+    "device_contract_alerts",
     "quarantine",
     "ledger",
 )
@@ -52,7 +57,7 @@ def collect(cfg: DatabaseConfig, *, limit: int = 200) -> dict[str, Any]:
         "database": db.describe_target(cfg),
         "migrations": {"applied": list(state.applied), "pending": list(state.pending)},
     }
-    if "0002.views" not in state.applied:
+    if "0003.contracts_evidence" not in state.applied:
         doc["error"] = "schema not migrated: run `edge-agent-collect migrate`"
         return doc
     with (
@@ -83,6 +88,13 @@ def collect(cfg: DatabaseConfig, *, limit: int = 200) -> dict[str, Any]:
             (limit,),
         )
         doc["agents"] = [_jsonable(r) for r in cur.fetchall()]
+        cur.execute(
+            "SELECT agent, verification_status, verified_epoch, verified_through_seq, "
+            "verified_records, verified_at, verification_detail FROM agents "
+            "WHERE verification_status <> 'not_checked' ORDER BY agent LIMIT %s",
+            (limit,),
+        )
+        doc["verification"] = [_jsonable(r) for r in cur.fetchall()]
         cur.execute(
             "SELECT reason, count(*) AS n FROM quarantine GROUP BY reason ORDER BY n DESC LIMIT 5"
         )
@@ -150,6 +162,19 @@ def render(doc: dict[str, Any]) -> str:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
     if not doc["agents"]:
         lines.append("(no agent has been heard yet)")
+    if doc["verification"]:
+        lines.append("")
+        lines.append("evidence verification (edge-agent-collect verify):")
+        for v in doc["verification"]:
+            text = f"  {v['agent']}: {v['verification_status']} at {_cell(v['verified_at'])}"
+            if v["verified_through_seq"] is not None:
+                text += (
+                    f", {v['verified_records']} signed records through seq "
+                    f"{v['verified_through_seq']} (epoch {v['verified_epoch']})"
+                )
+            lines.append(text)
+            for line in (v["verification_detail"] or "").splitlines():
+                lines.append(f"    {line}")
     if doc["quarantine_reasons"]:
         lines.append("")
         lines.append("quarantine (most frequent reasons):")

@@ -9,7 +9,11 @@ acknowledges the messages only after that commit). Order of work in :func:`write
 2. **Rows** of the new messages: telemetry, health, other kinds (insert once); KPI records
    (replace only by a higher rank: final over so-far, higher revision, then the later
    message) and every final revision; stop events by ``event_id`` (closed over open, then
-   the later message); **quarantine** (by digest, a re-delivered copy is counted).
+   the later message); contract status by (agent, contract) (later ``at``, then the later
+   message), contract period records by (agent, contract, period) (higher revision, then
+   the later message) and every revision, contract alerts by ``alert_id`` (first copy);
+   every message with a ``proof`` once more, as received, in ``signed_records`` (what
+   :mod:`.verification` checks); **quarantine** (by digest, a re-delivered copy is counted).
 3. **Lock the agents** of the batch (upsert of their ``agents`` rows, in sorted order), then
    **streams and gaps** (:mod:`edge_agent.collect.sequence`) for the new numbers,
    **status** messages (no number: the newest per agent wins) and the agents' counters.
@@ -48,6 +52,7 @@ class Item:
     payload: bytes
     parsed: Message | Rejected
     row: tuple[Any, ...] | None = None
+    signed: tuple[Any, ...] | None = None  # signed_records row (the message has a proof)
 
 
 @dataclass(slots=True)
@@ -95,11 +100,17 @@ def _prepare(topic: str, payload: bytes, schemas: Checker) -> Item:
             row = rows.telemetry_row(parsed)
         elif parsed.kind == "health":
             row = rows.health_row(parsed)
+        elif parsed.kind == "contract":
+            row = rows.contract_status_row(parsed, raw)
+        elif parsed.kind == "contract_period":
+            row = rows.contract_period_row(parsed, raw)
+        elif parsed.kind == "contract_alert":
+            row = rows.contract_alert_row(parsed, raw)
         else:
             row = rows.other_row(parsed, topic, raw)
     except rows.RowError as exc:
         return Item(topic, payload, reject(parsed, f"row: {exc}"))
-    return Item(topic, payload, parsed, row)
+    return Item(topic, payload, parsed, row, rows.signed_row(parsed, raw))
 
 
 def reject(msg: Message, reason: str) -> Rejected:
@@ -162,6 +173,61 @@ WHERE ((EXCLUDED.end_at IS NOT NULL) > (stop_events.end_at IS NOT NULL))
    OR ((EXCLUDED.end_at IS NOT NULL) = (stop_events.end_at IS NOT NULL)
        AND CASE WHEN EXCLUDED.epoch = stop_events.epoch THEN EXCLUDED.seq > stop_events.seq
                 ELSE EXCLUDED.ts > stop_events.ts END)
+"""  # noqa: S608 - built from constant column names
+
+
+def _later(table: str) -> str:
+    """SQL: the incoming row is a later message than the stored one of ``table``."""
+    return (
+        f"CASE WHEN EXCLUDED.epoch = {table}.epoch THEN EXCLUDED.seq > {table}.seq "
+        f"ELSE EXCLUDED.ts > {table}.ts END"
+    )
+
+
+def _upsert(table: str, columns: Sequence[str], key: int, when: str) -> str:
+    """INSERT ... ON CONFLICT (first ``key`` columns) DO UPDATE ... WHERE ``when``."""
+    return f"""
+INSERT INTO {table} ({", ".join(columns)})
+VALUES ({", ".join(["%s"] * len(columns))})
+ON CONFLICT ({", ".join(columns[:key])}) DO UPDATE SET
+{", ".join(f"{c} = EXCLUDED.{c}" for c in columns[key:])},
+    received_at = now(), updates = {table}.updates + 1
+WHERE {when}
+"""  # noqa: S608 - built from constant names
+
+
+# Contract status: the later evaluation instant wins; the same instant: the later message.
+_CONTRACT_STATUS_UPSERT = _upsert(
+    "device_contract_status",
+    rows.CONTRACT_STATUS_COLUMNS,
+    2,
+    "EXCLUDED.at > device_contract_status.at OR (EXCLUDED.at = device_contract_status.at "
+    f"AND {_later('device_contract_status')})",
+)
+# Contract period: a higher revision replaces; the same revision: the later message.
+_CONTRACT_PERIOD_UPSERT = _upsert(
+    "device_contract_periods",
+    rows.CONTRACT_PERIOD_COLUMNS,
+    3,
+    "EXCLUDED.revision > device_contract_periods.revision OR (EXCLUDED.revision = "
+    f"device_contract_periods.revision AND {_later('device_contract_periods')})",
+)
+_CONTRACT_PERIOD_REVISION = """
+INSERT INTO device_contract_period_revisions (agent, contract, period, revision, data, raw,
+                                              epoch, seq, ts)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+_CONTRACT_ALERT = f"""
+INSERT INTO device_contract_alerts ({", ".join(rows.CONTRACT_ALERT_COLUMNS)})
+VALUES ({", ".join(["%s"] * len(rows.CONTRACT_ALERT_COLUMNS))})
+ON CONFLICT DO NOTHING
+"""  # noqa: S608 - built from constant column names
+_SIGNED = f"""
+INSERT INTO signed_records ({", ".join(rows.SIGNED_COLUMNS)})
+SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], %b::timestamptz[],
+                     %b::boolean[], %b::text[])
+ON CONFLICT DO NOTHING
 """  # noqa: S608 - built from constant column names
 
 _TELEMETRY = """
@@ -465,6 +531,31 @@ def _write_rows(
         cur.execute(_HEALTH, _columns([i.row for i in health if i.row is not None], 10))
     if other := by_kind.get(""):
         cur.execute(_OTHER, _columns([i.row for i in other if i.row is not None], 9))
+    _write_contracts(cur, by_kind)
+    signed = sorted(
+        (i.signed for i in fresh if i.signed is not None and isinstance(i.parsed, Message)),
+        key=lambda r: r[:3],
+    )
+    if signed:
+        cur.execute(_SIGNED, _columns(signed, len(rows.SIGNED_COLUMNS)))
+
+
+def _write_contracts(cur: psycopg.Cursor[Any], by_kind: dict[str, list[Item]]) -> None:
+    if status := by_kind.get("contract"):
+        data = sorted((i.row for i in status if i.row is not None), key=lambda r: r[:2])
+        cur.executemany(_CONTRACT_STATUS_UPSERT, data)
+    if periods := by_kind.get("contract_period"):
+        data = sorted((i.row for i in periods if i.row is not None), key=lambda r: r[:4])
+        cur.executemany(_CONTRACT_PERIOD_UPSERT, data)
+        cols = rows.CONTRACT_PERIOD_COLUMNS
+        wanted = [cols.index(c) for c in ("agent", "contract", "period", "revision")]
+        tail = [cols.index(c) for c in ("data", "raw", "epoch", "seq", "ts")]
+        cur.executemany(
+            _CONTRACT_PERIOD_REVISION, [tuple(r[i] for i in (*wanted, *tail)) for r in data]
+        )
+    if alerts := by_kind.get("contract_alert"):
+        data = sorted((i.row for i in alerts if i.row is not None), key=lambda r: r[:2])
+        cur.executemany(_CONTRACT_ALERT, data)
 
 
 def _quarantine(

@@ -19,6 +19,9 @@ def test_example_loads() -> None:
     assert cfg.mqtt.transport is config.Transport.TLS
     assert cfg.mqtt.port == 8883
     assert cfg.database.migrate is config.MigrateMode.AUTO
+    assert cfg.evidence.fingerprints == {
+        "press-gw-1": ("3f2a9c1e0b7d4a55" + "1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b",)
+    }
     assert cli.main(["check-config", str(EXAMPLE)]) == 0
 
 
@@ -39,6 +42,8 @@ def test_every_mistake_is_reported_with_its_key(tmp_path: Path) -> None:
         '[database]\ndsn = "dbname=x"\nmigrate = "sometimes"\n'
         '[mqtt]\nhost = "h"\nshared_group = "a/b"\ntopics = ["edge/#/x"]\nca_file = "x"\n'
         "client_id = 5\n[batch]\nmax_messages = 0\ncolour = 1\n"
+        "[evidence]\nverify_interval_s = -1\n"
+        '[evidence.trust]\ngw-1 = ["SHA256:12"]\ngw-2 = "x.pem"\n[evidence.other]\n'
     )
     with pytest.raises(ConfigError) as info:
         config.load(path)
@@ -51,6 +56,10 @@ def test_every_mistake_is_reported_with_its_key(tmp_path: Path) -> None:
         "mqtt.client_id",
         "batch.max_messages",
         "batch.colour: unknown key",
+        "evidence.verify_interval_s",
+        "evidence.trust.gw-1[0]",
+        "evidence.trust.gw-2",
+        "evidence.other: unknown key",
     ):
         assert f"bad.toml: {key}" in text, key
     assert cli.main(["check-config", str(path)]) == 2
@@ -69,3 +78,17 @@ def test_docs_quote_the_example_verbatim() -> None:
     """docs/collector.md shows config/collector/collector.example.toml as it is."""
     docs = (EXAMPLE.parents[2] / "docs" / "collector.md").read_text(encoding="utf-8")
     assert "```toml\n" + EXAMPLE.read_text(encoding="utf-8") + "```" in docs
+
+
+def test_evidence_trust_takes_fingerprints_and_pem_files(tmp_path: Path) -> None:
+    """Fingerprints in any grouping are normalised; .pem paths are relative to the file."""
+    path = tmp_path / "c.toml"
+    fp = "ab" * 32
+    path.write_text(
+        '[database]\ndsn = "dbname=x"\n[mqtt]\nhost = "h"\nclient_id = "c1"\n'
+        f'[evidence.trust]\n"gw-1" = ["SHA256:{fp.upper()}", "keys/gw-1.pem"]\n'
+    )
+    cfg = config.load(path)
+    assert cfg.evidence.fingerprints == {"gw-1": (fp,)}
+    assert cfg.evidence.key_files == {"gw-1": (tmp_path / "keys" / "gw-1.pem",)}
+    assert cfg.evidence.agents() == ["gw-1"]

@@ -60,7 +60,7 @@ def test_unknown_time_leaves_the_denominator(pg_migrated: str) -> None:
     assert got == [(pytest.approx(0.75), pytest.approx(0.8), pytest.approx(0.6))]
 
 
-def test_contract_compliance_per_customer(pg_migrated: str) -> None:
+def test_contract_compliance_from_days_per_customer(pg_migrated: str) -> None:
     """SLA availability over a customer's machines: (K - C - Bp) / (K - C), summed first."""
     write(
         pg_migrated,
@@ -83,7 +83,7 @@ def test_contract_compliance_per_customer(pg_migrated: str) -> None:
     got = rows(
         pg_migrated,
         "SELECT customer, month, machines, value, state, provider_budget_s "
-        "FROM contract_compliance",
+        "FROM contract_compliance_from_days",
     )
     k, c, bp = 20000.0, 400.0, 600.0
     value = (k - c - bp) / (k - c)  # 0.969388: below 98 %, above 95 %
@@ -98,4 +98,9 @@ def test_contract_compliance_per_customer(pg_migrated: str) -> None:
             pytest.approx(budget, abs=1e-3),
         )
     ]
-    assert one(pg_migrated, "SELECT count(*) FROM contract_compliance WHERE state = 'missed'") == 0
+    assert (
+        one(
+            pg_migrated, "SELECT count(*) FROM contract_compliance_from_days WHERE state = 'missed'"
+        )
+        == 0
+    )
