@@ -252,7 +252,11 @@ async def test_export_then_replay_reproduces_every_published_final_record(
     replayed = json.loads(cli(*argv))
     for i, rec in enumerate(inside):
         out = replayed[f"w{i}"]
-        compared = {k: v for k, v in rec.items() if k in out and k not in ("revision", "window", "window_kind")}
+        compared = {
+            k: v
+            for k, v in rec.items()
+            if k in out and k not in ("revision", "window", "window_kind")
+        }
         assert compared == {k: out[k] for k in compared}, rec["window"]
         assert len(compared) > 15
     day = next(d for d in finals if d["window"] == "day:2026-11-26")
