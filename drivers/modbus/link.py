@@ -32,6 +32,10 @@ What it does with failures:
 It does not retry writes (it never writes), does not buffer readings (the
 sink does) and never lets pymodbus reconnect on its own (``reconnect_delay=0``:
 two reconnection owners leak sockets, see library notes §1).
+
+Size: over 400 lines because one :class:`Link`: connection lifecycle, block reads, frame
+validation and diagnostics share the per-connection state; the pure parts (plan, codec,
+layout, responses) are separate modules.
 """
 
 from __future__ import annotations

@@ -43,6 +43,10 @@ code (:mod:`convert`); a tag whose address cannot be resolved or monitored
 yields a bad reading with the reason while the rest of the device runs;
 a confirmation never precedes the changes of the response it stands for;
 asyncua types never leave this package.
+
+Size: over 400 lines because one :class:`Link`: session lifecycle, subscriptions,
+keepalive confirmation and the silence watchdog share the session state; session setup
+and security are in session.py.
 """
 
 from __future__ import annotations

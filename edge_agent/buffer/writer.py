@@ -21,6 +21,9 @@ full, or only never-evicted rows left) the rows stay in RAM, bounded by
 reported and the write is retried with backoff until it succeeds. Guarantees: rows
 are committed in arrival order per table; a job's future resolves only after its
 commit; nothing written is lost by this module except what is counted as dropped.
+
+Size: over 400 lines because the single SQLite writer thread: its queue, batching and
+transactions are one loop's state.
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ Every record carries the contract hash and each machine's KPI profile hash (via
 :meth:`ContractBook.to_state` / :meth:`ContractBook.from_state` persist everything
 a restart needs; the chunks' own components come back from the calculators too.
 Pure: no I/O, no clock.
+
+Size: over 400 lines because one contract's running book and its persistence
+(to_state/from_state must cover exactly what round() keeps); evaluation is in status.py
+and compliance.py.
 """
 
 from __future__ import annotations

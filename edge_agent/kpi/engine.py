@@ -14,6 +14,9 @@ per-sample cost of steady running is a few comparisons and additions.
 ``finish`` a copy for a "so far" record); :func:`evaluate` is the pure,
 one-shot form. It does not sort, de-duplicate or correct clocks (``prepare``
 does), never reads the clock and does no I/O.
+
+Size: over 400 lines because the streaming calculator's window bookkeeping (open, close,
+revise, restore) mutates one state object; the arithmetic is in calculator.py.
 """
 
 from __future__ import annotations

@@ -34,6 +34,9 @@ This module stores the same information column-wise and packed:
 
 Nothing is dropped or rounded: every value comes back bit for bit, so results
 after a restore or a replay are the same as with plain lists. Pure code, no I/O.
+
+Size: over 400 lines because the packed sample and point logs and their block codec (one
+storage format, kept with its encoder and decoder so they cannot drift).
 """
 
 from __future__ import annotations

@@ -34,6 +34,9 @@ the publisher) leaves ``Will.online`` unset; its subscriptions are sent in
 ``on_connect`` before the loop hears of the connection, and incoming messages
 are marshalled like every other callback. Credentials are read at connect time
 and never logged.
+
+Size: over 400 lines because the paho thread bridge and the reconnect policy act on the
+same connection lifecycle.
 """
 
 from __future__ import annotations

@@ -41,6 +41,10 @@ order apply; the rows are encoded by a Sparkplug Edge Node session
 (:class:`~edge_agent.uplink.sparkplug.session.EdgeNode`) instead of the JSON
 envelope, after its birth certificates. Its hooks here are marked ``Sparkplug``;
 the JSON path does not go through them.
+
+Size: over 400 lines because the outbox-on-PUBACK state (in-flight mids, cursors,
+priorities, drain, stop) is one piece of state every callback mutates; the pure parts
+live in drain.py and topics.py.
 """
 
 from __future__ import annotations

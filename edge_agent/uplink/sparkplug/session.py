@@ -40,6 +40,10 @@ Nothing here blocks or does I/O except through the sender and the bdSeq file.
 Guarantees: ``seq`` is only consumed by a message the sender accepted, so the
 host sees no gap on our side; no DATA before NBIRTH, no DDATA for a device
 without a DBIRTH in the current session.
+
+Size: over 400 lines because the Edge Node state machine of the specification (births,
+deaths, seq, rebirth, primary host) is one state; encoding is in rows.py, the catalog in
+catalog.py.
 """
 
 from __future__ import annotations
