@@ -391,3 +391,27 @@ def test_contract_definitions_travel_in_the_bundle_and_an_edit_is_named(
     codes = {f.code for f in report.problems}
     assert {"contract", "member_changed"} <= codes
     assert any(sla in f.message and "altered" in f.message for f in report.problems)
+
+
+def test_a_range_with_later_records_verifies(tmp_path: Path, month_evidence: MonthEvidence) -> None:
+    """A bundle of the first ten days: the header of the next record is not a cut-off end."""
+    from edge_agent.evidence.export import export_bundle
+    from edge_agent.evidence.samples import ListSamples
+
+    from .month import AGENT, MACHINE, T0
+
+    month = month_evidence.month
+    out = tmp_path / "ten-days.zip"
+    export_bundle(
+        db=month.db,
+        out=out,
+        start=T0,
+        end=T0 + 10 * 86400,
+        agent=AGENT,
+        keys=month_evidence.keys,
+        samples=ListSamples({MACHINE: month.samples}),
+        current_profiles={MACHINE: month.profile},
+    )
+    report = verify(read_bundle(out), month_evidence.trust())
+    assert report.ok, [f.message for f in report.problems]
+    assert any(w.verdict == "verified" for w in report.windows)
