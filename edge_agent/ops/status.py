@@ -193,8 +193,13 @@ def _same_window(today: Mapping[str, Any] | None, parts: list[dict[str, Any]]) -
     """Final records of today's window before a profile-changing reload (that window only)."""
     if today is None:
         return list(parts)
-    window = str(today.get("name", "")).split("~", 1)[0]
-    return [p for p in parts if str(p.get("name", "")).split("~", 1)[0] == window]
+    window = _window(today)
+    return [p for p in parts if _window(p) == window]
+
+
+def _window(record: Mapping[str, Any]) -> str:
+    """A record's window before any reload split (``day:X~...`` -> ``day:X``)."""
+    return str(record.get("window", record.get("name", ""))).split("~", 1)[0]
 
 
 def _tag_entry(v: Any, unit: str | None) -> dict[str, Any]:

@@ -82,6 +82,34 @@ def latest_contracts(docs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return sorted(best.values(), key=lambda d: (str(d.get("contract")), str(d.get("start"))))
 
 
+def record_view(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A KPI record as the report reads it: the window's name under ``name`` too.
+
+    Records publish ``window`` (schema); records of agents before that carry ``name``.
+    """
+    out = dict(data)
+    if "name" not in out and "window" in out:
+        out["name"] = out["window"]
+    return out
+
+
+def stop_view(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A stop event as the report reads it: UNIX-second ``start``/``end``, ``class``, ``fault``.
+
+    Stop events publish RFC 3339 instants, ``category`` and ``code`` (schema); events of
+    agents before that carry the other form, which passes through unchanged.
+    """
+    out = dict(data)
+    for key in ("start", "end"):
+        if isinstance(out.get(key), str):
+            out[key] = iso_to_s(out[key])
+    if "category" in out and "class" not in out:
+        out["class"] = out["category"]
+    if "code" in out and "fault" not in out:
+        out["fault"] = out["code"] or 0
+    return out
+
+
 class Collector:
     """Gathers published documents and sorts them into a :class:`ReportData`."""
 
@@ -120,11 +148,12 @@ class Collector:
     def add_record(self, data: Mapping[str, Any]) -> None:
         """A KPI record (``data`` of a ``kpi`` message) whose window overlaps the range."""
         if self.wanted(data.get("machine")) and overlaps(data, self.start, self.end):
-            self.records.append(dict(data))
+            self.records.append(record_view(data))
             self.machine_names.add(str(data["machine"]))
 
     def add_stop(self, data: Mapping[str, Any]) -> None:
         """A stop event update overlapping the range."""
+        data = stop_view(data)
         begin = data.get("start")
         if not self.wanted(data.get("machine")) or not isinstance(begin, int | float):
             return

@@ -14,6 +14,7 @@ import json
 import random
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,17 @@ from tests.plugins.simulator import SimProcess
 pytestmark = pytest.mark.integration
 
 
+def iso_s(text: str) -> float:
+    """An RFC 3339 instant of a stop event as epoch seconds."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def closed_stops(coll: MqttCollector, after: float) -> list[dict[str, Any]]:
     """Closed stop updates received with an end after ``after`` (epoch seconds)."""
     return [
         e
         for e in payloads(coll.snapshot(), "stop")
-        if e["data"]["end"] is not None and e["data"]["end"] > after
+        if e["data"]["end"] is not None and iso_s(e["data"]["end"]) > after
     ]
 
 
@@ -58,7 +64,7 @@ def report_after_stop(coll: MqttCollector, after: float) -> bool:
         if not isinstance(body, dict):
             continue
         data = body.get("data") or {}
-        if body.get("kind") == "stop" and (data.get("end") or 0) > after:
+        if body.get("kind") == "stop" and data.get("end") and iso_s(data["end"]) > after:
             closed_seen = True
         elif body.get("kind") == "kpi" and closed_seen:
             return True

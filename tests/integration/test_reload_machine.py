@@ -68,17 +68,17 @@ def test_a_changed_profile_closes_the_day_with_its_known_time_and_parts(
             before = today(state)
             write_config(config, **settings, ideal_s=1.5)
             agent.hup()
-            day = before["name"]
+            day = before["window"]
 
             def closed(_m: Any) -> list[dict[str, Any]]:
                 return [
                     d
                     for d in kpis(coll)
-                    if d["name"] == day and d["final"] and "reconfigured" in d["flags"]
+                    if d["window"] == day and d["final"] and "reconfigured" in d["flags"]
                 ]
 
             def rest(_m: Any) -> list[dict[str, Any]]:
-                return [d for d in kpis(coll) if d["name"].startswith(f"{day}~")]
+                return [d for d in kpis(coll) if d["window"].startswith(f"{day}~")]
 
             assert coll.wait_for(lambda m: bool(closed(m)) and len(rest(m)) >= 3, 20), (
                 agent.output()[-3000:]
@@ -87,7 +87,7 @@ def test_a_changed_profile_closes_the_day_with_its_known_time_and_parts(
             part = rest(None)[-1]
             # The status keeps the day before the reload visible next to the rest of it.
             snap = wait_status(
-                state, lambda s: str(today(state).get("name", "")).startswith(f"{day}~"), 10
+                state, lambda s: str(today(state).get("window", "")).startswith(f"{day}~"), 10
             )
             shown = snap["machines"]["a"]["today_before_reload"]
             view = subprocess.run(
@@ -106,7 +106,7 @@ def test_a_changed_profile_closes_the_day_with_its_known_time_and_parts(
     assert part["start"] == final["end"]
     assert part["unknown_time_s"] < 0.5, part
     assert part["profile_hash"] != final["profile_hash"]
-    assert [p["name"] for p in shown] == [day]
+    assert [p["window"] for p in shown] == [day]
     assert known(shown[0]) >= known(before)
     assert "a: KPI profile changed at " in view, view
     log = agent.output()
@@ -145,6 +145,6 @@ def test_a_change_outside_the_profile_keeps_the_values_already_read(
         after = today(state)
     finally:
         assert agent.stop() == 0, agent.output()[-3000:]
-    assert after["name"] == before["name"]
+    assert after["window"] == before["window"]
     assert known(after) > known(before) + 7.0
     assert after["unknown_time_s"] - before["unknown_time_s"] < 0.5, (before, after)

