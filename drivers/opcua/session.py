@@ -19,7 +19,6 @@ it is the keepalive that detects a dead or hung session and fires
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable, Coroutine
@@ -89,10 +88,19 @@ def _read_password(device: OpcuaDevice) -> str:
 
 
 async def _quiet_disconnect(client: Client, timeout_s: float) -> None:
-    with contextlib.suppress(Exception):
+    """Tear down a session that failed or is being replaced (no data flows through it).
+
+    The device's loss was already logged and counted by the link; a close that fails on a
+    dead socket is expected, so it is logged at debug level only.
+    """
+    try:
         await asyncio.wait_for(client.disconnect(), timeout_s)
-    with contextlib.suppress(Exception):
+    except Exception as exc:  # any asyncua/socket error of a dead session
+        log.debug("OPC-UA disconnect failed (session already gone): %r", exc)
+    try:
         client.disconnect_socket()
+    except Exception as exc:
+        log.debug("OPC-UA socket close failed: %r", exc)
 
 
 async def open_client(
