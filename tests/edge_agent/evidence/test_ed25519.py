@@ -56,7 +56,9 @@ def test_pem_files_are_what_cryptography_writes() -> None:
     assert ed25519.public_pem(ed25519.public_key(seed)) == public
     assert ed25519.seed_from_pem(private) == seed
     assert ed25519.seed_from_pem(public) is None
-    assert ed25519.seed_from_pem(b"-----BEGIN PRIVATE KEY-----\n!!\n-----END PRIVATE KEY-----") is None
+    assert (
+        ed25519.seed_from_pem(b"-----BEGIN PRIVATE KEY-----\n!!\n-----END PRIVATE KEY-----") is None
+    )
 
 
 def test_other_key_files_go_through_cryptography(tmp_path: Path) -> None:
@@ -91,7 +93,7 @@ def test_generated_key_round_trips_through_its_file(tmp_path: Path) -> None:
     )
     assert isinstance(loaded, Ed25519PrivateKey)
     assert loaded.sign(b"record") == key.sign(b"record")
-    assert "PRIVATE" not in repr(key) and repr(key) == f"SigningKey(kid={key.kid})"
+    assert repr(key) == f"SigningKey(kid={key.kid})"
     assert isinstance(SigningKey.generate(), SigningKey)
 
 
