@@ -1,0 +1,107 @@
+"""A Modbus-only JSON gateway runs without the heavy parts it does not use (issue 20, RSS).
+
+Each of these costs resident memory in every agent that imports it, whatever it is
+configured for (``docs/bench-telemetry.md``, "Resident memory"): ``cryptography``
+(about 9 MB: the agent signs with the libcrypto Python already loaded), the OPC-UA
+stack, protobuf (Sparkplug B only), jsonschema (collector), sqlite_utils and the
+report renderer. The agent runs in a fresh interpreter until its evidence chain has
+signed the start's ``config`` record, so the signing path is the one measured.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+CONFIG = """
+[agent]
+id = "lean"
+site = "lab"
+state_dir = "{state}"
+
+[mqtt]
+host = "127.0.0.1"
+port = 1
+
+[devices.plc]
+protocol = "modbus_tcp"
+endpoint = "127.0.0.1:1"
+unit_id = 1
+addressing = "zero"
+publish = "every"
+
+[devices.plc.tags.speed]
+table = "holding"
+address = 0
+"""
+
+HEAVY = (
+    "cryptography",
+    "asyncua",
+    "google.protobuf",
+    "edge_agent.uplink.sparkplug.sparkplug_b_pb2",
+    "jsonschema",
+    "jsonschema_rs",
+    "sqlite_utils",
+    "edge_agent.report",
+    "edge_agent.collect",
+    "drivers.opcua.link",
+)
+
+SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sqlite3, sys, time
+    from pathlib import Path
+    from edge_agent.config import load_config_compact
+    from edge_agent.runtime import Runtime
+
+    config = load_config_compact(Path(sys.argv[1]))
+    heavy = sys.argv[2].split(",")
+
+    def signed() -> int:
+        try:
+            con = sqlite3.connect(f"file:{config.storage.path}?mode=ro", uri=True)
+        except sqlite3.Error:
+            return 0
+        try:
+            return con.execute("SELECT count(*) FROM evidence").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+        finally:
+            con.close()
+
+    async def main() -> int:
+        rt = Runtime(config, install_signals=False)
+        task = asyncio.create_task(rt.run())
+        deadline = time.monotonic() + 20
+        while not signed() and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.1)
+        rt.stop_event.set()
+        await asyncio.wait_for(task, 20)
+        return signed()
+
+    records = asyncio.run(main())
+    loaded = sorted(m for m in heavy if m in sys.modules)
+    print("SIGNED", records, "LOADED", ",".join(loaded) or "-")
+    """
+)
+
+
+def test_modbus_json_gateway_loads_no_heavy_optional_parts(tmp_path: Path) -> None:
+    """The agent signs its start record and has imported none of :data:`HEAVY`."""
+    config = tmp_path / "agent.toml"
+    config.write_text(CONFIG.format(state=tmp_path / "state"))
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(config), ",".join(HEAVY)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout
+    last = out.strip().splitlines()[-1]
+    signed, loaded = last.split(" LOADED ")
+    assert int(signed.removeprefix("SIGNED ")) >= 1, out
+    assert loaded == "-", f"imported by a Modbus-only JSON agent: {loaded}"
