@@ -36,6 +36,7 @@ from edge_agent.errors import ConfigError
 from edge_agent.ingest.queue import IngestConfig, parse_ingest
 from edge_agent.kpi.calendar import WindowKind
 from edge_agent.machines import MachineConfig, parse_machine
+from edge_agent.publishmap import PublishMap
 from edge_agent.telemetry import POLICY_KEYS, PublishPolicy, parse_publish_policy
 from edge_agent.uplink import MqttConfig, parse_mqtt
 from edge_agent.uplink.sparkplug.catalog import check_ids
@@ -189,10 +190,10 @@ def _split_policy_keys(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
 
 def _parse_devices(
     root: Table, issues: Issues, state_dir: Path
-) -> tuple[dict[str, DeviceConfig], dict[tuple[str, str], PublishPolicy]]:
+) -> tuple[dict[str, DeviceConfig], PublishMap]:
     specs = registry()
     devices: dict[str, DeviceConfig] = {}
-    publish: dict[tuple[str, str], PublishPolicy] = {}
+    publish = PublishMap()
     for name, dev in root.tables("devices"):
         if not _NAME.match(name):
             issues.add(dev.path, _name_problem("device")(name))
@@ -228,10 +229,7 @@ def _parse_devices(
             # under the agent's state directory, not a directory of their own.
             config = dataclasses.replace(cast(Any, config), state_dir=state_dir)
         devices[name] = config
-        for tag in config.tag_names:
-            policy = tag_policies.get(tag, device_default)
-            if policy is not None and policy.publishes:
-                publish[(name, tag)] = policy
+        publish.add_device(name, device_default, config.tag_names, tag_policies)
     for protocol, spec in specs.items():
         if spec.check_devices is None:
             continue
