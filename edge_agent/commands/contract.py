@@ -26,10 +26,8 @@ from typing import Any, TextIO
 
 from edge_agent.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, UsageError
 from edge_agent.commands.status import resolve_state_dir
-from edge_agent.contracts.text import render
 from edge_agent.errors import ConfigError
 from edge_agent.kpi.timeutil import format_instant, parse_instant
-from edge_agent.status_view import STATUS_FILE, SnapshotError, load_snapshot
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -101,6 +99,10 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 def run_status(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """Execute ``edge-agent contract status``."""
+    # Imported here: every command module is imported to build the parser (`run` too).
+    from edge_agent.contracts.text import render
+    from edge_agent.status_view import STATUS_FILE, SnapshotError, load_snapshot
+
     stream = sys.stdout if out is None else out
     try:
         state_dir = _state_dir(args)

@@ -27,7 +27,6 @@ import tomli
 
 from edge_agent.cli import EXIT_FAILURE, EXIT_OK, add_config_argument
 from edge_agent.cli import config_path as given_config
-from edge_agent.contracts.text import render as render_contract
 
 # In a source checkout the demo runs config/demo.toml; the wheel carries a copy.
 _SOURCE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
@@ -109,6 +108,8 @@ def _render(
     rt: Any, counter: Counter, broker: str, started: float, machines: list[str] | None = None
 ) -> str:
     """The live view; ``machines`` replaces the machine rows (the last ones before a stop)."""
+    from edge_agent.contracts.text import render as render_contract  # not loaded by `run`
+
     lines = [
         f"edge-agent demo: {time.time() - started:5.0f} s  (broker: {broker}; Ctrl-C to stop)",
         "",

@@ -38,14 +38,9 @@ from edge_agent.cli import (
 )
 from edge_agent.configkit import Issues, load_toml
 from edge_agent.errors import ConfigError
-from edge_agent.status_view import (
-    STATUS_FILE,
-    AgentState,
-    SnapshotError,
-    agent_state,
-    load_snapshot,
-    render,
-)
+
+# edge_agent.status_view (rendering, 0.7 MB of RSS) is imported by the functions that show a
+# snapshot: every command module is imported to build the parser, `edge-agent run` included.
 
 __all__ = ["DEFAULT_CONFIG", "DEFAULT_STATE_DIR", "register", "resolve_state_dir", "run"]
 
@@ -55,12 +50,13 @@ DEFAULT_WATCH_S = 2.0
 
 EXIT_MISSING = EXIT_FAILURE
 EXIT_STALE = EXIT_NOT_RUNNING
+#: Exit code per :class:`edge_agent.status_view.AgentState` value.
 _EXIT_BY_STATE = {
-    AgentState.RUNNING: EXIT_OK,
-    AgentState.STOPPED: EXIT_STOPPED,
-    AgentState.CRASHED: EXIT_NOT_RUNNING,
-    AgentState.HUNG: EXIT_NOT_RUNNING,
-    AgentState.STALE: EXIT_NOT_RUNNING,
+    "running": EXIT_OK,
+    "stopped": EXIT_STOPPED,
+    "crashed": EXIT_NOT_RUNNING,
+    "hung": EXIT_NOT_RUNNING,
+    "stale": EXIT_NOT_RUNNING,
 }
 
 _CLEAR = "\033[H\033[2J"
@@ -142,6 +138,8 @@ def resolve_state_dir(
         return Path(from_env)
     candidates = [config.parent / "state"] if config is not None else []
     candidates.append(DEFAULT_STATE_DIR)
+    from edge_agent.status_view import STATUS_FILE
+
     for candidate in candidates:
         if _is_file(candidate / STATUS_FILE):
             return candidate
@@ -198,6 +196,8 @@ def process_alive(pid: object) -> bool | None:
 
 def _show_once(path: Path, *, as_json: bool, out: TextIO, clear: bool) -> int:
     """Print the snapshot once; return the exit code it deserves."""
+    from edge_agent.status_view import AgentState, SnapshotError, agent_state, load_snapshot, render
+
     try:
         snapshot = load_snapshot(path)
     except SnapshotError as exc:
@@ -220,16 +220,17 @@ def _show_once(path: Path, *, as_json: bool, out: TextIO, clear: bool) -> int:
     out.write(text)
     out.flush()
     if as_json and state is not AgentState.RUNNING:
-        print(f"edge-agent status: agent {_STATE_WORDS[state]}", file=sys.stderr)
-    return _EXIT_BY_STATE[state]
+        print(f"edge-agent status: agent {_STATE_WORDS[state.value]}", file=sys.stderr)
+    return _EXIT_BY_STATE[state.value]
 
 
+#: What the agent is, per :class:`edge_agent.status_view.AgentState` value.
 _STATE_WORDS = {
-    AgentState.RUNNING: "running",
-    AgentState.STOPPED: "stopped cleanly",
-    AgentState.CRASHED: "not running (crashed?)",
-    AgentState.HUNG: "hung (snapshot stale, process still there)",
-    AgentState.STALE: "not running or hung (snapshot stale)",
+    "running": "running",
+    "stopped": "stopped cleanly",
+    "crashed": "not running (crashed?)",
+    "hung": "hung (snapshot stale, process still there)",
+    "stale": "not running or hung (snapshot stale)",
 }
 
 
@@ -246,6 +247,8 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
         sep = " " if len(exc.issues) == 1 else "\n"
         print(f"edge-agent status: cannot use the config:{sep}{exc}", file=sys.stderr)
         return EXIT_CONFIG
+    from edge_agent.status_view import STATUS_FILE
+
     path = state_dir / STATUS_FILE
     if args.watch is None:
         return _show_once(path, as_json=args.json, out=stream, clear=False)

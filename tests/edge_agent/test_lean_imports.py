@@ -4,8 +4,10 @@ Each of these costs resident memory in every agent that imports it, whatever it 
 configured for (``docs/bench-telemetry.md``, "Resident memory"): ``cryptography``
 (about 9 MB: the agent signs with the libcrypto Python already loaded), the OPC-UA
 stack, protobuf (Sparkplug B only), jsonschema (collector), sqlite_utils and the
-report renderer. The agent runs in a fresh interpreter until its evidence chain has
-signed the start's ``config`` record, so the signing path is the one measured.
+report renderer, the status and contract views (0.7 MB). The agent builds the
+command line parser as ``edge-agent run`` does, then runs in a fresh interpreter
+until its evidence chain has signed the start's ``config`` record, so the signing
+path is the one measured.
 """
 
 from __future__ import annotations
@@ -48,14 +50,19 @@ HEAVY = (
     "edge_agent.report",
     "edge_agent.collect",
     "drivers.opcua.link",
+    "edge_agent.status_view",
+    "edge_agent.contracts.text",
 )
 
 SCRIPT = textwrap.dedent(
     """
     import asyncio, sqlite3, sys, time
     from pathlib import Path
+    from edge_agent.cli import build_parser
     from edge_agent.config import load_config_compact
     from edge_agent.runtime import Runtime
+
+    build_parser()  # what `edge-agent run` does first: every command module is imported
 
     config = load_config_compact(Path(sys.argv[1]))
     heavy = sys.argv[2].split(",")
@@ -105,3 +112,12 @@ def test_modbus_json_gateway_loads_no_heavy_optional_parts(tmp_path: Path) -> No
     signed, loaded = last.split(" LOADED ")
     assert int(signed.removeprefix("SIGNED ")) >= 1, out
     assert loaded == "-", f"imported by a Modbus-only JSON agent: {loaded}"
+
+
+def test_status_exit_codes_cover_every_agent_state() -> None:
+    """``edge-agent status`` keys its exit codes by state value (status_view loads lazily)."""
+    from edge_agent.commands.status import _EXIT_BY_STATE, _STATE_WORDS
+    from edge_agent.status_view import AgentState
+
+    assert set(_EXIT_BY_STATE) == {s.value for s in AgentState}
+    assert set(_STATE_WORDS) == {s.value for s in AgentState}
