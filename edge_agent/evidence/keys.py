@@ -16,11 +16,7 @@ A key is named by its **kid** (the first 16 hex digits of the SHA-256 of the raw
 digits, shown as ``SHA256:`` and 16 groups of 4: what goes into a contract
 annex). Files are written to a temporary name with ``O_EXCL`` and mode 0600,
 fsynced and renamed, so a crash leaves either the old or the new key, never half
-of one. Signing and the agent's own key files go through :mod:`.ed25519` (OpenSSL's
-Ed25519 from the ``libcrypto`` Python already loaded, else ``cryptography``), so the
-running agent does not load ``cryptography`` (about 9 MB of RSS); reading PEM files
-written by other tools and verifying signatures use ``cryptography``, imported by the
-functions that need it (``verify``, the collector, reports).
+of one. Cryptography comes from the ``cryptography`` package only.
 """
 
 from __future__ import annotations
@@ -29,11 +25,12 @@ import contextlib
 import hashlib
 import os
 import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.evidence import ed25519
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 KEY_DIR = "evidence"
 ACTIVE = "device.key"
@@ -78,9 +75,17 @@ def parse_fingerprint(text: str) -> str | None:
     return digits
 
 
+def public_raw(key: Ed25519PublicKey) -> bytes:
+    """The 32 raw bytes of a public key."""
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
 def public_pem(raw: bytes) -> str:
     """A public key as SubjectPublicKeyInfo PEM (what ``openssl pkey -pubin`` reads)."""
-    return ed25519.public_pem(raw).decode("ascii")
+    key = Ed25519PublicKey.from_public_bytes(raw)
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
 
 
 def load_public_pem(data: bytes, name: str) -> bytes:
@@ -89,23 +94,17 @@ def load_public_pem(data: bytes, name: str) -> bytes:
     Raises:
         KeyFileError: Not a PEM Ed25519 public key (``name`` says which file).
     """
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as exc:
         raise KeyFileError(f"{name}: not a PEM public key ({exc})") from None
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError(f"{name}: not an Ed25519 public key")
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return public_raw(key)
 
 
 def verify_signature(raw: bytes, signature: bytes, message: bytes) -> bool:
     """Whether ``signature`` is a valid Ed25519 signature of ``message`` by key ``raw``."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     try:
         Ed25519PublicKey.from_public_bytes(raw).verify(signature, message)
     except (InvalidSignature, ValueError):
@@ -137,11 +136,11 @@ class PublicKey:
 class SigningKey:
     """A private key held in memory to sign; its ``repr`` never shows key material."""
 
-    __slots__ = ("_seed", "public")
+    __slots__ = ("_private", "public")
 
-    def __init__(self, seed: bytes) -> None:
-        self._seed = seed
-        self.public = PublicKey(ed25519.public_key(seed))
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self._private = private
+        self.public = PublicKey(public_raw(private.public_key()))
 
     @property
     def kid(self) -> str:
@@ -150,34 +149,23 @@ class SigningKey:
 
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``message``."""
-        return ed25519.sign(self._seed, message)
+        return self._private.sign(message)
 
     def __repr__(self) -> str:
         return f"SigningKey(kid={self.kid})"
 
     @classmethod
     def generate(cls) -> SigningKey:
-        """A fresh key: 32 bytes from the operating system's random source (RFC 8032 5.1.5)."""
-        return cls(secrets.token_bytes(ed25519.SEED_BYTES))
+        """A fresh key from the operating system's random source (via OpenSSL)."""
+        return cls(Ed25519PrivateKey.generate())
 
     def private_pem(self) -> bytes:
         """PKCS #8 PEM, unencrypted (the file's mode protects it)."""
-        return ed25519.private_pem(self._seed)
-
-
-def _seed_of_foreign_pem(data: bytes) -> bytes | None:
-    """The seed of a PEM private key in another form than ours, via ``cryptography``."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = serialization.load_pem_private_key(data, password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        return None
-    return key.private_bytes(
-        serialization.Encoding.Raw,
-        serialization.PrivateFormat.Raw,
-        serialization.NoEncryption(),
-    )
+        return self._private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
 
 
 def _load_private(path: Path) -> SigningKey:
@@ -185,15 +173,13 @@ def _load_private(path: Path) -> SigningKey:
         data = path.read_bytes()
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read the device key: {exc.strerror or exc}") from None
-    seed = ed25519.seed_from_pem(data)
-    if seed is None:
-        try:
-            seed = _seed_of_foreign_pem(data)
-        except (ValueError, TypeError):
-            raise KeyFileError(f"{path}: not a PEM private key (damaged?)") from None
-        if seed is None:
-            raise KeyFileError(f"{path}: not an Ed25519 private key")
-    return SigningKey(seed)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise KeyFileError(f"{path}: not a PEM private key (damaged?)") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: not an Ed25519 private key")
+    return SigningKey(key)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -1,8 +1,7 @@
 """A Modbus-only JSON gateway runs without the heavy parts it does not use (issue 20, RSS).
 
 Each of these costs resident memory in every agent that imports it, whatever it is
-configured for (``docs/bench-telemetry.md``, "Resident memory"): ``cryptography``
-(about 9 MB: the agent signs with the libcrypto Python already loaded), the OPC-UA
+configured for (``docs/bench-telemetry.md``, "Resident memory"): the OPC-UA
 stack, protobuf (Sparkplug B only), jsonschema (collector), sqlite_utils and the
 report renderer, the status and contract views (0.7 MB). The agent builds the
 command line parser as ``edge-agent run`` does, then runs in a fresh interpreter
@@ -40,7 +39,6 @@ address = 0
 """
 
 HEAVY = (
-    "cryptography",
     "asyncua",
     "google.protobuf",
     "edge_agent.uplink.sparkplug.sparkplug_b_pb2",
