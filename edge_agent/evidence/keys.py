@@ -16,7 +16,17 @@ A key is named by its **kid** (the first 16 hex digits of the SHA-256 of the raw
 digits, shown as ``SHA256:`` and 16 groups of 4: what goes into a contract
 annex). Files are written to a temporary name with ``O_EXCL`` and mode 0600,
 fsynced and renamed, so a crash leaves either the old or the new key, never half
-of one. Cryptography comes from the ``cryptography`` package only.
+of one.
+
+No cryptography is written here. Signing is PyNaCl's (``nacl.signing``, pyca's
+libsodium binding), imported by the first key used: every agent signs, and PyNaCl
+costs about 2 MB of resident memory where ``cryptography``'s extension costs about
+8 MB (``docs/bench-telemetry.md``, "Resident memory"). Ed25519 is deterministic
+(RFC 8032), so the signatures are byte for byte those ``cryptography`` makes (tested).
+Key files in RFC 8410's fixed PEM form, the only form this module writes, are
+encoded and read by :mod:`.rfc8410` (format handling, no ASN.1 parser); any other
+key file, and signature verification (``verify``, the collector, reports), go
+through ``cryptography``, imported by the functions that need it.
 """
 
 from __future__ import annotations
@@ -27,10 +37,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from edge_agent.evidence import rfc8410
+
+if TYPE_CHECKING:
+    import nacl.signing
 
 KEY_DIR = "evidence"
 ACTIVE = "device.key"
@@ -75,17 +87,9 @@ def parse_fingerprint(text: str) -> str | None:
     return digits
 
 
-def public_raw(key: Ed25519PublicKey) -> bytes:
-    """The 32 raw bytes of a public key."""
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
 def public_pem(raw: bytes) -> str:
     """A public key as SubjectPublicKeyInfo PEM (what ``openssl pkey -pubin`` reads)."""
-    key = Ed25519PublicKey.from_public_bytes(raw)
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode("ascii")
+    return rfc8410.public_pem(raw).decode("ascii")
 
 
 def load_public_pem(data: bytes, name: str) -> bytes:
@@ -94,17 +98,27 @@ def load_public_pem(data: bytes, name: str) -> bytes:
     Raises:
         KeyFileError: Not a PEM Ed25519 public key (``name`` says which file).
     """
+    raw = rfc8410.public_from_pem(data)
+    if raw is not None:
+        return raw
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise KeyFileError(f"{name}: not a PEM public key ({exc})") from None
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError(f"{name}: not an Ed25519 public key")
-    return public_raw(key)
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def verify_signature(raw: bytes, signature: bytes, message: bytes) -> bool:
     """Whether ``signature`` is a valid Ed25519 signature of ``message`` by key ``raw``."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         Ed25519PublicKey.from_public_bytes(raw).verify(signature, message)
     except (InvalidSignature, ValueError):
@@ -134,13 +148,21 @@ class PublicKey:
 
 
 class SigningKey:
-    """A private key held in memory to sign; its ``repr`` never shows key material."""
+    """A private key held in memory to sign; its ``repr`` never shows key material.
 
-    __slots__ = ("_private", "public")
+    Args:
+        seed: The 32-byte Ed25519 private key (RFC 8032's seed).
+    """
 
-    def __init__(self, private: Ed25519PrivateKey) -> None:
-        self._private = private
-        self.public = PublicKey(public_raw(private.public_key()))
+    __slots__ = ("_key", "public")
+
+    def __init__(self, seed: bytes) -> None:
+        import nacl.signing
+
+        if len(seed) != rfc8410.KEY_BYTES:
+            raise ValueError(f"an Ed25519 private key is {rfc8410.KEY_BYTES} bytes")
+        self._key: nacl.signing.SigningKey = nacl.signing.SigningKey(seed)
+        self.public = PublicKey(self._key.verify_key.encode())
 
     @property
     def kid(self) -> str:
@@ -149,23 +171,38 @@ class SigningKey:
 
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``message``."""
-        return self._private.sign(message)
+        return self._key.sign(message).signature
 
     def __repr__(self) -> str:
         return f"SigningKey(kid={self.kid})"
 
     @classmethod
     def generate(cls) -> SigningKey:
-        """A fresh key from the operating system's random source (via OpenSSL)."""
-        return cls(Ed25519PrivateKey.generate())
+        """A fresh key from the operating system's random source (via libsodium)."""
+        import nacl.signing
+
+        return cls(bytes(nacl.signing.SigningKey.generate()))
 
     def private_pem(self) -> bytes:
         """PKCS #8 PEM, unencrypted (the file's mode protects it)."""
-        return self._private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        return rfc8410.private_pem(bytes(self._key))
+
+
+def _seed_of_other_pem(data: bytes, path: Path) -> bytes:
+    """The seed of a PEM private key in another form than RFC 8410's, via ``cryptography``."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyFileError(f"{path}: not a PEM private key (damaged?)") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: not an Ed25519 private key")
+    return key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
 
 
 def _load_private(path: Path) -> SigningKey:
@@ -173,13 +210,8 @@ def _load_private(path: Path) -> SigningKey:
         data = path.read_bytes()
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read the device key: {exc.strerror or exc}") from None
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
-        raise KeyFileError(f"{path}: not a PEM private key (damaged?)") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"{path}: not an Ed25519 private key")
-    return SigningKey(key)
+    seed = rfc8410.seed_from_pem(data)
+    return SigningKey(seed if seed is not None else _seed_of_other_pem(data, path))
 
 
 def _fsync_dir(directory: Path) -> None:
