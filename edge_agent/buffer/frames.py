@@ -6,10 +6,11 @@ tag list, see :mod:`.blocks`), plus per-value quality, reason and source time on
 one of them is not the plain case. :func:`encode` picks the smallest of these encodings
 (the ``enc`` column, a small int):
 
-* ``I8``/``I16``/``I32``/``I64``: every value is an ``int`` (not ``bool``) and every
-  reading is good without reason or source time: the first value and the differences
-  between neighbours, little-endian, in the narrowest width that holds them (registers
-  of one block are often close to each other);
+* ``U8``/``I8``/``U16``/``I16``/``U32``/``I32``/``I64``: every value is an ``int``
+  (not ``bool``) and every reading is good without reason or source time: the values,
+  little-endian, in the narrowest (unsigned or signed) width that holds them, or, with
+  the :data:`DELTA` flag, the first value and the differences between neighbours when
+  those fit a narrower width (registers of one block are often close to each other);
 * ``F64``: every value is a ``float`` (same plain condition), IEEE 754 doubles
   (NaN and infinities round-trip);
 * ``JSON``: anything else (``None``, ``bool``, lists, strings, mixed types, bad
@@ -44,12 +45,26 @@ I16 = 2
 I32 = 3
 I64 = 4
 F64 = 5
+U8 = 6
+U16 = 7
+U32 = 8
 KIND = 0x0F
 ZLIB = 0x10
 MASK = 0x20
+DELTA = 0x40
 
-_INT_CODES = ((I8, "b", 1 << 7), (I16, "h", 1 << 15), (I32, "i", 1 << 31), (I64, "q", 1 << 63))
-_TYPECODE = {kind: code for kind, code, _ in _INT_CODES} | {F64: "d"}
+# (kind, array typecode, lowest, end): narrowest first, unsigned before signed.
+_INT_CODES = (
+    (U8, "B", 0, 1 << 8),
+    (I8, "b", -(1 << 7), 1 << 7),
+    (U16, "H", 0, 1 << 16),
+    (I16, "h", -(1 << 15), 1 << 15),
+    (U32, "I", 0, 1 << 32),
+    (I32, "i", -(1 << 31), 1 << 31),
+    (I64, "q", -(1 << 63), 1 << 63),
+)
+_WIDTH = {"B": 1, "b": 1, "H": 2, "h": 2, "I": 4, "i": 4, "q": 8}
+_TYPECODE = {kind: code for kind, code, _, _ in _INT_CODES} | {F64: "d"}
 _BIG = sys.byteorder == "big"
 # Below this many payload bytes zlib's own header and checksum (6 bytes) rarely pay.
 ZLIB_MIN = 24
@@ -86,12 +101,29 @@ def _unpack(kind: int, data: bytes) -> list[Any]:
     return packed.tolist()
 
 
+def _narrowest(numbers: Sequence[int]) -> tuple[int, int] | None:
+    """``(kind, bytes per value)`` of the narrowest array holding ``numbers``."""
+    low, high = min(numbers), max(numbers)
+    for kind, code, lowest, end in _INT_CODES:
+        if lowest <= low and high < end:
+            return kind, _WIDTH[code]
+    return None  # beyond 64 bits
+
+
 def _ints(values: Sequence[int]) -> tuple[int, bytes] | None:
-    deltas = [values[0], *map(sub, values[1:], values[:-1])]
-    low, high = min(deltas), max(deltas)
-    for kind, _code, bound in _INT_CODES:
-        if -bound <= low and high < bound:
-            return kind, _pack(kind, deltas)
+    """The values as they are, or (DELTA) the first as int64 and then the differences.
+
+    Whichever is smaller before compression.
+    """
+    plain = _narrowest(values)
+    n = len(values)
+    if n > 1 and -(1 << 63) <= values[0] < 1 << 63:
+        deltas = list(map(sub, values[1:], values[:-1]))
+        delta = _narrowest(deltas)
+        if delta is not None and (plain is None or 8 + delta[1] * (n - 1) < plain[1] * n):
+            return delta[0] | DELTA, _pack(I64, values[:1]) + _pack(delta[0], deltas)
+    if plain is not None:
+        return plain[0], _pack(plain[0], values)
     return None  # beyond 64 bits: JSON
 
 
@@ -123,7 +155,7 @@ def encode(
     if plain and types == {int}:
         packed = _ints(values)  # type: ignore[arg-type]  # checked: all int
         if packed is not None:
-            kind, data = packed
+            kind, data = packed  # kind may carry DELTA
     elif plain and types == {float}:
         kind, data = F64, _pack(F64, values)  # type: ignore[arg-type]  # checked: all float
     if kind == JSON:
@@ -163,9 +195,11 @@ def decode(enc: int, data: bytes, size: int) -> Decoded:
     if kind == JSON:
         obj = json.loads(data)
         return Decoded(obj["v"], present, obj.get("q"), obj.get("r"), obj.get("s"))
-    values = _unpack(kind, bytes(data))
-    if kind != F64:
-        values = list(accumulate(values))
+    if enc & DELTA:
+        first = _unpack(I64, bytes(data[:8]))
+        values = list(accumulate(first + _unpack(kind, bytes(data[8:]))))
+    else:
+        values = _unpack(kind, bytes(data))
     return Decoded(values, present)
 
 
