@@ -22,7 +22,8 @@ Flags on ``enc``: :data:`ZLIB` when ``zlib`` made the payload smaller (measured:
 125-register block of a counter-like load shrinks from 125 to about 20 bytes; random
 16-bit values barely shrink and stay raw), :data:`MASK` when the frame holds only some
 of the layout's positions (``raw = "changes"``): a bitmap of the present positions
-precedes the values. Pure functions: no I/O, no state.
+precedes the values, :data:`SOURCE` when the values' source times (OPC-UA) follow
+the packed values as doubles. Pure functions: no I/O, no state.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ KIND = 0x0F
 ZLIB = 0x10
 MASK = 0x20
 DELTA = 0x40
+SOURCE = 0x80
 
 # (kind, array typecode, lowest, end): narrowest first, unsigned before signed.
 _INT_CODES = (
@@ -151,6 +153,10 @@ def encode(
         source_ts = None
     kind, data = JSON, b""
     types = set(map(type, values))
+    # Source times (OPC-UA) of good values ride along as doubles (SOURCE flag).
+    sources: list[float] | None = None
+    if source_ts is not None and None not in source_ts:
+        sources, source_ts = list(source_ts), None  # type: ignore[arg-type]  # no None
     plain = quality is None and reason is None and source_ts is None and values
     if plain and types == {int}:
         packed = _ints(values)  # type: ignore[arg-type]  # checked: all int
@@ -158,6 +164,10 @@ def encode(
             kind, data = packed  # kind may carry DELTA
     elif plain and types == {float}:
         kind, data = F64, _pack(F64, values)  # type: ignore[arg-type]  # checked: all float
+    if kind != JSON and sources is not None:
+        kind, data = kind | SOURCE, data + _pack(F64, sources)
+    elif sources is not None:
+        source_ts = sources
     if kind == JSON:
         obj: dict[str, object] = {"v": list(values)}
         if quality is not None:
@@ -195,12 +205,16 @@ def decode(enc: int, data: bytes, size: int) -> Decoded:
     if kind == JSON:
         obj = json.loads(data)
         return Decoded(obj["v"], present, obj.get("q"), obj.get("r"), obj.get("s"))
+    sources: list[float | None] | None = None
+    if enc & SOURCE:
+        n = 8 * (len(present) if present is not None else size)
+        sources, data = _unpack(F64, bytes(data[-n:])), data[:-n]
     if enc & DELTA:
         first = _unpack(I64, bytes(data[:8]))
         values = list(accumulate(first + _unpack(kind, bytes(data[8:]))))
     else:
         values = _unpack(kind, bytes(data))
-    return Decoded(values, present)
+    return Decoded(values, present, source_ts=sources)
 
 
 def positions(decoded: Decoded, size: int) -> list[int]:

@@ -86,3 +86,20 @@ def test_a_counter_like_block_compresses_and_random_values_stay_raw() -> None:
     enc2, data2 = frames.encode(noisy)
     assert frames.decode(enc2, data2, 125).values == noisy
     assert len(data2) <= 2 * 125  # uint16 as they are (deltas would need 4 bytes)
+
+
+def test_source_times_of_good_values_are_packed_beside_them() -> None:
+    """OPC-UA: values with source times stay binary (16 bytes for one double), exact."""
+    stamps = [1_764_190_800.123456, 1_764_190_800.5]
+    enc, data = frames.encode([21.5, 22.25], source_ts=stamps)
+    assert enc & frames.SOURCE
+    assert enc & frames.KIND == frames.F64
+    d = frames.decode(enc, data, 2)
+    assert (d.values, d.source_ts) == ([21.5, 22.25], stamps)
+    one = frames.encode([21.5], source_ts=stamps[:1])
+    assert len(one[1]) == 16
+    present = [False, True, False, True]
+    masked = roundtrip([7, 300], source_ts=stamps, present=present)
+    assert (masked.values, masked.source_ts, masked.present) == ([7, 300], stamps, [1, 3])
+    partial = roundtrip([1.0, 2.0], source_ts=[stamps[0], None])  # JSON keeps the None
+    assert partial.source_ts == [stamps[0], None]
