@@ -21,7 +21,7 @@ Guarantees:
   thread; coroutines await its futures.
 
 Size: over 400 lines because the :class:`Buffer` facade, the buffer's one public
-surface; the work is in writer.py, schema.py, retention.py, outbox.py, sequence.py, and
+surface; the work is in writer.py, schema.py, retention.py, outbox.py, acks.py, sequence.py, and
 most of the length is the API's docstrings.
 """
 
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge_agent.buffer import journal, outbox, recovery
+from edge_agent.buffer.acks import AckBatcher
 from edge_agent.buffer.config import StorageConfig
 from edge_agent.buffer.outbox import NewMessage, OutboxRow, Priority
 from edge_agent.buffer.rows import INSERT, interval_row
@@ -56,13 +57,6 @@ T = TypeVar("T")
 # Rows the evidence chain may add to one transaction (segment start, gaps, rotation);
 # reserved in the sequence ledger with the caller's rows (edge_agent.evidence.chain).
 CHAIN_PRELUDE_MAX = 102
-# ack_later batches its deletes: one commit per this many seconds (or ACK_BATCH seqs)
-# instead of one per PUBACK burst (issue 20: commits, not bytes, dominate the disk
-# writes once rows are small; each commit writes whole 4 KiB pages to the WAL).
-ACK_DELAY_S = 1.0
-ACK_BATCH = 1000
-LAZY_ACK_KINDS = frozenset({"telemetry"})
-LAZY_MAX = 100_000
 _UPSERT_STATE = (
     "INSERT INTO state(key, value, updated) VALUES (?, ?, ?) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated = excluded.updated"
@@ -102,13 +96,6 @@ def dumps(data: Mapping[str, Any] | str) -> str:
     return _ENCODE(data)
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 class Buffer:
     """Durable SQLite buffer and outbox for one agent.
 
@@ -138,11 +125,8 @@ class Buffer:
         self.moved_aside: Path | None = None
         self.epoch = ""
         self.recovered: dict[str, Any] | None = None
-        # ack_later: seqs waiting for their batched delete (list: order; set: look-ups).
-        self._acks: list[int] = []
-        self._acked: set[int] = set()
-        self._lazy: set[int] = set()  # fetched rows of LAZY_ACK_KINDS
-        self._ack_timer: asyncio.TimerHandle | None = None
+        # ack_later: telemetry deletes batched (edge_agent.buffer.acks).
+        self._acks = AckBatcher(lambda: self._writer, clock)
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -211,7 +195,7 @@ class Buffer:
         writer = self._writer
         if writer is None:
             return
-        self._submit_acks()
+        self._acks.flush()
         self._writer = None
         ledger, self._ledger = self._ledger, None
 
@@ -451,9 +435,8 @@ class Buffer:
         found, lanes = await self._call(
             lambda con: outbox.fetch_lanes(con, list(queries), discover=discover)
         )
-        if self._acked:
-            lanes = [self._not_acked(rows) for rows in lanes]
-        self._note_lazy(lanes)
+        lanes = [self._acks.visible(rows) for rows in lanes]
+        self._acks.seen(lanes)
         return found, lanes
 
     async def fetch_outbox(
@@ -463,23 +446,9 @@ class Buffer:
         rows = await self._call(
             lambda con: outbox.fetch(con, after=after, limit=limit, max_seq=max_seq)
         )
-        if self._acked:
-            rows = self._not_acked(rows)
-        self._note_lazy([rows])
+        rows = self._acks.visible(rows)
+        self._acks.seen([rows])
         return rows
-
-    def _not_acked(self, rows: list[OutboxRow]) -> list[OutboxRow]:
-        """The rows whose acknowledgement is not pending (see :meth:`ack_later`)."""
-        acked = self._acked
-        return [r for r in rows if r.seq not in acked]
-
-    def _note_lazy(self, lanes: Sequence[Sequence[OutboxRow]]) -> None:
-        """Remember fetched rows whose acknowledgement may be batched (bounded)."""
-        lazy = self._lazy
-        if len(lazy) > LAZY_MAX:
-            lazy.clear()  # rows fetched but never acknowledged (evicted, resent): forget
-        for rows in lanes:
-            lazy.update(r.seq for r in rows if r.kind in LAZY_ACK_KINDS)
 
     async def ack(self, seqs: Sequence[int]) -> int:
         """Delete acknowledged rows (marking their records published); returns rows deleted.
@@ -487,7 +456,7 @@ class Buffer:
         Pending :meth:`ack_later` seqs are deleted first (their own job).
         """
         writer = self._w()
-        self._submit_acks()
+        self._acks.flush()
         items = list(seqs)
         now = self._clock()
 
@@ -499,71 +468,17 @@ class Buffer:
         return await self._call(job)
 
     def ack_later(self, seqs: Sequence[int]) -> None:
-        """Like :meth:`ack` without waiting; the deletes are batched (fewer commits).
+        """Like :meth:`ack` without waiting; telemetry deletes are batched.
 
-        For the uplink's hot path. Rows of :data:`LAZY_ACK_KINDS` (raw telemetry) a
-        fetch returned are deleted in one transaction with every other such seq
-        acknowledged within :data:`ACK_DELAY_S` (or once :data:`ACK_BATCH` are
-        pending, or before a later :meth:`ack` or :meth:`close`); a fetch made
-        meanwhile never returns them and :attr:`backlog` no longer counts them. A crash
-        before that re-sends them at the next start (at-least-once, as before). Other
-        rows (records, health, evidence) are deleted by a job submitted now, which runs
-        before any job submitted later (FIFO). A failure is logged (the rows stay and
-        are re-sent).
+        For the uplink's hot path. Fetched telemetry rows are deleted together within
+        a second (:mod:`.acks`); a fetch meanwhile never returns them and
+        :attr:`backlog` no longer counts them. Other rows (records, health,
+        evidence) are deleted by a job submitted now, which runs before any job
+        submitted later (FIFO). A crash before a delete re-sends the row at the next
+        start (at-least-once); a failure is logged (the rows stay and are re-sent).
         """
         self._w()  # raises when closed
-        lazy = self._lazy
-        now_items = [s for s in seqs if s not in lazy]
-        if now_items:
-            self._submit_acks(now_items)
-        later = [s for s in seqs if s in lazy]
-        if not later:
-            return
-        lazy.difference_update(later)
-        self._acks.extend(later)
-        self._acked.update(later)
-        if len(self._acks) >= ACK_BATCH:
-            self._submit_acks()
-        elif self._ack_timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._submit_acks()
-                return
-            self._ack_timer = loop.call_later(ACK_DELAY_S, self._submit_acks)
-
-    def _submit_acks(self, items: list[int] | None = None) -> None:
-        """Submit ``items``, or the pending acknowledgements, as one writer job (not awaited)."""
-        if items is None:
-            if self._ack_timer is not None:
-                self._ack_timer.cancel()
-                self._ack_timer = None
-            items, self._acks = self._acks, []
-        if not items or self._writer is None:
-            return
-        writer = self._writer
-        now = self._clock()
-        acked = self._acked
-
-        def job(con: Any) -> int:
-            deleted = outbox.ack(con, items, now)
-            writer.outbox_count -= deleted
-            return deleted
-
-        def done(future: Future[int]) -> None:
-            acked.difference_update(items)
-            if not future.cancelled() and (exc := future.exception()) is not None:
-                log.error(
-                    "Buffer could not delete acknowledged rows: rows=%d error=%r", len(items), exc
-                )
-
-        future = writer.submit(job)
-        loop = _running_loop()
-        if loop is None:
-            future.add_done_callback(done)
-        else:
-            # The set of pending seqs is the loop's: updated there.
-            future.add_done_callback(lambda f: loop.call_soon_threadsafe(done, f))
+        self._acks.later(seqs)
 
     @property
     def last_seq(self) -> int:
@@ -573,7 +488,7 @@ class Buffer:
     @property
     def backlog(self) -> int:
         """Rows in the outbox not yet acknowledged (a batched delete may still be pending)."""
-        return self._w().outbox_count - len(self._acked)
+        return self._w().outbox_count - self._acks.pending
 
     # -- calculator state ----------------------------------------------------------------
     async def save_state(self, key: str, value: Mapping[str, Any]) -> None:

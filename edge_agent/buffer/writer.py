@@ -2,7 +2,8 @@
 
 The event loop never commits. It hands the thread two kinds of work:
 
-* **rows** (readings, comms events, intervals) through :meth:`Writer.put`, which
+* **rows** (readings, stored as one ``frames`` row per poll by :mod:`.blocks`; comms
+  events, intervals, the sample journal) through :meth:`Writer.put`, which
   never blocks: rows wait in a bounded queue (``queue_max_rows``; when full the
   newest rows are dropped and counted) and are committed in one transaction per
   batch, when ``flush_rows`` are waiting or the oldest waited ``flush_interval_ms``

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from edge_agent.buffer import Buffer, Priority, StorageConfig
-from edge_agent.buffer.store import ACK_DELAY_S
+from edge_agent.buffer.acks import ACK_DELAY_S
 
 from .helpers import count
 
