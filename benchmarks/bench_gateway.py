@@ -593,11 +593,14 @@ def _row(r: GatewayResult) -> str:
     )
 
 
-#: ``[storage]`` variants of :func:`disk` (issue 20): today's defaults, then readings
+#: ``[storage]`` variants of :func:`disk` (issue 20): today's defaults, the other ``raw``
+#: modes (the default is ``blocks``), then readings
 #: committed once a second instead of every ``flush_rows`` = 1000 rows (80 ms at this load),
 #: then the same with ``outbox_sync = "normal"`` (weaker: for comparison only).
 DISK_VARIANTS: tuple[tuple[str, dict[str, int | str]], ...] = (
     ("defaults", {}),
+    ("raw = changes", {"raw": "changes"}),
+    ("raw = none", {"raw": "none"}),
     ("flush 1 s", {"flush_interval_ms": 1000, "flush_rows": 20000}),
     (
         "flush 1 s + outbox normal",

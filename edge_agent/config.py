@@ -58,7 +58,7 @@ class AgentSection:
     area: str
     state_dir: Path
     log_level: str = "info"
-    status_interval_s: float = 5.0
+    status_interval_s: float = 15.0
     status_tags_max: int = 1000
 
 
@@ -128,7 +128,7 @@ def _parse_agent(table: Table | None, base_dir: Path, issues: Issues) -> AgentSe
     if not state_dir.is_absolute():
         state_dir = (base_dir / state_dir).resolve()
     level = t.get_str("log_level", "info", choices=LOG_LEVELS)
-    status_interval = t.get_float("status_interval_s", 5.0, min=0.5, max=3600)
+    status_interval = t.get_float("status_interval_s", 15.0, min=0.5, max=3600)
     status_tags_max = t.get_int("status_tags_max", 1000, min=0, max=1_000_000)
     t.finish()
     return AgentSection(

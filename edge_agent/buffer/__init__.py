@@ -5,7 +5,7 @@ Public API (see ``docs/pipeline.md``): :class:`Buffer`, :class:`StorageConfig`,
 the package is an implementation detail.
 """
 
-from edge_agent.buffer.config import StorageConfig, SyncMode, parse_storage
+from edge_agent.buffer.config import RawMode, StorageConfig, SyncMode, parse_storage
 from edge_agent.buffer.outbox import MessageKind, OutboxRow, Priority
 from edge_agent.buffer.store import Buffer, Outgoing
 
@@ -13,6 +13,7 @@ __all__ = [
     "Buffer",
     "MessageKind",
     "Outgoing",
+    "RawMode",
     "StorageConfig",
     "SyncMode",
     "parse_storage",

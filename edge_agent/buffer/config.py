@@ -19,6 +19,14 @@ MIB = 1024 * 1024
 HOUR_S = 3600.0
 
 
+class RawMode(str, enum.Enum):
+    """``raw``: which polled values the buffer keeps (see :mod:`edge_agent.buffer.blocks`)."""
+
+    BLOCKS = "blocks"  # every poll, one frame per block read
+    CHANGES = "changes"  # only values (or quality/reason) that changed since the last stored
+    NONE = "none"  # no raw values (KPI inputs stay in the sample journal)
+
+
 class SyncMode(str, enum.Enum):
     """``synchronous`` pragma used for outbox and summary commits."""
 
@@ -41,7 +49,10 @@ class StorageConfig:
             readings are dropped and counted.
         outbox_sync: ``synchronous`` mode for outbox/summary commits (``full`` survives power
             loss; ``normal`` survives a crash of the agent only).
-        readings_retention_h: Age after which raw readings are deleted.
+        raw: Which polled values are stored (``blocks``: every poll as one frame;
+            ``changes``: only changed values; ``none``: none). The sample journal (KPI
+            inputs, replay, evidence) is kept whatever this says.
+        readings_retention_h: Age after which raw readings (frames) are deleted.
         events_retention_h: Age after which comms events and state intervals are deleted.
         summaries_retention_h: Age after which *published* KPI records and stop events are
             deleted (unpublished ones are never aged out).
@@ -54,6 +65,7 @@ class StorageConfig:
     queue_max_rows: int = 100_000
     memory_max_rows: int = 50_000
     outbox_sync: SyncMode = SyncMode.FULL
+    raw: RawMode = RawMode.BLOCKS
     readings_retention_h: float = 168.0
     events_retention_h: float = 2160.0
     summaries_retention_h: float = 8760.0
@@ -96,6 +108,7 @@ def parse_storage(table: Table | None, *, state_dir: Path) -> StorageConfig:
     queue_max_rows = table.get_int("queue_max_rows", 100_000, min=1, max=10_000_000)
     memory_max_rows = table.get_int("memory_max_rows", 50_000, min=0, max=10_000_000)
     outbox_sync = table.get_enum("outbox_sync", SyncMode, SyncMode.FULL)
+    raw = table.get_enum("raw", RawMode, RawMode.BLOCKS)
     readings_h = table.get_float("readings_retention_h", 168.0, positive=True)
     events_h = table.get_float("events_retention_h", 2160.0, positive=True)
     summaries_h = table.get_float("summaries_retention_h", 8760.0, positive=True)
@@ -110,6 +123,7 @@ def parse_storage(table: Table | None, *, state_dir: Path) -> StorageConfig:
         queue_max_rows=queue_max_rows,
         memory_max_rows=memory_max_rows,
         outbox_sync=outbox_sync,
+        raw=raw,
         readings_retention_h=readings_h,
         events_retention_h=events_h,
         summaries_retention_h=summaries_h,

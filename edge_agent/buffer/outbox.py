@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import enum
 import sqlite3
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Priority(enum.IntEnum):
@@ -96,6 +97,27 @@ RECORD_KINDS: dict[MessageKind, str] = {
 }
 
 ACK_CHUNK = 500  # below SQLite's historic 999 host-parameter limit
+
+# Kinds whose ``data`` is stored zlib-compressed (a BLOB) when that is smaller: raw
+# telemetry is most of the outbox's bytes (a 125-value message: 1,250 bytes of JSON,
+# about 540 compressed). Records, evidence and health stay JSON text (SQL reads them).
+COMPRESSED_KINDS = frozenset({"telemetry"})
+_COMPRESS_MIN = 256  # shorter payloads rarely shrink by more than zlib's own bytes
+
+
+def stored_data(kind: str, data: str) -> str | bytes:
+    """What the ``data`` column holds for a message: its JSON text, or zlib of it (BLOB)."""
+    if kind not in COMPRESSED_KINDS or len(data) < _COMPRESS_MIN:
+        return data
+    raw = data.encode()
+    small = zlib.compress(raw, 6)
+    return small if len(small) < len(raw) else data
+
+
+def loaded_data(stored: str | bytes) -> str:
+    """The JSON text of a stored ``data`` column (byte-identical to what was stored)."""
+    return stored if isinstance(stored, str) else zlib.decompress(stored).decode()
+
 
 # Message kinds whose payload is also kept as a record (table, record key required).
 RECORD_TABLES: dict[str, str] = {k.value: table for k, table in RECORD_KINDS.items()}
@@ -178,7 +200,15 @@ def insert_rows(
         cur = con.execute(
             "INSERT INTO outbox(kind, priority, topic, data, created, retain, record_key) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (m.kind, int(m.priority), m.topic, m.data, m.created, int(m.retain), m.record_key),
+            (
+                m.kind,
+                int(m.priority),
+                m.topic,
+                stored_data(m.kind, m.data),
+                m.created,
+                int(m.retain),
+                m.record_key,
+            ),
         )
         seq = int(cur.lastrowid or 0)
         if linker is not None and (text := linker.link(seq, m)) is not None:
@@ -219,7 +249,11 @@ def fetch(
             "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
             (after, max_seq, limit),
         )
-    return [OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in cur]
+    return [_row(r) for r in cur]
+
+
+def _row(r: tuple[Any, ...]) -> OutboxRow:
+    return OutboxRow(r[0], r[1], r[2], r[3], loaded_data(r[4]), r[5], bool(r[6]), r[7])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,7 +303,7 @@ def fetch_class(con: sqlite3.Connection, query: LaneQuery) -> list[OutboxRow]:
             "WHERE priority = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
             (query.priority, query.after, query.max_seq, query.limit),
         )
-    return [OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in cur]
+    return [_row(r) for r in cur]
 
 
 def fetch_lanes(

@@ -2,23 +2,25 @@
 
 Runs on the buffer's writer thread. Two mechanisms:
 
-* :func:`prune_by_age` deletes raw readings, comms events, intervals and the sample
+* :func:`prune_by_age` deletes raw values (``frames``, and ``readings`` rows of
+  databases written before schema 5), comms events, intervals and the sample
   journal older than their retention, and *published* KPI records / stop events older
   than theirs.
   Unpublished summaries and outbox rows are never aged out.
 * :func:`prune_to_budget` frees pages until the used page count is under a target,
   in a fixed order (the contract with operators, documented in ``docs/pipeline.md``):
-  raw readings (oldest first) → unpublished "so far" KPI rows superseded by a newer
-  row of the same record (key ``superseded:kpi``, not a loss) → the sample journal
-  (oldest first) → published summaries → published evidence records →
+  raw values (``readings`` rows, then ``frames``, oldest first) → unpublished "so far"
+  KPI rows superseded by a newer row of the same record (key ``superseded:kpi``, not a
+  loss) → the sample journal (oldest first) → published summaries → published evidence records →
   comms events → unpublished
   outbox rows by priority, least important first (telemetry, then health) → state
   intervals. Outbox rows at ``Priority.HIGH`` and every ``kpi``/``stop`` row are
   never evicted: if only they remain the caller reports :class:`StorageFull`.
 
 Every deleted row is counted in a :class:`DropCounts` under a stable key
-(``readings``, ``kpi_records``, ``outbox:telemetry`` ...), which health telemetry
-reads. Nothing here sleeps or spawns threads.
+(``readings``: values, whether they were ``readings`` rows or held in ``frames``;
+``kpi_records``, ``outbox:telemetry`` ...), which health telemetry reads. Nothing here
+sleeps or spawns threads.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ DropCounts = Counter[str]
 # Rows deleted per statement while freeing space: large enough to free pages fast,
 # small enough that one transaction stays short on an SD card.
 CHUNK_ROWS = 2000
+# A frame holds a whole poll (up to hundreds of values): budget eviction deletes fewer.
+FRAME_CHUNK_ROWS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +61,32 @@ def page_usage(con: sqlite3.Connection) -> PageUsage:
     return PageUsage(pages, free)
 
 
-def _delete(con: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> int:
+def _delete(
+    con: sqlite3.Connection, sql: str, params: tuple[object, ...], values: str | None = None
+) -> int:
+    """Run one DELETE in its own transaction; rows deleted, or the ``values`` query's sum.
+
+    ``values``: for ``frames``, a query (same parameters) of the values the rows hold,
+    run first in the same transaction, so drop counts stay in values, not frames.
+    """
     con.execute("BEGIN IMMEDIATE")
     try:
+        held = int(con.execute(values, params).fetchone()[0] or 0) if values else 0
         cur = con.execute(sql, params)
         con.execute("COMMIT")
     except BaseException:
         if con.in_transaction:
             con.execute("ROLLBACK")
         raise
-    return max(cur.rowcount, 0)
+    return held if values and cur.rowcount > 0 else max(cur.rowcount, 0)
+
+
+def _values_of(table: str, where: str = "", order: str = "rowid") -> str | None:
+    """The query of the values the rows of :func:`_oldest_chunk` hold (frames only)."""
+    if table != "frames":
+        return None
+    cond = f"WHERE {where}" if where else ""
+    return f"SELECT sum(n) FROM (SELECT n FROM frames {cond} ORDER BY {order} LIMIT ?)"  # noqa: S608
 
 
 def prune_by_age(
@@ -74,22 +94,32 @@ def prune_by_age(
 ) -> int:
     """Delete rows older than their retention (counted in ``expired``); returns rows deleted.
 
-    Readings and the sample journal are cut at the first rowid whose ``ts`` reaches the
-    cutoff (binary search, see :func:`first_id_at`), in chunks so no transaction grows large.
+    Readings, frames and the sample journal are cut at the first rowid whose ``ts``
+    reaches the cutoff (binary search, see :func:`first_id_at`), in chunks so no
+    transaction grows large.
     """
     total = 0
     # The sample journal (edge_agent.buffer.journal) lives as long as the intervals.
-    for table, hours in (
-        ("readings", config.readings_retention_h),
-        ("samples", config.events_retention_h),
+    # Frames are counted in values under "readings", like the rows of schema < 5.
+    for key, table, hours in (
+        ("readings", "readings", config.readings_retention_h),
+        ("readings", "frames", config.readings_retention_h),
+        ("samples", "samples", config.events_retention_h),
     ):
         boundary = first_id_at(con, table, now - hours * HOUR_S)
         while boundary is not None:
-            n = _delete(con, _oldest_chunk(table, "id < ?", "id"), (boundary, CHUNK_ROWS))
+            params = (boundary, CHUNK_ROWS)
+            before = con.total_changes
+            n = _delete(
+                con,
+                _oldest_chunk(table, "id < ?", "id"),
+                params,
+                _values_of(table, "id < ?", "id"),
+            )
             if n:
-                expired[table] += n
+                expired[key] += n
                 total += n
-            if n < CHUNK_ROWS:
+            if con.total_changes - before < CHUNK_ROWS:
                 break
     steps = (
         ("comms_events", "DELETE FROM comms_events WHERE ts < ?", config.events_retention_h),
@@ -203,6 +233,7 @@ def prune_to_budget(con: sqlite3.Connection, target_pages: int, drops: DropCount
     """
     steps: list[tuple[str, str, str, str, bool]] = [
         ("readings", "readings", "", "id", False),
+        ("readings", "frames", "", "id", False),
         # Unpublished "so far" KPI rows a newer row of the same record replaced: the
         # newer one carries everything they said (counted, not a loss).
         (SUPERSEDED_KEY, "outbox", _SUPERSEDED, "seq", False),
@@ -220,8 +251,15 @@ def prune_to_budget(con: sqlite3.Connection, target_pages: int, drops: DropCount
     for key, table, where, order, is_outbox in steps:
         while page_usage(con).used > target_pages:
             kinds = _outbox_kinds(con, where, CHUNK_ROWS) if is_outbox else None
-            n = _delete(con, _oldest_chunk(table, where, order), (CHUNK_ROWS,))
-            if n == 0:
+            before = con.total_changes
+            limit = FRAME_CHUNK_ROWS if table == "frames" else CHUNK_ROWS
+            n = _delete(
+                con,
+                _oldest_chunk(table, where, order),
+                (limit,),
+                _values_of(table, where, order),
+            )
+            if con.total_changes == before:
                 break
             if kinds is not None:
                 for kind, count in kinds.items():

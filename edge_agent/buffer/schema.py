@@ -26,7 +26,7 @@ from edge_agent.errors import StorageFull
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 4096
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Stored codes of Quality in readings.quality (stable: part of the file format).
 QUALITY_CODES: dict[str, int] = {"good": 0, "bad": 1, "stale": 2}
@@ -145,6 +145,30 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # time range; a restart cuts a machine's journal back by n.
         "CREATE INDEX samples_machine_n ON samples(machine, n)",
         "CREATE INDEX samples_machine_ts ON samples(machine, ts)",
+    ),
+    # Raw values as polled (issue 20): one frames row per block read / poll batch
+    # instead of one readings row per value (edge_agent.buffer.blocks, .frames). A
+    # layout is the ordered tag list of a device's poll (JSON text), stored once.
+    # frames: append-only like readings (rowid order == arrival order, no ts index);
+    # n: values held (retention counts evicted values, not frames); enc: the codec's
+    # encoding and flags; data: the encoded values.
+    # Existing readings rows stay readable (export merges both by time).
+    5: (
+        """CREATE TABLE layouts (
+            id INTEGER PRIMARY KEY,
+            device TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            UNIQUE (device, tags)
+        )""",
+        """CREATE TABLE frames (
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            layout INTEGER NOT NULL,
+            mono REAL NOT NULL,
+            n INTEGER NOT NULL,
+            enc INTEGER NOT NULL,
+            data BLOB NOT NULL
+        )""",
     ),
 }
 

@@ -21,7 +21,7 @@ Guarantees:
   thread; coroutines await its futures.
 
 Size: over 400 lines because the :class:`Buffer` facade, the buffer's one public
-surface; the work is in writer.py, schema.py, retention.py, outbox.py, sequence.py, and
+surface; the work is in writer.py, schema.py, retention.py, outbox.py, acks.py, sequence.py, and
 most of the length is the API's docstrings.
 """
 
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge_agent.buffer import journal, outbox, recovery
+from edge_agent.buffer.acks import AckBatcher
 from edge_agent.buffer.config import StorageConfig
 from edge_agent.buffer.outbox import NewMessage, OutboxRow, Priority
 from edge_agent.buffer.rows import INSERT, interval_row
@@ -124,6 +125,8 @@ class Buffer:
         self.moved_aside: Path | None = None
         self.epoch = ""
         self.recovered: dict[str, Any] | None = None
+        # ack_later: telemetry deletes batched (edge_agent.buffer.acks).
+        self._acks = AckBatcher(lambda: self._writer, clock)
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -192,6 +195,7 @@ class Buffer:
         writer = self._writer
         if writer is None:
             return
+        self._acks.flush()
         self._writer = None
         ledger, self._ledger = self._ledger, None
 
@@ -428,21 +432,31 @@ class Buffer:
         self, queries: Sequence[outbox.LaneQuery], *, discover: bool
     ) -> tuple[list[int] | None, list[list[OutboxRow]]]:
         """Several priority-class reads (and optionally the classes present) in one writer job."""
-        return await self._call(
+        found, lanes = await self._call(
             lambda con: outbox.fetch_lanes(con, list(queries), discover=discover)
         )
+        lanes = [self._acks.visible(rows) for rows in lanes]
+        self._acks.seen(lanes)
+        return found, lanes
 
     async def fetch_outbox(
         self, *, after: int, limit: int, max_seq: int | None = None
     ) -> list[OutboxRow]:
         """Outbox rows with ``seq > after`` (and ``<= max_seq``) in seq order, at most ``limit``."""
-        return await self._call(
+        rows = await self._call(
             lambda con: outbox.fetch(con, after=after, limit=limit, max_seq=max_seq)
         )
+        rows = self._acks.visible(rows)
+        self._acks.seen([rows])
+        return rows
 
     async def ack(self, seqs: Sequence[int]) -> int:
-        """Delete acknowledged rows (marking their records published); returns rows deleted."""
+        """Delete acknowledged rows (marking their records published); returns rows deleted.
+
+        Pending :meth:`ack_later` seqs are deleted first (their own job).
+        """
         writer = self._w()
+        self._acks.flush()
         items = list(seqs)
         now = self._clock()
 
@@ -454,27 +468,17 @@ class Buffer:
         return await self._call(job)
 
     def ack_later(self, seqs: Sequence[int]) -> None:
-        """Like :meth:`ack` without waiting: runs before any job submitted later (FIFO).
+        """Like :meth:`ack` without waiting; telemetry deletes are batched.
 
-        For the uplink's hot path: a later :meth:`fetch_outbox` already sees the
-        deletions. A failure is logged (the rows stay and are re-sent: at-least-once).
+        For the uplink's hot path. Fetched telemetry rows are deleted together within
+        a second (:mod:`.acks`); a fetch meanwhile never returns them and
+        :attr:`backlog` no longer counts them. Other rows (records, health,
+        evidence) are deleted by a job submitted now, which runs before any job
+        submitted later (FIFO). A crash before a delete re-sends the row at the next
+        start (at-least-once); a failure is logged (the rows stay and are re-sent).
         """
-        writer = self._w()
-        items = list(seqs)
-        now = self._clock()
-
-        def job(con: Any) -> int:
-            deleted = outbox.ack(con, items, now)
-            writer.outbox_count -= deleted
-            return deleted
-
-        def done(future: Future[int]) -> None:
-            if not future.cancelled() and (exc := future.exception()) is not None:
-                log.error(
-                    "Buffer could not delete acknowledged rows: rows=%d error=%r", len(items), exc
-                )
-
-        self._w().submit(job).add_done_callback(done)
+        self._w()  # raises when closed
+        self._acks.later(seqs)
 
     @property
     def last_seq(self) -> int:
@@ -483,8 +487,9 @@ class Buffer:
 
     @property
     def backlog(self) -> int:
-        """Rows in the outbox (not yet acknowledged)."""
-        return self._w().outbox_count
+        """Rows in the outbox not yet acknowledged (a batched delete may still be pending)."""
+        # A row evicted while its delete waited is in both counts for up to a second.
+        return max(0, self._w().outbox_count - self._acks.pending)
 
     # -- calculator state ----------------------------------------------------------------
     async def save_state(self, key: str, value: Mapping[str, Any]) -> None:

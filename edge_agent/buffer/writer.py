@@ -2,7 +2,8 @@
 
 The event loop never commits. It hands the thread two kinds of work:
 
-* **rows** (readings, comms events, intervals) through :meth:`Writer.put`, which
+* **rows** (readings, stored as one ``frames`` row per poll by :mod:`.blocks`; comms
+  events, intervals, the sample journal) through :meth:`Writer.put`, which
   never blocks: rows wait in a bounded queue (``queue_max_rows``; when full the
   newest rows are dropped and counted) and are committed in one transaction per
   batch, when ``flush_rows`` are waiting or the oldest waited ``flush_interval_ms``
@@ -40,8 +41,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from edge_agent.buffer import outbox, retention
+from edge_agent.buffer.blocks import FrameWriter
 from edge_agent.buffer.config import StorageConfig
-from edge_agent.buffer.rows import CONVERT, INSERT, TABLES, SeriesIds
+from edge_agent.buffer.rows import CONVERT, INSERT, TABLES
 from edge_agent.buffer.schema import plan_size
 from edge_agent.errors import StorageFull
 
@@ -103,8 +105,9 @@ class Writer:
         self.outbox_full = ""
         self.last_error: str | None = None
         self.outbox_count, _, self.last_seq = outbox.bounds(con)
-        self._series = SeriesIds()
-        self._series.load(con)
+        # Readings are stored as frames (one row per poll, edge_agent.buffer.blocks).
+        self._frames = FrameWriter(config.raw)
+        self._frames.load(con)
         self.usage = retention.page_usage(con)
         self._next_maintenance = 0.0
         self._next_age_prune = 0.0
@@ -285,19 +288,21 @@ class Writer:
     def _insert(self, batch: Mapping[str, Sequence[Any]]) -> None:
         con = self._con
         con.execute("BEGIN")
+        frames = 0
         try:
             for table in TABLES:
                 if not batch[table]:
                     continue
                 if table == "readings":
-                    self._series.insert(con, batch[table])
+                    frames = self._frames.insert(con, batch[table])
                 else:
                     con.executemany(INSERT[table], batch[table])
             con.execute("COMMIT")
+            self.written["frames"] += frames
         except BaseException:
             if con.in_transaction:
                 con.execute("ROLLBACK")
-            self._series.forget()  # ids created in the rolled-back transaction are gone
+            self._frames.forget()  # layouts created in the rolled-back transaction are gone
             raise
 
     def _hold(self, batch: dict[str, list[Any]], exc: sqlite3.Error) -> None:

@@ -6,22 +6,24 @@ modify or lock the buffer for writing. Time bounds are ISO 8601 (``Z`` or an
 offset; a naive time is taken as UTC), half-open ``[from, to)``. Rows are
 streamed in time order; nothing is loaded into memory as a whole.
 
-Readings have no time index (it would cost a third of the ingest rate); their range
-is located by binary search over arrival order with one hour of slack, then filtered
-exactly. Kinds: ``readings`` (raw tag values), ``intervals`` (machine state intervals),
-``summaries`` (KPI records, with their publication time), ``events`` (comms
-lost/restored and stop events, merged in time order), ``samples`` (one machine's
-sample journal: exactly the ``edge-agent replay`` input, JSON Lines only, in the
-order the calculator was fed, with :data:`SAMPLES_MARGIN_S` more on each side: the
-state and counter baseline at ``--from`` come from the samples before it, and the
-parts counted between the last sample before ``--to`` and the next are spread over
-that interval, so they need the sample after it).
+Readings (``frames``, one per poll, and the ``readings`` rows of databases written
+before schema 5, merged by time) have no time index (it would cost a third of the ingest
+rate); their range is located by binary search over arrival order with one hour of
+slack, then filtered exactly. Kinds: ``readings`` (raw tag values), ``intervals``
+(machine state intervals), ``summaries`` (KPI records, with their publication time),
+``events`` (comms lost/restored and stop events, merged in time order), ``samples`` (one
+machine's sample journal: exactly the ``edge-agent replay`` input, JSON Lines only, in
+the order the calculator was fed, with :data:`SAMPLES_MARGIN_S` more on each side: the
+state and counter baseline at ``--from`` come from the samples before it, and the parts
+counted between the last sample before ``--to`` and the next are spread over that
+interval, so they need the sample after it).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import heapq
 import json
 import sqlite3
 import sys
@@ -132,9 +134,6 @@ def rows(
 
     ``samples``: the replay input objects of ``machine``, with the lead-in.
     """
-    from edge_agent.buffer.retention import first_id_at
-    from edge_agent.buffer.schema import QUALITY_NAMES
-
     if kind == "samples":
         from edge_agent.buffer import journal
 
@@ -142,27 +141,12 @@ def rows(
         for _t, data in journal.read(con, machine or "", start - margin, end + margin):
             yield json.loads(data)
     elif kind == "readings":
-        # readings has no ts index: narrow by rowid (arrival order) with a slack, then filter.
-        first = first_id_at(con, "readings", start - READINGS_SLACK_S) or 0
-        last = first_id_at(con, "readings", end + READINGS_SLACK_S) or 0
-        cur = con.execute(
-            "SELECT r.ts, s.device, s.tag, r.value, r.quality, r.reason, r.source_ts "
-            "FROM readings r JOIN series s ON s.id = r.series "
-            "WHERE r.id >= ? AND r.id < ? AND r.ts >= ? AND r.ts < ? ORDER BY r.ts, r.id",
-            (first, last, start, end),
+        # Rows of databases written before schema 5, then frames: merged by time.
+        merged = heapq.merge(
+            _reading_rows(con, start, end), _frame_rows(con, start, end), key=_first
         )
-        for ts, device, tag, value, quality, reason, source_ts in cur:
-            if isinstance(value, str) and value.startswith("["):
-                value = _json(value)
-            yield {
-                "ts": _time(ts),
-                "device": device,
-                "tag": tag,
-                "value": value,
-                "quality": QUALITY_NAMES.get(quality, str(quality)),
-                "reason": reason or "",
-                "source_ts": _time(source_ts),
-            }
+        for _ts, item in merged:
+            yield item
     elif kind == "intervals":
         cur = con.execute(
             "SELECT machine, start, end, data FROM intervals "
@@ -201,6 +185,68 @@ def rows(
         )
         for ts, event_kind, source, detail in cur:
             yield {"ts": _time(ts), "kind": event_kind, "source": source, "detail": _json(detail)}
+
+
+_Timed = tuple[float, dict[str, Any]]
+
+
+def _first(item: _Timed) -> float:
+    return item[0]
+
+
+def _reading_rows(con: sqlite3.Connection, start: float, end: float) -> Iterator[_Timed]:
+    """Export rows of the ``readings`` table (one row per value, before schema 5)."""
+    from edge_agent.buffer.retention import first_id_at
+    from edge_agent.buffer.schema import QUALITY_NAMES
+
+    # readings has no ts index: narrow by rowid (arrival order) with a slack, then filter.
+    first = first_id_at(con, "readings", start - READINGS_SLACK_S) or 0
+    last = first_id_at(con, "readings", end + READINGS_SLACK_S) or 0
+    cur = con.execute(
+        "SELECT r.ts, s.device, s.tag, r.value, r.quality, r.reason, r.source_ts "
+        "FROM readings r JOIN series s ON s.id = r.series "
+        "WHERE r.id >= ? AND r.id < ? AND r.ts >= ? AND r.ts < ? ORDER BY r.ts, r.id",
+        (first, last, start, end),
+    )
+    for ts, device, tag, value, quality, reason, source_ts in cur:
+        if isinstance(value, str) and value.startswith("["):
+            value = _json(value)
+        name = QUALITY_NAMES.get(quality, str(quality))
+        yield ts, _reading(ts, device, tag, value, name, reason, source_ts)
+
+
+def _frame_rows(con: sqlite3.Connection, start: float, end: float) -> Iterator[_Timed]:
+    """Export rows of the ``frames`` table, the same as the rows of the same values.
+
+    A ``bool`` is exported as 0/1, as the ``readings`` table stored it.
+    """
+    from edge_agent.buffer import blocks
+    from edge_agent.buffer.schema import QUALITY_NAMES
+
+    for v in blocks.read(con, start, end, slack_s=READINGS_SLACK_S):
+        value = int(v.value) if v.value.__class__ is bool else v.value
+        name = QUALITY_NAMES.get(v.quality, str(v.quality))
+        yield v.ts, _reading(v.ts, v.device, v.tag, value, name, v.reason, v.source_ts)
+
+
+def _reading(
+    ts: float,
+    device: str,
+    tag: str,
+    value: Any,
+    quality: str,
+    reason: str | None,
+    source_ts: float | None,
+) -> dict[str, Any]:
+    return {
+        "ts": _time(ts),
+        "device": device,
+        "tag": tag,
+        "value": value,
+        "quality": quality,
+        "reason": reason or "",
+        "source_ts": _time(source_ts),
+    }
 
 
 def write(out: IO[str], kind: str, fmt: str, items: Iterator[dict[str, Any]]) -> int:

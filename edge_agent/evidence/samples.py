@@ -130,6 +130,8 @@ class ReadingsSamples:
         self._lookback = lookback_s
 
     def _readings(self, devices: Sequence[str], start: float, end: float) -> Iterator[Reading]:
+        """Rows of databases written before schema 5, then frames, in arrival order."""
+        from edge_agent.buffer import blocks
         from edge_agent.buffer.schema import QUALITY_NAMES
 
         marks = ",".join("?" * len(devices))
@@ -142,6 +144,8 @@ class ReadingsSamples:
         for ts, device, tag, value, quality, mono in cur:
             q = Quality(QUALITY_NAMES.get(int(quality), "bad"))
             yield Reading(device, tag, value, float(ts), float(mono), q)
+        for stored in blocks.read(self._con, start, end, devices=list(devices), order="id"):
+            yield stored.reading()
 
     def samples(self, machine: str, start: float, end: float) -> SampleSet | None:
         """Replays the readings of the machine's devices through its SampleBuilder."""

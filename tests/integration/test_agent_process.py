@@ -250,7 +250,7 @@ def test_sigterm_stops_within_five_seconds_with_buffer_flushed(
     assert any("STOPPING=1" in m for _, m in agent.read_notify(0.3) + agent.messages)
     db = sqlite3.connect(agent.state / "buffer.db")
     last = db.execute(
-        "SELECT max(r.ts) FROM readings r JOIN series s ON s.id = r.series WHERE s.device = 'a'"
+        "SELECT max(f.ts) FROM frames f JOIN layouts l ON l.id = f.layout WHERE l.device = 'a'"
     ).fetchone()[0]
     db.close()
     # Polling every 200 ms: the last reading is from just before the stop.

@@ -31,3 +31,22 @@ def count(path: Path, table: str, where: str = "") -> int:
         return int(con.execute(sql).fetchone()[0])
     finally:
         con.close()
+
+
+def stored(path: Path) -> list[tuple[float, str, str, object]]:
+    """Every raw value stored (frames, decoded): ``(ts, device, tag, value)`` in arrival order."""
+    from edge_agent.buffer import blocks
+
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [
+            (v.ts, v.device, v.tag, v.value)
+            for v in blocks.read(con, float("-inf"), float("inf"), order="id")
+        ]
+    finally:
+        con.close()
+
+
+def values(path: Path) -> int:
+    """How many raw values are stored (frames, decoded)."""
+    return len(stored(path))

@@ -63,3 +63,18 @@ def test_errors_name_the_key_path() -> None:
         "storage.outbox_sync",
     ):
         assert fragment in text
+
+
+def test_raw_mode_defaults_to_blocks_and_refuses_unknown_modes() -> None:
+    """``raw``: blocks by default, changes/none accepted, anything else named in the error."""
+    from edge_agent.buffer.config import RawMode
+
+    assert parse_storage(None, state_dir=Path("/s")).raw is RawMode.BLOCKS
+    issues = Issues("a.toml")
+    config = parse_storage(Table({"raw": "changes"}, "storage", issues), state_dir=Path("/s"))
+    issues.raise_if_any()
+    assert config.raw is RawMode.CHANGES
+    bad = Issues("a.toml")
+    parse_storage(Table({"raw": "rows"}, "storage", bad), state_dir=Path("/s"))
+    with pytest.raises(ConfigError, match=r"storage\.raw"):
+        bad.raise_if_any()

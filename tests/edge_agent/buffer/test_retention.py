@@ -11,7 +11,7 @@ from edge_agent.buffer import Buffer, Priority, StorageConfig
 from edge_agent.buffer.schema import plan_size
 from edge_agent.errors import StorageFull
 
-from .helpers import count, readings
+from .helpers import count, readings, values
 
 BIG = {"blob": "x" * 3000}  # ~ one page per outbox row
 
@@ -61,12 +61,12 @@ async def test_budget_evicts_oldest_readings_first_and_keeps_summaries(tmp_path:
         assert count(cfg.path, "kpi_records") == len(kpi)
         # The newest readings survived, the oldest went first.
         con = sqlite3.connect(cfg.path)
-        low, high = con.execute("SELECT min(ts), max(ts) FROM readings").fetchone()
+        low, high = con.execute("SELECT min(ts), max(ts) FROM frames").fetchone()
         con.close()
         assert high == 1_800_000_000.0 + 39 * 1000 + 999
         assert low > 1_800_000_000.0
         assert stats["written"]["readings"] == 40_000
-        assert count(cfg.path, "readings") + stats["dropped"]["readings"] == 40_000
+        assert values(cfg.path) + stats["dropped"]["readings"] == 40_000
     finally:
         await buf.close()
 
@@ -120,7 +120,7 @@ async def test_full_of_kpi_raises_storage_full_holds_readings_and_recovers(tmp_p
         stats = buf.stats()
         assert stats["disk_full"] is False
         assert stats["held_rows"] == 0
-        assert count(cfg.path, "readings") == 2000
+        assert values(cfg.path) == 2000
         assert await buf.publish("kpi", "t", {}, priority=Priority.HIGH) > seqs[-1]
         assert buf.stats()["outbox_full"] == ""
     finally:
@@ -139,7 +139,7 @@ async def test_memory_hold_is_bounded(tmp_path: Path) -> None:
         stats = buf.stats()
         assert stats["dropped"]["readings:memory_full"] == 1900
         # The 100 kept rows are either still held or were written once a retry fitted them.
-        assert stats["held_rows"] + count(cfg.path, "readings") == 100
+        assert stats["held_rows"] + values(cfg.path) == 100
     finally:
         await buf.close()
 
@@ -159,7 +159,7 @@ async def test_age_retention_keeps_unpublished_summaries(tmp_path: Path) -> None
         buf.add_readings(readings(5, start=now[0]))
         await buf.flush()
         await buf.run_maintenance()
-        assert count(cfg.path, "readings") == 5
+        assert values(cfg.path) == 5
         assert count(cfg.path, "kpi_records") == 1
         assert count(cfg.path, "kpi_records", "record_key = 'b'") == 1
         assert buf.stats()["expired"] == {"readings": 10, "kpi_records": 1}
@@ -266,7 +266,7 @@ async def test_the_sample_journal_ages_with_the_intervals_and_goes_right_after_r
         seqs = await fill_with_kpis(buf)
         assert seqs
         dropped = buf.stats()["dropped"]
-        assert dropped.get("readings") == 50  # readings first, then the journal
+        assert dropped.get("readings") == 50  # raw values first, then the journal
         assert dropped.get("samples", 0) > 0
         assert count(budget.path, "kpi_records") == len(seqs)
     finally:

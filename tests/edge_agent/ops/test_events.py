@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -270,7 +271,9 @@ async def outbox_dropped(a: Agent, synced: list[bool]) -> None:
     rt.staging.max_held = 2
     for i in range(3):
         # Several pages each (see outbox_full): none fits in the room the refused KPI row left.
-        rt.staging.stage(MessageKind.TELEMETRY, "t", {"i": i, "blob": "x" * 4 * 4096})
+        # Random text: telemetry is stored compressed, and "x" * n compresses to nothing.
+        blob = random.Random(i).randbytes(4 * 4096).hex()
+        rt.staging.stage(MessageKind.TELEMETRY, "t", {"i": i, "blob": blob})
     assert not await rt.staging.flush()
     assert rt.staging.dropped == {"telemetry": 1}
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from edge_agent.buffer import Buffer, StorageConfig
+from edge_agent.buffer.config import RawMode
 from edge_agent.buffer.schema import connect
 from edge_agent.cli import main
 from edge_agent.config import AgentConfig, load_config
@@ -153,10 +154,14 @@ class Agent:
         await self.machines.start(self.config.machines)
 
 
-async def run_day(tmp_path: Path) -> Path:
-    """Run the simulated day; returns the buffer file."""
+async def run_day(tmp_path: Path, raw: RawMode | None = None) -> Path:
+    """Run the simulated day; returns the buffer file.
+
+    ``raw``: also store every poll's raw readings with this ``[storage] raw`` mode (as
+    the dispatcher does); None stores none.
+    """
     config = load(tmp_path)
-    storage = StorageConfig(path=tmp_path / "b.db")
+    storage = StorageConfig(path=tmp_path / "b.db", raw=raw or RawMode.BLOCKS)
     buffer = Buffer(storage, "gw")
     await buffer.open()
     agent = Agent(config, buffer)
@@ -185,6 +190,8 @@ async def run_day(tmp_path: Path) -> Path:
         if batch[0].value:
             count += 5
         agent.machines.feed(agent.machines.by_device["a"], batch, synced=True)
+        if raw is not None:
+            buffer.add_readings(batch)
         if s >= next_report:
             agent.now = DAY + s
             await agent.reporter.report()
@@ -211,10 +218,16 @@ def cli(*argv: str) -> str:
     return out.getvalue()
 
 
+@pytest.mark.parametrize("raw", [None, RawMode.NONE])
 async def test_export_then_replay_reproduces_every_published_final_record(
-    tmp_path: Path,
+    tmp_path: Path, raw: RawMode | None
 ) -> None:
-    db = await run_day(tmp_path)
+    """With ``raw = "none"`` no raw value is stored; the journal still replays every record."""
+    db = await run_day(tmp_path, raw)
+    if raw is RawMode.NONE:
+        con = connect(db, read_only=True)
+        assert con.execute("SELECT count(*) FROM frames").fetchone()[0] == 0
+        con.close()
     finals = published_finals(db)
     # Each final record went out once, restarts included (a restored calculator's final
     # windows are not re-sent every round).

@@ -1,0 +1,251 @@
+"""Raw values as frames: one ``frames`` row per poll, written and read back as readings.
+
+Writer side (:class:`FrameWriter`, writer thread only): a batch of readings (one or
+more polls, arrival order) is cut into runs sharing device, read time and monotonic
+time (one block read or notification batch); each run becomes one ``frames`` row
+referring to its *layout* (the ordered tag list, one ``layouts`` row per device and tag
+list, ids cached) with the values encoded by :mod:`.frames`. ``[storage] raw`` decides
+what is stored (:class:`~edge_agent.buffer.config.RawMode`): every run (``blocks``),
+only the values (or quality/reason) that changed since the tag's last stored value
+(``changes``: the frame keeps its full layout and a bitmap of the positions it holds;
+a run without a change writes nothing; after a restart the first poll is stored whole),
+or nothing (``none``).
+
+Reader side (:func:`read`): frames of a time range decoded back into
+:class:`StoredValue` rows in (time, arrival) order, for export, evidence and tests.
+Nothing here commits (the caller's transaction) or starts a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import sqlite3
+from collections.abc import Iterator, Sequence
+from itertools import groupby
+from typing import NamedTuple
+
+from edge_agent.buffer import frames
+from edge_agent.buffer.config import RawMode
+from edge_agent.buffer.schema import QUALITY_CODES
+from edge_agent.model import Quality, Reading
+
+INSERT_FRAME = "INSERT INTO frames(ts, layout, mono, n, enc, data) VALUES (?, ?, ?, ?, ?, ?)"
+
+_RUN_KEY = operator.attrgetter("device", "ts", "mono")
+_TAG = operator.attrgetter("tag")
+_VALUE = operator.attrgetter("value")
+_QUALITY = operator.attrgetter("quality")
+_REASON = operator.attrgetter("reason")
+_SOURCE_TS = operator.attrgetter("source_ts")
+_GOOD = Quality.GOOD
+
+# What ``changes`` compares per tag: value type and value, quality code, reason.
+_Last = tuple[type, object, int, str]
+
+
+def _tags_text(tags: Sequence[str]) -> str:
+    return json.dumps(list(tags), separators=(",", ":"), ensure_ascii=False)
+
+
+class FrameWriter:
+    """Turns batches of readings into ``frames`` rows by the ``raw`` mode (writer thread).
+
+    Args:
+        mode: What to store (``blocks``, ``changes`` or ``none``).
+    """
+
+    def __init__(self, mode: RawMode = RawMode.BLOCKS) -> None:
+        self.mode = mode
+        self._ids: dict[tuple[str, tuple[str, ...]], int] = {}
+        # changes: device -> tag -> the last stored (type, value, quality, reason).
+        self._last: dict[str, dict[str, _Last]] = {}
+
+    def load(self, con: sqlite3.Connection) -> None:
+        """Fill the layout cache from the table (at open)."""
+        self._ids = {
+            (str(device), tuple(json.loads(tags))): int(i)
+            for i, device, tags in con.execute("SELECT id, device, tags FROM layouts")
+        }
+
+    def forget(self) -> None:
+        """Drop the caches after a rolled-back transaction (its layouts and changes are gone)."""
+        self._ids.clear()
+        self._last.clear()
+
+    def insert(self, con: sqlite3.Connection, readings: Sequence[Reading]) -> int:
+        """Insert the frames of ``readings`` (arrival order) in the caller's transaction.
+
+        Returns:
+            The number of frames written.
+        """
+        if self.mode is RawMode.NONE or not readings:
+            return 0
+        changes = self.mode is RawMode.CHANGES
+        rows: list[tuple[float, int, float, int, int, bytes]] = []
+        for (device, ts, mono), group in groupby(readings, _RUN_KEY):
+            run = list(group)
+            n = len(run)
+            tags = tuple(map(_TAG, run))
+            values: list[object] = list(map(_VALUE, run))
+            qualities = list(map(_QUALITY, run))
+            codes = (
+                None if qualities.count(_GOOD) == n else [QUALITY_CODES[q.value] for q in qualities]
+            )
+            reasons = list(map(_REASON, run))
+            reason = None if reasons.count("") == n else [r or "" for r in reasons]
+            sources = list(map(_SOURCE_TS, run))
+            source_ts = None if sources.count(None) == n else sources
+            present: list[bool] | None = None
+            if changes:
+                present = self._changed(device, tags, values, codes, reason)
+                if not any(present):
+                    continue
+                if not all(present):
+                    values = frames.select(values, present)
+                    codes = frames.select(codes, present) if codes else None
+                    reason = frames.select(reason, present) if reason else None
+                    source_ts = frames.select(source_ts, present) if source_ts else None
+            enc, data = frames.encode(values, codes, reason, source_ts, present)
+            layout = self._layout(con, device, tags)
+            rows.append((ts, layout, mono, len(values), enc, data))
+        if rows:
+            con.executemany(INSERT_FRAME, rows)
+        return len(rows)
+
+    def _changed(
+        self,
+        device: str,
+        tags: Sequence[str],
+        values: Sequence[object],
+        codes: Sequence[int] | None,
+        reasons: Sequence[str] | None,
+    ) -> list[bool]:
+        last = self._last.get(device)
+        if last is None:
+            last = self._last[device] = {}
+        present: list[bool] = []
+        for i, tag in enumerate(tags):
+            value = values[i]
+            now = (value.__class__, value, codes[i] if codes else 0, reasons[i] if reasons else "")
+            if last.get(tag) == now:
+                present.append(False)
+            else:
+                last[tag] = now
+                present.append(True)
+        return present
+
+    def _layout(self, con: sqlite3.Connection, device: str, tags: tuple[str, ...]) -> int:
+        key = (device, tags)
+        found = self._ids.get(key)
+        if found is not None:
+            return found
+        text = _tags_text(tags)
+        con.execute("INSERT OR IGNORE INTO layouts(device, tags) VALUES (?, ?)", (device, text))
+        row = con.execute(
+            "SELECT id FROM layouts WHERE device = ? AND tags = ?", (device, text)
+        ).fetchone()
+        self._ids[key] = int(row[0])
+        return self._ids[key]
+
+
+class StoredValue(NamedTuple):
+    """One value read back from a frame (quality as its stored code)."""
+
+    frame: int
+    ts: float
+    device: str
+    tag: str
+    value: object
+    quality: int
+    reason: str
+    source_ts: float | None
+    mono: float
+
+    def reading(self) -> Reading:
+        """As a :class:`~edge_agent.model.Reading` (unknown quality codes read as bad)."""
+        from edge_agent.buffer.schema import QUALITY_NAMES
+
+        quality = Quality(QUALITY_NAMES.get(self.quality, "bad"))
+        return Reading(
+            self.device,
+            self.tag,
+            self.value,  # type: ignore[arg-type]  # a stored value is a Reading value
+            self.ts,
+            self.mono,
+            quality,
+            self.reason,
+            self.source_ts,
+        )
+
+
+def _layouts(
+    con: sqlite3.Connection, devices: Sequence[str] | None
+) -> dict[int, tuple[str, list[str]]]:
+    if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'layouts'").fetchone() is None:
+        return {}  # a database not migrated to schema 5 yet (read-only export)
+    if devices is None:
+        cur = con.execute("SELECT id, device, tags FROM layouts")
+    else:
+        marks = ",".join("?" * len(devices))
+        cur = con.execute(
+            f"SELECT id, device, tags FROM layouts WHERE device IN ({marks})",  # noqa: S608
+            list(devices),
+        )
+    return {int(i): (str(d), list(json.loads(t))) for i, d, t in cur}
+
+
+def read(
+    con: sqlite3.Connection,
+    start: float,
+    end: float,
+    *,
+    devices: Sequence[str] | None = None,
+    slack_s: float = 0.0,
+    order: str = "ts",
+) -> Iterator[StoredValue]:
+    """Values of the frames with ``start <= ts < end`` (of ``devices``, or all).
+
+    ``frames`` has no ``ts`` index: the rowid range is found by binary search
+    (:func:`~edge_agent.buffer.retention.first_id_at`) widened by ``slack_s`` for
+    out-of-order arrivals, then filtered. ``order``: ``"ts"`` (time, then arrival)
+    or ``"id"`` (arrival).
+    """
+    from edge_agent.buffer.retention import first_id_at
+
+    layouts = _layouts(con, devices)
+    if not layouts:
+        return
+    first = first_id_at(con, "frames", start - slack_s) or 0
+    last = first_id_at(con, "frames", end + slack_s) or 0
+    by = "ts, id" if order == "ts" else "id"
+    params: list[object] = [first, last, start, end]
+    only = ""
+    if devices is not None:
+        only = f" AND layout IN ({','.join('?' * len(layouts))})"
+        params += list(layouts)
+    cur = con.execute(
+        "SELECT id, ts, layout, mono, enc, data FROM frames "  # noqa: S608 - placeholders only
+        f"WHERE id >= ? AND id < ? AND ts >= ? AND ts < ?{only} ORDER BY {by}",
+        params,
+    )
+    for frame, ts, layout, mono, enc, data in cur:
+        found = layouts.get(int(layout))
+        if found is None:
+            continue  # another device's frame
+        device, tags = found
+        size = len(tags)
+        d = frames.decode(int(enc), data, size)
+        where = frames.positions(d, size)
+        for k, value in enumerate(d.values):
+            yield StoredValue(
+                int(frame),
+                float(ts),
+                device,
+                tags[where[k]],
+                value,
+                d.quality[k] if d.quality else 0,
+                d.reason[k] if d.reason else "",
+                d.source_ts[k] if d.source_ts else None,
+                float(mono),
+            )
