@@ -7,7 +7,6 @@ earlier versions use) is the reference here.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import subprocess
@@ -27,7 +26,8 @@ from edge_agent.evidence.keys import (
     verify_signature,
 )
 
-SEEDS = [os.urandom(32) for _ in range(16)]
+# Random keys, but the same on every pytest-xdist worker (collection must agree).
+SEEDS = [random.Random(f"signing-{i}").randbytes(32) for i in range(16)]
 
 
 def _reference(seed: bytes) -> Ed25519PrivateKey:
