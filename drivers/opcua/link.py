@@ -168,6 +168,9 @@ class OpcuaLink:
         self._confirmations: list[Confirmation] = []
         self._last: dict[tuple[str, str], Reading] = {}
         self._changed_at: dict[str, float] = {}
+        # Arrival time shared by the notifications handled in one event-loop step (one
+        # publish response): the buffer stores a batch with one time as one frame.
+        self._stamp: tuple[float, float] | None = None
         self._wake = asyncio.Event()
         self._lost: str | None = None
         self._diag = {d.name: DeviceDiagnostics() for d in devices}
@@ -285,6 +288,17 @@ class OpcuaLink:
     async def _on_lost(self, exc: Exception) -> None:
         self._lost = f"{self.name}: session lost ({type(exc).__name__}: {exc})".replace(" ()", "")
         self._wake.set()
+
+    def _arrival(self) -> tuple[float, float]:
+        """(wall, monotonic) arrival time, the same for every notification of this step."""
+        stamp = self._stamp
+        if stamp is None:
+            stamp = self._stamp = (time.time(), time.monotonic())
+            asyncio.get_running_loop().call_soon(self._clear_stamp)
+        return stamp
+
+    def _clear_stamp(self) -> None:
+        self._stamp = None
 
     def _drain(self) -> PollResult:
         by_device: dict[str, list[Reading]] = defaultdict(list)
@@ -514,10 +528,8 @@ class OpcuaLink:
                     self.dropped += 1
                     self._diag[device].record_error("queue_full")
                     continue
-                now = time.monotonic()
-                reading = reading_from(
-                    device, tag, event.data.monitored_item.Value, time.time(), now
-                )
+                wall, now = self._arrival()
+                reading = reading_from(device, tag, event.data.monitored_item.Value, wall, now)
                 self._pending.append((device, reading))
                 self._last[target] = reading
                 self._changed_at[device] = now

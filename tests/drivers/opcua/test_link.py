@@ -93,6 +93,28 @@ async def test_every_node_id_form_resolves_and_reads(sim: SimServer) -> None:
     assert sim.ns == 4
 
 
+async def test_notifications_of_one_publish_response_share_their_arrival_time(
+    sim: SimServer,
+) -> None:
+    """Notifications of one publish response carry one arrival time (ts, mono).
+
+    The initial values of a subscription come in one response; the buffer stores a
+    batch with one time as one frame, not one row per value.
+    """
+    names = ("Running", "GoodCount", "Product", "Temps")
+    tags = tuple(OpcuaTag(name=n, node=parse_node_id(f"nsu={NS_URI};s=M1.{n}")) for n in names)
+    link = OpcuaLink([device(sim, *tags)])
+    await link.connect()
+    try:
+        readings = await collect(link, len(tags))
+    finally:
+        await link.close()
+    stamps = {(r.ts, r.mono) for r in readings}
+    assert len(readings) >= len(tags)
+    # Before: every notification was stamped on its own (as many stamps as readings).
+    assert len(stamps) < len(readings)
+
+
 async def test_subscription_keeps_order_and_source_timestamps(sim: SimServer) -> None:
     """A burst of changes arrives complete and in order, each with the server's SourceTimestamp."""
     tag = OpcuaTag(name="good", node=parse_node_id(f"nsu={NS_URI};s=M1.GoodCount"), queue_size=100)
