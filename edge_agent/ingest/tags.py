@@ -3,34 +3,122 @@
 :class:`TagState` is the agent's current view of the plant, for ``status.json``
 and health telemetry. It is fed by the dispatcher only (one writer, on the
 event loop) and is not durable: the buffer keeps the history.
+
+The view is read far less often than it is fed (``status.json`` every few seconds,
+Sparkplug births; 12,500 values a second come in on a large gateway), so a batch is
+only queued when it arrives (:class:`LatestReadings`) and applied when a device's
+view is read: a poll that a later poll of the same block replaced entirely is never
+turned into readings at all.
 """
 
 from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 
+from edge_agent.columns import Column, ColumnPoll
 from edge_agent.model import CommsEvent, CommsState, Quality, Reading
 
 _TAG = operator.attrgetter("tag")
 
 Listed = dict[str, list[tuple[str, Reading]]]
 
+#: Batches queued per device before they are applied without a read (bounds memory).
+PENDING_MAX = 16
+
+
+class LatestReadings(MutableMapping[str, dict[str, Reading]]):
+    """Device -> (tag -> latest reading); batches are queued and applied on read.
+
+    Reading a device (``[]``, ``get``, iteration) applies its queued batches in
+    arrival order first, so what it returns is exactly what applying every batch at
+    once would give. Columns of a :class:`~edge_agent.columns.ColumnPoll` that a later
+    queued poll of the same block (same ``tags`` tuple) covers are skipped.
+    """
+
+    __slots__ = ("_pending", "_views")
+
+    def __init__(self) -> None:
+        self._views: dict[str, dict[str, Reading]] = {}
+        self._pending: dict[str, list[Sequence[Reading]]] = {}
+
+    def add(self, device: str, readings: Sequence[Reading]) -> None:
+        """Queue one device's batch (the newest reading of each tag wins)."""
+        pending = self._pending.get(device)
+        if pending is None:
+            self._pending[device] = [readings]
+        else:
+            pending.append(readings)
+            if len(pending) >= PENDING_MAX:
+                self._apply(device)
+
+    def _apply(self, device: str) -> None:
+        pending = self._pending.pop(device, None)
+        if pending is None:
+            return
+        views = self._views.get(device)
+        if views is None:
+            views = self._views[device] = {}
+        covered: set[int] = set()  # id() of the tag tuples of newer columns (all alive)
+        newest_first: list[Column | Sequence[Reading]] = []
+        for batch in reversed(pending):
+            if type(batch) is ColumnPoll:
+                for column in reversed(batch.columns):
+                    if id(column.tags) not in covered:
+                        covered.add(id(column.tags))
+                        newest_first.append(column)
+            else:
+                newest_first.append(batch)
+        for item in reversed(newest_first):
+            if type(item) is Column:
+                views.update(zip(item.tags, ColumnPoll(device, (item,)), strict=True))
+            else:
+                views.update(zip(map(_TAG, item), item, strict=True))  # type: ignore[arg-type]
+
+    def __getitem__(self, device: str) -> dict[str, Reading]:
+        if device in self._pending:
+            self._apply(device)
+        return self._views[device]
+
+    def __setitem__(self, device: str, views: dict[str, Reading]) -> None:
+        self._pending.pop(device, None)
+        self._views[device] = views
+
+    def __delitem__(self, device: str) -> None:
+        found = self._pending.pop(device, None) is not None
+        if self._views.pop(device, None) is None and not found:
+            raise KeyError(device)
+
+    def __contains__(self, device: object) -> bool:
+        return device in self._views or device in self._pending
+
+    def _apply_all(self) -> None:
+        for device in list(self._pending):
+            self._apply(device)
+
+    def __iter__(self) -> Iterator[str]:
+        self._apply_all()
+        return iter(self._views)
+
+    def __len__(self) -> int:
+        self._apply_all()
+        return len(self._views)
+
 
 class TagState:
     """Latest reading per ``(device, tag)`` and the comms state per device."""
 
     def __init__(self, devices: Iterable[str] = ()) -> None:
-        self.latest: dict[str, dict[str, Reading]] = {}
+        self.latest = LatestReadings()
         self.comms: dict[str, CommsState] = dict.fromkeys(devices, CommsState.UNKNOWN)
 
     def update(self, device: str, readings: Sequence[Reading]) -> None:
-        """Take one device's batch (the newest reading of each tag wins)."""
-        views = self.latest.get(device)
-        if views is None:
-            views = self.latest[device] = {}
-        views.update(zip(map(_TAG, readings), readings, strict=True))
+        """Take one device's batch (the newest reading of each tag wins).
+
+        Kept by reference and applied when the device is read: do not mutate it.
+        """
+        self.latest.add(device, readings)
 
     def set_comms(self, event: CommsEvent) -> None:
         """Record a comms transition."""
