@@ -34,7 +34,8 @@ class LatestReadings(MutableMapping[str, dict[str, Reading]]):
     Reading a device (``[]``, ``get``, iteration) applies its queued batches in
     arrival order first, so what it returns is exactly what applying every batch at
     once would give. Columns of a :class:`~edge_agent.columns.ColumnPoll` that a later
-    queued poll of the same block (same ``tags`` tuple) covers are skipped.
+    queued poll of the same block (same ``tags`` tuple) covers are skipped (dropped
+    from the queue already when the later poll covers all of them).
     """
 
     __slots__ = ("_pending", "_views")
@@ -44,14 +45,25 @@ class LatestReadings(MutableMapping[str, dict[str, Reading]]):
         self._pending: dict[str, list[Sequence[Reading]]] = {}
 
     def add(self, device: str, readings: Sequence[Reading]) -> None:
-        """Queue one device's batch (the newest reading of each tag wins)."""
+        """Queue one device's batch (the newest reading of each tag wins).
+
+        A queued column poll whose every block this one read again is dropped: it
+        would be overwritten entirely (a device polled on one schedule keeps one).
+        """
         pending = self._pending.get(device)
         if pending is None:
             self._pending[device] = [readings]
-        else:
-            pending.append(readings)
-            if len(pending) >= PENDING_MAX:
-                self._apply(device)
+            return
+        if type(readings) is ColumnPoll:
+            blocks = {id(c.tags) for c in readings.columns}
+            pending[:] = [
+                p
+                for p in pending
+                if type(p) is not ColumnPoll or not blocks.issuperset(id(c.tags) for c in p.columns)
+            ]
+        pending.append(readings)
+        if len(pending) >= PENDING_MAX:
+            self._apply(device)
 
     def _apply(self, device: str) -> None:
         pending = self._pending.pop(device, None)

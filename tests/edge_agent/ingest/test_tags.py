@@ -81,9 +81,14 @@ def test_a_poll_replaced_by_a_later_poll_of_its_block_never_builds_readings() ->
 def test_queued_batches_are_bounded_and_views_can_be_replaced() -> None:
     """At most PENDING_MAX batches wait per device; setting or deleting a view drops them."""
     tags = TagState(["a"])
+    block = ("x",)
     for i in range(PENDING_MAX):
-        tags.update("a", _poll("a", ("x",), [i], float(i)))
+        tags.update("a", _poll("a", block, [i], float(i)))
+    assert len(tags.latest._pending["a"]) == 1  # each poll of the block replaced the last
+    for i in range(PENDING_MAX - 1):  # other blocks (another tuple each) are not replaced
+        tags.update("a", _poll("a", tuple("x" for _ in range(1)), [i], float(i)))
     assert not tags.latest._pending  # applied when the bound was reached
+    assert tags.latest["a"]["x"].value == PENDING_MAX - 2
     tags.update("a", _poll("a", ("x",), [99], 99.0))
     tags.latest["a"] = {"y": Reading("a", "y", 1, 1.0, 1.0)}
     assert list(tags.latest["a"]) == ["y"]
