@@ -176,7 +176,7 @@ class StatusFile:
         diags: Mapping[str, Any],
         listed: Listed | None,
     ) -> dict[str, Any]:
-        views = self.sources.tags.latest.get(name, {})
+        views: Mapping[str, Any] = self.sources.tags.latest.get(name, {})
         devices = self.sources.config.devices
         if self._units_of is not devices:
             self._units_of, self._units = devices, tag_units(devices)

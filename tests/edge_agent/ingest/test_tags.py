@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from edge_agent.columns import Column, ColumnPoll
-from edge_agent.ingest.tags import PENDING_MAX, TagState
+from edge_agent.ingest.tags import TagState
 from edge_agent.model import CommsEvent, CommsState, Quality, Reading
 
 
@@ -66,7 +66,10 @@ class _Unreadable(list[int]):
     """Values that fail the test when they are read."""
 
     def __iter__(self) -> Any:
-        raise AssertionError("a superseded poll was read")
+        raise AssertionError("values were read")
+
+    def __getitem__(self, index: Any) -> Any:
+        raise AssertionError("a value was read")
 
 
 def test_a_poll_replaced_by_a_later_poll_of_its_block_never_builds_readings() -> None:
@@ -78,18 +81,27 @@ def test_a_poll_replaced_by_a_later_poll_of_its_block_never_builds_readings() ->
     assert {t: r.value for t, r in tags.latest["a"].items()} == {"x": 3, "y": 4}
 
 
-def test_queued_batches_are_bounded_and_views_can_be_replaced() -> None:
-    """At most PENDING_MAX batches wait per device; setting or deleting a view drops them."""
+def test_a_listing_builds_only_the_readings_it_lists() -> None:
+    """Bad tags first, then good ones up to the limit; unlisted columns are never read."""
+    tags = TagState(["a", "b"])
+    tags.update("a", _poll("a", ("x", "y"), [1, 2], 1.0))
+    tags.update("a", [Reading("a", "y", None, 2.0, 2.0, Quality.BAD, "timeout")])
+    tags.update("b", ColumnPoll("b", [Column(("z",), _Unreadable([3]), 1.0, 1.0)]))
+    assert tags.tag_count() == 3
+    listed = tags.listed(["a", "b"], 2)
+    assert listed == {
+        "a": [
+            ("y", Reading("a", "y", None, 2.0, 2.0, Quality.BAD, "timeout")),
+            ("x", Reading("a", "x", 1, 1.0, 1.0)),
+        ],
+        "b": [],
+    }
+
+
+def test_views_can_be_replaced_and_removed() -> None:
+    """Setting a device's view replaces it; deleting forgets the device."""
     tags = TagState(["a"])
-    block = ("x",)
-    for i in range(PENDING_MAX):
-        tags.update("a", _poll("a", block, [i], float(i)))
-    assert len(tags.latest._pending["a"]) == 1  # each poll of the block replaced the last
-    for i in range(PENDING_MAX - 1):  # other blocks (another tuple each) are not replaced
-        tags.update("a", _poll("a", tuple("x" for _ in range(1)), [i], float(i)))
-    assert not tags.latest._pending  # applied when the bound was reached
-    assert tags.latest["a"]["x"].value == PENDING_MAX - 2
-    tags.update("a", _poll("a", ("x",), [99], 99.0))
+    tags.update("a", _poll("a", ("x",), [1], 1.0))
     tags.latest["a"] = {"y": Reading("a", "y", 1, 1.0, 1.0)}
     assert list(tags.latest["a"]) == ["y"]
     tags.update("b", _poll("b", ("x",), [1], 1.0))
@@ -98,3 +110,4 @@ def test_queued_batches_are_bounded_and_views_can_be_replaced() -> None:
     del tags.latest["b"]
     assert "b" not in tags.latest
     assert len(tags.latest) == 1
+    assert tags.latest.get("b") is None
