@@ -85,14 +85,14 @@ def test_a_listing_builds_only_the_readings_it_lists() -> None:
     """Bad tags first, then good ones up to the limit; unlisted columns are never read."""
     tags = TagState(["a", "b"])
     tags.update("a", _poll("a", ("x", "y"), [1, 2], 1.0))
-    tags.update("a", [Reading("a", "y", None, 2.0, 2.0, Quality.BAD, "timeout")])
+    tags.update("a", [Reading("a", "x", None, 2.0, 2.0, Quality.BAD, "timeout")])
     tags.update("b", ColumnPoll("b", [Column(("z",), _Unreadable([3]), 1.0, 1.0)]))
     assert tags.tag_count() == 3
     listed = tags.listed(["a", "b"], 2)
     assert listed == {
         "a": [
-            ("y", Reading("a", "y", None, 2.0, 2.0, Quality.BAD, "timeout")),
-            ("x", Reading("a", "x", 1, 1.0, 1.0)),
+            ("x", Reading("a", "x", None, 2.0, 2.0, Quality.BAD, "timeout")),
+            ("y", Reading("a", "y", 2, 1.0, 1.0)),
         ],
         "b": [],
     }
