@@ -490,14 +490,19 @@ def run_gateway(
 
 # --------------------------------------------------------------------------- engine only
 def engine_figures(devices: int = 100, registers: int = 125, polls: int = 10) -> list[str]:
-    """CPU per value of the pure telemetry engine (ingest; build with JSON) for each mode."""
+    """CPU per value of the pure telemetry engine (ingest; build with JSON) for each mode.
+
+    ``every`` is measured twice: with polls as lists of readings, and as the column
+    polls (:class:`~edge_agent.columns.ColumnPoll`) the Modbus driver hands over.
+    """
+    from edge_agent.columns import Column, ColumnPoll
     from edge_agent.model import Reading
     from edge_agent.telemetry import PublishMode, PublishPolicy, TelemetryEngine
 
+    tags = tuple(f"r{r}" for r in range(registers))
     lines = []
-    for mode in PublishMode:
-        if mode is PublishMode.NONE:
-            continue
+    modes = [(m, False) for m in PublishMode if m is not PublishMode.NONE]
+    for mode, columns in [*modes, (PublishMode.EVERY, True)]:
         policy = PublishPolicy(
             mode=mode,
             aggregate_s=5.0 if mode is PublishMode.AGGREGATE else 0.0,
@@ -509,7 +514,7 @@ def engine_figures(devices: int = 100, registers: int = 125, polls: int = 10) ->
         t_ingest = t_build = 0.0
         size = 0
         for p in range(polls):
-            batches = [
+            batches: list[Any] = [
                 [
                     Reading(
                         device=f"d{d}",
@@ -522,6 +527,11 @@ def engine_figures(devices: int = 100, registers: int = 125, polls: int = 10) ->
                 ]
                 for d in range(devices)
             ]
+            if columns:
+                batches = [
+                    ColumnPoll(b[0].device, [Column(tags, [r.value for r in b], b[0].ts, 0.0)])
+                    for b in batches
+                ]
             gc.collect()
             a = time.process_time()
             for batch in batches:
@@ -532,8 +542,9 @@ def engine_figures(devices: int = 100, registers: int = 125, polls: int = 10) ->
             t_build += time.process_time() - b
             size += sum(len(m.text) for m in messages)
         n = devices * registers * polls
+        name = f"{mode.value} (columns)" if columns else mode.value
         lines.append(
-            f"  engine {mode.value:9s}: ingest {t_ingest / n * 1e6:5.2f} us/value, "
+            f"  engine {name:17s}: ingest {t_ingest / n * 1e6:5.2f} us/value, "
             f"build + JSON {t_build / n * 1e6:5.2f} us/value, {size / n:5.1f} bytes/value"
         )
     return lines

@@ -79,7 +79,7 @@ class PollResult:
     values (report-by-exception links only).
     """
 
-    batches: list[list[Reading]] = field(default_factory=list)
+    batches: list[Sequence[Reading]] = field(default_factory=list)
     events: list[CommsEvent] = field(default_factory=list)
     confirmations: list[Confirmation] = field(default_factory=list)
 

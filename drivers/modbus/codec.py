@@ -241,9 +241,10 @@ def make_block_decoder(fields: Sequence[Field], count: int) -> BlockDecoder | No
     Applies when every field has a :func:`struct_char`, the fields are in offset order
     and do not overlap, and they fit in ``count`` registers. The decoder packs the
     registers back to bytes and unpacks every value in one call, then scales the scaled
-    ones. It gives exactly what the tags' own decoders give; when a float is NaN or
-    infinite it raises :class:`DecodeError` (the caller then decodes tag by tag, so only
-    that tag reads bad).
+    ones (a block of unscaled ``uint16`` in every register is a copy of the registers).
+    It gives exactly what the tags' own decoders give; when a float is NaN or infinite
+    it raises :class:`DecodeError` (the caller then decodes tag by tag, so only that
+    tag reads bad).
     """
     parts: list[str] = []
     pos = 0
@@ -264,6 +265,9 @@ def make_block_decoder(fields: Sequence[Field], count: int) -> BlockDecoder | No
         return None
     if pos < count:
         parts.append(f"{2 * (count - pos)}x")
+    if not scaled and parts == ["H"] * count:
+        # Unscaled uint16 in every register: the values are the registers themselves.
+        return list
     pack = struct.Struct(f">{count}H").pack
     unpack = struct.Struct(">" + "".join(parts)).unpack
     isfinite = math.isfinite

@@ -57,13 +57,14 @@ from drivers.modbus.config import ModbusDeviceConfig, ModbusTable, SerialTranspo
 from drivers.modbus.frames import Check, Expected, Verdict, check_rtu, check_tcp
 from drivers.modbus.planner import Block, plan_device, split_block
 from drivers.modbus.responses import READ_RESPONSES
+from edge_agent.columns import Column, ColumnPoll
 from edge_agent.errors import DecodeError, DeviceUnavailable
 from edge_agent.model import CommsEvent, CommsState, Quality, Reading
 
 _GOOD = Quality.GOOD
 _tuple_new = tuple.__new__
-# _decode builds Readings positionally with tuple.__new__: fail at import, not with
-# shifted fields, if Reading's layout ever changes.
+# _decode builds Readings positionally with tuple.__new__ (tag by tag, when a block does
+# not decode whole): fail at import, not with shifted fields, if Reading's layout changes.
 if Reading._fields != (
     "device",
     "tag",
@@ -394,7 +395,7 @@ class ModbusLink:
     # -- one schedule -----------------------------------------------------------
     async def _run(self, s: _Schedule, result: PollResult) -> None:
         dev = s.device
-        readings: list[Reading] = []
+        readings: list[Column | Reading] = []  # blocks that decoded whole stay columns
         refined: list[Block] = []
         invalid_before = dev.diag.errors.get("invalid_response", 0)
         try:
@@ -436,7 +437,7 @@ class ModbusLink:
                 )
             )
         if readings:
-            result.batches.append(readings)
+            result.batches.append(_batch(dev.config.name, readings))
 
     def _unit_failed(self, dev: _Device, reason: str, result: PollResult) -> None:
         dev.retry_at = time.monotonic() + dev.backoff.next_delay()
@@ -471,7 +472,7 @@ class ModbusLink:
         )
 
     async def _read_isolating(
-        self, s: _Schedule, block: Block, refined: list[Block], readings: list[Reading]
+        self, s: _Schedule, block: Block, refined: list[Block], readings: list[Column | Reading]
     ) -> None:
         dev = s.device
         try:
@@ -515,7 +516,9 @@ class ModbusLink:
         refined.append(block)
         self._decode(dev, block, words, ts, mono, readings)
 
-    async def _reprobe(self, s: _Schedule, refined: list[Block], readings: list[Reading]) -> None:
+    async def _reprobe(
+        self, s: _Schedule, refined: list[Block], readings: list[Column | Reading]
+    ) -> None:
         now = time.monotonic()
         for bad in list(s.bad):
             if now < bad.reprobe_at:
@@ -547,13 +550,17 @@ class ModbusLink:
 
     @staticmethod
     def _decode(
-        dev: _Device, block: Block, words: Sequence[Any], ts: float, mono: float, out: list[Reading]
+        dev: _Device,
+        block: Block,
+        words: Sequence[Any],
+        ts: float,
+        mono: float,
+        out: list[Column | Reading],
     ) -> None:
         name = dev.config.name
-        # Hot path (one Reading per polled register): two comprehensions, and the named
-        # tuple built with tuple.__new__ and explicit defaults, skipping
-        # Reading.__new__'s Python frame.
-        new, good = _tuple_new, _GOOD
+        # Hot path (every polled register): a block whose tags all decode becomes one
+        # Column, its values from one struct call when the block allows it; no
+        # per-value object.
         tags = block.tags
         decode_all = block.decode_all
         try:
@@ -564,12 +571,11 @@ class ModbusLink:
         except DecodeError:
             pass  # at least one tag does not decode: tag by tag below
         else:
-            out += [
-                new(Reading, (name, pt.name, value, ts, mono, good, "", None))
-                for pt, value in zip(tags, values, strict=True)
-            ]
+            names = block.names if len(block.names) == len(tags) else block.tag_names
+            out.append(Column(names, values, ts, mono))
             dev.diag.last_good_ts = ts
             return
+        new, good = _tuple_new, _GOOD
         append = out.append
         for pt in tags:
             try:
@@ -717,6 +723,23 @@ class ModbusLink:
         self._last_io = time.monotonic()
         await self._resync()
         raise exc from cause
+
+
+def _batch(device: str, parts: list[Column | Reading]) -> Sequence[Reading]:
+    """One schedule's readings: a :class:`ColumnPoll` when every block decoded whole.
+
+    Otherwise a list in read order, the columns' readings built (a bad block, an
+    isolated tag or a value that did not decode is in it).
+    """
+    if all(type(p) is Column for p in parts):
+        return ColumnPoll(device, parts)  # type: ignore[arg-type]
+    readings: list[Reading] = []
+    for p in parts:
+        if type(p) is Column:
+            readings.extend(ColumnPoll(device, (p,)))
+        else:
+            readings.append(p)  # type: ignore[arg-type]
+    return readings
 
 
 def build_links(devices: Sequence[object]) -> list[ModbusLink]:

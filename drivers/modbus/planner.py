@@ -55,6 +55,9 @@ class Block:
     tags: tuple[PlannedTag, ...]
     #: Every tag's value with one ``struct`` unpack (None: decode tag by tag).
     decode_all: BlockDecoder | None = field(default=None, compare=False, repr=False)
+    #: The tags' names, one tuple per block for its lifetime (readings of every poll of
+    #: the block share it: :class:`~edge_agent.columns.Column`).
+    names: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def tag_names(self) -> tuple[str, ...]:
@@ -115,6 +118,7 @@ def _block(
         count=count,
         tags=tags,
         decode_all=None if table.is_bits else make_block_decoder(fields, count),
+        names=tuple(t.name for t in tags),
     )
 
 

@@ -11,7 +11,10 @@ order and hands them on:
   staged for the outbox at once.
 
 It is the hot path of a gateway (12,500 values/s): nothing here is done per
-value except by the parts it hands the batch to.
+value except by the parts it hands the batch to. A Modbus poll that decoded whole
+arrives as a :class:`~edge_agent.columns.ColumnPoll` and is handed on as it is: the
+tag state and the telemetry of ``every`` devices take its columns without building a
+reading per value; the buffer, the machines and per-tag policies see its readings.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Callable
 
 from edge_agent import logtext
 from edge_agent.buffer import Buffer, MessageKind
+from edge_agent.columns import ColumnPoll
 from edge_agent.ingest.queue import IngestQueue, Item
 from edge_agent.ingest.tags import TagState
 from edge_agent.kpi import StopEvent
@@ -95,7 +99,7 @@ class Dispatcher:
         if not item:
             return
         self.buffer.add_readings(item)
-        device = item[0].device
+        device = item.device if type(item) is ColumnPoll else item[0].device
         self.tags.update(device, item)
         engine = self.telemetry.engine
         if engine is not None:
@@ -103,12 +107,13 @@ class Dispatcher:
         machines = self.machines.by_device.get(device)
         if not machines:
             return
-        synced = self.clock.synced(max(r.mono for r in item))
-        await self._stage_stops(self.machines.feed(machines, item, synced))
+        readings = item if isinstance(item, list) else list(item)  # built once for both
+        synced = self.clock.synced(max(r.mono for r in readings))
+        await self._stage_stops(self.machines.feed(machines, readings, synced))
         if self.contracts is not None:
             # A maintenance key switch / "technician present" bit answers the stop in
             # progress (after the batch's samples, so a stop starting in it is known).
-            for lm, answer, ts in self.machines.watch_answers(machines, item):
+            for lm, answer, ts in self.machines.watch_answers(machines, readings):
                 await self.contracts.plc_answer(lm.config.name, answer, ts)
 
     async def _stage_stops(self, stops: list[tuple[LiveMachine, StopEvent]]) -> None:

@@ -25,13 +25,16 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from edge_agent.columns import ColumnPoll
 from edge_agent.configkit import Table
 from edge_agent.model import CommsEvent, Confirmation, Reading
 from edge_agent.ops.events import Event, EventLog
 
 COMMS_MAX = 10_000
 
-Item = list[Reading] | CommsEvent | Confirmation
+#: A batch of readings (a :class:`ColumnPoll` as it came, other sequences as a list
+#: copy), a comms event or a confirmation.
+Item = list[Reading] | ColumnPoll | CommsEvent | Confirmation
 
 
 class WhenFull(str, enum.Enum):
@@ -87,13 +90,15 @@ class IngestQueue:
         ):
             self._dropped(len(readings))
             return
-        self._items.append(list(readings))
+        # A ColumnPoll is kept as it is (immutable by convention, copying would build
+        # its readings); any other sequence is copied, the driver may reuse it.
+        self._items.append(readings if type(readings) is ColumnPoll else list(readings))
         self._batches += 1
         self._ready.set()
 
     def _drop_oldest(self) -> bool:
         for i, item in enumerate(self._items):
-            if isinstance(item, list):  # the oldest batch of readings (not a confirmation)
+            if isinstance(item, list | ColumnPoll):  # the oldest batch of readings
                 del self._items[i]
                 self._batches -= 1
                 self._dropped(len(item))

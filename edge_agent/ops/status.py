@@ -92,6 +92,9 @@ class StatusFile:
         self.path = path
         self.guard = StatusWriteGuard(sources.events, path)
         self._opener = opener
+        # Units per device of the configuration in force (rebuilt when a reload replaces it).
+        self._units_of: Mapping[str, DeviceConfig] | None = None
+        self._units: dict[str, dict[str, str]] = {}
 
     async def run(self, interval_s: Callable[[], float], beat: Callable[[], None]) -> None:
         """Write the file every ``interval_s()`` seconds until cancelled."""
@@ -173,8 +176,11 @@ class StatusFile:
         diags: Mapping[str, Any],
         listed: Listed | None,
     ) -> dict[str, Any]:
-        views = self.sources.tags.latest.get(name, {})
-        units = tag_units({name: dev}).get(name, {})
+        views: Mapping[str, Any] = self.sources.tags.latest.get(name, {})
+        devices = self.sources.config.devices
+        if self._units_of is not devices:
+            self._units_of, self._units = devices, tag_units(devices)
+        units = self._units.get(name, {})
         return {
             "protocol": dev.protocol,
             "comms": self.sources.tags.comms.get(name, CommsState.UNKNOWN).value,

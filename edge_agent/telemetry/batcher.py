@@ -4,8 +4,10 @@ A :class:`DeviceBatch` collects what the per-tag state machines of
 :mod:`edge_agent.telemetry.engine` decided to publish for one device: the
 :class:`~edge_agent.model.Reading` objects themselves, kept by reference, and
 closed aggregate windows. A device whose published tags are all ``every`` hands
-over each poll whole (:meth:`DeviceBatch.add_poll`: nothing per reading); other
-readings arrive one by one (:meth:`DeviceBatch.add`). On :meth:`DeviceBatch.build`
+over each poll whole (:meth:`DeviceBatch.add_poll`: nothing per reading; a
+:class:`~edge_agent.columns.ColumnPoll` is kept as its columns, its message text
+formatted from a per-block template); other readings arrive one by one
+(:meth:`DeviceBatch.add`). On :meth:`DeviceBatch.build`
 it encodes them into the JSON text of the ``data`` part of one telemetry message
 and empties itself. It does no I/O and knows nothing about the MQTT envelope
 (``v``, ``kind``, ``agent``, ``seq``, ``ts`` belong to the pipeline's outbox).
@@ -55,6 +57,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from edge_agent.columns import Column, ColumnPoll
 from edge_agent.model import Quality, Reading, Value
 
 __all__ = ["UNITS_EVERY_S", "DeviceBatch", "TelemetryMessage", "encode_value"]
@@ -66,6 +69,8 @@ _GOOD = Quality.GOOD
 _QUALITY = operator.attrgetter("quality")
 _TS = operator.attrgetter("ts")
 _ONLY_GOOD = {_GOOD}
+#: Column layouts a batch remembers (a device has one per block; re-plans add more).
+_LAYOUTS_MAX = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -127,8 +132,63 @@ class _Snapshot:
         return len(self.values)
 
 
-def _first_ts(chunk: Sequence[Reading] | _Snapshot) -> float:
-    return chunk.ts if isinstance(chunk, _Snapshot) else chunk[0].ts
+class _Columns:
+    """Columns of a :class:`ColumnPoll` read at one time: one snapshot, kept as columns."""
+
+    __slots__ = ("columns", "ts")
+
+    def __init__(self, columns: list[Column]) -> None:
+        self.ts = columns[0].ts
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return sum(len(c.tags) for c in self.columns)
+
+
+_Chunk = Sequence[Reading] | _Snapshot | _Columns
+
+
+def _first_ts(chunk: _Chunk) -> float:
+    return chunk.ts if isinstance(chunk, _Snapshot | _Columns) else chunk[0].ts
+
+
+def _encode_snapshot(snapshot: list[Any]) -> str:
+    """One ``samples`` entry as JSON text (non-finite floats as strings, see above)."""
+    try:
+        return _ENCODE(snapshot)
+    except ValueError:  # NaN or +-inf in a value: rare, so checked only here
+        snapshot[1] = {tag: encode_value(v) for tag, v in snapshot[1].items()}
+        return _ENCODE(snapshot)
+
+
+#: Value types a column template formats with ``%r`` exactly as the JSON encoder would
+#: write them (``bool`` is not among them: ``%r`` gives ``True``).
+_PLAIN_NUMBERS = frozenset({int, float})
+
+
+class _Layout:
+    """What a batch knows about one column layout (one block's ``tags`` tuple)."""
+
+    __slots__ = ("fits", "tags", "template")
+
+    def __init__(self, tags: tuple[str, ...], sample_tags: frozenset[str]) -> None:
+        self.tags = tags  # kept: the cache is keyed by id(tags)
+        # Each tag once and only sample tags: otherwise the poll is kept as readings.
+        self.fits = len(set(tags)) == len(tags) and sample_tags.issuperset(tags)
+        # ``"t1":%r,"t2":%r``: the snapshot's members for plain finite numbers.
+        self.template = ",".join(_ENCODE(t).replace("%", "%%") + ":%r" for t in tags)
+
+
+def _members(layout: _Layout, values: Sequence[Any]) -> str | None:
+    """The JSON members ``"tag":value,...`` of a column, or None unless all plain finite."""
+    kinds = set(map(type, values))
+    if not kinds <= _PLAIN_NUMBERS:
+        return None
+    if float in kinds:
+        total = sum(values)  # NaN or an infinity makes the sum non-finite
+        if total - total != 0:
+            return None
+    return layout.template % tuple(values)
 
 
 class DeviceBatch:
@@ -142,20 +202,32 @@ class DeviceBatch:
         units: Engineering units of the published tags that have one (``units``).
     """
 
-    __slots__ = ("_aggregates", "_chunks", "_open", "_tags", "_units", "_units_at", "device")
+    __slots__ = (
+        "_aggregates",
+        "_chunks",
+        "_layouts",
+        "_open",
+        "_quoted",
+        "_tags",
+        "_units",
+        "_units_at",
+        "device",
+    )
 
     def __init__(
         self, device: str, sample_tags: Iterable[str], units: Mapping[str, str] | None = None
     ) -> None:
         self.device = device
+        self._quoted = _ENCODE(device)
         self._tags = frozenset(sample_tags)
         self._units = dict(sorted((units or {}).items()))
         self._units_at: float | None = None  # when the units were last sent
         # Readings in arrival order, as the sequences they came in: whole polls
         # (add_poll) and lists of single readings (add).
-        self._chunks: list[Sequence[Reading] | _Snapshot] = []
+        self._chunks: list[_Chunk] = []
         self._open: list[Reading] | None = None  # the chunk single readings go to
         self._aggregates: dict[str, list[dict[str, Any]]] = {}
+        self._layouts: dict[int, _Layout] = {}  # by id() of a column's tags tuple
 
     @property
     def tags(self) -> frozenset[str]:
@@ -181,6 +253,9 @@ class DeviceBatch:
         if not readings:
             return
         self._open = None
+        if type(readings) is ColumnPoll:
+            self._add_columns(readings)
+            return
         ts = readings[0].ts
         if set(map(_QUALITY, readings)) == _ONLY_GOOD and set(map(_TS, readings)) == {ts}:
             values = {r.tag: r.value for r in readings}
@@ -189,6 +264,34 @@ class DeviceBatch:
                 self._chunks.append(_Snapshot(ts, values))
                 return
         self._chunks.append(readings)
+
+    def _layout(self, tags: tuple[str, ...]) -> _Layout:
+        layout = self._layouts.get(id(tags))
+        if layout is None or layout.tags is not tags:
+            if len(self._layouts) >= _LAYOUTS_MAX:
+                self._layouts.clear()  # blocks were re-planned many times: start afresh
+            layout = self._layouts[id(tags)] = _Layout(tags, self._tags)
+        return layout
+
+    def _add_columns(self, poll: ColumnPoll) -> None:
+        """A column poll: kept as columns (one snapshot per read time), nothing per value.
+
+        The same snapshots as its readings would give: consecutive columns read at
+        the same time share one. A poll with a tag that is not a sample tag is kept
+        as readings (filtered when the message is built).
+        """
+        columns = poll.columns
+        if not all(self._layout(c.tags).fits for c in columns):
+            self._chunks.append(list(poll))
+            return
+        group = [columns[0]]
+        for column in columns[1:]:
+            if column.ts == group[0].ts:
+                group.append(column)
+            else:
+                self._chunks.append(_Columns(group))
+                group = [column]
+        self._chunks.append(_Columns(group))
 
     def add_aggregate(self, tag: str, summary: dict[str, Any]) -> None:
         """Queue one closed aggregate window of ``tag``."""
@@ -205,6 +308,10 @@ class DeviceBatch:
     def build(self, now: float, *, clock_unsynced: bool = False) -> TelemetryMessage | None:
         """Encode and remove everything pending; ``None`` when nothing is.
 
+        The text is put together from the JSON of each snapshot; column snapshots of
+        plain finite numbers are formatted from their layout's template (``%r`` of an
+        ``int`` or ``float`` is what the JSON encoder writes), the others encoded.
+
         Args:
             now: The message's build time.
             clock_unsynced: Add ``"clock_unsynced": true`` to the data part.
@@ -213,63 +320,79 @@ class DeviceBatch:
         if not chunks and not aggregates:
             return None
         self._chunks, self._open, self._aggregates = [], None, {}
-        data: dict[str, Any] = {"device": self.device}
+        head = '{"device":' + self._quoted
         count = 0
         if chunks:
             t0 = math.floor(min(map(_first_ts, chunks)))
-            samples = self._snapshots(chunks, t0)
+            samples, count = self._samples(chunks, t0)
             if samples:
-                data["t0"] = t0
-                data["samples"] = samples
-                count += sum(len(snapshot[1]) for snapshot in samples)
+                head += f',"t0":{t0},"samples":[{",".join(samples)}]'
+        rest: dict[str, Any] = {}
         if aggregates:
-            data["aggregates"] = aggregates
+            rest["aggregates"] = aggregates
             count += sum(map(len, aggregates.values()))
         if not count:
             return None  # only readings of tags this batch does not publish
         if self._units and (
             self._units_at is None or not 0 <= now - self._units_at < UNITS_EVERY_S
         ):
-            data["units"] = self._units
+            rest["units"] = self._units
             self._units_at = now
         if clock_unsynced:
-            data["clock_unsynced"] = True
-        try:
-            text = _ENCODE(data)
-        except ValueError:  # NaN or +-inf in a value: rare, so checked only here
-            for snapshot in data.get("samples", ()):
-                snapshot[1] = {tag: encode_value(v) for tag, v in snapshot[1].items()}
-            text = _ENCODE(data)
+            rest["clock_unsynced"] = True
+        tail = _ENCODE(rest) if rest else "{}"
+        text = head + ("}" if tail == "{}" else "," + tail[1:])
         return TelemetryMessage(device=self.device, ts=now, values=count, text=text)
 
-    def _snapshots(self, chunks: list[Sequence[Reading] | _Snapshot], t0: int) -> list[list[Any]]:
-        """The ``samples`` list: the snapshots :meth:`add_poll` made, the rest built here.
+    def _samples(self, chunks: list[_Chunk], t0: int) -> tuple[list[str], int]:
+        """The ``samples`` entries as JSON texts, and how many values they carry."""
+        out: list[str] = []
+        count = 0
+        for chunk in chunks:
+            if isinstance(chunk, _Columns):
+                dt = round((chunk.ts - t0) * 1000.0)
+                members = [_members(self._layout(c.tags), c.values) for c in chunk.columns]
+                if None in members:
+                    values: dict[str, Any] = {}
+                    for c in chunk.columns:
+                        values.update(zip(c.tags, c.values, strict=True))
+                    out.append(_encode_snapshot([dt, values]))
+                else:
+                    out.append(f"[{dt},{{{','.join(members)}}}]")  # type: ignore[arg-type]
+                count += len(chunk)
+            elif isinstance(chunk, _Snapshot):
+                out.append(_encode_snapshot([round((chunk.ts - t0) * 1000.0), chunk.values]))
+                count += len(chunk)
+            else:
+                for snapshot in self._snapshots(chunk, t0):
+                    out.append(_encode_snapshot(snapshot))
+                    count += len(snapshot[1])
+        return out, count
 
-        Other readings go one by one, a new snapshot starting when the reading
-        time changes or the tag is already in the current one.
+    def _snapshots(self, chunk: Sequence[Reading], t0: int) -> list[list[Any]]:
+        """The snapshots of a chunk of readings (a poll kept as readings, or single ones).
+
+        A new snapshot starts when the reading time changes or the tag is already in
+        the current one; readings of tags that are not sample tags are left out.
         """
         out: list[list[Any]] = []
         tags = self._tags
         good = _GOOD
-        for chunk in chunks:
-            if isinstance(chunk, _Snapshot):
-                out.append([round((chunk.ts - t0) * 1000.0), chunk.values])
+        current: dict[str, Any] = {}
+        issues: dict[str, Any] = {}
+        last_ts: float | None = None
+        for r in chunk:
+            tag = r.tag
+            if tag not in tags:
                 continue
-            current: dict[str, Any] = {}
-            issues: dict[str, Any] = {}
-            last_ts: float | None = None
-            for r in chunk:
-                tag = r.tag
-                if tag not in tags:
-                    continue
-                if r.ts != last_ts or tag in current:
-                    last_ts = r.ts
-                    current, issues = {}, {}
-                    out.append([round((last_ts - t0) * 1000.0), current, issues])
-                current[tag] = r.value
-                if r.quality is not good:
-                    issues[tag] = [r.quality.value, r.reason] if r.reason else r.quality.value
+            if r.ts != last_ts or tag in current:
+                last_ts = r.ts
+                current, issues = {}, {}
+                out.append([round((last_ts - t0) * 1000.0), current, issues])
+            current[tag] = r.value
+            if r.quality is not good:
+                issues[tag] = [r.quality.value, r.reason] if r.reason else r.quality.value
         for snapshot in out:
-            if len(snapshot) == 3 and not snapshot[2]:
+            if not snapshot[2]:
                 del snapshot[2]
         return out

@@ -35,7 +35,9 @@ bound of the samples held), further batches are dropped whole and counted in
 can be exceeded by one batch). Keep values/s x ``publish_interval_s`` well
 below it: the default allows 20 s at 12,500 values/s. The hot path
 (:meth:`TelemetryEngine.ingest`) allocates nothing per reading for ``every``
-and ``change`` tags, it dispatches through precomputed per-tag callables.
+and ``change`` tags, it dispatches through precomputed per-tag callables; a
+:class:`~edge_agent.columns.ColumnPoll` of a device whose published tags are all
+``every`` goes to its batch as columns, without a reading per value.
 
 Size: over 400 lines because the publish policies (every, change, deadband, aggregate)
 share one per-tag state table in the per-value hot loop.
@@ -49,6 +51,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edge_agent.columns import ColumnPoll
 from edge_agent.model import Quality, Reading, Value
 from edge_agent.telemetry.batcher import DeviceBatch, TelemetryMessage, encode_value
 from edge_agent.telemetry.policy import PublishMode, PublishPolicy
@@ -356,6 +359,12 @@ class TelemetryEngine:
             self._overflow += n
             return
         self._ingested += n
+        if type(readings) is ColumnPoll:  # one device's poll as columns
+            whole = self._whole.get(readings.device)
+            if whole is not None:
+                whole.add_poll(readings)
+                self._since_flush += n
+                return
         device = readings[0].device
         whole = self._whole.get(device)
         if (

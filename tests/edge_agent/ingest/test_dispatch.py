@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.columns import Column, ColumnPoll
 from edge_agent.config import load_config
 from edge_agent.model import CommsEvent, CommsState, Reading
 from edge_agent.ops.clock import ClockWatch
@@ -118,3 +119,18 @@ async def test_comms_events_update_the_view_and_the_catalogue(rt: Runtime) -> No
     assert rt.tags.comms["a"] is CommsState.UP
     assert rt.events.snapshot()["counters"]["device_down"] == 1
     assert rt.tags.devices_up() == 1
+
+
+async def test_a_column_poll_is_handed_on_like_its_readings(rt: Runtime) -> None:
+    """The same poll as columns: stored, viewed, published and sampled as its readings are."""
+    await rt.dispatcher.handle(ColumnPoll("a", [Column(("running", "count"), [True, 10], T0, 0.0)]))
+    await rt.buffer.flush()
+    assert rt.buffer.stats()["written"]["readings"] == 2
+    assert rt.tags.latest["a"]["count"] == Reading("a", "count", 10, T0, 0.0)
+    engine = rt.telemetry.engine
+    assert engine is not None
+    assert engine.stats.ingested == 2
+    (message,) = engine.due(T0 + 0.5)
+    assert message.data["samples"] == [[0, {"running": True}]]
+    assert rt.machines["m"].state.value == "running"
+    assert rt.machines["m"].since == T0

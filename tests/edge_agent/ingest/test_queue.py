@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from edge_agent.columns import Column, ColumnPoll
 from edge_agent.configkit import Issues, Table
 from edge_agent.errors import ConfigError
 from edge_agent.ingest.queue import IngestConfig, IngestQueue, WhenFull, parse_ingest
@@ -97,3 +98,17 @@ def test_ingest_section_is_parsed_and_checked() -> None:
     text = str(err.value)
     assert "ingest.when_full" in text
     assert "ingest.queue_max_batches" in text
+
+
+def test_column_polls_are_queued_as_they_are_and_dropped_like_lists() -> None:
+    """A ColumnPoll is not copied (no readings built); drop_oldest counts its readings."""
+    q = IngestQueue(IngestConfig(queue_max_batches=10, when_full=WhenFull.DROP_OLDEST))
+    polls = [ColumnPoll("d", [Column(("a", "b"), [i, i], float(i), float(i))]) for i in range(11)]
+    for poll in polls:
+        q.put_readings(poll)
+    assert q.dropped_readings == 2
+    taken = [q.get_nowait() for _ in range(10)]
+    assert all(a is b for a, b in zip(taken, polls[1:], strict=True))
+    lst = batch(1)
+    q.put_readings(lst)
+    assert q.get_nowait() is not lst  # other sequences are copied: drivers may reuse them
