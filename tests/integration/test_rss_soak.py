@@ -52,12 +52,12 @@ end = "00:00"
 MAX_SLOPE_KIB_PER_MIN = 200.0
 
 
-def rss_kib(pid: int) -> int:
-    """Resident set size of a process, KiB (/proc/<pid>/status VmRSS)."""
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident set size of a process, KiB (/proc/<pid>/status VmRSS, or RssAnon ...)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for pid {pid}")
+    raise AssertionError(f"no {field} for pid {pid}")
 
 
 def slope_per_min(points: list[tuple[float, int]]) -> float:
@@ -117,7 +117,12 @@ def run_and_sample(
         while time.monotonic() - start < duration_s:
             assert proc.poll() is None, (tmp_path / "agent.log").read_text()[-3000:]
             points.append((time.monotonic() - start, rss_kib(proc.pid)))
-            print(f"rss {points[-1][0]:7.0f} s {points[-1][1]:8d} KiB", flush=True)
+            anon, file = rss_kib(proc.pid, "RssAnon"), rss_kib(proc.pid, "RssFile")
+            print(
+                f"rss {points[-1][0]:7.0f} s {points[-1][1]:8d} KiB "
+                f"(anon {anon} file {file}) load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
             time.sleep(every_s)
         points.append((time.monotonic() - start, rss_kib(proc.pid)))
     finally:
@@ -144,6 +149,10 @@ def test_rss_levels_off_over_an_hour_at_1x(
     half = [p for p in points if p[0] >= duration / 2]
     first, last = points[0][1], points[-1][1]
     slope = slope_per_min(half)
-    print(f"RSS {first} -> {last} KiB over {duration:.0f} s; last-half slope {slope:.1f} KiB/min")
+    tail = slope_per_min([p for p in points if p[0] >= duration - 600])
+    print(
+        f"RSS {first} -> {last} KiB over {duration:.0f} s; last-half slope {slope:.1f} KiB/min;"
+        f" last-10-min slope {tail:.1f} KiB/min"
+    )
     if duration >= 3600:
         assert slope < MAX_SLOPE_KIB_PER_MIN, points
