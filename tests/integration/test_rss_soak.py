@@ -2,18 +2,25 @@
 
 Ten machines on ten Modbus devices (one bundled simulator, unit 1, polled every
 200 ms), reporting hour and day windows to a real Mosquitto. What grows after a
-start is the KPI calculator's retained samples: every sample of the 1 h revision
-horizon is kept so that late data is placed exactly, so memory rises for the
-first hour and then stays flat. Packed in blocks (edge_agent/kpi/samplelog.py)
-that is about 18 bytes of RAM per sample (0.3 MB per machine at a full horizon of
-5 Hz), where plain arrays took about 83 (1.5 MB per machine): for 10 machines about
-150 KiB a minute more for the whole first hour. Trial runs of 600 s measured a slope
-of 186 KiB/min over the second half (283 before packing); docs/bench-kpi.md.
+start is bounded by the KPI calculator's 1 h revision horizon, so memory rises for
+the first hour and then stays flat (docs/operations.md, "Memory after a start"):
 
-``make soak`` runs the 1 h variant. ``EDGE_RSS_SOAK_S`` shortens it for a trial
-run (the levelling assertion is then only reported, not asserted: the horizon
-is not full). The in-process test of the bounded state with an injected clock,
-which runs in ``make test``, is
+* the retained samples: every sample of the horizon is kept so that late data is
+  placed exactly; packed in blocks (edge_agent/kpi/samplelog.py) about 18 bytes of
+  RAM per sample, about 0.5 MiB per machine at a full horizon of 5 Hz, for 10
+  machines about 55 KiB a minute for the whole first hour;
+* while the wall clock is not synchronised (as in this container: every sample
+  says ``synced: false``), each report rewinds and re-prepares the whole retained
+  log of each machine; the temporaries of one rewind grow with the horizon (about
+  7 MiB for one machine at a full horizon, ``python -m benchmarks.bench_kpi_state
+  1.25 unsynced``) and the allocator keeps that high-water mark.
+
+``make soak`` runs the 1 h variant; the bound is on the least-squares slope over
+its last half. ``EDGE_RSS_SOAK_S`` changes the length: a trial run shorter than an
+hour only reports the slope (the horizon is not full); a run longer than the
+horizon (4,500 s) shows the flat part in its "last-10-min slope". Per-minute
+figures of full runs: docs/bench-kpi.md, "Soak". The in-process test of the bounded
+state with an injected clock, which runs in ``make test``, is
 tests/edge_agent/kpi/test_samplelog.py::test_retained_state_is_compact_and_levels_off_at_the_horizon.
 """
 
@@ -48,7 +55,8 @@ end = "00:00"
 """
 #: Bound on the RSS slope over the last half of a 1 h run, KiB per minute. The
 #: calculator at a filling horizon contributes about 55 (10 machines x 5 Hz x 18 B);
-#: before packing about 250.
+#: with an unsynchronised clock (this container) the rewind's high-water mark adds
+#: most of the rest. Full run at commit cf1cd50: 179.9 (docs/bench-kpi.md, "Soak").
 MAX_SLOPE_KIB_PER_MIN = 200.0
 
 
