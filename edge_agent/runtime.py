@@ -38,6 +38,7 @@ from edge_agent.ops.health import HealthCollector
 from edge_agent.ops.health_report import HealthReport
 from edge_agent.ops.status import StatusFile, device_diagnostics
 from edge_agent.ops.watch import Watch
+from edge_agent.outgoing.holdmark import HOLD_MARK, HoldMark
 from edge_agent.outgoing.sender import Sender
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.outgoing.telemetry import TelemetryPump, engine_for
@@ -73,7 +74,8 @@ class Runtime:
         self.buffer = Buffer(config.storage, agent_id=config.agent.id)
         # Default topics until the sender sets its uplink's (the next line).
         defaults = TopicTemplates.create(site=config.agent.site, agent=config.agent.id)
-        self.staging = OutboxStaging(self.buffer, defaults, events)
+        hold_mark = HoldMark(config.agent.state_dir / HOLD_MARK)
+        self.staging = OutboxStaging(self.buffer, defaults, events, hold_mark=hold_mark)
         self.machines = MachineSet(self.buffer, config.reporting, events)
         self.contracts = ContractDesk(
             self.machines,
@@ -136,6 +138,7 @@ class Runtime:
         cfg = self.config
         cfg.agent.state_dir.mkdir(parents=True, exist_ok=True)
         await self.buffer.open()
+        self.staging.recover_hold()  # messages a kill -9 took with it, counted
         await self.machines.start(cfg.machines, cfg.contracts)
         await self.contracts.start()
         # The rules these numbers are computed with, signed before any record they govern.

@@ -24,6 +24,7 @@ the KPI specification's.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +183,9 @@ class MachineCalculator:
         ]
         usable = [s for s, w in zip(self._log, waiting, strict=True) if not w]
         points, markers = prepare(self.profile, usable)
+        # The whole log as objects is the largest temporary of a rewind (it grows with
+        # the retained horizon): gone before the comparison below builds its own.
+        del usable
         late = [p for p in points if p[0] <= self._base_t]
         if late:
             markers = [*markers, *(Marker(p[0], p[0], FLAG_LATE_IGNORED) for p in late)]
@@ -190,15 +194,14 @@ class MachineCalculator:
             self._log = SampleLog(
                 s for s, t, w in zip(self._log, times, waiting, strict=True) if w or t in keep
             )
-        k = 0
-        fed = list(self._fed)  # unpacked once for the comparison (a temporary)
-        while k < len(points) and k < len(fed) and points[k] == fed[k]:
-            k += 1
-        if k < len(points) or k < len(fed):
-            t_from = min(
-                points[k][0] if k < len(points) else _NEVER, fed[k][0] if k < len(fed) else _NEVER
-            )
-            self._replay(t_from, points)
+        # The first point that differs from what was fed (streamed: no copy of the log).
+        k, fed_t = 0, _NEVER
+        for k, old in enumerate(itertools.chain(self._fed, (None,))):
+            if old is None or k >= len(points) or points[k] != old:
+                fed_t = _NEVER if old is None else old[0]
+                break
+        if k < len(points) or fed_t != _NEVER:
+            self._replay(min(points[k][0] if k < len(points) else _NEVER, fed_t), points)
         for marker in markers:
             if marker not in self._markers:
                 self._markers.append(marker)

@@ -14,7 +14,7 @@ of ``mono_s`` in arrival order). Pure: no I/O, no clock reads.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import attrgetter
+from itertools import pairwise
 from typing import NamedTuple
 
 from edge_agent.kpi.profile import KpiProfile
@@ -80,7 +80,7 @@ def corrected_times(
 def prepare(profile: KpiProfile, samples: Sequence[Sample]) -> tuple[list[Point], list[Marker]]:
     """Clock-correct, sort and de-duplicate samples given in arrival order."""
     markers: list[Marker] = []
-    if set(map(attrgetter("mono_s"), samples)) - {None}:
+    if any(s.mono_s is not None for s in samples):
         times, markers = corrected_times(profile, samples)
         points: list[Point] = [
             (t, True, 0, 0, 0, 0)
@@ -97,7 +97,8 @@ def prepare(profile: KpiProfile, samples: Sequence[Sample]) -> tuple[list[Point]
         ]
         times = [p[0] for p in points]
     # Fast path (live polling, ordered replays): strictly increasing times need no sort.
-    if times == sorted(times) and len(set(times)) == len(times):
+    # (Checked pairwise: no sorted copy or set of the whole horizon's times.)
+    if all(a < b for a, b in pairwise(times)):
         return points, markers
     order = sorted(range(len(points)), key=times.__getitem__)
     out: list[Point] = []

@@ -56,6 +56,8 @@ class Event(str, enum.Enum):
     TELEMETRY_LATE = "telemetry_late"
     OUTBOX_FULL = "outbox_full"
     OUTBOX_DROPPED = "outbox_dropped"
+    INTERVALS_DROPPED = "intervals_dropped"
+    HELD_LOST = "held_lost"
     BUDGET_EVICTION = "budget_eviction"
     CLOCK_UNSYNCED = "clock_unsynced"
     FLUSH_FAILED = "flush_failed"
@@ -107,6 +109,16 @@ CATALOGUE: dict[Event, EventSpec] = {
         "messages dropped",
         "Messages held for the outbox over the bound, dropping the least important",
         "Messages no longer dropped",
+    ),
+    Event.INTERVALS_DROPPED: EventSpec(
+        "intervals dropped",
+        "State intervals held for the outbox over the bound, dropping the oldest",
+        "State intervals no longer dropped",
+    ),
+    Event.HELD_LOST: EventSpec(
+        "messages lost",
+        "Messages held in memory for the outbox were lost when the agent last ended uncleanly",
+        level=logging.ERROR,
     ),
     Event.BUDGET_EVICTION: EventSpec(
         "rows evicted", "Disk budget reached, evicting rows", "Disk budget eviction stopped"
@@ -207,10 +219,10 @@ class EventLog:
         return True
 
     def occurred(
-        self, event: Event, subject: str = "", *, detail: str = "", **context: Any
+        self, event: Event, subject: str = "", *, count: int = 1, detail: str = "", **context: Any
     ) -> None:
-        """Count and log one occurrence; ``detail`` (several lines) follows the line."""
-        self.counters[event] += 1
+        """Count ``count`` and log one occurrence; ``detail`` (several lines) follows the line."""
+        self.counters[event] += count
         spec = event.spec
         self._write(spec.level, spec.enter, spec, subject, context, None, detail)
 

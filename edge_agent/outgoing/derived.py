@@ -61,6 +61,11 @@ class DerivedRows:
         """Whether a state or an interval waits for a flush."""
         return bool(self._sources or self._intervals)
 
+    @property
+    def intervals_waiting(self) -> int:
+        """Intervals waiting for a flush."""
+        return len(self._intervals)
+
     def depends_on(self, state: StateSource) -> None:
         """Commit a snapshot of this calculator state with the next flush."""
         key, snapshot = state
@@ -79,15 +84,22 @@ class DerivedRows:
         intervals, self._intervals = self._intervals, []
         return Taken(states=_snapshots(sources), intervals=intervals, sources=sources)
 
-    def give_back(self, taken: Taken) -> None:
-        """A flush failed: its intervals and states go with the next one (newer sources win)."""
+    def give_back(self, taken: Taken) -> int:
+        """A flush failed: its intervals and states go with the next one (newer sources win).
+
+        Returns:
+            How many intervals were dropped now (over :attr:`max_intervals`; also added
+            to :attr:`dropped`).
+        """
         self._intervals = taken.intervals + self._intervals
         self._sources = {**taken.sources, **self._sources}
         surplus = len(self._intervals) - self.max_intervals
-        if surplus > 0:
-            # Evidence rows, not the product: the oldest go first, counted.
-            del self._intervals[:surplus]
-            self.dropped += surplus
+        if surplus <= 0:
+            return 0
+        # Evidence rows, not the product: the oldest go first, counted.
+        del self._intervals[:surplus]
+        self.dropped += surplus
+        return surplus
 
 
 def _snapshots(sources: Mapping[str, Callable[[], Mapping[str, Any]]]) -> dict[str, Any]:

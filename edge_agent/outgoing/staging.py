@@ -23,7 +23,11 @@ and counted (:meth:`OutboxStaging.accounting`, per kind; event ``outbox_dropped`
 The hold is bounded by ``max_held``: beyond it the least important, oldest
 messages are dropped, summaries only when nothing else is left (so-far KPI
 records first). :meth:`OutboxStaging.close` (at the stop) makes a last attempt,
-then counts and logs what it could not store.
+then counts and logs what it could not store. What a ``kill -9`` takes with it is
+counted at the next start (:meth:`OutboxStaging.recover_hold`, event ``held_lost``)
+from the hold mark kept after every flush (:mod:`.holdmark`). State intervals
+waiting with a refused commit are bounded by ``max_held`` too; those dropped are
+counted (event ``intervals_dropped``, ``dropped_intervals`` in :meth:`figures`).
 
 Calculator state (issue 22): a message staged with ``state=``, the intervals of
 :meth:`OutboxStaging.stage_intervals` and the states of :meth:`OutboxStaging.depends_on`
@@ -32,6 +36,9 @@ when the flush takes them (:mod:`.derived`). When the batch is stored in pieces,
 they go with the last piece: a state is committed only once every message taken
 with it is stored (a crash in between derives those messages again, under the same
 identity, rather than losing them).
+
+Size: over 400 lines because staging, the chunked store, the put-back, the trim,
+the stop and the hold's accounting all mutate the one hold (``_held``) under one lock.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -47,6 +55,7 @@ from edge_agent.buffer import Buffer, MessageKind, Outgoing
 from edge_agent.errors import StorageFull
 from edge_agent.ops.events import Event, EventLog
 from edge_agent.outgoing.derived import DerivedRows, StateSource, Taken
+from edge_agent.outgoing.holdmark import HoldMark, PreviousHold
 from edge_agent.uplink import TopicTemplates
 
 log = logging.getLogger("edge_agent.outgoing")
@@ -66,6 +75,11 @@ def _is_summary(m: Outgoing) -> bool:
     return not MessageKind(m.kind).evictable
 
 
+def _instant(t: float | None) -> str:
+    """UTC instant of a log line (``2026-11-26T10:00:00Z``), ``?`` when unknown."""
+    return "?" if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
 def _is_so_far(m: Outgoing) -> bool:
     return m.kind == MessageKind.KPI and isinstance(m.data, dict) and m.data.get("final") is False
 
@@ -78,6 +92,8 @@ class OutboxStaging:
         topics: Topic templates of the current uplink (replaced when ``[mqtt]`` changes).
         events: Where full-outbox conditions and drops are counted and logged.
         max_held: Bound on staged messages while the outbox cannot be written.
+        hold_mark: Where what is held is recorded for the next start (see
+            :mod:`.holdmark`); None: not recorded.
     """
 
     def __init__(
@@ -86,6 +102,7 @@ class OutboxStaging:
         topics: TopicTemplates,
         events: EventLog | None = None,
         max_held: int = OUTGOING_MAX,
+        hold_mark: HoldMark | None = None,
     ) -> None:
         self.buffer = buffer
         self.topics = topics
@@ -103,6 +120,7 @@ class OutboxStaging:
         self.published: dict[str, int] = {}  # stored in the outbox, per kind
         self._stored_in_hold = 0
         self.derived = DerivedRows(max_held)
+        self.hold_mark = hold_mark
 
     def __len__(self) -> int:
         return len(self._held)
@@ -123,6 +141,7 @@ class OutboxStaging:
                 n for kind, n in self.dropped.items() if not MessageKind(kind).evictable
             ),
             "superseded_outgoing": sum(self.superseded.values()),
+            "dropped_intervals": self.derived.dropped,
         }
 
     def accounting(self) -> dict[str, dict[str, int]]:
@@ -211,7 +230,41 @@ class OutboxStaging:
 
     async def _flush_locked(self) -> bool:
         async with self._lock:
-            return await self._flush()
+            done = await self._flush()
+            self._mark()
+            return done
+
+    def _mark(self) -> None:
+        """Keep the hold mark in step with what is held (no I/O when nothing changed)."""
+        if self.hold_mark is not None:
+            held = Counter(_kind(m) for m in self._held.values())
+            self.hold_mark.update(held, self.derived.intervals_waiting)
+
+    def recover_hold(self) -> PreviousHold | None:
+        """At start: what the last run held in memory when it ended uncleanly, counted.
+
+        Event ``held_lost``, counting the messages. Window records among them are
+        derived again by the restored calculators (see docs/pipeline.md).
+        """
+        previous = self.hold_mark.take_previous() if self.hold_mark is not None else None
+        if previous is None or not (previous.count or previous.intervals):
+            return None
+        self.events.occurred(
+            Event.HELD_LOST,
+            count=previous.count,
+            kinds=",".join(f"{k}:{n}" for k, n in sorted(previous.held.items())) or "-",
+            intervals=previous.intervals,
+            since=_instant(previous.since),
+        )
+        return previous
+
+    def _give_back(self, derived: Taken) -> None:
+        """Intervals and states of a refused commit wait for the next; counted over the bound."""
+        dropped = self.derived.give_back(derived)
+        if dropped:
+            self.events.enter(
+                Event.INTERVALS_DROPPED, count=dropped, max_held=self.derived.max_intervals
+            )
 
     async def _flush(self) -> bool:
         if not self.pending:
@@ -235,7 +288,7 @@ class OutboxStaging:
                 self._trim()
                 return False
         except Exception as exc:
-            self.derived.give_back(derived)
+            self._give_back(derived)
             self._put_back(items)
             self.events.enter(Event.FLUSH_FAILED, "outbox", exc_info=exc, held=len(self._held))
             self._trim()
@@ -250,6 +303,7 @@ class OutboxStaging:
         )
         self._stored_in_hold = 0
         self.events.leave(Event.OUTBOX_DROPPED)
+        self.events.leave(Event.INTERVALS_DROPPED)
         self.events.leave(Event.FLUSH_FAILED, "outbox")
         return True
 
@@ -292,7 +346,7 @@ class OutboxStaging:
             else:
                 committed = True
         if not committed:
-            self.derived.give_back(derived)
+            self._give_back(derived)
         return sorted(order), committed
 
     def _stored(self, messages: Any) -> None:
@@ -351,6 +405,8 @@ class OutboxStaging:
             self.dropped[kind] = self.dropped.get(kind, 0) + n
         count = len(self._held)
         self._held, self._keys = {}, {}
+        if self.hold_mark is not None:
+            self.hold_mark.clear()  # accounted for here: not lost uncounted
         # Counted under outbox_dropped; the line below says it (not the over-the-bound one).
         self.events.counters[Event.OUTBOX_DROPPED] += count
         log.error(

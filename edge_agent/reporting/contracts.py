@@ -18,9 +18,13 @@ arrive from the MQTT command topic, a PLC tag or ``edge-agent ack`` (a file in t
 state directory's ``commands/`` folder); each valid one is published at once as a
 revision of the stop event and saved before the command is considered done.
 
-Guarantees: a book's state is saved with the calculators' (same round, after the
-messages are committed); on a start the books also take the contract windows the
-calculators still hold, so a crash between the two saves loses nothing. A rejected
+Guarantees: every book's state and the answers are committed in the same
+transaction as the messages of the round that produced them and the calculator
+states those came from (:meth:`ContractDesk.depends`, issue 22): a ``kill -9`` leaves
+either both (the restarted book does not repeat the round's alerts or period
+records) or neither (it runs the round again from the same state). While the
+outbox holds the round's messages in memory the states wait with them. On a start
+the books also take the contract windows the calculators hold. A rejected
 command changes nothing and is logged once while rejections last (event
 ``command_rejected``).
 """
@@ -42,6 +46,7 @@ from edge_agent.contracts import Contract, contract_hash, service_profile
 from edge_agent.contracts.book import ContractBook, is_chunk
 from edge_agent.kpi import KpiProfile, KpiRecord, profile_hash
 from edge_agent.ops.events import Event, EventLog
+from edge_agent.outgoing.derived import StateSource
 from edge_agent.outgoing.staging import OutboxStaging
 from edge_agent.reporting.answers import AnswerKind, Answers, CommandError, parse_command
 from edge_agent.reporting.machine import MachineSet
@@ -207,9 +212,10 @@ class ContractDesk:
             Event.STOP_ANSWERED, event_id, answer=kind.value, at=data[kind.field], source=source
         )
         topic = self.staging.topics.stop(machine=str(data["machine"]))
-        self.staging.stage(MessageKind.STOP, topic, data)
-        await self.staging.flush()
-        await self.buffer.save_state(ANSWERS_KEY, self.answers.to_state())
+        self.staging.stage(MessageKind.STOP, topic, data, state=self._answers_source())
+        if not await self.staging.flush():
+            # Held in memory (outbox full): the answer itself is kept all the same.
+            await self.buffer.save_state(ANSWERS_KEY, self.answers.to_state())
         return None
 
     async def plc_answer(self, machine: str, answer: str, ts: float) -> str | None:
@@ -313,13 +319,25 @@ class ContractDesk:
                 topic = topics.contract(MessageKind.CONTRACT.value, contract=name)
                 self.staging.stage(MessageKind.CONTRACT, topic, out.status, retain=True)
         self.answers.prune(now_ms)
+        self.depends()
 
-    async def save(self) -> None:
-        """Save every book and the answers (after the round's messages were committed)."""
+    def depends(self) -> None:
+        """Commit every book's state and the answers with the next flush (see module docstring)."""
         for name, book in self.books.items():
-            state = {"hash": contract_hash(book.contract), "book": book.to_state()}
-            await self.buffer.save_state(book_key(name), state)
-        await self.buffer.save_state(ANSWERS_KEY, self.answers.to_state())
+            self.staging.depends_on(_book_source(name, book))
+        self.staging.depends_on(self._answers_source())
+
+    def _answers_source(self) -> StateSource:
+        return ANSWERS_KEY, self.answers.to_state
+
+
+def _book_source(name: str, book: ContractBook) -> StateSource:
+    """A book's saved state, snapshotted when the flush takes it."""
+
+    def snapshot() -> dict[str, Any]:
+        return {"hash": contract_hash(book.contract), "book": book.to_state()}
+
+    return book_key(name), snapshot
 
 
 def _profile_hashes(book: ContractBook) -> dict[str, str]:

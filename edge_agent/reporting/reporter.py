@@ -36,7 +36,6 @@ from drivers.base import DeviceDiagnostics
 from edge_agent import logtext
 from edge_agent.buffer import Buffer, MessageKind
 from edge_agent.contracts.book import is_chunk
-from edge_agent.errors import StorageFull
 from edge_agent.kpi import KpiRecord, MachineCalculator
 from edge_agent.ops.events import Event, EventLog
 from edge_agent.outgoing.derived import StateSource
@@ -100,9 +99,8 @@ class Reporter:
             self._stage_records(lm, now)
             self.staging.depends_on(lm.state_source())
         if self.contracts:
-            self.contracts.round(now)
-        if await self.staging.flush():
-            await self._save_contracts()
+            self.contracts.round(now)  # its books' states go with this commit
+        await self.staging.flush()
 
     def _stage_records(self, lm: LiveMachine, now: float) -> None:
         records = _due_records(lm.calc, lm.finals, now)
@@ -195,17 +193,9 @@ class Reporter:
         """Save every calculator's state and the contracts' (durable); kept in memory when full."""
         for lm in list(self.machines.values()):
             self.staging.depends_on(lm.state_source())
-        if await self.staging.flush():
-            await self._save_contracts()
-
-    async def _save_contracts(self) -> None:
         if self.contracts:
-            try:
-                await self.contracts.save()
-            except StorageFull as exc:
-                self.events.enter(Event.FLUSH_FAILED, "contract_state", reason=str(exc))
-            else:
-                self.events.leave(Event.FLUSH_FAILED, "contract_state")
+            self.contracts.depends()
+        await self.staging.flush()
 
 
 def _due_records(calc: MachineCalculator, finals: set[str], now: float) -> list[KpiRecord]:

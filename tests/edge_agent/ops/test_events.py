@@ -278,6 +278,32 @@ async def outbox_dropped(a: Agent, synced: list[bool]) -> None:
     assert rt.staging.dropped == {"telemetry": 1}
 
 
+async def intervals_dropped(a: Agent, synced: list[bool]) -> None:
+    rt = a.rt
+    rt.staging.derived.max_intervals = 2
+    source = ("calc:m", lambda: {"v": 1})
+    closed = [{"start": float(i), "end": i + 1.0, "state": "running"} for i in range(3)]
+    rt.staging.stage_intervals("m", closed, source)
+    await rt.buffer.close()  # the commit fails: the intervals wait, one over the bound
+    assert not await rt.staging.flush()
+    assert rt.staging.figures()["dropped_intervals"] == 1
+    await rt.buffer.open()
+    assert await rt.staging.flush()
+
+
+async def held_lost(a: Agent, synced: list[bool]) -> None:
+    rt = a.rt
+    rt.staging.stage(MessageKind.STOP, "t", {"event_id": "m@x"})
+    await rt.buffer.close()  # the commit fails: the stop event is held in memory
+    assert not await rt.staging.flush()
+    # kill -9: nothing is closed; the next start finds the hold mark.
+    a.rt = Runtime(load_config(a.path), install_signals=False, clock=rt.clock)
+    await a.rt.buffer.open()
+    previous = a.rt.staging.recover_hold()
+    assert previous is not None
+    assert previous.held == {"stop": 1}
+
+
 async def clock_unsynced(a: Agent, synced: list[bool]) -> None:
     synced[0] = False
     a.rt.watch.check()
@@ -372,6 +398,8 @@ PROVOKE: dict[Event, Callable[[Agent, list[bool]], Awaitable[None]]] = {
     Event.TELEMETRY_LATE: telemetry_late,
     Event.OUTBOX_FULL: outbox_full,
     Event.OUTBOX_DROPPED: outbox_dropped,
+    Event.INTERVALS_DROPPED: intervals_dropped,
+    Event.HELD_LOST: held_lost,
     Event.BUDGET_EVICTION: budget_eviction,
     Event.CLOCK_UNSYNCED: clock_unsynced,
     Event.FLUSH_FAILED: flush_failed,
@@ -452,4 +480,5 @@ def _side_effects(event: Event) -> set[str]:
         Event.OUTBOX_DROPPED: {"outbox_full"},
         Event.MACHINE_RECONFIGURED: {"reload_accepted"},
         Event.BUDGET_EVICTION: {"buffer_dropped"},
+        Event.INTERVALS_DROPPED: {"flush_failed"},
     }.get(event, set())

@@ -9,6 +9,7 @@ validated against the schemas in ``schemas/``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
@@ -455,3 +456,41 @@ async def test_reload_with_a_changed_profile_keeps_every_second(
     assert period["components"]["planned_time_s"] == sum(k["planned_time_s"] for k in parts)
     assert period["components"]["downtime_provider_s"] == 60.0
     assert period["profile_hashes"]["m"] == parts[-1]["profile_hash"]  # the profile in force
+
+
+class Crash(Exception):
+    """The process dies here (``kill -9``)."""
+
+
+async def test_a_crash_after_the_rounds_commit_does_not_repeat_its_alerts(
+    tmp_path: Path, buffer: Buffer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The books' state is committed with the round's messages, not saved after them.
+
+    The round at +630 s stages the first alerts (at risk). The process dies at any
+    separate state save after that commit (none is left: the test fails on the old
+    order, which saved the books after the commit and so lost them here). The
+    restarted agent runs the round again: no alert twice.
+    """
+    clock = Clock()
+    cfg = config(tmp_path)
+    agent = Agent(cfg, buffer, clock)
+    await agent.start()
+    await play(agent, clock, T0 + 600, every=30)
+
+    async def crash(key: str, value: Any) -> None:
+        raise Crash(key)
+
+    with monkeypatch.context() as m:
+        m.setattr(buffer, "save_state", crash)
+        with contextlib.suppress(Crash):
+            await play(agent, clock, T0 + 630, every=30)
+    first = of(await messages(buffer), "contract_alert")
+    assert [(a["term"], a["state"]) for a in first] == [
+        ("sla", "at_risk"),
+        ("response", "at_risk"),
+    ]
+    restarted = Agent(cfg, buffer, clock)
+    await restarted.start()
+    await restarted.reporter.report()
+    assert of(await messages(buffer), "contract_alert") == first
