@@ -13,9 +13,10 @@ fixed names; durations as ``3m05s``, never raw seconds.
 
 State: :func:`log_stop` remembers, per machine, the start of the stop it
 already announced (one entry per machine at most, removed when the stop
-ends), so a stop is announced once however many updates it gets. Nothing
-else is kept; :func:`log_kpi_flags` compares with the previous record the
-caller holds.
+ends), so a stop is announced once however many updates it gets.
+:func:`log_kpi_flags` compares with the previous record the caller holds and
+remembers, per machine, how many lines each flag got in the current window
+(one window per machine; a flag that flaps gets at most three).
 """
 
 from __future__ import annotations
@@ -174,6 +175,12 @@ def log_stop(data: Mapping[str, Any]) -> None:
     )
 
 
+# machine -> (window, flag -> lines told about it in that window): bounds the lines of a
+# flag that comes and goes with every report (seen: ~5 lines a second on a gateway).
+_FLAGS_TOLD: dict[str, tuple[str, dict[str, int]]] = {}
+_FLAPPING = " (it comes and goes; no more lines about it in this window)"
+
+
 def log_kpi_flags(
     machine: str, previous: Mapping[str, Any] | None, record: Mapping[str, Any]
 ) -> None:
@@ -183,22 +190,33 @@ def log_kpi_flags(
     it). Within one window a flag is logged when it appears and when it goes; a
     new window logs the flags it starts with, so a problem that lasts is
     repeated once per window (once a day for day records), never per report.
-    Final records and revisions are not logged again.
+    A flag that comes and goes gets at most three lines per window: appeared,
+    cleared, and appeared again with a note that nothing more is said about it
+    until the next window. Final records and revisions are not logged again.
     """
     if record.get("final") or record.get("revision"):
         return  # a closed window or a late revision: its flags were told while it was live
     now_flags = set(record.get("flags") or ()) - INFO_FLAGS
     same_window = previous is not None and previous.get("window") == record.get("window")
     before = set(previous.get("flags") or ()) - INFO_FLAGS if same_window and previous else set()
-    window = record.get("window", "?")
+    window = str(record.get("window", "?"))
+    told_window, told = _FLAGS_TOLD.get(machine, ("", {}))
+    if told_window != window:
+        told = {}
+        _FLAGS_TOLD[machine] = (window, told)
     for flag in sorted(now_flags - before):
-        log.warning(
-            "KPI problem machine=%s window=%s flag=%s: %s",
-            machine,
-            window,
-            flag,
-            flag_text(flag).meaning,
-        )
+        lines = told.get(flag, 0)
+        if lines in (0, 2):
+            told[flag] = lines + 1
+            log.warning(
+                "KPI problem machine=%s window=%s flag=%s: %s",
+                machine,
+                window,
+                flag,
+                flag_text(flag).meaning + (_FLAPPING if lines else ""),
+            )
     if same_window:
         for flag in sorted(before - now_flags):
-            log.info("KPI problem cleared machine=%s window=%s flag=%s", machine, window, flag)
+            if told.get(flag, 0) == 1:
+                told[flag] = 2
+                log.info("KPI problem cleared machine=%s window=%s flag=%s", machine, window, flag)

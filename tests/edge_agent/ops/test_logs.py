@@ -145,6 +145,30 @@ def test_kpi_flags_are_logged_when_they_appear_and_clear(caplog: pytest.LogCaptu
     assert messages[2].startswith("KPI problem machine=press1 window=day:2026-11-27")
 
 
+def test_a_flapping_kpi_flag_gets_at_most_three_lines_per_window(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A flag that comes and goes with every report: appeared, cleared, back (and quiet)."""
+    caplog.set_level(logging.INFO, logger="edge_agent.machines")
+    day = "day:2026-11-28"
+    clean = {"window": day, "flags": []}
+    flagged = {"window": day, "flags": ["no_counts_while_running"]}
+    previous: dict[str, object] | None = None
+    for k in range(40):
+        record = flagged if k % 2 else clean
+        logtext.log_kpi_flags("flappy", previous, record)
+        previous = record
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3
+    assert "cleared" in messages[1]
+    assert messages[2].endswith("no more lines about it in this window)")
+    # The next window starts afresh.
+    logtext.log_kpi_flags(
+        "flappy", previous, {"window": "day:2026-11-29", "flags": flagged["flags"]}
+    )
+    assert len(caplog.records) == 4
+
+
 @pytest.mark.parametrize(
     ("reason", "from_broker", "expected"),
     [
