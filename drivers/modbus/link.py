@@ -64,18 +64,7 @@ from edge_agent.model import CommsEvent, CommsState, Quality, Reading
 _GOOD = Quality.GOOD
 _tuple_new = tuple.__new__
 # _decode builds Readings positionally with tuple.__new__ (tag by tag, when a block does
-# not decode whole): fail at import, not with shifted fields, if Reading's layout changes.
-if Reading._fields != (
-    "device",
-    "tag",
-    "value",
-    "ts",
-    "mono",
-    "quality",
-    "reason",
-    "source_ts",
-):  # pragma: no cover
-    raise ImportError(f"drivers.modbus.link expects another Reading layout: {Reading._fields}")
+# not decode whole), in the field order edge_agent.columns checks when it is imported.
 
 log = logging.getLogger("edge_agent.drivers.modbus")
 
