@@ -28,6 +28,8 @@ import tomli
 from edge_agent.cli import EXIT_FAILURE, EXIT_OK, add_config_argument
 from edge_agent.cli import config_path as given_config
 
+log = logging.getLogger("edge_agent.demo")
+
 # In a source checkout the demo runs config/demo.toml; the wheel carries a copy.
 _SOURCE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
 _PACKAGED_CONFIG = Path(__file__).resolve().parents[1] / "data" / "demo.toml"
@@ -136,10 +138,12 @@ def _machine_rows(rt: Any) -> list[str]:
     now = time.time()
     for name, mr in rt.machines.items():
         rec: dict[str, Any] = {}
-        with contextlib.suppress(Exception):
+        try:
             names = [n for n in mr.calc.window_names() if n.startswith("day:")]
             if names:
                 rec = mr.calc.record(names[0], now=now).as_dict()
+        except Exception as exc:  # a display row only; the agent's records are unaffected
+            log.debug("Demo view: no day record for %s: %s", name, exc)
         since = f"{now - mr.since:5.0f} s" if mr.since else "      -"
 
         def pct(key: str, rec: dict[str, Any] = rec) -> str:
