@@ -331,6 +331,11 @@ def _status_common(msg: Message) -> tuple[Any, ...]:
     )
 
 
+def _contract_tail(msg: Message, raw: str) -> tuple[Any, ...]:
+    """The last columns of the contract status and period rows: hash, data, raw, transport."""
+    return (_name(msg.data, "contract_hash"), Jsonb(msg.data), raw, msg.epoch, msg.seq, msg.ts)
+
+
 def contract_status_row(msg: Message, raw: str) -> tuple[Any, ...]:
     """A device_contract_status row (kind ``contract``), keyed by (agent, contract)."""
     d = msg.data
@@ -341,12 +346,7 @@ def contract_status_row(msg: Message, raw: str) -> tuple[Any, ...]:
         _instant(d, "at"),
         _number(d, "remaining_service_s"),
         _number(d, "data_coverage", required=False),
-        _name(d, "contract_hash"),
-        Jsonb(d),
-        raw,
-        msg.epoch,
-        msg.seq,
-        msg.ts,
+        *_contract_tail(msg, raw),
     )
 
 
@@ -363,12 +363,7 @@ def contract_period_row(msg: Message, raw: str) -> tuple[Any, ...]:
         _instant(d, "end"),
         _instant(d, "at"),
         _number(d, "data_coverage", required=False),
-        _name(d, "contract_hash"),
-        Jsonb(d),
-        raw,
-        msg.epoch,
-        msg.seq,
-        msg.ts,
+        *_contract_tail(msg, raw),
     )
 
 
