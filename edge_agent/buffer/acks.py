@@ -28,7 +28,7 @@ from edge_agent.buffer.writer import Writer
 
 log = logging.getLogger(__name__)
 
-ACK_DELAY_S = 1.0
+ACK_DELAY_S = 2.0
 ACK_BATCH = 1000
 LAZY_ACK_KINDS = frozenset({"telemetry"})
 # Fetched rows never acknowledged (evicted, re-sent under another seq) are forgotten
@@ -98,6 +98,29 @@ class AckBatcher:
             else:
                 self._timer = loop.call_later(ACK_DELAY_S, self.flush)
 
+    def take(self) -> list[int]:
+        """The pending batch, for a caller deleting it in its own transaction.
+
+        They stay hidden from fetches until :meth:`settle`; the caller deletes them
+        with :func:`~edge_agent.buffer.outbox.delete_acked` and settles on the loop.
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        items, self._acks = self._acks, []
+        return items
+
+    def settle(self, items: list[int], *, deleted: bool) -> None:
+        """A taken batch's transaction ended; when it did not commit they wait again."""
+        if deleted:
+            self._acked.difference_update(items)
+        elif items:
+            self._acks[:0] = items
+            if self._timer is None:
+                loop = _running_loop()
+                if loop is not None:
+                    self._timer = loop.call_later(ACK_DELAY_S, self.flush)
+
     def flush(self, items: list[int] | None = None) -> None:
         """Submit ``items``, or the pending batch, as one writer job (not awaited)."""
         if items is None:
@@ -113,7 +136,7 @@ class AckBatcher:
         batch = items
 
         def job(con: Any) -> int:
-            deleted = outbox.ack(con, batch, now)
+            deleted = outbox.ack(con, batch, now, writer.texts)
             writer.outbox_count -= deleted
             return deleted
 

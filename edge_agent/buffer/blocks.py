@@ -11,6 +11,14 @@ only the values (or quality/reason) that changed since the tag's last stored val
 a run without a change writes nothing; after a restart the first poll is stored whole),
 or nothing (``none``).
 
+Telemetry cuts (:class:`Cut`, issue 20): a cut queued among the readings is resolved,
+in the transaction that stores the frames before it, to the last frame id at that point and how
+many values each device's frames held so far (this process). Two cuts bound exactly
+the frames of the polls queued between them, which is how a telemetry outbox row
+refers to frames instead of carrying its values (:mod:`.telerefs`). Frame ids are
+assigned here (``max(id) + 1`` at open), so a cut is known before the commit and
+forgotten when the transaction rolls back.
+
 Reader side (:func:`read`): frames of a time range decoded back into
 :class:`StoredValue` rows in (time, arrival) order, for export, evidence and tests.
 Nothing here commits (the caller's transaction) or starts a thread.
@@ -30,7 +38,7 @@ from edge_agent.buffer.config import RawMode
 from edge_agent.buffer.schema import QUALITY_CODES
 from edge_agent.model import Quality, Reading
 
-INSERT_FRAME = "INSERT INTO frames(ts, layout, mono, n, enc, data) VALUES (?, ?, ?, ?, ?, ?)"
+INSERT_FRAME = "INSERT INTO frames(id, ts, layout, mono, n, enc, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 _RUN_KEY = operator.attrgetter("device", "ts", "mono")
 _TAG = operator.attrgetter("tag")
@@ -42,6 +50,23 @@ _GOOD = Quality.GOOD
 
 # What ``changes`` compares per tag: value type and value, quality code, reason.
 _Last = tuple[type, object, int, str]
+
+
+class Cut:
+    """A point in the readings queue, resolved by the transaction storing the frames before it.
+
+    ``at`` is then ``(last frame id, values per device so far)`` (None again if that
+    transaction rolls back: a reference resolved in it rolls back too); it stays None when
+    the cut cannot be exact (``raw`` is not ``blocks``, the cut was dropped with a
+    full queue or a full disk). Queue it with ``put("readings", [cut])``.
+    """
+
+    __slots__ = ("at",)
+    # What the frame writer's run key reads: a cut is never part of a poll's run.
+    device = ts = mono = None
+
+    def __init__(self) -> None:
+        self.at: tuple[int, dict[str, int]] | None = None
 
 
 def _tags_text(tags: Sequence[str]) -> str:
@@ -60,31 +85,61 @@ class FrameWriter:
         self._ids: dict[tuple[str, tuple[str, ...]], int] = {}
         # changes: device -> tag -> the last stored (type, value, quality, reason).
         self._last: dict[str, dict[str, _Last]] = {}
+        self._next_id = 1
+        self._counts: dict[str, int] = {}  # values stored per device, this process
+        # Cuts resolved in the open transaction (unresolved again if it rolls back).
+        self._cuts: list[Cut] = []
+        self._saved: tuple[int, dict[str, int]] = (1, {})
 
     def load(self, con: sqlite3.Connection) -> None:
-        """Fill the layout cache from the table (at open)."""
+        """Fill the layout cache and the next frame id from the tables (at open)."""
         self._ids = {
             (str(device), tuple(json.loads(tags))): int(i)
             for i, device, tags in con.execute("SELECT id, device, tags FROM layouts")
         }
+        last = con.execute("SELECT coalesce(max(id), 0) FROM frames").fetchone()[0]
+        self._next_id = int(last) + 1
 
     def forget(self) -> None:
-        """Drop the caches after a rolled-back transaction (its layouts and changes are gone)."""
+        """Undo the rolled-back transaction: its layouts, changes, ids and cuts are gone."""
         self._ids.clear()
         self._last.clear()
+        self._next_id, self._counts = self._saved
+        for cut in self._cuts:
+            cut.at = None
+        self._cuts.clear()
 
-    def insert(self, con: sqlite3.Connection, readings: Sequence[Reading]) -> int:
+    def committed(self) -> None:
+        """The transaction committed: its cuts stay resolved."""
+        self._cuts.clear()
+
+    def insert(self, con: sqlite3.Connection, readings: Sequence[Reading | Cut]) -> int:
         """Insert the frames of ``readings`` (arrival order) in the caller's transaction.
+
+        :class:`Cut` items among them are resolved by :meth:`committed` (or forgotten
+        by :meth:`forget`).
 
         Returns:
             The number of frames written.
         """
-        if self.mode is RawMode.NONE or not readings:
+        self._saved = (self._next_id, dict(self._counts))
+        if not readings:
             return 0
+        if self.mode is RawMode.NONE:
+            return 0
+        exact = self.mode is RawMode.BLOCKS
         changes = self.mode is RawMode.CHANGES
-        rows: list[tuple[float, int, float, int, int, bytes]] = []
+        counts = self._counts
+        rows: list[tuple[int, float, int, float, int, int, bytes]] = []
         for (device, ts, mono), group in groupby(readings, _RUN_KEY):
-            run = list(group)
+            if device is None:  # cuts
+                if exact:
+                    at = (self._next_id - 1, dict(counts))
+                    for cut in group:
+                        cut.at = at  # type: ignore[union-attr]
+                        self._cuts.append(cut)  # type: ignore[arg-type]
+                continue
+            run: list[Reading] = list(group)  # type: ignore[arg-type]
             n = len(run)
             tags = tuple(map(_TAG, run))
             values: list[object] = list(map(_VALUE, run))
@@ -108,7 +163,11 @@ class FrameWriter:
                     source_ts = frames.select(source_ts, present) if source_ts else None
             enc, data = frames.encode(values, codes, reason, source_ts, present)
             layout = self._layout(con, device, tags)
-            rows.append((ts, layout, mono, len(values), enc, data))
+            frame = self._next_id
+            self._next_id = frame + 1
+            held = len(values)
+            counts[device] = counts.get(device, 0) + held
+            rows.append((frame, ts, layout, mono, held, enc, data))
         if rows:
             con.executemany(INSERT_FRAME, rows)
         return len(rows)

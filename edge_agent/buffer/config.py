@@ -60,8 +60,8 @@ class StorageConfig:
 
     path: Path
     max_mb: int = 512
-    flush_interval_ms: int = 200
-    flush_rows: int = 1000
+    flush_interval_ms: int = 1000
+    flush_rows: int = 20_000
     queue_max_rows: int = 100_000
     memory_max_rows: int = 50_000
     outbox_sync: SyncMode = SyncMode.FULL
@@ -103,8 +103,8 @@ def parse_storage(table: Table | None, *, state_dir: Path) -> StorageConfig:
     if not path.is_absolute():
         path = state_dir / path
     max_mb = table.get_int("max_mb", 512, min=1, max=1_048_576)
-    flush_interval_ms = table.get_int("flush_interval_ms", 200, min=1, max=60_000)
-    flush_rows = table.get_int("flush_rows", 1000, min=1, max=100_000)
+    flush_interval_ms = table.get_int("flush_interval_ms", 1000, min=1, max=60_000)
+    flush_rows = table.get_int("flush_rows", 20_000, min=1, max=100_000)
     queue_max_rows = table.get_int("queue_max_rows", 100_000, min=1, max=10_000_000)
     memory_max_rows = table.get_int("memory_max_rows", 50_000, min=0, max=10_000_000)
     outbox_sync = table.get_enum("outbox_sync", SyncMode, SyncMode.FULL)

@@ -22,7 +22,10 @@ import sqlite3
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from edge_agent.buffer.telerefs import FrameRef, TextCache
 
 
 class Priority(enum.IntEnum):
@@ -105,6 +108,11 @@ COMPRESSED_KINDS = frozenset({"telemetry"})
 _COMPRESS_MIN = 256  # shorter payloads rarely shrink by more than zlib's own bytes
 
 
+#: First bytes of a telemetry row stored as a reference to frames (:mod:`.telerefs`):
+#: a text payload starts with ``{``, a zlib one with 0x78.
+REF_PREFIX = b"\x00F"
+
+
 def stored_data(kind: str, data: str) -> str | bytes:
     """What the ``data`` column holds for a message: its JSON text, or zlib of it (BLOB)."""
     if kind not in COMPRESSED_KINDS or len(data) < _COMPRESS_MIN:
@@ -148,6 +156,9 @@ class NewMessage:
     created: float
     retain: bool = False
     record_key: str | None = None
+    # Raw telemetry whose values are frames already stored: stored as a reference to
+    # them when exact (edge_agent.buffer.telerefs), else as ``data``.
+    frames: FrameRef | None = None
 
 
 class Linker(Protocol):
@@ -170,12 +181,16 @@ class Chainer(Protocol):
 
 
 def insert(
-    con: sqlite3.Connection, messages: Sequence[NewMessage], *, chain: Chainer | None = None
+    con: sqlite3.Connection,
+    messages: Sequence[NewMessage],
+    *,
+    chain: Chainer | None = None,
+    texts: TextCache | None = None,
 ) -> list[int]:
     """Insert messages (and their kpi/stop records) in one committed transaction; return seqs."""
     con.execute("BEGIN IMMEDIATE")
     try:
-        seqs = insert_rows(con, messages, chain=chain)
+        seqs = insert_rows(con, messages, chain=chain, texts=texts)
         con.execute("COMMIT")
     except BaseException:
         if con.in_transaction:
@@ -185,18 +200,27 @@ def insert(
 
 
 def insert_rows(
-    con: sqlite3.Connection, messages: Sequence[NewMessage], *, chain: Chainer | None = None
+    con: sqlite3.Connection,
+    messages: Sequence[NewMessage],
+    *,
+    chain: Chainer | None = None,
+    texts: TextCache | None = None,
 ) -> list[int]:
     """Insert messages inside the caller's transaction (no commit); return their seqs.
 
     With an evidence ``chain``, each signed row gets its proof in the same transaction
     (after SQLite assigned its seq), preceded by any row the chain must write first (a
-    segment start, a key rotation); only the seqs of ``messages`` are returned.
+    segment start, a key rotation); only the seqs of ``messages`` are returned. A
+    message with exact ``frames`` is stored as their reference, its text kept in
+    ``texts`` (:mod:`.telerefs`; without a cache it is stored as text).
     """
+    if texts is not None and any(m.frames is not None for m in messages):
+        from edge_agent.buffer.telerefs import resolve
     seqs: list[int] = []
     linker = chain.begin(con) if chain is not None else None
     prelude = linker.prelude if linker is not None else []
     for i, m in enumerate([*prelude, *messages]):
+        ref = resolve(m.frames) if texts is not None and m.frames is not None else None
         cur = con.execute(
             "INSERT INTO outbox(kind, priority, topic, data, created, retain, record_key) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -204,13 +228,15 @@ def insert_rows(
                 m.kind,
                 int(m.priority),
                 m.topic,
-                stored_data(m.kind, m.data),
+                stored_data(m.kind, m.data) if ref is None else ref,
                 m.created,
                 int(m.retain),
                 m.record_key,
             ),
         )
         seq = int(cur.lastrowid or 0)
+        if ref is not None and texts is not None:
+            texts.put(seq, m.data)
         if linker is not None and (text := linker.link(seq, m)) is not None:
             con.execute("UPDATE outbox SET proof = ? WHERE seq = ?", (text, seq))
         if i >= len(prelude):
@@ -232,7 +258,12 @@ def insert_rows(
 
 
 def fetch(
-    con: sqlite3.Connection, *, after: int, limit: int, max_seq: int | None = None
+    con: sqlite3.Connection,
+    *,
+    after: int,
+    limit: int,
+    max_seq: int | None = None,
+    texts: TextCache | None = None,
 ) -> list[OutboxRow]:
     """Rows with ``after < seq (<= max_seq)`` in seq order, at most ``limit``."""
     if limit <= 0:
@@ -249,11 +280,25 @@ def fetch(
             "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
             (after, max_seq, limit),
         )
-    return [_row(r) for r in cur]
+    return _rows(con, cur.fetchall(), texts)
 
 
-def _row(r: tuple[Any, ...]) -> OutboxRow:
-    return OutboxRow(r[0], r[1], r[2], r[3], loaded_data(r[4]), r[5], bool(r[6]), r[7])
+def _rows(
+    con: sqlite3.Connection, found: list[tuple[Any, ...]], texts: TextCache | None
+) -> list[OutboxRow]:
+    """Rows as read, references to frames materialised (a row that cannot be is left out)."""
+    refs = [(r[0], r[4]) for r in found if type(r[4]) is bytes and r[4][:2] == REF_PREFIX]
+    made: dict[int, str | None] = {}
+    if refs:
+        from edge_agent.buffer.telerefs import materialise
+
+        made = materialise(con, refs, texts)
+    out = []
+    for r in found:
+        data = made.get(r[0]) if refs and r[0] in made else loaded_data(r[4])
+        if data is not None:
+            out.append(OutboxRow(r[0], r[1], r[2], r[3], data, r[5], bool(r[6]), r[7]))
+    return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -282,7 +327,9 @@ def priorities(con: sqlite3.Connection) -> list[int]:
     return [int(r[0]) for r in cur]
 
 
-def fetch_class(con: sqlite3.Connection, query: LaneQuery) -> list[OutboxRow]:
+def fetch_class(
+    con: sqlite3.Connection, query: LaneQuery, texts: TextCache | None = None
+) -> list[OutboxRow]:
     """Rows of one priority class with ``after < seq (<= max_seq)`` in seq order (index seek)."""
     if query.limit <= 0:
         return []
@@ -303,11 +350,15 @@ def fetch_class(con: sqlite3.Connection, query: LaneQuery) -> list[OutboxRow]:
             "WHERE priority = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
             (query.priority, query.after, query.max_seq, query.limit),
         )
-    return [_row(r) for r in cur]
+    return _rows(con, cur.fetchall(), texts)
 
 
 def fetch_lanes(
-    con: sqlite3.Connection, queries: Sequence[LaneQuery], *, discover: bool = False
+    con: sqlite3.Connection,
+    queries: Sequence[LaneQuery],
+    *,
+    discover: bool = False,
+    texts: TextCache | None = None,
 ) -> tuple[list[int] | None, list[list[OutboxRow]]]:
     """Run several class reads (and optionally :func:`priorities`) in one writer job.
 
@@ -315,15 +366,18 @@ def fetch_lanes(
         con: The writer connection.
         queries: Class reads, answered in the same order.
         discover: Also list the priorities present (first, before the reads).
+        texts: Texts of rows stored as references to frames (:mod:`.telerefs`).
 
     Returns:
         ``(priorities or None, rows per query)``.
     """
     found = priorities(con) if discover else None
-    return found, [fetch_class(con, q) for q in queries]
+    return found, [fetch_class(con, q, texts) for q in queries]
 
 
-def ack(con: sqlite3.Connection, seqs: Iterable[int], now: float) -> int:
+def ack(
+    con: sqlite3.Connection, seqs: Iterable[int], now: float, texts: TextCache | None = None
+) -> int:
     """Delete acknowledged rows and mark their records published; returns rows deleted.
 
     One statement per chunk of 500 seqs (``IN (?, ...)``), not one per row: acks
@@ -334,23 +388,31 @@ def ack(con: sqlite3.Connection, seqs: Iterable[int], now: float) -> int:
         return 0
     con.execute("BEGIN IMMEDIATE")
     try:
-        deleted = 0
-        for i in range(0, len(items), ACK_CHUNK):
-            chunk = items[i : i + ACK_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            cur = con.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk)  # noqa: S608
-            deleted += max(cur.rowcount, 0)
-            for table in RECORD_TABLES.values():
-                con.execute(
-                    f"UPDATE {table} SET published = ? "  # noqa: S608 - fixed table names
-                    f"WHERE published IS NULL AND seq IN ({marks})",
-                    [now, *chunk],
-                )
+        deleted = delete_acked(con, items, now)
         con.execute("COMMIT")
     except BaseException:
         if con.in_transaction:
             con.execute("ROLLBACK")
         raise
+    if texts is not None:
+        texts.drop(items)
+    return deleted
+
+
+def delete_acked(con: sqlite3.Connection, items: Sequence[int], now: float) -> int:
+    """:func:`ack` inside the caller's transaction (no commit); returns rows deleted."""
+    deleted = 0
+    for i in range(0, len(items), ACK_CHUNK):
+        chunk = items[i : i + ACK_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        cur = con.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk)  # noqa: S608
+        deleted += max(cur.rowcount, 0)
+        for table in RECORD_TABLES.values():
+            con.execute(
+                f"UPDATE {table} SET published = ? "  # noqa: S608 - fixed table names
+                f"WHERE published IS NULL AND seq IN ({marks})",
+                [now, *chunk],
+            )
     return deleted
 
 

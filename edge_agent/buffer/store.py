@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge_agent.buffer import journal, outbox, recovery
 from edge_agent.buffer.acks import AckBatcher
-from edge_agent.buffer.config import StorageConfig
+from edge_agent.buffer.blocks import Cut
+from edge_agent.buffer.config import RawMode, StorageConfig
 from edge_agent.buffer.outbox import NewMessage, OutboxRow, Priority
 from edge_agent.buffer.rows import INSERT, interval_row
 from edge_agent.buffer.schema import open_database, plan_size
@@ -49,6 +50,7 @@ from edge_agent.errors import StorageFull
 from edge_agent.model import CommsEvent, Reading
 
 if TYPE_CHECKING:
+    from edge_agent.buffer.telerefs import FrameRef
     from edge_agent.evidence.chain import Chain
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ class Outgoing:
     priority: int
     retain: bool = False
     record_key: str | None = None
+    # Raw telemetry: its values as frames between two cuts (edge_agent.buffer.telerefs).
+    frames: FrameRef | None = None
 
 
 # check_circular=False: payloads are trees built by the agent (no cycles); the check
@@ -225,6 +229,18 @@ class Buffer:
         """Queue readings for a batched commit (when the queue is full the newest are dropped)."""
         self._w().put("readings", list(readings))
 
+    def cut(self) -> Cut | None:
+        """Queue a telemetry cut after the readings queued so far (None unless raw = blocks).
+
+        See :mod:`.telerefs`: the messages built since the last await carry exactly the
+        polls queued before it.
+        """
+        if self.config.raw is not RawMode.BLOCKS:
+            return None
+        cut = Cut()
+        self._w().put("readings", [cut])
+        return cut
+
     def add_comms(self, event: CommsEvent) -> None:
         """Queue one comms lost/restored event."""
         self._w().put("comms_events", [event])
@@ -316,6 +332,7 @@ class Buffer:
                 created=created,
                 retain=m.retain,
                 record_key=m.record_key,
+                frames=m.frames,
             )
             for m in messages
         ]
@@ -323,25 +340,46 @@ class Buffer:
             return []
 
         chain = self.chain
+        refs = any(m.frames is not None for m in messages)
+        texts = writer.texts
+        # Raw telemetry rounds also delete the telemetry rows acknowledged meanwhile:
+        # one commit a second instead of two (edge_agent.buffer.acks).
+        acked = self._acks.take() if refs else []
+        deleted = 0
 
         def insert(con: Any) -> list[int]:
-            if not blobs and not interval_rows:
-                return outbox.insert(con, rows, chain=chain)
+            nonlocal deleted
             con.execute("BEGIN IMMEDIATE")
+            settle = None
             try:
-                seqs = outbox.insert_rows(con, rows, chain=chain) if rows else []
+                # The frames a reference points at commit with it (one commit, not two).
+                settle = writer.rows_in(con) if refs else None
+                deleted = outbox.delete_acked(con, acked, created) if acked else 0
+                seqs = outbox.insert_rows(con, rows, chain=chain, texts=texts) if rows else []
                 con.executemany(INSERT["intervals"], interval_rows)
                 con.executemany(_UPSERT_STATE, [(k, text, created) for k, text in blobs])
                 con.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if con.in_transaction:
                     con.execute("ROLLBACK")
+                if settle is not None:
+                    settle(exc)
                 raise
+            if settle is not None:
+                settle(None)
             if interval_rows:
                 writer.written["intervals"] += len(interval_rows)
+            if acked:
+                writer.outbox_count -= deleted
+                texts.drop(acked)
             return seqs
 
-        seqs = await self._call(writer.durable(self._numbered(insert, len(rows))))
+        try:
+            seqs = await self._call(writer.durable(self._numbered(insert, len(rows))))
+        except BaseException:
+            self._acks.settle(acked, deleted=False)
+            raise
+        self._acks.settle(acked, deleted=True)
         if not seqs:
             return seqs
         for listener in list(self._listeners):
@@ -432,8 +470,9 @@ class Buffer:
         self, queries: Sequence[outbox.LaneQuery], *, discover: bool
     ) -> tuple[list[int] | None, list[list[OutboxRow]]]:
         """Several priority-class reads (and optionally the classes present) in one writer job."""
+        texts = self._w().texts
         found, lanes = await self._call(
-            lambda con: outbox.fetch_lanes(con, list(queries), discover=discover)
+            lambda con: outbox.fetch_lanes(con, list(queries), discover=discover, texts=texts)
         )
         lanes = [self._acks.visible(rows) for rows in lanes]
         self._acks.seen(lanes)
@@ -443,8 +482,9 @@ class Buffer:
         self, *, after: int, limit: int, max_seq: int | None = None
     ) -> list[OutboxRow]:
         """Outbox rows with ``seq > after`` (and ``<= max_seq``) in seq order, at most ``limit``."""
+        texts = self._w().texts
         rows = await self._call(
-            lambda con: outbox.fetch(con, after=after, limit=limit, max_seq=max_seq)
+            lambda con: outbox.fetch(con, after=after, limit=limit, max_seq=max_seq, texts=texts)
         )
         rows = self._acks.visible(rows)
         self._acks.seen([rows])
@@ -461,7 +501,7 @@ class Buffer:
         now = self._clock()
 
         def job(con: Any) -> int:
-            deleted = outbox.ack(con, items, now)
+            deleted = outbox.ack(con, items, now, writer.texts)
             writer.outbox_count -= deleted
             return deleted
 

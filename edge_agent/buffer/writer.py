@@ -45,6 +45,7 @@ from edge_agent.buffer.blocks import FrameWriter
 from edge_agent.buffer.config import StorageConfig
 from edge_agent.buffer.rows import CONVERT, INSERT, TABLES
 from edge_agent.buffer.schema import plan_size
+from edge_agent.buffer.telerefs import TextCache
 from edge_agent.errors import StorageFull
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ class Writer:
         # Readings are stored as frames (one row per poll, edge_agent.buffer.blocks).
         self._frames = FrameWriter(config.raw)
         self._frames.load(con)
+        # Texts of telemetry rows stored as references to frames (edge_agent.buffer.telerefs).
+        self.texts = TextCache(on_lost=self._refs_lost)
         self.usage = retention.page_usage(con)
         self._next_maintenance = 0.0
         self._next_age_prune = 0.0
@@ -162,6 +165,11 @@ class Writer:
             self._jobs.append((fn, future))
             self._cond.notify()
         return future
+
+    def _refs_lost(self, n: int) -> None:
+        # Telemetry rows whose frames were removed: deleted, counted as evicted.
+        self.dropped["outbox:telemetry"] += n
+        self.outbox_count -= n
 
     def flush_rows(self) -> Future[None]:
         """A future resolved once every row queued so far is committed (or held)."""
@@ -251,11 +259,12 @@ class Writer:
             self._queued = 0
             return rows
 
-    def _flush(self, *, force: bool) -> None:
+    def _batch(self, force: bool) -> dict[str, list[Any]] | None:
+        """The rows due (queued and held), taken out of the queue; None when none are."""
         rows = self._take_rows(force)
         retry_held = self._held_count > 0 and (force or time.monotonic() >= self._retry_at)
         if rows is None and not retry_held:
-            return
+            return None
         batch: dict[str, list[Any]] = {t: [] for t in TABLES}
         for table in TABLES:
             batch[table].extend(self._held[table])
@@ -265,7 +274,11 @@ class Writer:
                 batch[table].extend(convert(rows[table]) if convert else rows[table])
         self._held = {t: [] for t in TABLES}
         self._held_count = 0
-        if not any(batch.values()):
+        return batch if any(batch.values()) else None
+
+    def _flush(self, *, force: bool) -> None:
+        batch = self._batch(force)
+        if batch is None:
             return
         try:
             self._insert(batch)
@@ -279,6 +292,9 @@ class Writer:
             else:
                 self._hold(batch, exc)
                 return
+        self._stored(batch)
+
+    def _stored(self, batch: Mapping[str, Sequence[Any]]) -> None:
         self._recovered()
         for table, items in batch.items():
             if items:
@@ -288,22 +304,65 @@ class Writer:
     def _insert(self, batch: Mapping[str, Sequence[Any]]) -> None:
         con = self._con
         con.execute("BEGIN")
-        frames = 0
         try:
-            for table in TABLES:
-                if not batch[table]:
-                    continue
-                if table == "readings":
-                    frames = self._frames.insert(con, batch[table])
-                else:
-                    con.executemany(INSERT[table], batch[table])
+            frames = self._insert_rows(con, batch)
             con.execute("COMMIT")
-            self.written["frames"] += frames
         except BaseException:
             if con.in_transaction:
                 con.execute("ROLLBACK")
-            self._frames.forget()  # layouts created in the rolled-back transaction are gone
+            self._frames.forget()  # layouts, ids and cuts of the rolled-back transaction
             raise
+        self.written["frames"] += frames
+        self._frames.committed()
+
+    def _insert_rows(self, con: sqlite3.Connection, batch: Mapping[str, Sequence[Any]]) -> int:
+        frames = 0
+        for table in TABLES:
+            if not batch[table]:
+                continue
+            if table == "readings":
+                frames = self._frames.insert(con, batch[table])
+            else:
+                con.executemany(INSERT[table], batch[table])
+        return frames
+
+    def rows_in(self, con: sqlite3.Connection) -> Callable[[BaseException | None], None]:
+        """Insert every queued and held row inside the caller's open transaction.
+
+        For a durable job whose rows refer to them (raw telemetry, see
+        :mod:`.telerefs`): one commit instead of two. Returns ``settle``, to call with
+        None once the caller committed, or with the error once it rolled back (the
+        rows are then held and retried like a failed batch of their own).
+        """
+        batch = self._batch(force=True)
+        if batch is None:
+            return _settled
+        try:
+            frames = self._insert_rows(con, batch)
+        except BaseException:
+            self._frames.forget()
+            self._restore(batch)
+            raise
+
+        def settle(error: BaseException | None) -> None:
+            if error is None:
+                self.written["frames"] += frames
+                self._frames.committed()
+                self._stored(batch)
+            else:
+                self._frames.forget()
+                self._restore(batch)
+                if isinstance(error, sqlite3.Error):
+                    self._set_error(error)
+
+        return settle
+
+    def _restore(self, batch: dict[str, list[Any]]) -> None:
+        """Rows taken for a transaction that did not commit: held again, first in line."""
+        for table in TABLES:
+            self._held[table][:0] = batch[table]
+        self._held_count = sum(len(v) for v in self._held.values())
+        self._retry_at = time.monotonic()
 
     def _hold(self, batch: dict[str, list[Any]], exc: sqlite3.Error) -> None:
         limit = self._config.memory_max_rows
@@ -440,6 +499,10 @@ class Writer:
             return os.path.getsize(self._wal_path)
         except OSError:
             return 0
+
+
+def _settled(_error: BaseException | None) -> None:
+    """Nothing was taken: nothing to settle."""
 
 
 class _BacklogCounter(Counter[str]):

@@ -52,6 +52,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from edge_agent.buffer import Buffer, MessageKind, Outgoing
+from edge_agent.buffer.telerefs import FrameRef
 from edge_agent.errors import StorageFull
 from edge_agent.ops.events import Event, EventLog
 from edge_agent.outgoing.derived import DerivedRows, StateSource, Taken
@@ -164,11 +165,13 @@ class OutboxStaging:
         record_key: str | None = None,
         retain: bool = False,
         state: StateSource | None = None,
+        frames: FrameRef | None = None,
     ) -> None:
         """Stage one message (priority from its kind); :meth:`flush` commits all at once.
 
         A held KPI record with the same ``record_key`` is superseded (replaced) by it.
         ``state``: the calculator state the message derives from (committed with it).
+        ``frames``: raw telemetry's values as stored frames (stored as a reference).
         """
         if state is not None:
             self.derived.depends_on(state)
@@ -179,6 +182,7 @@ class OutboxStaging:
             priority=kind.priority,
             record_key=record_key,
             retain=retain,
+            frames=frames,
         )
         self.created[kind.value] += 1
         self._add(message)

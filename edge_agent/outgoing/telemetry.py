@@ -7,6 +7,12 @@ what is due and stages it, committing every
 gateway's round never exists encoded all at once. It adds no
 policy of its own: what is published and when is the engine's business.
 
+With ``raw = "blocks"`` the pump also queues a cut among the readings (see
+:mod:`edge_agent.buffer.telerefs`) right after each stretch of messages built without
+an await, and gives every samples-only message the cut of its device's previous
+message and this one: the outbox then stores a reference to the frames holding its
+values, not the values a second time.
+
 The engine's drop counters (readings over its backlog bound, aggregate readings
 late for their window) become the events ``telemetry_overflow`` and
 ``telemetry_late`` after every round, including those of an engine replaced on
@@ -20,6 +26,8 @@ import time
 from collections.abc import Iterable
 
 from edge_agent.buffer import MessageKind
+from edge_agent.buffer.blocks import Cut
+from edge_agent.buffer.telerefs import FrameRef
 from edge_agent.config import AgentConfig
 from edge_agent.ops.clock import ClockWatch
 from edge_agent.ops.events import Event, EventLog
@@ -63,6 +71,8 @@ class TelemetryPump:
         self.events = events or EventLog()
         # Drop counts of the current engine already turned into events.
         self._seen = (0, 0)
+        # The cut after each device's last message (see _stage).
+        self._cuts: dict[str, Cut] = {}
 
     async def run(self, interval_s: float) -> None:
         """Stage what is due every ``interval_s`` seconds, until cancelled."""
@@ -117,12 +127,26 @@ class TelemetryPump:
 
     async def _stage(self, messages: Iterable[TelemetryMessage]) -> None:
         staging = self.staging
+        buffer = staging.buffer
+        cuts = self._cuts
         values = 0
+        cut: Cut | None = None
         for msg in messages:
+            # Built from the polls queued so far: a cut now (no await since) follows
+            # exactly those, and precedes the polls of the device's next message.
+            if cut is None:
+                cut = buffer.cut()
+            frames = None
+            start = cuts.get(msg.device)
+            if cut is not None:
+                cuts[msg.device] = cut
+                if start is not None and msg.recipe is not None:
+                    frames = FrameRef(msg.device, start, cut, msg.values, msg.recipe)
             topic = staging.topics.telemetry(device=msg.device)
-            staging.stage(MessageKind.TELEMETRY, topic, msg.text)
+            staging.stage(MessageKind.TELEMETRY, topic, msg.text, frames=frames)
             values += msg.values
             if values >= TELEMETRY_VALUES_PER_COMMIT:
                 await staging.flush()
                 values = 0
+                cut = None
         await staging.flush()

@@ -60,7 +60,14 @@ from typing import Any, cast
 from edge_agent.columns import Column, ColumnPoll
 from edge_agent.model import Quality, Reading, Value
 
-__all__ = ["UNITS_EVERY_S", "DeviceBatch", "TelemetryMessage", "encode_value"]
+__all__ = [
+    "UNITS_EVERY_S",
+    "DeviceBatch",
+    "Recipe",
+    "TelemetryMessage",
+    "encode_value",
+    "rebuild_text",
+]
 
 #: A device's ``units`` are repeated in its first message after this long (seconds).
 UNITS_EVERY_S = 3600.0
@@ -71,6 +78,15 @@ _TS = operator.attrgetter("ts")
 _ONLY_GOOD = {_GOOD}
 #: Column layouts a batch remembers (a device has one per block; re-plans add more).
 _LAYOUTS_MAX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """What a samples-only message's text adds to its values: ``t0``, units, clock flag."""
+
+    t0: int
+    units: dict[str, str] | None = None
+    clock_unsynced: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -90,6 +106,9 @@ class TelemetryMessage:
     ts: float
     values: int
     text: str
+    #: How to build ``text`` again from the device's raw values (samples only, no
+    #: aggregates), or None; see :func:`rebuild_text`.
+    recipe: Recipe | None = None
 
     @property
     def data(self) -> dict[str, Any]:
@@ -189,6 +208,48 @@ def _members(layout: _Layout, values: Sequence[Any]) -> str | None:
         if total - total != 0:
             return None
     return layout.template % tuple(values)
+
+
+def _text(
+    quoted: str,
+    t0: int,
+    samples: list[str],
+    aggregates: dict[str, list[dict[str, Any]]],
+    units: dict[str, str] | None,
+    clock_unsynced: bool,
+) -> str:
+    """The data part's JSON text from its encoded samples and the other members."""
+    head = '{"device":' + quoted
+    if samples:
+        head += f',"t0":{t0},"samples":[{",".join(samples)}]'
+    rest: dict[str, Any] = {}
+    if aggregates:
+        rest["aggregates"] = aggregates
+    if units:
+        rest["units"] = units
+    if clock_unsynced:
+        rest["clock_unsynced"] = True
+    tail = _ENCODE(rest) if rest else "{}"
+    return head + ("}" if tail == "{}" else "," + tail[1:])
+
+
+def rebuild_text(device: str, readings: Sequence[Reading], recipe: Recipe) -> str:
+    """The text of a samples-only message from the readings it carried (arrival order).
+
+    The readings are those stored for the message (its device's raw values between two
+    cuts, see :mod:`edge_agent.buffer.telerefs`). Snapshots are cut as :meth:`DeviceBatch.build`
+    cuts them: a new one where the reading time changes or a tag repeats. The text is
+    the one the message had, byte for byte, unless two polls of the device carried the
+    same reading time (then one snapshot holds both here, with the same values and time).
+    """
+    batch = DeviceBatch(device, {r.tag for r in readings})
+    start = 0
+    for i in range(1, len(readings) + 1):
+        if i == len(readings) or readings[i].ts != readings[start].ts:
+            batch.add_poll(readings[start:i])
+            start = i
+    samples, _ = batch._samples(batch._chunks, recipe.t0)
+    return _text(batch._quoted, recipe.t0, samples, {}, recipe.units, recipe.clock_unsynced)
 
 
 class DeviceBatch:
@@ -320,29 +381,20 @@ class DeviceBatch:
         if not chunks and not aggregates:
             return None
         self._chunks, self._open, self._aggregates = [], None, {}
-        head = '{"device":' + self._quoted
-        count = 0
-        if chunks:
-            t0 = math.floor(min(map(_first_ts, chunks)))
-            samples, count = self._samples(chunks, t0)
-            if samples:
-                head += f',"t0":{t0},"samples":[{",".join(samples)}]'
-        rest: dict[str, Any] = {}
-        if aggregates:
-            rest["aggregates"] = aggregates
-            count += sum(map(len, aggregates.values()))
+        t0 = math.floor(min(map(_first_ts, chunks))) if chunks else 0
+        samples, count = self._samples(chunks, t0) if chunks else ([], 0)
+        count += sum(map(len, aggregates.values()))
         if not count:
             return None  # only readings of tags this batch does not publish
+        units: dict[str, str] | None = None
         if self._units and (
             self._units_at is None or not 0 <= now - self._units_at < UNITS_EVERY_S
         ):
-            rest["units"] = self._units
+            units = self._units
             self._units_at = now
-        if clock_unsynced:
-            rest["clock_unsynced"] = True
-        tail = _ENCODE(rest) if rest else "{}"
-        text = head + ("}" if tail == "{}" else "," + tail[1:])
-        return TelemetryMessage(device=self.device, ts=now, values=count, text=text)
+        text = _text(self._quoted, t0, samples, aggregates, units, clock_unsynced)
+        recipe = None if aggregates or not samples else Recipe(t0, units, clock_unsynced)
+        return TelemetryMessage(device=self.device, ts=now, values=count, text=text, recipe=recipe)
 
     def _samples(self, chunks: list[_Chunk], t0: int) -> tuple[list[str], int]:
         """The ``samples`` entries as JSON texts, and how many values they carry."""

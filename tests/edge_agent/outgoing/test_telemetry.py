@@ -28,6 +28,9 @@ class FakeBuffer:
         self.batches.append(list(messages))
         return list(range(len(messages)))
 
+    def cut(self) -> None:
+        """No frames here: messages are stored as text."""
+
 
 def pump(devices: int, tags: int, synced: list[bool | None]) -> tuple[TelemetryPump, FakeBuffer]:
     policies = {
