@@ -9,7 +9,8 @@ Runs on the buffer's writer thread. Two mechanisms:
   Unpublished summaries and outbox rows are never aged out.
 * :func:`prune_to_budget` frees pages until the used page count is under a target,
   in a fixed order (the contract with operators, documented in ``docs/pipeline.md``):
-  raw values (``readings`` rows, then ``frames``, oldest first) → unpublished "so far"
+  raw values (``readings`` rows, then ``frames``, oldest first, except those unsent
+  telemetry rows refer to: they go right after those rows) → unpublished "so far"
   KPI rows superseded by a newer row of the same record (key ``superseded:kpi``, not a
   loss) → the sample journal (oldest first) → published summaries → published evidence records →
   comms events → unpublished
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 from edge_agent.buffer.config import HOUR_S, StorageConfig
 from edge_agent.buffer.outbox import MessageKind, Priority
+from edge_agent.buffer.telerefs import referenced_floor
 
 DropCounts = Counter[str]
 
@@ -107,6 +109,10 @@ def prune_by_age(
         ("samples", "samples", config.events_retention_h),
     ):
         boundary = first_id_at(con, table, now - hours * HOUR_S)
+        if boundary is not None and table == "frames":
+            # Frames unsent telemetry rows refer to stay (edge_agent.buffer.telerefs).
+            floor = referenced_floor(con)
+            boundary = boundary if floor is None else min(boundary, floor + 1)
         while boundary is not None:
             params = (boundary, CHUNK_ROWS)
             before = con.total_changes
@@ -231,9 +237,12 @@ def prune_to_budget(con: sqlite3.Connection, target_pages: int, drops: DropCount
     Returns:
         True when the target was reached, False when only never-evicted rows remain.
     """
+    floor = referenced_floor(con)
+    spare = "" if floor is None else f"id <= {int(floor)}"
     steps: list[tuple[str, str, str, str, bool]] = [
         ("readings", "readings", "", "id", False),
-        ("readings", "frames", "", "id", False),
+        # Frames unsent telemetry rows refer to go with those rows (below).
+        ("readings", "frames", spare, "id", False),
         # Unpublished "so far" KPI rows a newer row of the same record replaced: the
         # newer one carries everything they said (counted, not a loss).
         (SUPERSEDED_KEY, "outbox", _SUPERSEDED, "seq", False),
@@ -243,10 +252,10 @@ def prune_to_budget(con: sqlite3.Connection, target_pages: int, drops: DropCount
         ("evidence", "evidence", "seq NOT IN (SELECT seq FROM outbox)", "seq", False),
         ("comms_events", "comms_events", "", "id", False),
     ]
-    steps += [
-        ("outbox", "outbox", f"priority = {p} AND {_PROTECTED}", "seq", True)
-        for p in _evictable_priorities(con)
-    ]
+    for p in _evictable_priorities(con):
+        steps.append(("outbox", "outbox", f"priority = {p} AND {_PROTECTED}", "seq", True))
+        if spare and p == Priority.LOW:
+            steps.append(("readings", "frames", "", "id", False))
     steps.append(("intervals", "intervals", "", "id", False))
     for key, table, where, order, is_outbox in steps:
         while page_usage(con).used > target_pages:

@@ -570,7 +570,9 @@ class Buffer:
         ``outbox_full`` (why the last outbox insert was refused: ``budget``/``disk``/``""``),
         ``last_error``, ``moved_aside`` (path of a corrupt file replaced at open),
         ``epoch`` (the seq numbering epoch) and ``recovered`` (the gap report of
-        messages lost with the database at open, or None).
+        messages lost with the database at open, or None), ``telemetry_refs``
+        (telemetry rows stored as references to frames: ``stored``, ``rebuilt`` from
+        frames, ``lost`` because their frames were gone, ``cached`` texts held).
         """
         w = self._w()
         usage = w.usage
@@ -595,6 +597,7 @@ class Buffer:
             "moved_aside": str(self.moved_aside) if self.moved_aside else None,
             "epoch": self.epoch,
             "recovered": self.recovered,
+            "telemetry_refs": w.texts.figures(),
         }
 
     async def run_maintenance(self) -> None:

@@ -23,11 +23,14 @@ too wrote every forwarded value twice (about 18 of the 22 bytes written per valu
   from its frames by :func:`materialise` (``rebuild_text``, byte-identical but for
   two polls of one device with the same reading time, see there).
 
-Guarantees: a referring row commits after its frames (FULL commit, which also syncs
-the frames' NORMAL one), so after a crash its frames exist; the outbox seq, ordering
-and eviction rules are unchanged. A row whose frames were removed meanwhile (the raw
-budget or age limit) cannot be rebuilt: it is deleted at fetch and counted like an
-evicted telemetry row (``outbox:telemetry``). Runs on the writer thread only.
+Guarantees: a referring row commits in the same transaction as its frames (or after
+them), so after a crash its frames exist; the outbox seq, ordering and eviction rules
+are unchanged. Retention spares the frames unsent rows refer to
+(:func:`referenced_floor`): the age limit does not remove them, and under the disk
+budget they go only with the telemetry rows themselves (the order telemetry rows had
+before). A row whose frames are gone all the same cannot be rebuilt: it is deleted at
+fetch and counted like an evicted telemetry row (``outbox:telemetry``). Runs on the
+writer thread only.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_agent.buffer import frames
 from edge_agent.buffer.blocks import Cut
-from edge_agent.buffer.outbox import REF_PREFIX
+from edge_agent.buffer.outbox import REF_PREFIX, Priority
 from edge_agent.buffer.schema import QUALITY_NAMES
 from edge_agent.model import Quality, Reading
 
@@ -56,6 +59,8 @@ CACHE_CHARS = 4_000_000
 #: References farther apart than this many frames are rebuilt from separate reads.
 _SPAN = 20_000
 _CHUNK = 500  # seqs per DELETE (below SQLite's historic 999 host-parameter limit)
+#: Oldest referring rows read to find the lowest frame id still referred to.
+FLOOR_ROWS = 1000
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -97,6 +102,21 @@ def is_ref(stored: object) -> bool:
     return isinstance(stored, bytes) and stored[:2] == PREFIX
 
 
+def referenced_floor(con: sqlite3.Connection) -> int | None:
+    """The last frame id no unsent row refers to (None: no row refers to frames).
+
+    Rows refer to frames in seq order except a message held in RAM and stored late,
+    so the oldest :data:`FLOOR_ROWS` telemetry rows (an index seek) decide.
+    """
+    rows = con.execute(
+        "SELECT data FROM outbox INDEXED BY outbox_priority_seq "
+        "WHERE priority = ? AND kind = 'telemetry' ORDER BY seq LIMIT ?",
+        (int(Priority.LOW), FLOOR_ROWS),
+    )
+    firsts = [int(json.loads(d[len(PREFIX) :])["a"]) for (d,) in rows if is_ref(d)]
+    return min(firsts) if firsts else None
+
+
 class TextCache:
     """Texts of referring rows by seq, oldest dropped first beyond ``max_chars``.
 
@@ -113,19 +133,30 @@ class TextCache:
         self.on_lost = on_lost
         self._texts: OrderedDict[int, str] = OrderedDict()
         self._chars = 0
-        self.rebuilt = 0
-        self.lost = 0
+        self.stored = 0  # rows stored as references
+        self.rebuilt = 0  # rows read back without their text held: rebuilt from frames
+        self.lost = 0  # rows that could not be rebuilt (deleted, counted)
 
     def __len__(self) -> int:
         return len(self._texts)
 
     def put(self, seq: int, text: str) -> None:
         """Keep the text of a row just stored."""
+        self.stored += 1
         self._texts[seq] = text
         self._chars += len(text)
         while self._chars > self.max_chars and self._texts:
             _, old = self._texts.popitem(last=False)
             self._chars -= len(old)
+
+    def figures(self) -> dict[str, int]:
+        """Counters for the buffer's stats (``telemetry_refs``)."""
+        return {
+            "stored": self.stored,
+            "rebuilt": self.rebuilt,
+            "lost": self.lost,
+            "cached": len(self._texts),
+        }
 
     def get(self, seq: int) -> str | None:
         """The text of a row, when still held."""

@@ -75,6 +75,10 @@ CASES: dict[str, list[list[Sequence[Reading]]]] = {
 }
 
 
+def _shifted(rounds: list[list[Sequence[Reading]]], dt: float) -> list[list[list[Reading]]]:
+    return [[[r._replace(ts=r.ts + dt) for r in poll] for poll in polls] for polls in rounds]
+
+
 def _pump(buf: Buffer, units: bool = False, synced: bool = True) -> TelemetryPump:
     policies = {("d1", t): PublishPolicy(mode=PublishMode.EVERY) for t in TAGS}
     engine = TelemetryEngine(
@@ -84,13 +88,15 @@ def _pump(buf: Buffer, units: bool = False, synced: bool = True) -> TelemetryPum
     return TelemetryPump(engine, staging, ClockWatch(lambda: synced, 0.0))
 
 
-async def _feed(buf: Buffer, pump: TelemetryPump, rounds: list[list[Sequence[Reading]]]) -> None:
+async def _feed(
+    buf: Buffer, pump: TelemetryPump, rounds: Sequence[Sequence[Sequence[Reading]]]
+) -> None:
     assert pump.engine is not None
-    for r, polls in enumerate(rounds):
+    for polls in rounds:
         for poll in polls:
             buf.add_readings(poll)  # as the dispatcher: the buffer first, then the engine
             pump.engine.ingest(poll)
-        await pump.round(T0 + r + 0.99)
+        await pump.round(max(r.ts for r in polls[-1]) + 0.99)
 
 
 def _stored(path: Path) -> list[bool]:
@@ -124,6 +130,7 @@ async def test_a_restart_rebuilds_every_message_byte_for_byte(tmp_path: Path, ca
     await again.open()
     try:
         assert await _texts(again) == sent
+        assert again.stats()["telemetry_refs"]["rebuilt"] == 2
     finally:
         await again.close()
 
@@ -143,7 +150,8 @@ async def test_units_and_an_unsynchronised_clock_are_rebuilt_too(tmp_path: Path)
         sent = await _texts(buf)
     finally:
         await buf.close()
-    assert '"units":{"a":"degC"}' in sent[-1] and '"clock_unsynced":true' in sent[-1]
+    assert '"units":{"a":"degC"}' in sent[-1]
+    assert '"clock_unsynced":true' in sent[-1]
     assert _stored(cfg.path)[-1]
     again = Buffer(cfg, "gw")
     await again.open()
@@ -200,3 +208,26 @@ async def test_a_row_whose_frames_are_gone_is_dropped_and_counted(tmp_path: Path
         assert again.backlog == 2
     finally:
         await again.close()
+
+
+async def test_frames_unsent_rows_refer_to_outlive_the_raw_age_limit(tmp_path: Path) -> None:
+    """Frames past readings_retention_h stay while an unsent row refers to them."""
+    cfg = StorageConfig(path=tmp_path / "b.db", readings_retention_h=1.0)
+    buf = Buffer(cfg, "gw")
+    await buf.open()
+    try:
+        await _feed(buf, _pump(buf), _shifted(CASES["ints"], -7200.0))  # two hours old
+        sent = await _texts(buf)
+    finally:
+        await buf.close()
+    again = Buffer(cfg, "gw")
+    await again.open()  # prunes by age at once
+    try:
+        assert await _texts(again) == sent
+        assert again.stats()["dropped"].get("outbox:telemetry") is None
+    finally:
+        await again.close()
+    con = sqlite3.connect(cfg.path)
+    left = con.execute("SELECT count(*) FROM frames").fetchone()[0]
+    con.close()
+    assert left == 2  # the first message's frame (a text row) was aged out
