@@ -31,11 +31,12 @@ import operator
 import sqlite3
 from collections.abc import Iterator, Sequence
 from itertools import groupby
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 from edge_agent.buffer import frames
 from edge_agent.buffer.config import RawMode
 from edge_agent.buffer.schema import QUALITY_CODES
+from edge_agent.columns import ColumnPoll
 from edge_agent.model import Quality, Reading
 
 INSERT_FRAME = "INSERT INTO frames(id, ts, layout, mono, n, enc, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -113,8 +114,13 @@ class FrameWriter:
         """The transaction committed: its cuts stay resolved."""
         self._cuts.clear()
 
-    def insert(self, con: sqlite3.Connection, readings: Sequence[Reading | Cut]) -> int:
+    def insert(
+        self, con: sqlite3.Connection, readings: Sequence[Reading | ColumnPoll | Cut]
+    ) -> int:
         """Insert the frames of ``readings`` (arrival order) in the caller's transaction.
+
+        Items are readings, whole :class:`~edge_agent.columns.ColumnPoll` s (encoded from
+        their columns: no reading per value) and cuts.
 
         :class:`Cut` items among them are resolved by :meth:`committed` (or forgotten
         by :meth:`forget`).
@@ -128,49 +134,77 @@ class FrameWriter:
         if self.mode is RawMode.NONE:
             return 0
         exact = self.mode is RawMode.BLOCKS
-        changes = self.mode is RawMode.CHANGES
-        counts = self._counts
         rows: list[tuple[int, float, int, float, int, int, bytes]] = []
-        for (device, ts, mono), group in groupby(readings, _RUN_KEY):
-            if device is None:  # cuts
-                if exact:
-                    at = (self._next_id - 1, dict(counts))
-                    for cut in group:
-                        cut.at = at  # type: ignore[union-attr]
-                        self._cuts.append(cut)  # type: ignore[arg-type]
-                continue
-            run: list[Reading] = list(group)  # type: ignore[arg-type]
-            n = len(run)
-            tags = tuple(map(_TAG, run))
-            values: list[object] = list(map(_VALUE, run))
-            qualities = list(map(_QUALITY, run))
-            codes = (
-                None if qualities.count(_GOOD) == n else [QUALITY_CODES[q.value] for q in qualities]
-            )
-            reasons = list(map(_REASON, run))
-            reason = None if reasons.count("") == n else [r or "" for r in reasons]
-            sources = list(map(_SOURCE_TS, run))
-            source_ts = None if sources.count(None) == n else sources
-            present: list[bool] | None = None
-            if changes:
-                present = self._changed(device, tags, values, codes, reason)
-                if not any(present):
-                    continue
-                if not all(present):
-                    values = frames.select(values, present)
-                    codes = frames.select(codes, present) if codes else None
-                    reason = frames.select(reason, present) if reason else None
-                    source_ts = frames.select(source_ts, present) if source_ts else None
-            enc, data = frames.encode(values, codes, reason, source_ts, present)
-            layout = self._layout(con, device, tags)
-            frame = self._next_id
-            self._next_id = frame + 1
-            held = len(values)
-            counts[device] = counts.get(device, 0) + held
-            rows.append((frame, ts, layout, mono, held, enc, data))
+        for kind, items in groupby(readings, type):
+            if kind is Reading:
+                for (device, ts, mono), group in groupby(items, _RUN_KEY):
+                    self._run(con, rows, device, ts, mono, list(group))  # type: ignore[arg-type]
+            elif kind is ColumnPoll:
+                for poll in cast("Iterator[ColumnPoll]", items):
+                    for ts, mono, tags, values in _column_runs(poll):
+                        self._plain(con, rows, poll.device, ts, mono, tags, values)
+            elif exact:  # cuts
+                at = (self._next_id - 1, dict(self._counts))
+                for cut in items:
+                    cut.at = at  # type: ignore[union-attr]
+                    self._cuts.append(cut)  # type: ignore[arg-type]
         if rows:
             con.executemany(INSERT_FRAME, rows)
         return len(rows)
+
+    def _run(
+        self,
+        con: sqlite3.Connection,
+        rows: list[tuple[int, float, int, float, int, int, bytes]],
+        device: str,
+        ts: float,
+        mono: float,
+        run: list[Reading],
+    ) -> None:
+        """One run of readings (same device, read time and monotonic time) as a frame."""
+        n = len(run)
+        qualities = list(map(_QUALITY, run))
+        codes = None if qualities.count(_GOOD) == n else [QUALITY_CODES[q.value] for q in qualities]
+        reasons = list(map(_REASON, run))
+        reason = None if reasons.count("") == n else [r or "" for r in reasons]
+        sources = list(map(_SOURCE_TS, run))
+        source_ts = None if sources.count(None) == n else sources
+        tags = tuple(map(_TAG, run))
+        self._plain(
+            con, rows, device, ts, mono, tags, list(map(_VALUE, run)), codes, reason, source_ts
+        )
+
+    def _plain(
+        self,
+        con: sqlite3.Connection,
+        rows: list[tuple[int, float, int, float, int, int, bytes]],
+        device: str,
+        ts: float,
+        mono: float,
+        tags: tuple[str, ...],
+        values: list[Any],
+        codes: list[int] | None = None,
+        reason: list[str] | None = None,
+        source_ts: list[float | None] | None = None,
+    ) -> None:
+        """Encode one frame (only what changed with ``raw = "changes"``) and queue its row."""
+        present: list[bool] | None = None
+        if self.mode is RawMode.CHANGES:
+            present = self._changed(device, tags, values, codes, reason)
+            if not any(present):
+                return
+            if not all(present):
+                values = frames.select(values, present)
+                codes = frames.select(codes, present) if codes else None
+                reason = frames.select(reason, present) if reason else None
+                source_ts = frames.select(source_ts, present) if source_ts else None
+        enc, data = frames.encode(values, codes, reason, source_ts, present)
+        layout = self._layout(con, device, tags)
+        frame = self._next_id
+        self._next_id = frame + 1
+        held = len(values)
+        self._counts[device] = self._counts.get(device, 0) + held
+        rows.append((frame, ts, layout, mono, held, enc, data))
 
     def _changed(
         self,
@@ -206,6 +240,25 @@ class FrameWriter:
         ).fetchone()
         self._ids[key] = int(row[0])
         return self._ids[key]
+
+
+def _column_runs(poll: ColumnPoll) -> Iterator[tuple[float, float, tuple[str, ...], list[Any]]]:
+    """A column poll's runs: consecutive columns read at the same times share one frame."""
+    columns = poll.columns
+    first = columns[0]
+    if len(columns) == 1:
+        yield first.ts, first.mono, first.tags, list(first.values)
+        return
+    tags, values = list(first.tags), list(first.values)
+    key = (first.ts, first.mono)
+    for c in columns[1:]:
+        if (c.ts, c.mono) == key:
+            tags += c.tags
+            values += c.values
+        else:
+            yield key[0], key[1], tuple(tags), values
+            tags, values, key = list(c.tags), list(c.values), (c.ts, c.mono)
+    yield key[0], key[1], tuple(tags), values
 
 
 class StoredValue(NamedTuple):

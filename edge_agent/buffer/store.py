@@ -46,6 +46,7 @@ from edge_agent.buffer.rows import INSERT, interval_row
 from edge_agent.buffer.schema import open_database, plan_size
 from edge_agent.buffer.sequence import LedgerError, SeqLedger, ledger_path, read_ledger
 from edge_agent.buffer.writer import Writer
+from edge_agent.columns import ColumnPoll
 from edge_agent.errors import StorageFull
 from edge_agent.model import CommsEvent, Reading
 
@@ -226,8 +227,15 @@ class Buffer:
 
     # -- ingest (non-blocking) ---------------------------------------------------------
     def add_readings(self, readings: Sequence[Reading]) -> None:
-        """Queue readings for a batched commit (when the queue is full the newest are dropped)."""
-        self._w().put("readings", list(readings))
+        """Queue readings for a batched commit (when the queue is full the newest are dropped).
+
+        A :class:`~edge_agent.columns.ColumnPoll` is queued whole (its frames are encoded
+        from its columns, without a reading per value) and counts as its values.
+        """
+        if type(readings) is ColumnPoll:
+            self._w().put("readings", [readings], weight=len(readings))
+        else:
+            self._w().put("readings", list(readings))
 
     def cut(self) -> Cut | None:
         """Queue a telemetry cut after the readings queued so far (None unless raw = blocks).

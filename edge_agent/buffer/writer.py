@@ -46,6 +46,7 @@ from edge_agent.buffer.config import StorageConfig
 from edge_agent.buffer.rows import CONVERT, INSERT, TABLES
 from edge_agent.buffer.schema import plan_size
 from edge_agent.buffer.telerefs import TextCache
+from edge_agent.columns import ColumnPoll
 from edge_agent.errors import StorageFull
 
 log = logging.getLogger(__name__)
@@ -131,17 +132,28 @@ class Writer:
         """Rows held in RAM because the last write failed."""
         return self._held_count
 
-    def put(self, table: str, rows: Sequence[Any]) -> int:
-        """Queue rows for ``table`` without blocking; returns how many were dropped (queue full)."""
+    def put(self, table: str, rows: Sequence[Any], weight: int | None = None) -> int:
+        """Queue rows for ``table`` without blocking; returns how many were dropped (queue full).
+
+        ``weight``: the rows count as this many (a :class:`~edge_agent.columns.ColumnPoll`
+        queued whole counts as its values); such rows are accepted or dropped together.
+        """
         if not rows:
             return 0
+        size = len(rows) if weight is None else weight
         with self._cond:
             if self._stopping:
-                self.dropped[f"{table}:closed"] += len(rows)
-                return len(rows)
+                self.dropped[f"{table}:closed"] += size
+                return size
             room = self._config.queue_max_rows - self._queued
-            accepted = rows if len(rows) <= room else rows[: max(room, 0)]
-            dropped = len(rows) - len(accepted)
+            if size <= room:
+                accepted, taken = rows, size
+            elif weight is None:
+                accepted = rows[: max(room, 0)]
+                taken = len(accepted)
+            else:
+                accepted, taken = (), 0
+            dropped = size - taken
             if dropped:
                 self.dropped[f"{table}:queue_full"] += dropped
             if accepted:
@@ -150,7 +162,7 @@ class Writer:
                     self._cond.notify()
                 self._rows[table].extend(accepted)
                 before = self._queued
-                self._queued += len(accepted)
+                self._queued += taken
                 if before < self._config.flush_rows <= self._queued:
                     self._cond.notify()
             return dropped
@@ -298,7 +310,7 @@ class Writer:
         self._recovered()
         for table, items in batch.items():
             if items:
-                self.written[table] += len(items)
+                self.written[table] += _count(items)
         self.usage = retention.page_usage(self._con)
 
     def _insert(self, batch: Mapping[str, Sequence[Any]]) -> None:
@@ -361,19 +373,19 @@ class Writer:
         """Rows taken for a transaction that did not commit: held again, first in line."""
         for table in TABLES:
             self._held[table][:0] = batch[table]
-        self._held_count = sum(len(v) for v in self._held.values())
+        self._held_count = sum(map(_count, self._held.values()))
         self._retry_at = time.monotonic()
 
     def _hold(self, batch: dict[str, list[Any]], exc: sqlite3.Error) -> None:
         limit = self._config.memory_max_rows
-        total = sum(len(v) for v in batch.values())
+        total = sum(map(_count, batch.values()))
         excess = total - limit
         if excess > 0:
             # Raw readings go first, oldest first; events and intervals are kept longer.
-            cut = min(excess, len(batch["readings"]))
+            cut, values = _oldest(batch["readings"], excess)
             del batch["readings"][:cut]
-            self.dropped["readings:memory_full"] += cut
-            excess -= cut
+            self.dropped["readings:memory_full"] += values
+            excess -= values
             for table in ("comms_events", "intervals"):
                 if excess > 0:
                     cut = min(excess, len(batch[table]))
@@ -381,7 +393,7 @@ class Writer:
                     self.dropped[f"{table}:memory_full"] += cut
                     excess -= cut
         self._held = batch
-        self._held_count = sum(len(v) for v in batch.values())
+        self._held_count = sum(map(_count, batch.values()))
         self._retry_at = time.monotonic() + self._retry_s
         self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
         self._set_error(exc)
@@ -499,6 +511,22 @@ class Writer:
             return os.path.getsize(self._wal_path)
         except OSError:
             return 0
+
+
+def _count(items: Sequence[Any]) -> int:
+    """Rows in a queue list: a column poll queued whole counts as its values."""
+    return sum(len(x) if type(x) is ColumnPoll else 1 for x in items)
+
+
+def _oldest(items: Sequence[Any], excess: int) -> tuple[int, int]:
+    """How many items from the front hold at least ``excess`` rows, and those rows."""
+    taken = values = 0
+    for x in items:
+        if values >= excess:
+            break
+        taken += 1
+        values += len(x) if type(x) is ColumnPoll else 1
+    return taken, values
 
 
 def _settled(_error: BaseException | None) -> None:

@@ -14,6 +14,7 @@ from edge_agent.buffer import Buffer, StorageConfig
 from edge_agent.buffer.config import RawMode
 from edge_agent.buffer.rows import SeriesIds
 from edge_agent.buffer.schema import MIGRATIONS, PAGE_SIZE, connect
+from edge_agent.columns import Column, ColumnPoll
 from edge_agent.commands.export import rows as export_rows
 from edge_agent.model import Quality, Reading
 
@@ -240,5 +241,61 @@ async def test_frames_are_evicted_oldest_first_under_the_budget_counted_in_value
         assert kept[-1][0] == NOW + 3999  # the newest survived
         assert stats["db_bytes"] <= 1024 * 1024
         assert stats["db_bytes"] // PAGE_SIZE <= stats["page_cap"]
+    finally:
+        await buf.close()
+
+
+def _column_polls() -> list[ColumnPoll]:
+    """Column polls: two blocks read together (one frame), a block read later, repeats."""
+    out = []
+    for k in range(4):
+        t = NOW + 20 + k
+        out.append(
+            ColumnPoll(
+                "c",
+                [
+                    Column(("a", "b"), [k, 5], t, float(k)),
+                    Column(("f",), [1.5 * (k % 2)], t, float(k)),
+                    Column(("late",), [7], t + 0.25, k + 0.25),
+                ],
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize("mode", list(RawMode), ids=lambda m: m.value)
+async def test_a_column_poll_is_stored_as_its_readings_would_be(
+    tmp_path: Path, mode: RawMode
+) -> None:
+    """Queued whole (no reading per value), a column poll gives the frames of its readings."""
+    got = []
+    for name, as_columns in (("columns", True), ("readings", False)):
+        cfg = StorageConfig(path=tmp_path / f"{name}.db", raw=mode)
+        buf = Buffer(cfg, "gw")
+        await buf.open()
+        for p in _column_polls():
+            buf.add_readings(p if as_columns else list(p))
+        await buf.flush()
+        written = buf.stats()["written"]["readings"]
+        await buf.close()
+        got.append((stored(cfg.path), count(cfg.path, "frames"), written))
+    assert got[0] == got[1]
+    assert got[0][2] == 16
+    if mode is RawMode.BLOCKS:
+        assert got[0][1] == 8  # per poll: the two blocks read together, then the late one
+
+
+async def test_a_column_poll_the_queue_cannot_take_is_dropped_whole_and_counted(
+    tmp_path: Path,
+) -> None:
+    """A full queue drops a column poll as a whole, counted in values."""
+    cfg = StorageConfig(path=tmp_path / "b.db", flush_rows=4, queue_max_rows=5)
+    buf = Buffer(cfg, "gw")
+    await buf.open()
+    try:
+        polls = _column_polls()
+        assert buf._w().put("readings", [polls[0]], weight=len(polls[0])) == 0
+        assert buf._w().put("readings", [polls[1]], weight=len(polls[1])) == 4
+        assert buf.stats()["dropped"]["readings:queue_full"] == 4
     finally:
         await buf.close()
