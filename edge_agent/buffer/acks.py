@@ -3,7 +3,8 @@
 Every PUBACK burst used to delete its rows in a commit of its own (about ten commits a
 second at 100 devices x 125 registers); each commit writes whole 4 KiB pages to the
 WAL. :class:`AckBatcher` deletes the rows of :data:`LAZY_ACK_KINDS` (raw telemetry)
-that a fetch returned together, once :data:`ACK_DELAY_S` passed or :data:`ACK_BATCH`
+that a fetch returned together: in the next telemetry round's commit (:meth:`take`,
+about once a second), else once :data:`ACK_DELAY_S` passed or :data:`ACK_BATCH`
 seqs wait (or when the owner flushes: a later awaited ack, the close); other rows are
 deleted by a job submitted at once, as before (FIFO with every later job).
 

@@ -8,7 +8,9 @@ The event loop never commits. It hands the thread two kinds of work:
   newest rows are dropped and counted) and are committed in one transaction per
   batch, when ``flush_rows`` are waiting or the oldest waited ``flush_interval_ms``
   (``synchronous=NORMAL``: a crash of the agent loses nothing committed, a power
-  cut may lose the last batch, which the devices can re-read);
+  cut may lose the last batch). A durable job can take the rows waiting into its
+  own transaction (:meth:`Writer.rows_in`: raw telemetry referring to its frames,
+  one commit a second instead of two);
 * **jobs** (outbox inserts and acks, state, fetches) through :meth:`Writer.submit`,
   run in submission order, each returning a :class:`concurrent.futures.Future`.
   Durable jobs switch the connection to the configured ``outbox_sync`` mode
