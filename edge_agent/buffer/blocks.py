@@ -49,6 +49,9 @@ _REASON = operator.attrgetter("reason")
 _SOURCE_TS = operator.attrgetter("source_ts")
 _GOOD = Quality.GOOD
 
+# A frame's run: device, read time, monotonic time; the frame rows of one insert.
+_Key = tuple[str, float, float]
+_Rows = list[tuple[int, float, int, float, int, int, bytes]]
 # What ``changes`` compares per tag: value type and value, quality code, reason.
 _Last = tuple[type, object, int, str]
 
@@ -134,15 +137,15 @@ class FrameWriter:
         if self.mode is RawMode.NONE:
             return 0
         exact = self.mode is RawMode.BLOCKS
-        rows: list[tuple[int, float, int, float, int, int, bytes]] = []
+        rows: _Rows = []
         for kind, items in groupby(readings, type):
             if kind is Reading:
-                for (device, ts, mono), group in groupby(items, _RUN_KEY):
-                    self._run(con, rows, device, ts, mono, list(group))  # type: ignore[arg-type]
+                for key, group in groupby(items, _RUN_KEY):
+                    self._run(con, rows, key, list(group))  # type: ignore[arg-type]
             elif kind is ColumnPoll:
                 for poll in cast("Iterator[ColumnPoll]", items):
                     for ts, mono, tags, values in _column_runs(poll):
-                        self._plain(con, rows, poll.device, ts, mono, tags, values)
+                        self._plain(con, rows, (poll.device, ts, mono), tags, values)
             elif exact:  # cuts
                 at = (self._next_id - 1, dict(self._counts))
                 for cut in items:
@@ -152,15 +155,7 @@ class FrameWriter:
             con.executemany(INSERT_FRAME, rows)
         return len(rows)
 
-    def _run(
-        self,
-        con: sqlite3.Connection,
-        rows: list[tuple[int, float, int, float, int, int, bytes]],
-        device: str,
-        ts: float,
-        mono: float,
-        run: list[Reading],
-    ) -> None:
+    def _run(self, con: sqlite3.Connection, rows: _Rows, key: _Key, run: list[Reading]) -> None:
         """One run of readings (same device, read time and monotonic time) as a frame."""
         n = len(run)
         qualities = list(map(_QUALITY, run))
@@ -170,17 +165,13 @@ class FrameWriter:
         sources = list(map(_SOURCE_TS, run))
         source_ts = None if sources.count(None) == n else sources
         tags = tuple(map(_TAG, run))
-        self._plain(
-            con, rows, device, ts, mono, tags, list(map(_VALUE, run)), codes, reason, source_ts
-        )
+        self._plain(con, rows, key, tags, list(map(_VALUE, run)), codes, reason, source_ts)
 
     def _plain(
         self,
         con: sqlite3.Connection,
-        rows: list[tuple[int, float, int, float, int, int, bytes]],
-        device: str,
-        ts: float,
-        mono: float,
+        rows: _Rows,
+        key: _Key,
         tags: tuple[str, ...],
         values: list[Any],
         codes: list[int] | None = None,
@@ -188,6 +179,7 @@ class FrameWriter:
         source_ts: list[float | None] | None = None,
     ) -> None:
         """Encode one frame (only what changed with ``raw = "changes"``) and queue its row."""
+        device, ts, mono = key
         present: list[bool] | None = None
         if self.mode is RawMode.CHANGES:
             present = self._changed(device, tags, values, codes, reason)
