@@ -9,16 +9,19 @@ restart (cache empty) the rows are rebuilt from the frames and must be identical
 from __future__ import annotations
 
 import math
+import random
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from edge_agent.buffer import Buffer, StorageConfig
+from edge_agent.buffer import Buffer, StorageConfig, retention
 from edge_agent.buffer.config import RawMode
 from edge_agent.buffer.outbox import REF_PREFIX
+from edge_agent.buffer.telerefs import materialise, referenced_floor
 from edge_agent.columns import Column, ColumnPoll
 from edge_agent.model import Quality, Reading
 from edge_agent.ops.clock import ClockWatch
@@ -231,3 +234,58 @@ async def test_frames_unsent_rows_refer_to_outlive_the_raw_age_limit(tmp_path: P
     left = con.execute("SELECT count(*) FROM frames").fetchone()[0]
     con.close()
     assert left == 2  # the first message's frame (a text row) was aged out
+
+
+def _random_rounds(n: int) -> list[list[ColumnPoll]]:
+    """Rounds of one poll of 125 incompressible registers (frames fill pages)."""
+    rng = random.Random(7)
+    tags = tuple(f"r{i}" for i in range(125))
+    return [
+        [ColumnPoll("d1", [Column(tags, [rng.randrange(65536) for _ in tags], T0 + r, float(r))])]
+        for r in range(n)
+    ]
+
+
+async def test_under_the_budget_referred_frames_go_only_with_their_rows(tmp_path: Path) -> None:
+    """Budget order: unreferred frames first; frames of unsent rows after those rows."""
+    cfg = StorageConfig(path=tmp_path / "b.db")
+    buf = Buffer(cfg, "gw")
+    await buf.open()
+    try:
+        engine = TelemetryEngine(
+            {("d1", f"r{i}"): PublishPolicy(mode=PublishMode.EVERY) for i in range(125)},
+            publish_interval_s=1.0,
+        )
+        staging = OutboxStaging(buf, TopicTemplates.create(site="lab", agent="gw"))
+        pump = TelemetryPump(engine, staging, ClockWatch(lambda: True, 0.0))
+        await _feed(buf, pump, _random_rounds(120))
+        rows = await buf.fetch_outbox(after=0, limit=1000)
+        await buf.ack([r.seq for r in rows[:60]])  # sent: their frames are free to go
+        unsent = {r.seq: r.data for r in rows[60:]}
+    finally:
+        await buf.close()
+    con = sqlite3.connect(cfg.path, isolation_level=None)
+    try:
+        floor = referenced_floor(con)
+        assert floor is not None
+        used = retention.page_usage(con).used
+        drops: Counter[str] = Counter()
+        retention.prune_to_budget(con, used - 3, drops)  # what the sent rows' frames free
+        assert drops["readings"] > 0
+        assert "outbox:telemetry" not in drops
+        kept = con.execute("SELECT min(id) FROM frames").fetchone()[0]
+        assert kept <= floor + 1  # every frame an unsent row refers to is there
+        assert materialise(con, _refs(con), None) == unsent
+        retention.prune_to_budget(con, 0, drops)  # nothing but rows never evicted left
+        assert drops["outbox:telemetry"] == 60
+        assert con.execute("SELECT count(*) FROM frames").fetchone()[0] == 0
+    finally:
+        con.close()
+
+
+def _refs(con: sqlite3.Connection) -> list[tuple[int, bytes]]:
+    return [
+        (int(seq), data)
+        for seq, data in con.execute("SELECT seq, data FROM outbox ORDER BY seq")
+        if isinstance(data, bytes) and data.startswith(REF_PREFIX)
+    ]
