@@ -61,7 +61,7 @@ MAINTENANCE_S = 1.0
 AGE_PRUNE_S = 60.0
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 10.0
-CACHE_KIB = 1024  # writer connection's page cache
+CACHE_KIB = 256  # writer connection's page cache
 DISK_MARGIN = 1024 * 1024  # free bytes below which SQLITE_FULL means the disk, not the cap
 
 

@@ -17,7 +17,8 @@ Guarantees:
 
 * :meth:`~HealthCollector.collect` never blocks on purpose. CPU is computed
   from ``cpu_times()`` deltas over a trailing window (default 60 s, primed in
-  the constructor), never with psutil's blocking ``interval=``. Because of the
+  the constructor), never by sleeping for an interval. The figures come from
+  :mod:`edge_agent.ops.procstat` (the kernel's files; no psutil). Because of the
   window, several callers (the status file every 2 s, health telemetry every
   minute) all get a meaningful figure instead of "since whoever called last".
   The rest are single syscalls or small
@@ -39,10 +40,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]  # psutil ships no type information
-
 from edge_agent import __version__
 from edge_agent.ops.clock import ClockStatus, clock_status
+from edge_agent.ops.procstat import SelfProcess, disk_usage, hwmon_temperatures
 
 log = logging.getLogger("edge_agent.ops.health")
 
@@ -53,9 +53,9 @@ SLOTS = ("buffer", "uplink", "devices", "events", "pipeline")
 
 THERMAL_ZONE0 = Path("/sys/class/thermal/thermal_zone0/temp")
 
-# psutil sensor names that mean "the SoC/CPU", in order of preference. Any
-# other hwmon sensor (an I2C RTC like the DS3231, a board sensor) is *not* the
-# CPU, and its presence makes psutil skip thermal_zone*, hence the fallback.
+# hwmon sensor names that mean "the SoC/CPU", in order of preference. Any other
+# hwmon sensor (an I2C RTC like the DS3231, a board sensor) is *not* the CPU,
+# hence the fallback to thermal_zone0.
 _CPU_SENSORS = ("cpu_thermal", "cpu-thermal", "soc_thermal", "coretemp", "k10temp", "zenpower")
 
 SlotProvider = Callable[[], Any]
@@ -82,18 +82,15 @@ def cpu_temperature(
     """SoC/CPU temperature in °C, or ``None`` when the board reports none.
 
     Args:
-        sensors: Replacement for ``psutil.sensors_temperatures`` (tests).
-        thermal_zone: sysfs file read when psutil has no CPU sensor.
+        sensors: Replacement for :func:`~edge_agent.ops.procstat.hwmon_temperatures` (tests).
+        thermal_zone: sysfs file read when hwmon has no CPU sensor.
     """
-    probe = sensors
-    if probe is None:
-        probe = getattr(psutil, "sensors_temperatures", None)
+    probe = sensors or hwmon_temperatures
     readings: Mapping[str, Iterable[Any]] = {}
-    if probe is not None:
-        try:
-            readings = probe()
-        except (OSError, RuntimeError, ValueError):
-            readings = {}
+    try:
+        readings = probe()
+    except (OSError, RuntimeError, ValueError):
+        readings = {}
     for name in _CPU_SENSORS:
         for entry in readings.get(name, ()):
             current = getattr(entry, "current", None)
@@ -123,7 +120,7 @@ class HealthCollector:
         clock: Callable[[], ClockStatus] = clock_status,
         temperature: Callable[[], float | None] = cpu_temperature,
         monotonic: Callable[[], float] = time.monotonic,
-        process: psutil.Process | None = None,
+        process: SelfProcess | None = None,
         cpu_window_s: float = 60.0,
     ) -> None:
         if cpu_window_s <= 0:
@@ -134,14 +131,14 @@ class HealthCollector:
         self._temperature = temperature
         self._monotonic = monotonic
         self._started = monotonic()
-        self._process = process or psutil.Process()
+        self._process = process or SelfProcess()
         self._providers: dict[str, SlotProvider] = {}
         self._failed_providers: set[str] = set()
         self.cpu_window_s = cpu_window_s
         # (monotonic time, CPU seconds used) per collect(); the first one primes the window.
         self._cpu_samples: deque[tuple[float, float]] = deque(maxlen=4096)
         # If this fails, CPU is measured from the first successful sample instead.
-        with contextlib.suppress(psutil.Error, OSError):
+        with contextlib.suppress(OSError, ValueError):
             self._cpu_samples.append((self._started, self._cpu_seconds()))
 
     def _cpu_seconds(self) -> float:
@@ -182,16 +179,16 @@ class HealthCollector:
             with self._process.oneshot():
                 cpu_s = self._cpu_seconds()
                 rss = int(self._process.memory_info().rss)
-        except (psutil.Error, OSError):
+        except (OSError, ValueError, IndexError):
             return None, None
         return self._cpu_percent(cpu_s), rss
 
     def _disk_free(self) -> tuple[int | None, int | None]:
         try:
-            usage = psutil.disk_usage(str(self.state_dir))
+            free, total = disk_usage(self.state_dir)
         except OSError:
             return None, None
-        return int(usage.free), int(usage.total)
+        return int(free), int(total)
 
     def _slot(self, slot: str) -> Any:
         provider = self._providers.get(slot)

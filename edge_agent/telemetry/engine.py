@@ -307,8 +307,12 @@ class TelemetryEngine:
         for (device, tag), policy in policies.items():
             if policy.mode is not PublishMode.NONE:
                 by_device.setdefault(device, []).append((tag, policy))
+        # Devices of one model publish the same tags: one set for all of them (a set of
+        # 125 names is about 8 KB; 100 such devices kept 0.8 MB of copies).
+        tag_sets: dict[frozenset[str], frozenset[str]] = {}
         for device, tags in by_device.items():
-            sample_tags = [t for t, p in tags if p.mode is not PublishMode.AGGREGATE]
+            sample_tags = frozenset(t for t, p in tags if p.mode is not PublishMode.AGGREGATE)
+            sample_tags = tag_sets.setdefault(sample_tags, sample_tags)
             known = units.get(device, {})
             published = {t: known[t] for t, _p in tags if t in known}
             batch = DeviceBatch(device, sample_tags, published)

@@ -4,7 +4,8 @@ Each of these costs resident memory in every agent that imports it, whatever it 
 configured for (``docs/bench-telemetry.md``, "Resident memory"): ``cryptography``
 (about 8 MB: the agent signs with PyNaCl and reads its RFC 8410 key files itself), the OPC-UA
 stack, protobuf (Sparkplug B only), jsonschema (collector), sqlite_utils and the
-report renderer, the status and contract views (0.7 MB). The agent builds the
+report renderer, the status and contract views (0.7 MB), psutil (0.5 MB: health reads
+the kernel's files itself, :mod:`edge_agent.ops.procstat`). The agent builds the
 command line parser as ``edge-agent run`` does, then runs in a fresh interpreter
 until its evidence chain has signed the start's ``config`` record, so the signing
 path is the one measured. Both starts are checked: the first one, which creates
@@ -59,6 +60,7 @@ HEAVY = (
     "drivers.opcua.link",
     "edge_agent.status_view",
     "edge_agent.contracts.text",
+    "psutil",
 )
 
 SCRIPT = textwrap.dedent(

@@ -86,7 +86,7 @@ def test_cpu_percent_is_primed(tmp_path: Path) -> None:
 
 
 class _FakeProcess:
-    """A psutil.Process stand-in whose CPU seconds the test sets."""
+    """A process stand-in whose CPU seconds the test sets."""
 
     def __init__(self) -> None:
         self.cpu_s = 0.0
@@ -168,7 +168,7 @@ def _sensors(**groups: list[float]) -> Mapping[str, Iterable[Any]]:
     [
         (_sensors(cpu_thermal=[45.62]), None, 45.6),
         (_sensors(**{"cpu-thermal": [51.0]}), "40000", 51.0),
-        # A DS3231 RTC's hwmon sensor is not the CPU and hides thermal_zone* from psutil.
+        # A DS3231 RTC's hwmon sensor is not the CPU.
         (_sensors(ds3231=[25.0]), "48500", 48.5),
         ({}, "61234", 61.2),
         ({}, None, None),
@@ -182,7 +182,7 @@ def test_cpu_temperature_sources(
     zone_text: str | None,
     expected: float | None,
 ) -> None:
-    """The psutil CPU sensor wins; otherwise thermal_zone0 (millidegrees); otherwise None."""
+    """The hwmon CPU sensor wins; otherwise thermal_zone0 (millidegrees); otherwise None."""
     zone = tmp_path / "temp"
     if zone_text is not None:
         zone.write_text(zone_text + "\n")
