@@ -61,6 +61,8 @@ HEAVY = (
     "edge_agent.status_view",
     "edge_agent.contracts.text",
     "psutil",
+    "edge_agent.commands.report",
+    "edge_agent.commands.export",
 )
 
 SCRIPT = textwrap.dedent(
@@ -71,7 +73,7 @@ SCRIPT = textwrap.dedent(
     from edge_agent.config import load_config_compact
     from edge_agent.runtime import Runtime
 
-    build_parser()  # what `edge-agent run` does first: every command module is imported
+    build_parser("run")  # what `edge-agent run` does first (edge_agent.cli.main)
 
     config = load_config_compact(Path(sys.argv[1]))
     heavy = sys.argv[2].split(",")

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.cli import DEFAULT_CONFIG, UsageError, build_parser, config_path, config_paths
+from edge_agent.cli import (
+    COMMANDS,
+    DEFAULT_CONFIG,
+    UsageError,
+    _command_in,
+    build_parser,
+    config_path,
+    config_paths,
+)
 
 # Commands that work on the agent's configuration (FILE, or -c FILE, or the installed one).
 CONFIG_COMMANDS = ("run", "check-config", "status", "export", "demo")
@@ -99,3 +107,15 @@ def test_demo_speaks_plainly_to_the_end(tmp_path: Path) -> None:
     page = report.read_text(encoding="utf-8")
     assert page.count('class="chart timeline"') == 3
     assert "connected, " in proc.stdout  # while running: 'connected, N messages waiting'
+
+
+def test_each_command_name_maps_to_the_module_that_registers_it() -> None:
+    """COMMANDS names every top-level command, and its module alone registers it."""
+    everything = {name for name, _ in _subparsers(build_parser()) if " " not in name}
+    assert everything == set(COMMANDS)
+    for name, module in COMMANDS.items():
+        assert name in {n for n, _ in _subparsers(build_parser(module))}, name
+    assert _command_in(["-v", "run", "a.toml"]) == "run"
+    assert _command_in(["serve-report", "--db", "b.db"]) == "report"
+    assert _command_in(["--help"]) is None
+    assert _command_in(["nonsense"]) is None
