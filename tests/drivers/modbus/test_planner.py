@@ -154,3 +154,14 @@ def test_plan_is_valid_and_minimal(spec: list[tuple[int, int]], limit: int, max_
             if _valid_group(ordered[j:i], limit, max_gap):
                 best[i] = min(best[i], best[j] + 1)
     assert len(blocks) == best[-1]
+
+
+def test_devices_of_one_model_share_their_planned_tags() -> None:
+    """Equal tags at equal places are one PlannedTag object (memory at 100 devices)."""
+    tags = {f"r{i}": {"table": "holding", "address": i} for i in range(10)}
+    a = plan_device(device(tags))
+    b = plan_device(device(tags, unit_id=2))
+    (ta,) = (blk.tags for ip in a.intervals for blk in ip.blocks)
+    (tb,) = (blk.tags for ip in b.intervals for blk in ip.blocks)
+    assert ta == tb
+    assert all(x is y for x, y in zip(ta, tb, strict=True))
