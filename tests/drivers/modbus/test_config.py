@@ -175,3 +175,19 @@ def test_devices_sharing_a_serial_port_must_agree_on_line_settings() -> None:
     assert [p for p, _ in problems] == ["devices.b.serial_port"]
     assert "shares rtu:///dev/ttyUSB0 with devices.a" in problems[0][1]
     assert SPECS[1].check_devices is check_shared_links
+
+
+def test_equal_tags_of_several_devices_are_one_object() -> None:
+    """Devices of one model share their tag objects; a tag differing in anything does not.
+
+    Floats are told apart by their bits: an offset of -0.0 is not the tag with 0.0.
+    """
+    tags = {"speed": {"table": "holding", "address": 3, "scale": 0.1, "offset": 0.0}}
+    data = {"protocol": "modbus_tcp", "endpoint": "127.0.0.1:502", "addressing": "zero"}
+    a = make_device("a", **data, unit_id=1, tags=tags)
+    b = make_device("b", **data, unit_id=2, tags=tags)
+    assert a.tags[0] is b.tags[0]
+    other = {"speed": {**tags["speed"], "offset": -0.0}}
+    c = make_device("c", **data, unit_id=3, tags=other)
+    assert c.tags[0] == a.tags[0]  # equal as values (-0.0 == 0.0) ...
+    assert c.tags[0] is not a.tags[0]  # ... but not merged
