@@ -28,7 +28,13 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from simulators.host import SimulatorHost
-from tests.plugins.broker import Mosquitto, MosquittoFactory, MqttCollector, Received
+from tests.plugins.broker import (
+    Mosquitto,
+    MosquittoFactory,
+    MqttCollector,
+    Received,
+    first_deliveries,
+)
 from tests.plugins.sparkplug import HostView, Msg, decode, rebirth_command, state_payload
 
 pytestmark = pytest.mark.integration
@@ -197,8 +203,13 @@ def make_agent(tmp_path: Path, mqtt_port: int, modbus_port: int, **kw: str) -> A
 
 
 def decoded(messages: list[Received]) -> list[Msg]:
-    """Every Sparkplug protobuf message of the capture, decoded (STATE is JSON: left out)."""
-    return [decode(m.topic, m.payload) for m in messages if "/STATE/" not in m.topic]
+    """Every Sparkplug protobuf message of the capture, decoded (STATE is JSON: left out).
+
+    The broker's redeliveries (DUP) of messages already received are left out.
+    """
+    return [
+        decode(m.topic, m.payload) for m in first_deliveries(messages) if "/STATE/" not in m.topic
+    ]
 
 
 def count(kind: str, device: str | None = None) -> Callable[[list[Received]], int]:

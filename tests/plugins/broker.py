@@ -243,12 +243,31 @@ class Received:
     retain: bool
     qos: int
     at: float
+    dup: bool = False  # the broker's redelivery flag (QoS 1 at-least-once)
 
     def json(self) -> Any:
         """The payload decoded as JSON."""
         import json
 
         return json.loads(self.payload)
+
+
+def first_deliveries(messages: list[Received]) -> list[Received]:
+    """The capture without the broker's redeliveries of messages already received.
+
+    QoS 1 is at-least-once: a persistent subscriber whose PUBACK had not reached
+    the broker when it stopped gets the message again after the restart, flagged
+    DUP, possibly after later messages (a host application de-duplicates them).
+    """
+    seen: set[tuple[str, bytes]] = set()
+    kept: list[Received] = []
+    for m in messages:
+        key = (m.topic, m.payload)
+        if m.dup and key in seen:
+            continue
+        seen.add(key)
+        kept.append(m)
+    return kept
 
 
 class MqttCollector:
@@ -297,6 +316,7 @@ class MqttCollector:
                     bool(message.retain),
                     message.qos,
                     time.monotonic(),
+                    bool(message.dup),
                 )
             )
             self._cond.notify_all()
