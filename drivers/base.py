@@ -35,7 +35,6 @@ Link protocol, the poll result, the supervisor ``run_link`` and the grid clock i
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import time
@@ -343,6 +342,11 @@ async def run_link(
     first contact, loss with its reason, recovery with how long it was down and
     why; a retry is never logged above debug level.
     """
+    # Imported here, not at the top: loading a configuration imports this module (for
+    # DriverSpec) and must not load asyncio with its ssl and executors (see
+    # tests/test_lean_imports.py).
+    import asyncio
+
     backoff = backoff or Backoff()
     connected = False
     fresh = True

@@ -37,7 +37,7 @@ from edge_agent.buffer import StorageConfig, parse_storage
 from edge_agent.configkit import Issues, Table, load_toml
 from edge_agent.contracts import REPORTING_CONTRACT, Contract, parse_contract, reporting_contract
 from edge_agent.errors import ConfigError
-from edge_agent.ingest.queue import IngestConfig, parse_ingest
+from edge_agent.ingest.config import IngestConfig, parse_ingest
 from edge_agent.kpi.calendar import WindowKind
 from edge_agent.machines import MachineConfig, parse_machine
 from edge_agent.publishmap import PublishMap

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -284,6 +283,8 @@ def document_hash(doc: Mapping[str, Any]) -> str:
 
     A verifier recomputes it from an evidence bundle's ``contracts/<hash>.json``.
     """
+    import hashlib  # here: loading a configuration need not map OpenSSL (3.5 MB RSS)
+
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 

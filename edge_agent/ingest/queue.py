@@ -20,13 +20,11 @@ carries no data and the next one follows within a publish interval.
 from __future__ import annotations
 
 import asyncio
-import enum
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from edge_agent.columns import ColumnPoll
-from edge_agent.configkit import Table
+from edge_agent.ingest.config import IngestConfig, WhenFull
 from edge_agent.model import CommsEvent, Confirmation, Reading
 from edge_agent.ops.events import Event, EventLog
 
@@ -35,34 +33,6 @@ COMMS_MAX = 10_000
 #: A batch of readings (a :class:`ColumnPoll` as it came, other sequences as a list
 #: copy), a comms event or a confirmation.
 Item = list[Reading] | ColumnPoll | CommsEvent | Confirmation
-
-
-class WhenFull(str, enum.Enum):
-    """What a full ingest queue drops."""
-
-    DROP_NEWEST = "drop_newest"
-    DROP_OLDEST = "drop_oldest"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IngestConfig:
-    """``[ingest]``: the bound of the queue between the links and the dispatcher."""
-
-    queue_max_batches: int = 10_000
-    when_full: WhenFull = WhenFull.DROP_NEWEST
-
-
-def parse_ingest(table: Table | None) -> IngestConfig:
-    """Parse ``[ingest]`` (every key optional)."""
-    if table is None:
-        return IngestConfig()
-    bound = table.get_int("queue_max_batches", 10_000, min=10, max=1_000_000)
-    policy = table.get_str(
-        "when_full", WhenFull.DROP_NEWEST.value, choices=tuple(w.value for w in WhenFull)
-    )
-    table.finish()
-    when_full = WhenFull(policy) if policy in WhenFull._value2member_map_ else WhenFull.DROP_NEWEST
-    return IngestConfig(queue_max_batches=bound, when_full=when_full)
 
 
 class IngestQueue:

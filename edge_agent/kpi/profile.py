@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -161,6 +160,8 @@ def _interval_json(w: UtcInterval) -> dict[str, str]:
 def profile_hash(profile: KpiProfile) -> str:
     """SHA-256 (hex) of the canonical JSON of the profile parameters and the spec version."""
     doc = {"spec_version": SPEC_VERSION, "profile": profile.as_json()}
+    import hashlib  # here: loading a configuration need not map OpenSSL (3.5 MB RSS)
+
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 

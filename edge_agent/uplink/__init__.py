@@ -4,8 +4,16 @@ Public API (see ``docs/pipeline.md``): :class:`Uplink`, :class:`MqttConfig`,
 :func:`parse_mqtt`, :class:`TopicTemplates`. Threading model and delivery
 guarantees are documented in :mod:`edge_agent.uplink.client` and
 :mod:`edge_agent.uplink.publisher`.
+
+The publisher (paho, asyncio, the buffer) is imported on first use: loading a
+configuration needs only :mod:`.config` (``tests/edge_agent/test_lean_imports.py``).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from edge_agent.lazy import lazy_attribute
 from edge_agent.uplink.config import (
     DrainOrder,
     MqttConfig,
@@ -14,8 +22,17 @@ from edge_agent.uplink.config import (
     Transport,
     parse_mqtt,
 )
-from edge_agent.uplink.publisher import Uplink
 from edge_agent.uplink.topics import TopicTemplates
+
+if TYPE_CHECKING:
+    from edge_agent.uplink.publisher import Uplink
+
+_LAZY = {"Uplink": "edge_agent.uplink.publisher"}
+
+
+def __getattr__(name: str) -> Any:
+    return lazy_attribute(globals(), _LAZY, name)
+
 
 __all__ = [
     "Uplink",

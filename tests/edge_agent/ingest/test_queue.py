@@ -9,7 +9,8 @@ import pytest
 from edge_agent.columns import Column, ColumnPoll
 from edge_agent.configkit import Issues, Table
 from edge_agent.errors import ConfigError
-from edge_agent.ingest.queue import IngestConfig, IngestQueue, WhenFull, parse_ingest
+from edge_agent.ingest.config import IngestConfig, WhenFull, parse_ingest
+from edge_agent.ingest.queue import IngestQueue
 from edge_agent.model import CommsEvent, CommsState, Reading
 from edge_agent.ops.events import Event, EventLog
 
