@@ -8,22 +8,23 @@ loading a configuration does not load the runtime (``tests/edge_agent/test_lean_
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def lazy_attribute(namespace: dict[str, Any], lazy: Mapping[str, str], name: str) -> Any:
-    """The attribute ``name`` of the package whose globals are ``namespace``.
+def lazy_members(namespace: dict[str, Any], lazy: Mapping[str, str]) -> Callable[[str], Any]:
+    """A package's ``__getattr__``: ``lazy`` maps a member's name to its module.
 
-    Imports its module from ``lazy`` (name -> module) and caches it in ``namespace``,
-    so the package's ``__getattr__`` runs once per name.
-
-    Raises:
-        AttributeError: ``name`` is not one of the package's lazy attributes.
+    ``namespace`` is the package's ``globals()``: a member read once is cached there,
+    so ``__getattr__`` runs once per name. Any other name raises ``AttributeError``.
     """
-    module = lazy.get(name)
-    if module is None:
-        raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    namespace[name] = value
-    return value
+
+    def member(name: str) -> Any:
+        module = lazy.get(name)
+        if module is None:
+            raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    return member

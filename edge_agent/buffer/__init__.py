@@ -10,26 +10,25 @@ loading a configuration needs only :mod:`.config` (``tests/edge_agent/test_lean_
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edge_agent.buffer.config import RawMode, StorageConfig, SyncMode, parse_storage
-from edge_agent.lazy import lazy_attribute
+from edge_agent.lazy import lazy_members
 
 if TYPE_CHECKING:
     from edge_agent.buffer.outbox import MessageKind, OutboxRow, Priority
     from edge_agent.buffer.store import Buffer, Outgoing
 
-_LAZY = {
-    "MessageKind": "edge_agent.buffer.outbox",
-    "OutboxRow": "edge_agent.buffer.outbox",
-    "Priority": "edge_agent.buffer.outbox",
-    "Buffer": "edge_agent.buffer.store",
-    "Outgoing": "edge_agent.buffer.store",
-}
-
-
-def __getattr__(name: str) -> Any:
-    return lazy_attribute(globals(), _LAZY, name)
+__getattr__ = lazy_members(
+    globals(),
+    {
+        "MessageKind": "edge_agent.buffer.outbox",
+        "OutboxRow": "edge_agent.buffer.outbox",
+        "Priority": "edge_agent.buffer.outbox",
+        "Buffer": "edge_agent.buffer.store",
+        "Outgoing": "edge_agent.buffer.store",
+    },
+)
 
 
 __all__ = [

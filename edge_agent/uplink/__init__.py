@@ -11,9 +11,9 @@ configuration needs only :mod:`.config` (``tests/edge_agent/test_lean_imports.py
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from edge_agent.lazy import lazy_attribute
+from edge_agent.lazy import lazy_members
 from edge_agent.uplink.config import (
     DrainOrder,
     MqttConfig,
@@ -27,11 +27,10 @@ from edge_agent.uplink.topics import TopicTemplates
 if TYPE_CHECKING:
     from edge_agent.uplink.publisher import Uplink
 
-_LAZY = {"Uplink": "edge_agent.uplink.publisher"}
-
-
-def __getattr__(name: str) -> Any:
-    return lazy_attribute(globals(), _LAZY, name)
+__getattr__ = lazy_members(
+    globals(),
+    {"Uplink": "edge_agent.uplink.publisher"},
+)
 
 
 __all__ = [

@@ -107,6 +107,21 @@ SCRIPT = textwrap.dedent(
 )
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_script(script: str, config: Path, modules: tuple[str, ...]) -> str:
+    """Run ``script`` in a fresh interpreter (config file, module names); its stdout."""
+    return subprocess.run(
+        [sys.executable, "-c", script, str(config), ",".join(modules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+
+
 @pytest.mark.parametrize("key", ["first_start", "existing_key"])
 def test_modbus_json_gateway_loads_no_heavy_optional_parts(tmp_path: Path, key: str) -> None:
     """The agent signs its start record and has imported none of :data:`HEAVY`."""
@@ -115,14 +130,7 @@ def test_modbus_json_gateway_loads_no_heavy_optional_parts(tmp_path: Path, key: 
         assert (tmp_path / "state" / "evidence" / "device.key").is_file()
     config = tmp_path / "agent.toml"
     config.write_text(CONFIG.format(state=tmp_path / "state"))
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(config), ",".join(HEAVY)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        cwd=Path(__file__).resolve().parents[2],
-    ).stdout
+    out = run_script(SCRIPT, config, HEAVY)
     last = out.strip().splitlines()[-1]
     signed, loaded = last.split(" LOADED ")
     assert int(signed.removeprefix("SIGNED ")) >= 1, out
@@ -160,20 +168,13 @@ LOAD_ONLY = textwrap.dedent(
     """
 )
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "config").glob("*.toml"))
+EXAMPLES = sorted((ROOT / "config").glob("*.toml"))
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_loading_a_configuration_imports_none_of_the_runtime(example: Path) -> None:
     """``edge-agent run`` parses its file before the runtime's modules are loaded."""
-    out = subprocess.run(
-        [sys.executable, "-c", LOAD_ONLY, str(example), ",".join(RUNTIME_ONLY)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        cwd=example.parents[1],
-    ).stdout
+    out = run_script(LOAD_ONLY, example, RUNTIME_ONLY)
     loaded = out.strip().splitlines()[-1].removeprefix("LOADED ")
     assert loaded == "-", f"imported while loading {example.name}: {loaded}"
 
